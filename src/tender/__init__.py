@@ -1,0 +1,1 @@
+"""Tender: a self-hosted payment service provider."""

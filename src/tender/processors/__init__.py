@@ -1,0 +1,1 @@
+"""Processors (connectors): the one interface every acquirer or PSP sits behind."""

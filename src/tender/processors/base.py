@@ -1,0 +1,70 @@
+"""The processor interface and the classified outcome of every call.
+
+A worker never interprets a processor's HTTP status codes or exceptions itself: each processor turns
+what happened into an `Outcome`, and the services decide what that means for the payment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+
+class Outcome(StrEnum):
+    APPROVED = "approved"
+    DECLINED = "declined"  # final; never retried
+    ACTION_REQUIRED = "action_required"  # the shopper must act (3-D Secure, an APM approval page)
+    TRANSIENT = "transient"  # the processor certainly did nothing (5xx, refused connection): retry
+    UNKNOWN = "unknown"  # the request may have been applied (timeout, dropped answer): look it up first
+    NOT_FOUND = "not_found"  # a look-up found no record of the reference: it never arrived
+
+
+@dataclass(frozen=True, slots=True)
+class CardData:
+    """The clear card, decrypted from the vault only for the duration of one processor call."""
+
+    number: str
+    exp_month: int
+    exp_year: int
+    cvc: str | None
+    holder_name: str | None
+
+    def __repr__(self) -> str:  # never let a card reach a log line or a traceback
+        return f"CardData(last4={self.number[-4:]!r}, exp={self.exp_month:02d}/{self.exp_year})"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizeRequest:
+    reference: str  # our attempt id: the processor's idempotency key and the key for look-ups
+    payment_id: str
+    amount: int
+    currency: str
+    capture: bool
+    card: CardData
+    return_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessorResult:
+    outcome: Outcome
+    processor_reference: str | None = None
+    failure_code: str | None = None
+    decline_code: str | None = None
+    message: str | None = None
+    redirect_url: str | None = None
+    captured: bool = False
+
+
+class Processor(Protocol):
+    name: str
+
+    async def authorize(self, request: AuthorizeRequest) -> ProcessorResult:
+        """Authorize (and capture, when asked) a card payment. Never raises for network faults."""
+        ...
+
+    async def lookup(self, reference: str) -> ProcessorResult:
+        """What the processor knows of an attempt: its outcome, NOT_FOUND, or TRANSIENT/UNKNOWN."""
+        ...
+
+    async def aclose(self) -> None: ...
