@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): auth, idempotency, errors, one router module per resource."""

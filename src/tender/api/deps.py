@@ -1,0 +1,75 @@
+"""Request dependencies: the container, API-key and operator authentication, the JSON body."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, Request
+
+from tender.bootstrap import Container
+from tender.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
+from tender.services.merchants import Principal
+
+
+def get_container(request: Request) -> Container:
+    container: Container = request.app.state.container
+    return container
+
+
+ContainerDep = Annotated[Container, Depends(get_container)]
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationFailed(
+            "No valid API key provided: send 'Authorization: Bearer sk_test_...'", code="missing_api_key"
+        )
+    return token.strip()
+
+
+async def any_key(request: Request, container: ContainerDep) -> Principal:
+    principal = await container.authenticator.authenticate(_bearer(request))
+    if principal is None:
+        raise AuthenticationFailed("Invalid API key provided.")
+    return principal
+
+
+async def secret_key(principal: Annotated[Principal, Depends(any_key)]) -> Principal:
+    if principal.kind != "secret":
+        raise PermissionDenied(
+            "A publishable key may only create card tokens and drive the hosted checkout; use a secret key.",
+            code="secret_key_required",
+        )
+    return principal
+
+
+Merchant = Annotated[Principal, Depends(secret_key)]
+
+
+async def operator(request: Request, container: ContainerDep) -> None:
+    expected = container.settings.admin_key
+    if expected is None:
+        raise AuthenticationFailed("The admin API is disabled: set TENDER_ADMIN_KEY.", code="admin_disabled")
+    if not hmac.compare_digest(_bearer(request).encode(), expected.get_secret_value().encode()):
+        raise AuthenticationFailed("Invalid admin key.")
+
+
+Operator = Depends(operator)
+
+
+async def json_body(request: Request) -> Any:
+    """The body as JSON whatever its Content-Type (curl -d sends form-encoded), or a 400 naming `body`."""
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("body: the request body is not valid JSON", param="body", code="invalid_json") from None
+    if not isinstance(payload, dict):
+        raise InvalidRequest("body: the request body must be a JSON object", param="body")
+    return payload

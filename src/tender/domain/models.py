@@ -1,0 +1,67 @@
+"""The records services work with: plain data, one per stored object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Merchant:
+    id: str
+    name: str
+    created: datetime
+
+
+@dataclass(slots=True)
+class Payment:
+    id: str
+    merchant_id: str
+    amount: int
+    currency: str
+    status: str
+    capture: bool
+    amount_captured: int
+    amount_refunded: int
+    payment_method: dict[str, Any]
+    card_id: str | None
+    reference: str | None
+    description: str | None
+    metadata: dict[str, str]
+    customer: str | None
+    return_url: str | None
+    failure_code: str | None
+    decline_code: str | None
+    failure_message: str | None
+    next_action: dict[str, Any] | None
+    processor: str
+    created: datetime
+    updated: datetime
+    processor_reference: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VaultCard:
+    """A vault row as the worker reads it: still ciphertext."""
+
+    id: str
+    number_ct: bytes
+    cvc_ct: bytes | None
+    exp_month: int
+    exp_year: int
+    holder_name: str | None
+
+
+@dataclass(slots=True)
+class Attempt:
+    id: str
+    payment_id: str
+    operation: str
+    processor: str
+    status: str = "pending"
+    processor_reference: str | None = None
+    failure_code: str | None = None
+    decline_code: str | None = None
+    message: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)

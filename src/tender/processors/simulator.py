@@ -1,0 +1,259 @@
+"""Tender's client for the card-acquirer simulator (`tender.simulator`), a `Processor`.
+
+Every call is classified into an `Outcome` and never raises for a network fault. The line that
+matters is whether the request may have reached the simulator: if it certainly did not (refused
+connection, no pooled connection, an injected 503) the outcome is TRANSIENT and a retry is safe;
+if it may have (a timeout or a cut connection after sending) the outcome is UNKNOWN and the caller
+must look the reference up before anything else. Messages never contain request bodies, so no
+card number or CVC can leak through them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from tender.processors.base import AuthorizeRequest, Outcome, ProcessorResult
+
+SIGNATURE_HEADER = "Simulator-Signature"
+
+# Errors raised before any byte of the request left: the simulator cannot have acted on it.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+_AUTH_OUTCOMES = {
+    "approved": Outcome.APPROVED,
+    "declined": Outcome.DECLINED,
+    "action_required": Outcome.ACTION_REQUIRED,
+    "canceled": Outcome.DECLINED,  # voided through cancel: final, nothing to collect
+}
+_OPERATION_OUTCOMES = {"succeeded": Outcome.APPROVED, "failed": Outcome.DECLINED}
+
+_Parser = Callable[[Any], ProcessorResult]
+
+
+class InvalidSignature(ValueError):
+    """A notification whose signature is missing, malformed, wrong or too old."""
+
+
+def _network_fault(exc: Exception, *, side_effect: bool) -> ProcessorResult:
+    """A call that got no usable answer; for look-ups (no side effect) always TRANSIENT."""
+    sent = not isinstance(exc, _NOT_SENT)
+    outcome = Outcome.UNKNOWN if side_effect and sent else Outcome.TRANSIENT
+    when = "after the request may have been sent" if sent else "before the request was sent"
+    return ProcessorResult(outcome, message=f"simulator unreachable {when}: {type(exc).__name__}")
+
+
+def _http_error(response: httpx.Response, *, side_effect: bool) -> ProcessorResult:
+    status = response.status_code
+    code, message = None, None
+    try:
+        error = response.json().get("error") or {}
+        code, message = error.get("code"), error.get("message")
+    except (ValueError, AttributeError):
+        pass
+    detail = f"simulator answered HTTP {status}" + (f" ({code}): {message}" if code else "")
+    if status in (429, 503) or (not side_effect and status >= 500):
+        # The simulator refuses before doing anything (its injected outage is a 503).
+        return ProcessorResult(Outcome.TRANSIENT, message=detail)
+    if status >= 500 or status == 409:
+        # A 500 may come after the charge was recorded; a 409 means the reference exists with a
+        # different request. Either way only a look-up can tell what happened.
+        return ProcessorResult(Outcome.UNKNOWN, failure_code=code, message=detail)
+    if not side_effect:
+        return ProcessorResult(Outcome.TRANSIENT, message=detail)
+    # Any other 4xx: the simulator refused this request and charged nothing; resending won't help.
+    return ProcessorResult(Outcome.DECLINED, failure_code="processing_error", message=detail)
+
+
+def _authorization_result(data: Mapping[str, Any]) -> ProcessorResult:
+    outcome = _AUTH_OUTCOMES.get(str(data.get("status")))
+    if outcome is None:
+        return ProcessorResult(Outcome.UNKNOWN, processor_reference=data.get("id"), message="unexpected status")
+    failure_code = data.get("failure_code")
+    if outcome is Outcome.DECLINED and data.get("status") == "canceled":
+        failure_code = failure_code or "canceled"
+    return ProcessorResult(
+        outcome,
+        processor_reference=data.get("id"),
+        failure_code=failure_code,
+        decline_code=data.get("decline_code"),
+        message=data.get("message"),
+        redirect_url=data.get("redirect_url") if outcome is Outcome.ACTION_REQUIRED else None,
+        captured=bool(data.get("captured")) and outcome is Outcome.APPROVED,
+    )
+
+
+def _operation_result(data: Mapping[str, Any]) -> ProcessorResult:
+    outcome = _OPERATION_OUTCOMES.get(str(data.get("status")))
+    if outcome is None:
+        return ProcessorResult(Outcome.UNKNOWN, processor_reference=data.get("id"), message="unexpected status")
+    return ProcessorResult(
+        outcome,
+        processor_reference=data.get("id"),
+        failure_code=data.get("failure_code"),
+        message=data.get("message"),
+        captured=data.get("object") == "capture" and outcome is Outcome.APPROVED,
+    )
+
+
+class SimulatorProcessor:
+    name = "simulator"
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 10.0,
+        notify_secret: str = "simsecret_dev",  # noqa: S107 - the simulator's development default
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._notify_secret = notify_secret.encode()
+        self._owns_client = client is None
+        self._client = client or httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            timeout=httpx.Timeout(timeout),
+            # Sized for a worker handling a few hundred attempts at once; a call that cannot get a
+            # connection in time fails with PoolTimeout, before sending, so it is safely TRANSIENT.
+            limits=httpx.Limits(max_connections=400, max_keepalive_connections=100, keepalive_expiry=30.0),
+        )
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> httpx.Response | ProcessorResult:
+        """The response, or the classified result of a call that got none."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        try:
+            return await self._client.request(method, path, json=body, headers=headers)
+        except Exception as exc:  # classified, never raised: see the module docstring
+            return _network_fault(exc, side_effect=method == "POST")
+
+    async def _post(self, path: str, body: dict[str, Any], reference: str, parse: _Parser) -> ProcessorResult:
+        response = await self._call("POST", path, body=body, idempotency_key=reference)
+        if isinstance(response, ProcessorResult):
+            return response
+        if response.status_code != 200:
+            return _http_error(response, side_effect=True)
+        try:
+            return parse(response.json())
+        except Exception:  # an unreadable 200 may still have been a charge
+            return ProcessorResult(Outcome.UNKNOWN, message="simulator answered 200 with an unreadable body")
+
+    async def _get(self, path: str, parse: _Parser) -> ProcessorResult:
+        response = await self._call("GET", path)
+        if isinstance(response, ProcessorResult):
+            return response
+        if response.status_code == 404:
+            return ProcessorResult(Outcome.NOT_FOUND, message="the simulator has no record of this reference")
+        if response.status_code != 200:
+            return _http_error(response, side_effect=False)
+        try:
+            return parse(response.json())
+        except Exception:  # a look-up has no side effect: ask again later
+            return ProcessorResult(Outcome.TRANSIENT, message="simulator answered 200 with an unreadable body")
+
+    # -- Processor ----------------------------------------------------------------------------
+
+    async def authorize(self, request: AuthorizeRequest) -> ProcessorResult:
+        card = request.card
+        body: dict[str, Any] = {
+            "reference": request.reference,
+            "payment": request.payment_id,
+            "amount": request.amount,
+            "currency": request.currency,
+            "capture": request.capture,
+            "card": {
+                "number": card.number,
+                "exp_month": card.exp_month,
+                "exp_year": card.exp_year,
+                "cvc": card.cvc,
+                "holder_name": card.holder_name,
+            },
+        }
+        if request.return_url:
+            body["return_url"] = request.return_url
+        return await self._post("/v1/authorizations", body, request.reference, _authorization_result)
+
+    async def lookup(self, reference: str) -> ProcessorResult:
+        return await self._get(f"/v1/authorizations/{_segment(reference)}", _authorization_result)
+
+    # -- captures, cancels, refunds -----------------------------------------------------------
+
+    async def capture(self, reference: str, authorization: str, amount: int | None = None) -> ProcessorResult:
+        """Capture `amount` (default: all) of the authorization whose reference is `authorization`.
+
+        `reference` is this operation's own idempotency key and look-up key.
+        """
+        body: dict[str, Any] = {"reference": reference}
+        if amount is not None:
+            body["amount"] = amount
+        path = f"/v1/authorizations/{_segment(authorization)}/capture"
+        return await self._post(path, body, reference, _operation_result)
+
+    async def cancel(self, reference: str, authorization: str) -> ProcessorResult:
+        """Void an uncaptured (or still 3-D Secure pending) authorization."""
+        path = f"/v1/authorizations/{_segment(authorization)}/cancel"
+        return await self._post(path, {"reference": reference}, reference, _operation_result)
+
+    async def refund(self, reference: str, authorization: str, amount: int | None = None) -> ProcessorResult:
+        """Refund `amount` (default: all that is left) of a captured authorization."""
+        body: dict[str, Any] = {"reference": reference, "authorization": authorization}
+        if amount is not None:
+            body["amount"] = amount
+        return await self._post("/v1/refunds", body, reference, _operation_result)
+
+    async def lookup_operation(self, reference: str) -> ProcessorResult:
+        """A capture, cancel or refund by its own reference: APPROVED, DECLINED or NOT_FOUND."""
+        return await self._get(f"/v1/operations/{_segment(reference)}", _operation_result)
+
+    # -- inbound notifications ----------------------------------------------------------------
+
+    def verify_notification(
+        self, headers: Mapping[str, str], body: bytes, *, tolerance_seconds: int = 300
+    ) -> dict[str, Any]:
+        """The event of a notification whose Simulator-Signature is valid and recent, else InvalidSignature."""
+        header = next((v for k, v in headers.items() if k.lower() == SIGNATURE_HEADER.lower()), None)
+        if not header:
+            raise InvalidSignature("missing Simulator-Signature header")
+        timestamp: int | None = None
+        candidates: list[str] = []
+        for part in header.split(","):
+            key, _, value = part.strip().partition("=")
+            if key == "t" and value.isdigit():
+                timestamp = int(value)
+            elif key == "v1":
+                candidates.append(value)
+        if timestamp is None or not candidates:
+            raise InvalidSignature("malformed Simulator-Signature header")
+        if abs(time.time() - timestamp) > tolerance_seconds:
+            raise InvalidSignature("notification timestamp outside the tolerance")
+        expected = hmac.new(self._notify_secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+        if not any(hmac.compare_digest(expected.encode(), c.encode()) for c in candidates):
+            raise InvalidSignature("signature mismatch")
+        try:
+            event = json.loads(body)
+        except ValueError:
+            raise InvalidSignature("body is not JSON") from None
+        if not isinstance(event, dict):
+            raise InvalidSignature("body is not a JSON object")
+        return event
+
+
+def _segment(value: str) -> str:
+    """A reference as one URL path segment (references are ours, but never trust a slash)."""
+    return quote(value, safe="")

@@ -1,0 +1,402 @@
+"""The simulator's HTTP API: a card acquirer with test cards, 3-D Secure, idempotency and faults.
+
+Endpoints
+- `POST /v1/authorizations`, `GET /v1/authorizations/{reference}`
+- `POST /v1/authorizations/{reference}/capture`, `.../cancel`, `POST /v1/refunds`,
+  `GET /v1/operations/{reference}`
+- `GET|POST /3ds/{sim_id}`: the shopper's challenge page
+- `GET|POST /_sim/config`, `GET /_sim/authorizations`, `GET /_sim/operations`, `GET /_sim/stats`,
+  `GET /healthz`: for tests and operators, never faulted
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import random
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from tender.simulator import cards, pages
+from tender.simulator.config import ConfigError, SimulatorConfig, updated
+from tender.simulator.faults import DroppedResponse, FaultPlan, Stats
+from tender.simulator.notify import Notifier
+from tender.simulator.requests import (
+    BadRequest,
+    OperationInput,
+    json_object,
+    parse_authorization,
+    parse_operation,
+)
+from tender.simulator.store import (
+    AuthorizationRecord,
+    OperationDecision,
+    OperationRecord,
+    Registration,
+    SimulatorStore,
+)
+
+log = logging.getLogger("tender.simulator")
+
+REPLAYED_HEADERS = {"Idempotent-Replayed": "true"}
+
+
+def _error(status: int, type_: str, code: str, message: str, param: str | None = None) -> JSONResponse:
+    error: dict[str, Any] = {"type": type_, "code": code, "message": message}
+    if param is not None:
+        error["param"] = param
+    return JSONResponse({"error": error}, status_code=status)
+
+
+def _bad_request(exc: BadRequest) -> JSONResponse:
+    return _error(400, "invalid_request_error", "parameter_invalid", exc.message, exc.param)
+
+
+def _mismatch() -> JSONResponse:
+    return _error(
+        409, "idempotency_error", "idempotency_mismatch",
+        "This reference was already used with a different request.",
+    )  # fmt: skip
+
+
+class Simulator:
+    """The simulator's state (config, record, counters, notifier) and its request handlers."""
+
+    def __init__(self, config: SimulatorConfig, notify_client: httpx.AsyncClient | None = None) -> None:
+        self.config = config
+        self.store = SimulatorStore(config.db_path)
+        self.stats = Stats()
+        self.rng = random.Random(config.seed)
+        self.notifier = Notifier(lambda: (self.config.notify_url, self.config.notify_secret), notify_client)
+
+    async def aclose(self) -> None:
+        await self.notifier.aclose()
+        self.store.close()
+
+    def reconfigure(self, changes: Mapping[str, Any]) -> None:
+        new = updated(self.config, changes)
+        if "seed" in changes:
+            self.rng.seed(new.seed)
+        self.config = new
+
+    # -- views ----------------------------------------------------------------------------------
+
+    def authorization_object(self, auth: AuthorizationRecord) -> dict[str, Any]:
+        redirect = f"{self.config.public_url}/3ds/{auth.id}" if auth.status == cards.ACTION_REQUIRED else None
+        return {
+            "id": auth.id,
+            "object": "authorization",
+            "reference": auth.reference,
+            "payment": auth.payment,
+            "amount": auth.amount,
+            "currency": auth.currency,
+            "status": auth.status,
+            "captured": auth.captured,
+            "amount_captured": auth.amount_captured,
+            "amount_refunded": auth.amount_refunded,
+            "failure_code": auth.failure_code,
+            "decline_code": auth.decline_code,
+            "message": auth.message,
+            "redirect_url": redirect,
+            "card": {"brand": auth.card_brand, "last4": auth.card_last4},
+            "created": auth.created,
+        }
+
+    @staticmethod
+    def operation_object(op: OperationRecord) -> dict[str, Any]:
+        return {
+            "id": op.id,
+            "object": op.kind,
+            "reference": op.reference,
+            "authorization": op.authorization_id,
+            "amount": op.amount,
+            "currency": op.currency,
+            "status": op.status,
+            "failure_code": op.failure_code,
+            "message": op.message,
+            "created": op.created,
+        }
+
+    # -- fault injection ------------------------------------------------------------------------
+
+    async def _charging(self, request: Request, process: Callable[[Request, dict[str, Any]], Response]) -> Response:
+        """Run `process` (synchronous, so its check-and-record is atomic) under the configured faults."""
+        cfg = self.config
+        self.stats.requests += 1
+        plan = FaultPlan(
+            self.rng,
+            latency_ms=cfg.latency_ms,
+            latency_jitter_ms=cfg.latency_jitter_ms,
+            error_rate=cfg.error_rate,
+            drop_rate=cfg.drop_rate,
+            timeout_rate=cfg.timeout_rate,
+        )
+        await plan.delay()
+        if plan.error:
+            self.stats.faults.error += 1
+            return _error(503, "api_error", "service_unavailable", "Simulated outage: nothing was done.")
+        try:
+            body = json_object(await request.body())
+        except BadRequest as exc:
+            return _bad_request(exc)
+        if plan.drop and not plan.drop_after_charge:
+            self.stats.faults.drop += 1
+            log.debug("fault: connection dropped before processing")
+            return DroppedResponse()
+        response = process(request, body)
+        if plan.drop:
+            self.stats.faults.drop += 1
+            log.debug("fault: connection dropped after processing")
+            return DroppedResponse()
+        if plan.timeout:
+            self.stats.faults.timeout += 1
+            log.debug("fault: answering after %.1f s", cfg.timeout_seconds)
+            await asyncio.sleep(cfg.timeout_seconds)
+        return response
+
+    # -- authorizations -------------------------------------------------------------------------
+
+    async def create_authorization(self, request: Request) -> Response:
+        return await self._charging(request, self._authorize)
+
+    def _authorize(self, request: Request, body: dict[str, Any]) -> Response:
+        try:
+            inp = parse_authorization(body, request.headers.get("idempotency-key"))
+        except BadRequest as exc:
+            return _bad_request(exc)
+        decision = cards.decide(inp.number, inp.exp_month, inp.exp_year)
+        captured = decision.status == cards.APPROVED and inp.capture
+        now = int(time.time())
+        record = AuthorizationRecord(
+            id="sim_" + secrets.token_hex(12),
+            reference=inp.reference,
+            payment=inp.payment,
+            amount=inp.amount,
+            currency=inp.currency,
+            capture=inp.capture,
+            status=decision.status,
+            captured=captured,
+            amount_captured=inp.amount if captured else 0,
+            failure_code=decision.failure_code,
+            decline_code=decision.decline_code,
+            message=decision.message,
+            card_brand=cards.card_brand(inp.number),
+            card_last4=inp.number[-4:],
+            return_url=inp.return_url,
+            request_hash=inp.request_hash(),
+            created=now,
+            updated=now,
+        )
+        stored, registration = self.store.register_authorization(record)
+        if registration is Registration.MISMATCH:
+            self.stats.mismatches += 1
+            return _mismatch()
+        obj = self.authorization_object(stored)
+        if registration is Registration.REPLAYED:
+            self.stats.replays += 1
+            return JSONResponse(obj, headers=REPLAYED_HEADERS)
+        self.stats.charged += 1
+        log.debug("authorization %s reference=%s status=%s", stored.id, stored.reference, stored.status)
+        if self.config.notify_on_create:
+            self.notifier.publish(obj)
+        return JSONResponse(obj)
+
+    async def get_authorization(self, request: Request) -> Response:
+        auth = self.store.authorization_by_reference(request.path_params["reference"])
+        if auth is None:
+            return _error(404, "not_found", "not_found", "No authorization has this reference.")
+        return JSONResponse(self.authorization_object(auth))
+
+    # -- 3-D Secure -----------------------------------------------------------------------------
+
+    async def challenge_page(self, request: Request) -> Response:
+        auth = self.store.authorization_by_id(request.path_params["sim_id"])
+        if auth is None:
+            return HTMLResponse(pages.not_found_page(), status_code=404)
+        return HTMLResponse(pages.challenge_page(auth))
+
+    async def challenge_decision(self, request: Request) -> Response:
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        choice = (form.get("decision") or [""])[0]
+        if choice not in ("approve", "decline"):
+            return HTMLResponse("decision must be approve or decline", status_code=400)
+        decision = cards.CHALLENGE_APPROVED if choice == "approve" else cards.CHALLENGE_FAILED
+        auth, changed = self.store.resolve_challenge(request.path_params["sim_id"], decision, int(time.time()))
+        if auth is None:
+            return HTMLResponse(pages.not_found_page(), status_code=404)
+        if changed:  # a second decision is ignored, and so is not notified again
+            log.info("3-D Secure %s for authorization %s", choice, auth.id)
+            self.notifier.publish(self.authorization_object(auth))
+        if auth.return_url:
+            return RedirectResponse(auth.return_url, status_code=303)
+        return HTMLResponse(pages.done_page(auth))
+
+    # -- captures, cancels, refunds -------------------------------------------------------------
+
+    async def capture(self, request: Request) -> Response:
+        return await self._charging(request, self._operation("capture"))
+
+    async def cancel(self, request: Request) -> Response:
+        return await self._charging(request, self._operation("cancel"))
+
+    async def refund(self, request: Request) -> Response:
+        return await self._charging(request, self._operation("refund"))
+
+    def _operation(self, kind: str) -> Callable[[Request, dict[str, Any]], Response]:
+        def process(request: Request, body: dict[str, Any]) -> Response:
+            try:
+                inp = parse_operation(
+                    kind, body, request.headers.get("idempotency-key"), request.path_params.get("reference")
+                )
+            except BadRequest as exc:
+                return _bad_request(exc)
+            record = OperationRecord(
+                id="simop_" + secrets.token_hex(12),
+                reference=inp.reference,
+                kind=kind,
+                authorization_id="",
+                amount=0,
+                currency="",
+                status="",
+                failure_code=None,
+                message=None,
+                request_hash=inp.request_hash(),
+                created=int(time.time()),
+            )
+            op, registration = self.store.register_operation(
+                record, inp.authorization, lambda auth: _operation_rule(inp, auth)
+            )
+            if registration is Registration.NOT_FOUND or op is None:
+                return _error(404, "not_found", "authorization_not_found", "No such authorization.")
+            if registration is Registration.MISMATCH:
+                self.stats.mismatches += 1
+                return _mismatch()
+            if registration is Registration.REPLAYED:
+                self.stats.replays += 1
+                return JSONResponse(self.operation_object(op), headers=REPLAYED_HEADERS)
+            self.stats.operations += 1
+            return JSONResponse(self.operation_object(op))
+
+        return process
+
+    async def get_operation(self, request: Request) -> Response:
+        op = self.store.operation_by_reference(request.path_params["reference"])
+        if op is None:
+            return _error(404, "not_found", "not_found", "No operation has this reference.")
+        return JSONResponse(self.operation_object(op))
+
+    # -- admin ----------------------------------------------------------------------------------
+
+    async def get_config(self, request: Request) -> Response:
+        return JSONResponse(self.config.public_view())
+
+    async def set_config(self, request: Request) -> Response:
+        try:
+            changes = json_object(await request.body())
+            self.reconfigure(changes)
+        except BadRequest as exc:
+            return _bad_request(exc)
+        except ConfigError as exc:
+            return _error(400, "invalid_request_error", "parameter_invalid", exc.message, exc.param)
+        log.info("configuration changed: %s", ", ".join(sorted(changes)))
+        return JSONResponse(self.config.public_view())
+
+    async def list_authorizations(self, request: Request) -> Response:
+        records = self.store.list_authorizations(request.query_params.get("payment"))
+        data = [_admin_view(r) for r in records]
+        return JSONResponse({"object": "list", "data": data, "has_more": False})
+
+    async def list_operations(self, request: Request) -> Response:
+        records = self.store.list_operations(request.query_params.get("authorization"))
+        data = [_admin_view(r) for r in records]
+        return JSONResponse({"object": "list", "data": data, "has_more": False})
+
+    async def get_stats(self, request: Request) -> Response:
+        stats = dataclasses.asdict(self.stats)
+        stats["notifications"] = dataclasses.asdict(self.notifier.stats)
+        return JSONResponse(stats)
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+
+def _admin_view(record: AuthorizationRecord | OperationRecord) -> dict[str, Any]:
+    view = dataclasses.asdict(record)
+    del view["request_hash"]
+    return view
+
+
+def _operation_rule(inp: OperationInput, auth: AuthorizationRecord) -> OperationDecision:
+    """What a capture, cancel or refund does to an authorization; a refusal is recorded as failed."""
+
+    def failed(code: str, message: str, amount: int | None = None) -> OperationDecision:
+        return OperationDecision("failed", amount or inp.amount or auth.amount, code, message)
+
+    if inp.kind == "capture":
+        if auth.status != cards.APPROVED:
+            return failed("authorization_not_approved", "Only an approved authorization can be captured.")
+        if auth.captured:
+            return failed("already_captured", "The authorization was already captured.")
+        amount = inp.amount or auth.amount
+        if amount > auth.amount:
+            return failed("amount_too_large", "The capture exceeds the authorized amount.")
+        return OperationDecision("succeeded", amount, changes={"captured": True, "amount_captured": amount})
+    if inp.kind == "cancel":
+        if auth.status == cards.ACTION_REQUIRED or (auth.status == cards.APPROVED and not auth.captured):
+            return OperationDecision("succeeded", auth.amount, changes={"status": cards.CANCELED})
+        if auth.captured:
+            return failed("already_captured", "A captured authorization cannot be canceled; refund it.")
+        if auth.status == cards.CANCELED:
+            return failed("already_canceled", "The authorization was already canceled.")
+        return failed("authorization_not_approved", "A declined authorization cannot be canceled.")
+    # refund
+    remaining = auth.amount_captured - auth.amount_refunded
+    if not auth.captured:
+        return failed("not_captured", "Only a captured authorization can be refunded.")
+    if remaining <= 0:
+        return failed("already_refunded", "The authorization was already refunded in full.")
+    amount = inp.amount or remaining
+    if amount > remaining:
+        return failed("amount_too_large", "The refund exceeds what is left to refund.")
+    return OperationDecision("succeeded", amount, changes={"amount_refunded": auth.amount_refunded + amount})
+
+
+def create_app(config: SimulatorConfig, *, notify_client: httpx.AsyncClient | None = None) -> Starlette:
+    """The simulator ASGI app. `notify_client` lets tests receive notifications in process."""
+    sim = Simulator(config, notify_client)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await sim.aclose()
+
+    routes = [
+        Route("/v1/authorizations", sim.create_authorization, methods=["POST"]),
+        Route("/v1/authorizations/{reference}", sim.get_authorization, methods=["GET"]),
+        Route("/v1/authorizations/{reference}/capture", sim.capture, methods=["POST"]),
+        Route("/v1/authorizations/{reference}/cancel", sim.cancel, methods=["POST"]),
+        Route("/v1/refunds", sim.refund, methods=["POST"]),
+        Route("/v1/operations/{reference}", sim.get_operation, methods=["GET"]),
+        Route("/3ds/{sim_id}", sim.challenge_page, methods=["GET"]),
+        Route("/3ds/{sim_id}", sim.challenge_decision, methods=["POST"]),
+        Route("/_sim/config", sim.get_config, methods=["GET"]),
+        Route("/_sim/config", sim.set_config, methods=["POST"]),
+        Route("/_sim/authorizations", sim.list_authorizations, methods=["GET"]),
+        Route("/_sim/operations", sim.list_operations, methods=["GET"]),
+        Route("/_sim/stats", sim.get_stats, methods=["GET"]),
+        Route("/healthz", sim.healthz, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.simulator = sim
+    return app

@@ -1,0 +1,82 @@
+"""The `tender simulator` command (also `python -m tender.simulator`)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from tender.simulator.config import ConfigError, SimulatorConfig
+
+
+class _IntentionalDropFilter(logging.Filter):
+    """Hide uvicorn's error line for connections the simulator cuts on purpose (drop_rate)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "without completing response" not in record.getMessage()
+
+
+def simulator_command(
+    host: Annotated[str, typer.Option(envvar="TENDER_SIM_HOST", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="TENDER_SIM_PORT", help="Port to listen on.")] = 8001,
+    db_path: Annotated[
+        str | None, typer.Option(envvar="TENDER_SIM_DB_PATH", help="SQLite file for the record; default in memory.")
+    ] = None,
+    public_url: Annotated[
+        str | None,
+        typer.Option(envvar="TENDER_SIM_PUBLIC_URL", help="Base URL shoppers reach; default http://HOST:PORT."),
+    ] = None,
+    notify_url: Annotated[
+        str | None, typer.Option(envvar="TENDER_SIM_NOTIFY_URL", help="Where to POST signed notifications.")
+    ] = None,
+    notify_secret: Annotated[
+        str, typer.Option(envvar="TENDER_SIM_NOTIFY_SECRET", help="HMAC key of the notifications.")
+    ] = "simsecret_dev",  # noqa: S107 - development default, as in Tender's settings
+    notify_on_create: Annotated[
+        bool, typer.Option(envvar="TENDER_SIM_NOTIFY_ON_CREATE", help="Notify every new authorization too.")
+    ] = True,
+    latency_ms: Annotated[int, typer.Option(envvar="TENDER_SIM_LATENCY_MS", help="Added to every charge.")] = 0,
+    latency_jitter_ms: Annotated[
+        int, typer.Option(envvar="TENDER_SIM_LATENCY_JITTER_MS", help="Uniform random extra latency, up to this.")
+    ] = 0,
+    error_rate: Annotated[
+        float, typer.Option(envvar="TENDER_SIM_ERROR_RATE", help="Share of charges refused with 503 (not charged).")
+    ] = 0.0,
+    timeout_rate: Annotated[
+        float, typer.Option(envvar="TENDER_SIM_TIMEOUT_RATE", help="Share of charges answered late (charged).")
+    ] = 0.0,
+    timeout_seconds: Annotated[
+        float, typer.Option(envvar="TENDER_SIM_TIMEOUT_SECONDS", help="How late a timed-out answer comes.")
+    ] = 15.0,
+    drop_rate: Annotated[
+        float, typer.Option(envvar="TENDER_SIM_DROP_RATE", help="Share of charges whose connection is cut.")
+    ] = 0.0,
+    seed: Annotated[int | None, typer.Option(envvar="TENDER_SIM_SEED", help="Seed for reproducible faults.")] = None,
+    log_level: Annotated[str, typer.Option(envvar="TENDER_SIM_LOG_LEVEL", help="uvicorn log level.")] = "info",
+) -> None:
+    """Run the card-acquirer simulator (test cards, 3-D Secure, faults) as its own HTTP service."""
+    import uvicorn  # imported here so the main CLI starts fast
+
+    from tender.simulator.app import create_app
+
+    try:
+        config = SimulatorConfig(
+            db_path=db_path,
+            public_url=public_url or f"http://{host}:{port}",
+            notify_url=notify_url,
+            notify_secret=notify_secret,
+            notify_on_create=notify_on_create,
+            latency_ms=latency_ms,
+            latency_jitter_ms=latency_jitter_ms,
+            error_rate=error_rate,
+            timeout_rate=timeout_rate,
+            timeout_seconds=timeout_seconds,
+            drop_rate=drop_rate,
+            seed=seed,
+        )
+    except ConfigError as exc:
+        raise typer.BadParameter(exc.message, param_hint=f"--{exc.param.replace('_', '-')}") from None
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s:%(name)s: %(message)s")
+    logging.getLogger("uvicorn.error").addFilter(_IntentionalDropFilter())
+    uvicorn.run(create_app(config), host=host, port=port, log_level=log_level, access_log=False)

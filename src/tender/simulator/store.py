@@ -1,0 +1,285 @@
+"""The simulator's own durable record of what it charged (stdlib sqlite3, WAL).
+
+It is the ground truth fault tests compare Tender against: one row per authorization reference
+(UNIQUE), so a reference can never be charged twice, and a counter of how often it was asked for.
+Only the card's brand and last four digits are stored, never the number or the security code.
+
+Every method is synchronous and short. The app calls them from the event loop without awaiting in
+between, so a check-then-insert cannot interleave with another request's; the lock covers callers
+on other threads, and the UNIQUE constraint covers other processes sharing the file.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from enum import StrEnum
+from typing import Any
+
+from tender.simulator.cards import Decision
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS authorizations (
+    id TEXT PRIMARY KEY,
+    reference TEXT NOT NULL UNIQUE,
+    payment TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    currency TEXT NOT NULL,
+    capture INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    captured INTEGER NOT NULL,
+    amount_captured INTEGER NOT NULL DEFAULT 0,
+    amount_refunded INTEGER NOT NULL DEFAULT 0,
+    failure_code TEXT,
+    decline_code TEXT,
+    message TEXT,
+    card_brand TEXT NOT NULL,
+    card_last4 TEXT NOT NULL,
+    return_url TEXT,
+    request_hash TEXT NOT NULL,
+    request_count INTEGER NOT NULL DEFAULT 1,
+    created INTEGER NOT NULL,
+    updated INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS authorizations_payment ON authorizations (payment);
+CREATE TABLE IF NOT EXISTS operations (
+    id TEXT PRIMARY KEY,
+    reference TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    authorization_id TEXT NOT NULL REFERENCES authorizations (id),
+    amount INTEGER NOT NULL,
+    currency TEXT NOT NULL,
+    status TEXT NOT NULL,
+    failure_code TEXT,
+    message TEXT,
+    request_hash TEXT NOT NULL,
+    request_count INTEGER NOT NULL DEFAULT 1,
+    created INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS operations_authorization ON operations (authorization_id);
+"""
+
+
+class Registration(StrEnum):
+    CREATED = "created"  # first time this reference was seen: it was processed now
+    REPLAYED = "replayed"  # seen before with the same request: nothing new happened
+    MISMATCH = "mismatch"  # seen before with a different request: refused
+    NOT_FOUND = "not_found"  # an operation named an authorization the simulator never saw
+
+
+@dataclass(slots=True)
+class AuthorizationRecord:
+    id: str
+    reference: str
+    payment: str
+    amount: int
+    currency: str
+    capture: bool
+    status: str
+    captured: bool
+    failure_code: str | None
+    decline_code: str | None
+    message: str | None
+    card_brand: str
+    card_last4: str
+    return_url: str | None
+    request_hash: str
+    created: int
+    updated: int
+    amount_captured: int = 0
+    amount_refunded: int = 0
+    request_count: int = 1
+
+
+@dataclass(slots=True)
+class OperationRecord:
+    id: str
+    reference: str
+    kind: str  # capture | cancel | refund
+    authorization_id: str
+    amount: int
+    currency: str
+    status: str  # succeeded | failed
+    failure_code: str | None
+    message: str | None
+    request_hash: str
+    created: int
+    request_count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class OperationDecision:
+    """What a capture/cancel/refund does to its authorization, decided by the app's rules."""
+
+    status: str
+    amount: int
+    failure_code: str | None = None
+    message: str | None = None
+    changes: Mapping[str, Any] = field(default_factory=dict)
+
+
+# Columns an operation may change on its authorization (they are interpolated into SQL).
+_MUTABLE = frozenset({"status", "captured", "amount_captured", "amount_refunded"})
+_BOOLS = frozenset({"capture", "captured"})
+
+
+def _auth(row: sqlite3.Row) -> AuthorizationRecord:
+    values: dict[str, Any] = {k: (bool(row[k]) if k in _BOOLS else row[k]) for k in row.keys()}  # noqa: SIM118
+    return AuthorizationRecord(**values)
+
+
+def _op(row: sqlite3.Row) -> OperationRecord:
+    return OperationRecord(**{k: row[k] for k in row.keys()})  # noqa: SIM118
+
+
+class SimulatorStore:
+    def __init__(self, db_path: str | None = None) -> None:
+        self._lock = threading.Lock()
+        # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE) so the write lock is taken
+        # before the idempotency check, not at the first write.
+        self._db = sqlite3.connect(db_path or ":memory:", isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL under WAL survives a process crash (what fault tests do); FULL would add an fsync
+        # per charge for power loss, which a simulator does not need.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- authorizations -------------------------------------------------------------------------
+
+    def register_authorization(self, new: AuthorizationRecord) -> tuple[AuthorizationRecord, Registration]:
+        """Insert `new` unless its reference exists; then the stored row and how it compared."""
+        columns = [f.name for f in fields(AuthorizationRecord)]
+        with self._transaction() as db:
+            row = db.execute("SELECT * FROM authorizations WHERE reference = ?", (new.reference,)).fetchone()
+            if row is not None:
+                db.execute("UPDATE authorizations SET request_count = request_count + 1 WHERE id = ?", (row["id"],))
+                existing = _auth(row)
+                existing.request_count += 1
+                same = existing.request_hash == new.request_hash
+                return existing, Registration.REPLAYED if same else Registration.MISMATCH
+            db.execute(
+                f"INSERT INTO authorizations ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                [getattr(new, c) for c in columns],
+            )
+            return new, Registration.CREATED
+
+    def authorization_by_reference(self, reference: str) -> AuthorizationRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM authorizations WHERE reference = ?", (reference,)).fetchone()
+        return None if row is None else _auth(row)
+
+    def authorization_by_id(self, sim_id: str) -> AuthorizationRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM authorizations WHERE id = ?", (sim_id,)).fetchone()
+        return None if row is None else _auth(row)
+
+    def resolve_challenge(self, sim_id: str, decision: Decision, now: int) -> tuple[AuthorizationRecord | None, bool]:
+        """Apply a 3-D Secure result once: (the row, whether it changed). Later decisions are ignored."""
+        with self._transaction() as db:
+            cur = db.execute(
+                "UPDATE authorizations SET status = ?, captured = (? AND capture), amount_captured ="
+                " CASE WHEN ? AND capture THEN amount ELSE 0 END, failure_code = ?, decline_code = ?,"
+                " message = ?, updated = ? WHERE id = ? AND status = 'action_required'",
+                (
+                    decision.status,
+                    decision.status == "approved",
+                    decision.status == "approved",
+                    decision.failure_code,
+                    decision.decline_code,
+                    decision.message,
+                    now,
+                    sim_id,
+                ),
+            )
+            row = db.execute("SELECT * FROM authorizations WHERE id = ?", (sim_id,)).fetchone()
+        return (None if row is None else _auth(row)), cur.rowcount == 1
+
+    def list_authorizations(self, payment: str | None = None) -> list[AuthorizationRecord]:
+        sql = "SELECT * FROM authorizations"
+        args: tuple[str, ...] = ()
+        if payment is not None:
+            sql, args = sql + " WHERE payment = ?", (payment,)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY created, rowid", args).fetchall()
+        return [_auth(r) for r in rows]
+
+    # -- captures, cancels, refunds -------------------------------------------------------------
+
+    def register_operation(
+        self,
+        new: OperationRecord,
+        authorization: str,
+        rule: Callable[[AuthorizationRecord], OperationDecision],
+    ) -> tuple[OperationRecord | None, Registration]:
+        """Record an operation on `authorization` (its reference or sim id) once, applying `rule`."""
+        with self._transaction() as db:
+            row = db.execute("SELECT * FROM operations WHERE reference = ?", (new.reference,)).fetchone()
+            if row is not None:
+                db.execute("UPDATE operations SET request_count = request_count + 1 WHERE id = ?", (row["id"],))
+                existing = _op(row)
+                existing.request_count += 1
+                same = existing.request_hash == new.request_hash and existing.kind == new.kind
+                return existing, Registration.REPLAYED if same else Registration.MISMATCH
+            auth_row = db.execute(
+                "SELECT * FROM authorizations WHERE id = ? OR reference = ? ORDER BY id = ? DESC LIMIT 1",
+                (authorization, authorization, authorization),
+            ).fetchone()
+            if auth_row is None:
+                return None, Registration.NOT_FOUND
+            auth = _auth(auth_row)
+            decision = rule(auth)
+            new.authorization_id = auth.id
+            new.currency = auth.currency
+            new.amount = decision.amount
+            new.status = decision.status
+            new.failure_code = decision.failure_code
+            new.message = decision.message
+            columns = [f.name for f in fields(OperationRecord)]
+            db.execute(
+                f"INSERT INTO operations ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                [getattr(new, c) for c in columns],
+            )
+            if decision.status == "succeeded" and decision.changes:
+                if not _MUTABLE.issuperset(decision.changes):
+                    raise ValueError("an operation may not change those columns")
+                sets = ", ".join(f"{c} = ?" for c in decision.changes)
+                db.execute(
+                    f"UPDATE authorizations SET {sets}, updated = ? WHERE id = ?",
+                    [*decision.changes.values(), new.created, auth.id],
+                )
+            return new, Registration.CREATED
+
+    def operation_by_reference(self, reference: str) -> OperationRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM operations WHERE reference = ?", (reference,)).fetchone()
+        return None if row is None else _op(row)
+
+    def list_operations(self, authorization_id: str | None = None) -> list[OperationRecord]:
+        sql = "SELECT * FROM operations"
+        args: tuple[str, ...] = ()
+        if authorization_id is not None:
+            sql, args = sql + " WHERE authorization_id = ?", (authorization_id,)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY created, rowid", args).fetchall()
+        return [_op(r) for r in rows]

@@ -1,0 +1,45 @@
+"""SQL for idempotency keys: one row per (merchant, key), reserved and answered in the request's transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from tender.store.db import Conn
+
+
+async def reserve(conn: Conn, merchant_id: str, key: str, request_hash: bytes) -> bool:
+    """Insert the key; False if it exists. A concurrent holder of the same key makes this wait for its commit."""
+    cur = await conn.execute(
+        "INSERT INTO idempotency_keys (merchant_id, key, request_hash) VALUES (%s, %s, %s)"
+        " ON CONFLICT DO NOTHING RETURNING 1",
+        (merchant_id, key, request_hash),
+    )
+    return await cur.fetchone() is not None
+
+
+async def find(conn: Conn, merchant_id: str, key: str) -> dict[str, Any] | None:
+    cur = await conn.execute(
+        "SELECT request_hash, status_code, response_body, response_headers FROM idempotency_keys"
+        " WHERE merchant_id = %s AND key = %s",
+        (merchant_id, key),
+    )
+    return await cur.fetchone()
+
+
+async def save_response(
+    conn: Conn, merchant_id: str, key: str, status_code: int, body: bytes, headers: dict[str, str]
+) -> None:
+    await conn.execute(
+        "UPDATE idempotency_keys SET status_code = %s, response_body = %s, response_headers = %s"
+        " WHERE merchant_id = %s AND key = %s",
+        (status_code, body, Jsonb(headers), merchant_id, key),
+    )
+
+
+async def delete_older_than(conn: Conn, hours: int) -> int:
+    cur = await conn.execute(
+        "DELETE FROM idempotency_keys WHERE created < now() - make_interval(hours => %s)", (hours,)
+    )
+    return cur.rowcount

@@ -1,0 +1,198 @@
+"""SQL for payments, their vault cards and their processor attempts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import fields
+from datetime import datetime
+from typing import Any
+
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from tender.domain.models import Attempt, Payment, VaultCard
+from tender.store.db import Conn
+
+PAYMENT_COLUMNS = [f.name for f in fields(Payment)]
+_SELECT = sql.SQL("SELECT {} FROM payments").format(sql.SQL(", ").join(map(sql.Identifier, PAYMENT_COLUMNS)))
+
+
+def _payment(row: dict[str, Any]) -> Payment:
+    return Payment(**{name: row[name] for name in PAYMENT_COLUMNS})
+
+
+async def insert_card(
+    conn: Conn,
+    *,
+    card_id: str,
+    merchant_id: str,
+    number_ct: bytes,
+    cvc_ct: bytes | None,
+    fingerprint: str,
+    brand: str,
+    last4: str,
+    exp_month: int,
+    exp_year: int,
+    funding: str,
+    holder_name: str | None,
+) -> None:
+    await conn.execute(
+        "INSERT INTO vault_cards (id, merchant_id, number_ct, cvc_ct, fingerprint, brand, last4, exp_month,"
+        " exp_year, funding, holder_name) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (card_id, merchant_id, number_ct, cvc_ct, fingerprint, brand, last4, exp_month, exp_year, funding,
+         holder_name),
+    )
+
+
+async def insert_payment(conn: Conn, p: Payment, *, next_run_at: datetime | None) -> bool:
+    """Insert; False (and nothing written) if the merchant already has a payment with this reference."""
+    values: dict[str, Any] = {name: getattr(p, name) for name in PAYMENT_COLUMNS}
+    values["payment_method"] = Jsonb(p.payment_method)
+    values["metadata"] = Jsonb(p.metadata)
+    values["next_action"] = Jsonb(p.next_action) if p.next_action is not None else None
+    values["next_run_at"] = next_run_at
+    query = sql.SQL(
+        "INSERT INTO payments ({}) VALUES ({})"
+        " ON CONFLICT (merchant_id, reference) WHERE reference IS NOT NULL DO NOTHING RETURNING 1"
+    ).format(
+        sql.SQL(", ").join(map(sql.Identifier, values)),
+        sql.SQL(", ").join(map(sql.Placeholder, values)),
+    )
+    cur = await conn.execute(query, values)
+    return await cur.fetchone() is not None
+
+
+async def get_payment(conn: Conn, merchant_id: str, payment_id: str) -> Payment | None:
+    cur = await conn.execute(
+        _SELECT + sql.SQL(" WHERE id = %s AND merchant_id = %s"), (payment_id, merchant_id)
+    )
+    row = await cur.fetchone()
+    return _payment(row) if row else None
+
+
+async def find_by_reference(conn: Conn, merchant_id: str, reference: str) -> str | None:
+    cur = await conn.execute(
+        "SELECT id FROM payments WHERE merchant_id = %s AND reference = %s", (merchant_id, reference)
+    )
+    row = await cur.fetchone()
+    return str(row["id"]) if row else None
+
+
+async def list_payments(
+    conn: Conn,
+    merchant_id: str,
+    *,
+    limit: int,
+    starting_after: str | None = None,
+    status: str | None = None,
+    reference: str | None = None,
+) -> list[Payment]:
+    """Newest first; ids sort by creation time, so the cursor is simply the last id seen."""
+    where = [sql.SQL("merchant_id = %(merchant)s")]
+    params: dict[str, Any] = {"merchant": merchant_id, "limit": limit}
+    if starting_after is not None:
+        where.append(sql.SQL("id < %(after)s"))
+        params["after"] = starting_after
+    if status is not None:
+        where.append(sql.SQL("status = %(status)s"))
+        params["status"] = status
+    if reference is not None:
+        where.append(sql.SQL("reference = %(reference)s"))
+        params["reference"] = reference
+    query = _SELECT + sql.SQL(" WHERE {} ORDER BY id DESC LIMIT %(limit)s").format(
+        sql.SQL(" AND ").join(where)
+    )
+    cur = await conn.execute(query, params)
+    return [_payment(row) for row in await cur.fetchall()]
+
+
+async def get_payments_by_ids(conn: Conn, ids: Sequence[str]) -> list[Payment]:
+    cur = await conn.execute(_SELECT + sql.SQL(" WHERE id = ANY(%s)"), (list(ids),))
+    return [_payment(row) for row in await cur.fetchall()]
+
+
+async def get_cards(conn: Conn, card_ids: Sequence[str]) -> dict[str, VaultCard]:
+    cur = await conn.execute(
+        "SELECT id, number_ct, cvc_ct, exp_month, exp_year, holder_name FROM vault_cards WHERE id = ANY(%s)",
+        (list(card_ids),),
+    )
+    return {row["id"]: VaultCard(**row) for row in await cur.fetchall()}
+
+
+async def erase_cvcs(conn: Conn, card_ids: Sequence[str]) -> None:
+    if card_ids:
+        await conn.execute(
+            "UPDATE vault_cards SET cvc_ct = NULL WHERE id = ANY(%s) AND cvc_ct IS NOT NULL", (list(card_ids),)
+        )
+
+
+async def open_attempts(conn: Conn, payment_ids: Sequence[str], operation: str) -> dict[str, Attempt]:
+    """Attempts written before a call whose outcome was never recorded (a crash, a timeout)."""
+    cur = await conn.execute(
+        "SELECT id, payment_id, operation, processor FROM payment_attempts"
+        " WHERE payment_id = ANY(%s) AND operation = %s AND finished IS NULL",
+        (list(payment_ids), operation),
+    )
+    return {row["payment_id"]: Attempt(**row) for row in await cur.fetchall()}
+
+
+async def insert_attempts(conn: Conn, attempts: Sequence[Attempt]) -> None:
+    if attempts:
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO payment_attempts (id, payment_id, operation, processor, status)"
+                " VALUES (%s, %s, %s, %s, 'pending')",
+                [(a.id, a.payment_id, a.operation, a.processor) for a in attempts],
+            )
+
+
+async def finish_attempts(conn: Conn, attempts: Sequence[Attempt]) -> None:
+    """Record outcomes; an attempt left 'pending' stays open, to be looked up."""
+    if attempts:
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                "UPDATE payment_attempts SET status = %s, processor_reference = %s, failure_code = %s,"
+                " decline_code = %s, message = %s,"
+                " finished = CASE WHEN %s = 'pending' THEN NULL ELSE now() END WHERE id = %s",
+                [
+                    (a.status, a.processor_reference, a.failure_code, a.decline_code, a.message, a.status, a.id)
+                    for a in attempts
+                ],
+            )
+
+
+async def update_after_processing(conn: Conn, token: Any, changes: Sequence[dict[str, Any]]) -> set[str]:
+    """Write the outcome of claimed payments, but only where our lease still holds. Returns the ids written."""
+    if not changes:
+        return set()
+    written: set[str] = set()
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "UPDATE payments SET status = %(status)s, amount_captured = %(amount_captured)s,"
+            " failure_code = %(failure_code)s, decline_code = %(decline_code)s,"
+            " failure_message = %(failure_message)s, next_action = %(next_action)s,"
+            " processor_reference = coalesce(%(processor_reference)s, processor_reference),"
+            " payment_method = %(payment_method)s,"
+            " next_run_at = %(next_run_at)s, last_error = %(last_error)s,"
+            " lease_token = NULL,"
+            # `status` on the right is the old value: only a visible change moves `updated`.
+            " updated = CASE WHEN status IS DISTINCT FROM %(status)s THEN %(updated)s ELSE updated END"
+            " WHERE id = %(id)s AND lease_token = %(token)s RETURNING id",
+            [
+                {
+                    **c,
+                    "token": token,
+                    "next_action": Jsonb(c["next_action"]) if c["next_action"] is not None else None,
+                    "payment_method": Jsonb(c["payment_method"]),
+                }
+                for c in changes
+            ],
+            returning=True,
+        )
+        while True:
+            row = await cur.fetchone()
+            if row is not None:
+                written.add(row["id"])
+            if not cur.nextset():
+                break
+    return written

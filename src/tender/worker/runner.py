@@ -1,0 +1,93 @@
+"""The worker process: one loop per pump, woken early by LISTEN/NOTIFY, stopped gracefully on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import psycopg
+
+from tender.bootstrap import Container
+from tender.services.authorization import Authorizer, RetryPolicy
+from tender.services.payments import WORK_CHANNEL
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Pump:
+    name: str
+    run_batch: Callable[[int], Awaitable[int]]
+    batch_size: int
+    lanes: int = 2  # batches in flight at once: one waits on the processor while another is claimed
+
+
+class Worker:
+    def __init__(self, container: Container) -> None:
+        s = container.settings
+        self.container = container
+        authorizer = Authorizer(
+            container.db,
+            container.vault,
+            container.processors,
+            lease_seconds=s.worker_lease_seconds,
+            retry=RetryPolicy(base_seconds=s.worker_retry_base_seconds, cap_seconds=s.worker_retry_cap_seconds),
+        )
+        self.pumps = [Pump("payments", authorizer.run_batch, s.worker_batch_size)]
+        self._wake = asyncio.Event()
+        self.processed = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        listener = asyncio.create_task(self._listen(stop))
+        lanes = [
+            asyncio.create_task(self._lane(pump, stop), name=f"{pump.name}-{i}")
+            for pump in self.pumps
+            for i in range(pump.lanes)
+        ]
+        try:
+            await asyncio.gather(*lanes)
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+    async def _lane(self, pump: Pump, stop: asyncio.Event) -> None:
+        """Claim batches until stopped. A batch in flight is finished, never abandoned, on stop."""
+        poll = self.container.settings.worker_poll_seconds
+        while not stop.is_set():
+            try:
+                handled = await pump.run_batch(pump.batch_size)
+            except Exception:  # a database hiccup must not kill the worker; the lease protects the rows
+                log.exception("pump %s failed a batch; retrying shortly", pump.name)
+                handled = 0
+                await asyncio.sleep(poll)
+            self.processed += handled
+            if handled < pump.batch_size:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(_first(self._wake, stop), timeout=poll)
+
+    async def _listen(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self.container.db.url, autocommit=True
+                ) as conn:
+                    await conn.execute(f"LISTEN {WORK_CHANNEL}")
+                    async for _ in conn.notifies():
+                        self._wake.set()
+            except psycopg.Error as exc:
+                log.warning("LISTEN connection lost (%s); polling until it is back", exc)
+                await asyncio.sleep(1)
+
+
+async def _first(*events: asyncio.Event) -> None:
+    tasks = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()

@@ -1,0 +1,246 @@
+"""The authorization pump against real PostgreSQL and the real simulator (in process): every test card's
+outcome, crash recovery through open attempts, leases, and several workers on one backlog."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+from tests.conftest import auth, card_payment
+
+from tender.services.authorization import Authorizer, RetryPolicy
+
+pytestmark = pytest.mark.integration
+
+CARD_OUTCOMES = [
+    ("4242424242424242", "succeeded", None, None, "visa", "credit"),
+    ("5555555555554444", "succeeded", None, None, "mastercard", "credit"),
+    ("4000056655665556", "succeeded", None, None, "visa", "debit"),
+    ("4000000000000002", "failed", "card_declined", "generic_decline", "visa", "credit"),
+    ("4000000000009995", "failed", "card_declined", "insufficient_funds", "visa", "credit"),
+    ("4000000000009987", "failed", "card_declined", "lost_card", "visa", "credit"),
+    ("4000000000000069", "failed", "expired_card", None, "visa", "credit"),
+    ("4000000000000127", "failed", "incorrect_cvc", None, "visa", "credit"),
+    ("4000002760003184", "requires_action", None, None, "visa", "credit"),
+    ("6011111111111117", "succeeded", None, None, "discover", "credit"),  # any other Luhn-valid number
+]
+
+
+def authorizer(container: Any, lease: float = 30.0) -> Authorizer:
+    return Authorizer(
+        container.db, container.vault, container.processors, lease_seconds=lease,
+        retry=RetryPolicy(base_seconds=0.01, cap_seconds=0.05, lookup_delay_seconds=0.0),
+    )
+
+
+async def drain(a: Authorizer, rounds: int = 50) -> None:
+    for _ in range(rounds):
+        if await a.run_batch(100) == 0:
+            return
+        await asyncio.sleep(0.06)  # let retry back-offs fall due
+
+
+async def pay(api: Any, merchant: Any, number: str = "4242424242424242", **kw: Any) -> dict[str, Any]:
+    r = await api.post("/v1/payments", json=card_payment(number, **kw), headers=auth(merchant.secret_key))
+    assert r.status_code == 202, r.text
+    return dict(r.json())
+
+
+async def get(api: Any, merchant: Any, payment_id: str) -> dict[str, Any]:
+    return dict((await api.get(f"/v1/payments/{payment_id}", headers=auth(merchant.secret_key))).json())
+
+
+async def sim_records(simulator_app: Any, payment_id: str) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=simulator_app), base_url="http://s") as c:
+        r = await c.get("/_sim/authorizations", params={"payment": payment_id})
+    data = r.json()
+    return list(data["data"] if isinstance(data, dict) else data)
+
+
+@pytest.mark.parametrize(("number", "status", "failure", "decline", "brand", "funding"), CARD_OUTCOMES)
+async def test_each_test_card_reaches_its_outcome(
+    api: Any, container: Any, merchant: Any, simulator_app: Any,
+    number: str, status: str, failure: str | None, decline: str | None, brand: str, funding: str,
+) -> None:
+    created = await pay(api, merchant, number)
+    await drain(authorizer(container))
+    p = await get(api, merchant, created["id"])
+    assert p["status"] == status
+    assert (p["failure_code"], p["decline_code"]) == (failure, decline)
+    assert (p["payment_method"]["card"]["brand"], p["payment_method"]["card"]["funding"]) == (brand, funding)
+    if status == "succeeded":
+        assert p["amount_captured"] == p["amount"]
+    if status == "failed":
+        assert p["failure_message"]
+    if status == "requires_action":
+        assert p["next_action"]["type"] == "redirect_to_url"
+        assert p["next_action"]["url"].startswith("http://simulator.test/3ds/")
+    assert p["updated"] >= p["created"]
+    assert len(await sim_records(simulator_app, created["id"])) == 1
+
+
+async def test_manual_capture_ends_in_requires_capture(api: Any, container: Any, merchant: Any) -> None:
+    created = await pay(api, merchant, capture=False)
+    await drain(authorizer(container))
+    p = await get(api, merchant, created["id"])
+    assert p["status"] == "requires_capture"
+    assert p["amount_captured"] == 0
+
+
+async def test_cvc_is_erased_once_authorization_ends(api: Any, container: Any, merchant: Any) -> None:
+    created = await pay(api, merchant)
+    async with container.db.connection() as conn:
+        cur = await conn.execute(
+            "SELECT v.id, v.cvc_ct FROM vault_cards v JOIN payments p ON p.card_id = v.id WHERE p.id = %s",
+            (created["id"],),
+        )
+        before = await cur.fetchone()
+    assert before["cvc_ct"] is not None
+    assert container.vault.decrypt(before["cvc_ct"], row_id=before["id"] + ":cvc") == "123"
+    await drain(authorizer(container))
+    async with container.db.connection() as conn:
+        cur = await conn.execute("SELECT cvc_ct FROM vault_cards WHERE id = %s", (before["id"],))
+        assert (await cur.fetchone())["cvc_ct"] is None
+
+
+async def _crash_after_claim(container: Any, payment_id: str) -> str:
+    """What a worker leaves behind when killed mid-call: a claimed payment and an open attempt."""
+    from tender.domain.ids import ATTEMPT, new_id
+
+    attempt_id = new_id(ATTEMPT)
+    async with container.db.transaction() as conn:
+        await conn.execute(
+            "UPDATE payments SET next_run_at = now() + interval '1 hour', lease_token = gen_random_uuid(),"
+            " tries = tries + 1 WHERE id = %s", (payment_id,),
+        )
+        await conn.execute(
+            "INSERT INTO payment_attempts (id, payment_id, operation, processor, status)"
+            " VALUES (%s, %s, 'authorize', 'simulator', 'pending')", (attempt_id, payment_id),
+        )
+    return attempt_id
+
+
+async def _expire_lease(container: Any, payment_id: str) -> None:
+    async with container.db.connection() as conn:
+        await conn.execute("UPDATE payments SET next_run_at = now() WHERE id = %s", (payment_id,))
+
+
+async def test_crash_after_the_processor_charged_is_resolved_by_lookup_without_charging_again(
+    api: Any, container: Any, merchant: Any, simulator_app: Any
+) -> None:
+    from tender.processors.base import AuthorizeRequest, CardData
+
+    created = await pay(api, merchant)
+    attempt_id = await _crash_after_claim(container, created["id"])
+    # The dead worker's call did reach the processor:
+    result = await container.processors["simulator"].authorize(AuthorizeRequest(
+        reference=attempt_id, payment_id=created["id"], amount=2500, currency="BRL", capture=True,
+        card=CardData("4242424242424242", 10, 2030, "123", "Luke"),
+    ))
+    assert result.outcome.value == "approved"
+    a = authorizer(container)
+    await drain(a)
+    assert (await get(api, merchant, created["id"]))["status"] == "processing"  # lease not yet expired
+    await _expire_lease(container, created["id"])
+    await drain(a)
+    p = await get(api, merchant, created["id"])
+    assert p["status"] == "succeeded"
+    records = await sim_records(simulator_app, created["id"])
+    assert len(records) == 1 and records[0]["reference"] == attempt_id
+    async with container.db.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id, status FROM payment_attempts WHERE payment_id = %s", (created["id"],)
+        )
+        attempts = await cur.fetchall()
+    assert [(r["id"], r["status"]) for r in attempts] == [(attempt_id, "approved")]
+
+
+async def test_crash_before_the_call_arrived_makes_a_fresh_attempt(
+    api: Any, container: Any, merchant: Any, simulator_app: Any
+) -> None:
+    created = await pay(api, merchant)
+    lost = await _crash_after_claim(container, created["id"])
+    await _expire_lease(container, created["id"])
+    await drain(authorizer(container))
+    assert (await get(api, merchant, created["id"]))["status"] == "succeeded"
+    async with container.db.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id, status FROM payment_attempts WHERE payment_id = %s ORDER BY id", (created["id"],)
+        )
+        attempts = [(r["id"], r["status"]) for r in await cur.fetchall()]
+    assert attempts[0] == (lost, "not_received")
+    assert attempts[1][1] == "approved" and len(attempts) == 2
+    assert len(await sim_records(simulator_app, created["id"])) == 1
+
+
+async def test_a_worker_whose_lease_was_taken_over_writes_nothing(api: Any, container: Any, merchant: Any) -> None:
+    from tender.store.payments import update_after_processing
+    from tender.worker.claim import claim_due
+
+    created = await pay(api, merchant)
+    async with container.db.transaction() as conn:
+        first = await claim_due(conn, "payments", columns=["status"], limit=10_000, lease_seconds=0.0)
+    assert created["id"] in {r["id"] for r in first.rows}
+    async with container.db.transaction() as conn:  # the lease (0 s) has run out: a second worker claims
+        second = await claim_due(conn, "payments", columns=["status"], limit=10_000, lease_seconds=60.0)
+    assert created["id"] in {r["id"] for r in second.rows}
+    async with container.db.connection() as conn:  # give the others back
+        await conn.execute(
+            "UPDATE payments SET next_run_at = now(), lease_token = NULL WHERE id = ANY(%s) AND id <> %s",
+            ([r["id"] for r in second.rows], created["id"]),
+        )
+    async with container.db.transaction() as conn:
+        written = await update_after_processing(conn, first.token, [{
+            "id": created["id"], "status": "failed", "amount_captured": 0, "failure_code": "x",
+            "decline_code": None, "failure_message": None, "next_action": None, "processor_reference": None,
+            "payment_method": created["payment_method"], "next_run_at": None, "last_error": None,
+            "updated": created["created"],
+        }])
+    assert written == set()
+    assert (await get(api, merchant, created["id"]))["status"] == "processing"
+
+
+async def test_concurrent_claimers_never_share_a_row(api: Any, container: Any, merchant: Any) -> None:
+    from tender.worker.claim import claim_due
+
+    for _ in range(30):
+        await pay(api, merchant)
+
+    async def claim() -> set[str]:
+        async with container.db.transaction() as conn:
+            c = await claim_due(conn, "payments", columns=[], limit=7, lease_seconds=60)
+        return {r["id"] for r in c.rows}
+
+    claims = await asyncio.gather(*(claim() for _ in range(6)))
+    seen: set[str] = set()
+    for ids in claims:
+        assert not (seen & ids)
+        seen |= ids
+    async with container.db.connection() as conn:  # give them back for the other tests
+        await conn.execute("UPDATE payments SET next_run_at = now(), lease_token = NULL WHERE id = ANY(%s)",
+                           (list(seen),))
+
+
+async def test_two_authorizers_on_one_backlog_charge_each_payment_once(
+    api: Any, container: Any, merchant: Any, simulator_app: Any
+) -> None:
+    ids = [(await pay(api, merchant, reference=f"backlog-{i}"))["id"] for i in range(60)]
+    a, b = authorizer(container), authorizer(container)
+
+    async def run(x: Authorizer) -> None:
+        for _ in range(40):
+            if await x.run_batch(7) == 0:
+                return
+
+    await asyncio.gather(run(a), run(b), run(a))
+    await drain(a)
+    for payment_id in ids:
+        assert (await get(api, merchant, payment_id))["status"] == "succeeded"
+        assert len(await sim_records(simulator_app, payment_id)) == 1
+    async with container.db.connection() as conn:
+        cur = await conn.execute(
+            "SELECT payment_id, count(*) AS n FROM payment_attempts WHERE payment_id = ANY(%s) GROUP BY 1", (ids,)
+        )
+        assert {r["n"] for r in await cur.fetchall()} == {1}
