@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import os
 import random
@@ -41,11 +40,6 @@ from rich.progress import (
 )
 from rich.table import Table
 from rich.text import Text
-
-if importlib.util.find_spec("sniffio") is None:
-    # httpcore tries `import sniffio` on every lock it creates; when sniffio is absent each try re-scans
-    # sys.path, which costs the client more CPU than the requests. Caching the miss makes it fail fast.
-    sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 DEFAULT_CARD = "4242424242424242"
 # The API.md test cards, minus the 3-D Secure one (4000002760003184) that would wait for a shopper.

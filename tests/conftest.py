@@ -85,8 +85,6 @@ def settings(tender_env: dict[str, str]) -> Any:
     )
 
 
-
-
 @pytest.fixture(scope="session")
 def simulator_app() -> Any:
     """The real simulator service, in process (its own tests run it as a separate process too)."""

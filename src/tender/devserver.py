@@ -42,29 +42,37 @@ def _secret_file(path: Path, make: str) -> str:
     return make
 
 
-async def _demo_merchant(url: str, keys_file: Path) -> dict[str, Any]:
-    """The demo merchant's keys, kept in the data folder: the database holds only their hashes."""
+async def _demo_merchant(url: str, saved: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The demo merchant's keys: the saved ones while that merchant exists, else a new merchant's."""
     db = Database(url, min_size=1, max_size=1)
     await db.open()
     try:
-        if keys_file.exists():
-            saved: dict[str, Any] = json.loads(keys_file.read_text())
+        if saved is not None:
             async with db.connection() as conn:
                 if await merchant_store.get_merchant(conn, saved["id"]) is not None:
-                    return saved
+                    return None
         created = await merchants.create_merchant(db, DEMO_NAME)
     finally:
         await db.close()
-    keys = {
+    return {
         "id": created.merchant.id,
         "name": created.merchant.name,
         "secret_key": created.secret_key,
         "publishable_key": created.publishable_key,
     }
+
+
+def _demo_keys(url: str, keys_file: Path) -> dict[str, Any]:
+    """Kept in the data folder (mode 0600) so every `tender up` can print them: the database has only hashes."""
+    saved: dict[str, Any] | None = json.loads(keys_file.read_text()) if keys_file.exists() else None
+    created = asyncio.run(_demo_merchant(url, saved))
+    if created is None:
+        assert saved is not None
+        return saved
     fd = os.open(keys_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        json.dump(keys, f, indent=2)
-    return keys
+        json.dump(created, f, indent=2)
+    return created
 
 
 def _wait_healthy(url: str, procs: list[subprocess.Popen[bytes]], timeout: float = 60) -> bool:
@@ -108,7 +116,7 @@ def run_all(settings: Settings, *, simulator_port: int) -> int:
         if settings.vault_key
         else base64.b64encode(load_or_create_key_file(data_dir / "vault.key")).decode()
     )
-    demo = asyncio.run(_demo_merchant(db.url, data_dir / "demo-merchant.json"))
+    demo = _demo_keys(db.url, data_dir / "demo-merchant.json")
 
     api_url = f"http://{settings.host}:{settings.port}"
     simulator_url = f"http://127.0.0.1:{simulator_port}"
@@ -124,8 +132,14 @@ def run_all(settings: Settings, *, simulator_port: int) -> int:
     }
     me = [sys.executable, "-m", "tender"]
     commands = {
-        "simulator": [*me, "simulator", "--port", str(simulator_port),
-                      "--db-path", str(data_dir / "simulator.sqlite3")],
+        "simulator": [
+            *me,
+            "simulator",
+            "--port",
+            str(simulator_port),
+            "--db-path",
+            str(data_dir / "simulator.sqlite3"),
+        ],
         "api": [*me, "api"],
         "worker": [*me, "worker"],
     }
@@ -168,12 +182,12 @@ Tender is running (Ctrl-C stops everything)
   Simulator   {simulator_url}
   Admin key   {admin_key}
 
-Demo merchant {demo['name']} ({demo['id']})
-  secret key       {demo['secret_key']}
-  publishable key  {demo['publishable_key']}
+Demo merchant {demo["name"]} ({demo["id"]})
+  secret key       {demo["secret_key"]}
+  publishable key  {demo["publishable_key"]}
 
 Try it:
-  curl -i -X POST {api_url}/v1/payments -H "Authorization: Bearer {demo['secret_key']}" \\
+  curl -i -X POST {api_url}/v1/payments -H "Authorization: Bearer {demo["secret_key"]}" \\
        -H "Idempotency-Key: $(date +%s%N)" -d '{body}'
 """,
         flush=True,

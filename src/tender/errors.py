@@ -14,9 +14,7 @@ class TenderError(Exception):
     type: ClassVar[str] = "api_error"
     default_code: ClassVar[str] = "internal_error"
 
-    def __init__(
-        self, message: str, *, code: str | None = None, param: str | None = None, **extra: Any
-    ) -> None:
+    def __init__(self, message: str, *, code: str | None = None, param: str | None = None, **extra: Any) -> None:
         super().__init__(message)
         self.message = message
         self.code = code or self.default_code

@@ -70,18 +70,20 @@ def merchant(stack: Stack, tender_env: dict[str, str]) -> dict[str, Any]:
 
 
 def card(number: str, cvc: str = "123") -> dict[str, Any]:
-    return {"type": "card", "card": {"number": number, "exp_month": 12, "exp_year": 2031, "cvc": cvc,
-                                     "holder_name": "E2E"}}
+    return {
+        "type": "card",
+        "card": {"number": number, "exp_month": 12, "exp_year": 2031, "cvc": cvc, "holder_name": "E2E"},
+    }
 
 
-async def wait_final(client: httpx.AsyncClient, payment_id: str, timeout: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
+async def wait_final(client: httpx.AsyncClient, payment_id: str, within: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         p = (await client.get(f"/v1/payments/{payment_id}")).json()
         if p["status"] in FINAL:
             return dict(p)
         await asyncio.sleep(0.1)
-    raise AssertionError(f"{payment_id} still processing after {timeout}s")
+    raise AssertionError(f"{payment_id} still processing after {within}s")
 
 
 async def test_every_test_card_reaches_its_final_status(stack: Stack, merchant: dict[str, Any]) -> None:
@@ -92,7 +94,12 @@ async def test_every_test_card_reaches_its_final_status(stack: Stack, merchant: 
             cvc = "1234" if number.startswith("37") else "123"
             r = await client.post(
                 "/v1/payments",
-                json={"amount": 1000 + i, "currency": "BRL", "payment_method": card(number, cvc), "reference": f"e2e-{i}"},
+                json={
+                    "amount": 1000 + i,
+                    "currency": "BRL",
+                    "payment_method": card(number, cvc),
+                    "reference": f"e2e-{i}",
+                },
                 headers={"Idempotency-Key": f"e2e-{i}"},
             )
             assert r.status_code == 202, r.text
@@ -114,10 +121,15 @@ async def test_a_burst_of_payments_all_complete_and_none_is_charged_twice(
 ) -> None:
     headers = {"Authorization": f"Bearer {merchant['secret_key']}"}
     async with httpx.AsyncClient(base_url=stack.api_url, headers=headers, timeout=20) as client:
-        responses = await asyncio.gather(*(
-            client.post("/v1/payments", json={"amount": 500 + i, "currency": "USD", "payment_method": card("4242424242424242")})
-            for i in range(150)
-        ))
+        responses = await asyncio.gather(
+            *(
+                client.post(
+                    "/v1/payments",
+                    json={"amount": 500 + i, "currency": "USD", "payment_method": card("4242424242424242")},
+                )
+                for i in range(150)
+            )
+        )
         assert {r.status_code for r in responses} == {202}
         finals = await asyncio.gather(*(wait_final(client, r.json()["id"]) for r in responses))
     assert {p["status"] for p in finals} == {"succeeded"}
@@ -131,7 +143,11 @@ async def test_a_burst_of_payments_all_complete_and_none_is_charged_twice(
 def test_cli_creates_a_merchant_whose_key_works(stack: Stack) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "tender", "merchant", "create", "CLI shop", "--json"],
-        env=stack.env, capture_output=True, text=True, check=True, timeout=60,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     )
     created = json.loads(out.stdout)
     assert created["object"] == "merchant" and created["name"] == "CLI shop"
@@ -160,27 +176,33 @@ async def test_card_data_never_reaches_the_database_logs_or_responses(
 
     headers = {"Authorization": f"Bearer {merchant['secret_key']}"}
     async with httpx.AsyncClient(base_url=stack.api_url, headers=headers, timeout=10) as client:
-        r = await client.post("/v1/payments", json={"amount": 777, "currency": "EUR",
-                                                    "payment_method": card(SECRET_CARD, SECRET_CVC)})
+        r = await client.post(
+            "/v1/payments", json={"amount": 777, "currency": "EUR", "payment_method": card(SECRET_CARD, SECRET_CVC)}
+        )
         assert r.status_code == 202
         final = await wait_final(client, r.json()["id"])
-        bad = await client.post("/v1/payments", json={"amount": 1, "currency": "EUR",
-                                                      "payment_method": card(SECRET_CARD[:-1] + "0", SECRET_CVC)})
+        bad = await client.post(
+            "/v1/payments",
+            json={"amount": 1, "currency": "EUR", "payment_method": card(SECRET_CARD[:-1] + "0", SECRET_CVC)},
+        )
         assert bad.status_code == 400
         listing = await client.get("/v1/payments?limit=100")
     for text in (r.text, json.dumps(final), bad.text, listing.text):
         assert SECRET_CARD not in text and SECRET_CARD[:-1] + "0" not in text
         assert f'"{SECRET_CVC}"' not in text
     with psycopg.connect(database_url) as conn:
-        tables = [t for (t,) in conn.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
-        ).fetchall()]
+        tables = [
+            t
+            for (t,) in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+            ).fetchall()
+        ]
         for table in tables:
             columns = conn.execute(
                 "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = %s", (table,)
             ).fetchall()
             for column, kind in columns:
-                values = conn.execute(f'SELECT "{column}"::text FROM "{table}"').fetchall()  # noqa: S608
+                values = conn.execute(f'SELECT "{column}"::text FROM "{table}"').fetchall()
                 for (value,) in values:
                     if value is None:
                         continue
@@ -193,7 +215,8 @@ async def test_card_data_never_reaches_the_database_logs_or_responses(
                         assert f'"{SECRET_CVC}"' not in value, (table, column)
         assert conn.execute(
             "SELECT count(*) FROM vault_cards v JOIN payments p ON p.card_id = v.id"
-            " WHERE p.id = %s AND v.cvc_ct IS NULL", (final["id"],)
+            " WHERE p.id = %s AND v.cvc_ct IS NULL",
+            (final["id"],),
         ).fetchone() == (1,)
     logs = stack.all_logs()
     assert logs, "the processes wrote no log at all"

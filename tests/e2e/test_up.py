@@ -43,7 +43,10 @@ def test_up_runs_everything_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     env.update({"TENDER_DATA_DIR": str(tmp_path / "data"), "LOG_LEVEL": "WARNING"})
     proc = subprocess.Popen(
         [sys.executable, "-m", "tender", "up", "--port", str(api_port), "--simulator-port", str(sim_port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         output: list[str] = []
@@ -57,9 +60,20 @@ def test_up_runs_everything_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         r = httpx.post(
             f"http://127.0.0.1:{api_port}/v1/payments",
             headers=headers,
-            json={"amount": 2500, "currency": "BRL", "payment_method": {"type": "card", "card": {
-                "number": "4242424242424242", "exp_month": 10, "exp_year": 2030, "cvc": "123",
-                "holder_name": "Luke Skywalker"}}},
+            json={
+                "amount": 2500,
+                "currency": "BRL",
+                "payment_method": {
+                    "type": "card",
+                    "card": {
+                        "number": "4242424242424242",
+                        "exp_month": 10,
+                        "exp_year": 2030,
+                        "cvc": "123",
+                        "holder_name": "Luke Skywalker",
+                    },
+                },
+            },
         )
         assert r.status_code == 202, r.text
         deadline = time.monotonic() + 30
@@ -71,7 +85,7 @@ def test_up_runs_everything_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         assert (tmp_path / "data" / "vault.key").stat().st_mode & 0o077 == 0  # owner-only key file
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
-        gone, alive = psutil.wait_procs(children, timeout=10)
+        _gone, alive = psutil.wait_procs(children, timeout=10)
         assert not alive, f"left running: {alive}"
     finally:
         if proc.poll() is None:

@@ -8,9 +8,9 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.conftest import auth, card_payment
 
 from tender.services.authorization import Authorizer, RetryPolicy
+from tests.conftest import auth, card_payment
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +30,10 @@ CARD_OUTCOMES = [
 
 def authorizer(container: Any, lease: float = 30.0) -> Authorizer:
     return Authorizer(
-        container.db, container.vault, container.processors, lease_seconds=lease,
+        container.db,
+        container.vault,
+        container.processors,
+        lease_seconds=lease,
         retry=RetryPolicy(base_seconds=0.01, cap_seconds=0.05, lookup_delay_seconds=0.0),
     )
 
@@ -61,8 +64,16 @@ async def sim_records(simulator_app: Any, payment_id: str) -> list[dict[str, Any
 
 @pytest.mark.parametrize(("number", "status", "failure", "decline", "brand", "funding"), CARD_OUTCOMES)
 async def test_each_test_card_reaches_its_outcome(
-    api: Any, container: Any, merchant: Any, simulator_app: Any,
-    number: str, status: str, failure: str | None, decline: str | None, brand: str, funding: str,
+    api: Any,
+    container: Any,
+    merchant: Any,
+    simulator_app: Any,
+    number: str,
+    status: str,
+    failure: str | None,
+    decline: str | None,
+    brand: str,
+    funding: str,
 ) -> None:
     created = await pay(api, merchant, number)
     await drain(authorizer(container))
@@ -113,11 +124,13 @@ async def _crash_after_claim(container: Any, payment_id: str) -> str:
     async with container.db.transaction() as conn:
         await conn.execute(
             "UPDATE payments SET next_run_at = now() + interval '1 hour', lease_token = gen_random_uuid(),"
-            " tries = tries + 1 WHERE id = %s", (payment_id,),
+            " tries = tries + 1 WHERE id = %s",
+            (payment_id,),
         )
         await conn.execute(
             "INSERT INTO payment_attempts (id, payment_id, operation, processor, status)"
-            " VALUES (%s, %s, 'authorize', 'simulator', 'pending')", (attempt_id, payment_id),
+            " VALUES (%s, %s, 'authorize', 'simulator', 'pending')",
+            (attempt_id, payment_id),
         )
     return attempt_id
 
@@ -135,10 +148,16 @@ async def test_crash_after_the_processor_charged_is_resolved_by_lookup_without_c
     created = await pay(api, merchant)
     attempt_id = await _crash_after_claim(container, created["id"])
     # The dead worker's call did reach the processor:
-    result = await container.processors["simulator"].authorize(AuthorizeRequest(
-        reference=attempt_id, payment_id=created["id"], amount=2500, currency="BRL", capture=True,
-        card=CardData("4242424242424242", 10, 2030, "123", "Luke"),
-    ))
+    result = await container.processors["simulator"].authorize(
+        AuthorizeRequest(
+            reference=attempt_id,
+            payment_id=created["id"],
+            amount=2500,
+            currency="BRL",
+            capture=True,
+            card=CardData("4242424242424242", 10, 2030, "123", "Luke"),
+        )
+    )
     assert result.outcome.value == "approved"
     a = authorizer(container)
     await drain(a)
@@ -150,14 +169,12 @@ async def test_crash_after_the_processor_charged_is_resolved_by_lookup_without_c
     records = await sim_records(simulator_app, created["id"])
     assert len(records) == 1 and records[0]["reference"] == attempt_id
     async with container.db.connection() as conn:
-        cur = await conn.execute(
-            "SELECT id, status FROM payment_attempts WHERE payment_id = %s", (created["id"],)
-        )
+        cur = await conn.execute("SELECT id, status FROM payment_attempts WHERE payment_id = %s", (created["id"],))
         attempts = await cur.fetchall()
     assert [(r["id"], r["status"]) for r in attempts] == [(attempt_id, "approved")]
 
 
-async def test_crash_before_the_call_arrived_makes_a_fresh_attempt(
+async def test_crash_before_the_call_arrived_resends_under_the_same_key(
     api: Any, container: Any, merchant: Any, simulator_app: Any
 ) -> None:
     created = await pay(api, merchant)
@@ -166,13 +183,11 @@ async def test_crash_before_the_call_arrived_makes_a_fresh_attempt(
     await drain(authorizer(container))
     assert (await get(api, merchant, created["id"]))["status"] == "succeeded"
     async with container.db.connection() as conn:
-        cur = await conn.execute(
-            "SELECT id, status FROM payment_attempts WHERE payment_id = %s ORDER BY id", (created["id"],)
-        )
+        cur = await conn.execute("SELECT id, status FROM payment_attempts WHERE payment_id = %s", (created["id"],))
         attempts = [(r["id"], r["status"]) for r in await cur.fetchall()]
-    assert attempts[0] == (lost, "not_received")
-    assert attempts[1][1] == "approved" and len(attempts) == 2
-    assert len(await sim_records(simulator_app, created["id"])) == 1
+    assert attempts == [(lost, "approved")]
+    records = await sim_records(simulator_app, created["id"])
+    assert [r["reference"] for r in records] == [lost]
 
 
 async def test_a_worker_whose_lease_was_taken_over_writes_nothing(api: Any, container: Any, merchant: Any) -> None:
@@ -192,12 +207,26 @@ async def test_a_worker_whose_lease_was_taken_over_writes_nothing(api: Any, cont
             ([r["id"] for r in second.rows], created["id"]),
         )
     async with container.db.transaction() as conn:
-        written = await update_after_processing(conn, first.token, [{
-            "id": created["id"], "status": "failed", "amount_captured": 0, "failure_code": "x",
-            "decline_code": None, "failure_message": None, "next_action": None, "processor_reference": None,
-            "payment_method": created["payment_method"], "next_run_at": None, "last_error": None,
-            "updated": created["created"],
-        }])
+        written = await update_after_processing(
+            conn,
+            first.token,
+            [
+                {
+                    "id": created["id"],
+                    "status": "failed",
+                    "amount_captured": 0,
+                    "failure_code": "x",
+                    "decline_code": None,
+                    "failure_message": None,
+                    "next_action": None,
+                    "processor_reference": None,
+                    "payment_method": created["payment_method"],
+                    "next_run_at": None,
+                    "last_error": None,
+                    "updated": created["created"],
+                }
+            ],
+        )
     assert written == set()
     assert (await get(api, merchant, created["id"]))["status"] == "processing"
 
@@ -219,8 +248,9 @@ async def test_concurrent_claimers_never_share_a_row(api: Any, container: Any, m
         assert not (seen & ids)
         seen |= ids
     async with container.db.connection() as conn:  # give them back for the other tests
-        await conn.execute("UPDATE payments SET next_run_at = now(), lease_token = NULL WHERE id = ANY(%s)",
-                           (list(seen),))
+        await conn.execute(
+            "UPDATE payments SET next_run_at = now(), lease_token = NULL WHERE id = ANY(%s)", (list(seen),)
+        )
 
 
 async def test_two_authorizers_on_one_backlog_charge_each_payment_once(
@@ -244,3 +274,33 @@ async def test_two_authorizers_on_one_backlog_charge_each_payment_once(
             "SELECT payment_id, count(*) AS n FROM payment_attempts WHERE payment_id = ANY(%s) GROUP BY 1", (ids,)
         )
         assert {r["n"] for r in await cur.fetchall()} == {1}
+
+
+async def test_a_transient_failure_is_retried_under_the_same_key_and_charged_once(
+    api: Any, container: Any, merchant: Any, simulator_app: Any
+) -> None:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=simulator_app), base_url="http://s") as sim:
+        assert (await sim.post("/_sim/config", json={"error_rate": 1.0})).status_code == 200
+        try:
+            created = await pay(api, merchant)
+            a = authorizer(container)
+            await a.run_batch(100)
+            p = await get(api, merchant, created["id"])
+            assert p["status"] == "processing"
+        finally:
+            await sim.post("/_sim/config", json={"error_rate": 0.0})
+    async with container.db.connection() as conn:
+        cur = await conn.execute(
+            "SELECT a.status, a.calls, a.last_error, p.last_error AS payment_error FROM payment_attempts a"
+            " JOIN payments p ON p.id = a.payment_id WHERE a.payment_id = %s",
+            (created["id"],),
+        )
+        row = await cur.fetchone()
+    assert (row["status"], row["calls"]) == ("pending", 1)
+    assert "transient" in row["last_error"] and row["payment_error"] == row["last_error"]
+    await drain(a)
+    assert (await get(api, merchant, created["id"]))["status"] == "succeeded"
+    assert len(await sim_records(simulator_app, created["id"])) == 1
+    async with container.db.connection() as conn:
+        cur = await conn.execute("SELECT status, calls FROM payment_attempts WHERE payment_id = %s", (created["id"],))
+        assert [(r["status"], r["calls"]) for r in await cur.fetchall()] == [("approved", 2)]

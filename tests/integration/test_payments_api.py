@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+
 from tests.conftest import auth, card_payment
 
 pytestmark = pytest.mark.integration
@@ -67,8 +68,17 @@ BAD_REQUESTS: list[tuple[str, Any, str]] = [
     ("month 13", _with_card(exp_month=13), "payment_method.card.exp_month"),
     ("cvc 2 digits", _with_card(cvc="12"), "payment_method.card.cvc"),
     ("cvc as number", _with_card(cvc=123), "payment_method.card.cvc"),
-    ("missing cvc", {**card_payment(), "payment_method": {"type": "card", "card": {
-        "number": "4242424242424242", "exp_month": 10, "exp_year": 2030}}}, "payment_method.card.cvc"),
+    (
+        "missing cvc",
+        {
+            **card_payment(),
+            "payment_method": {
+                "type": "card",
+                "card": {"number": "4242424242424242", "exp_month": 10, "exp_year": 2030},
+            },
+        },
+        "payment_method.card.cvc",
+    ),
     ("unknown method type", card_payment(payment_method={"type": "cash"}), "payment_method.type"),
     ("unknown saved method", card_payment(payment_method="pm_nope"), "payment_method"),
     ("unknown parameter", card_payment(colour="blue"), "colour"),
@@ -221,9 +231,7 @@ async def test_list_is_newest_first_with_cursor_and_filters(api: Any, merchant: 
     page1 = (await api.get("/v1/payments?limit=2", headers=auth(merchant.secret_key))).json()
     assert page1["object"] == "list" and page1["has_more"] is True
     assert [p["id"] for p in page1["data"]] == ids[::-1][:2]
-    page2 = (
-        await api.get(f"/v1/payments?limit=2&starting_after={ids[3]}", headers=auth(merchant.secret_key))
-    ).json()
+    page2 = (await api.get(f"/v1/payments?limit=2&starting_after={ids[3]}", headers=auth(merchant.secret_key))).json()
     assert [p["id"] for p in page2["data"]] == [ids[2], ids[1]]
     last = (await api.get(f"/v1/payments?limit=10&starting_after={ids[1]}", headers=auth(merchant.secret_key))).json()
     assert [p["id"] for p in last["data"]] == [ids[0]] and last["has_more"] is False
@@ -233,8 +241,9 @@ async def test_list_is_newest_first_with_cursor_and_filters(api: Any, merchant: 
     assert len(processing["data"]) == 5
 
 
-@pytest.mark.parametrize(("query", "param"), [("limit=0", "limit"), ("limit=101", "limit"), ("limit=x", "limit"),
-                                              ("status=done", "status")])
+@pytest.mark.parametrize(
+    ("query", "param"), [("limit=0", "limit"), ("limit=101", "limit"), ("limit=x", "limit"), ("status=done", "status")]
+)
 async def test_bad_list_parameters_are_400(api: Any, merchant: Any, query: str, param: str) -> None:
     r = await api.get(f"/v1/payments?{query}", headers=auth(merchant.secret_key))
     assert r.status_code == 400

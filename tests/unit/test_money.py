@@ -77,9 +77,7 @@ def test_validate_amount_accepts_positive_ints() -> None:
     assert validate_amount(MAX_AMOUNT, "JPY") == MAX_AMOUNT
 
 
-@pytest.mark.parametrize(
-    "bad", [100.0, 25.5, "100", "2500", True, False, None, [100], {"v": 1}, Decimal(100)]
-)
+@pytest.mark.parametrize("bad", [100.0, 25.5, "100", "2500", True, False, None, [100], {"v": 1}, Decimal(100)])
 def test_validate_amount_rejects_non_ints(bad: object) -> None:
     with pytest.raises(ValidationFailed) as info:
         validate_amount(bad, "BRL", param="capture.amount")
@@ -123,9 +121,7 @@ def test_format_amount(amount: int, currency: str, text: str) -> None:
     assert format_amount(amount, currency) == text
 
 
-@given(
-    amount=st.integers(min_value=-(10**15), max_value=10**15), currency=st.sampled_from(["JPY", "BRL", "BHD"])
-)
+@given(amount=st.integers(min_value=-(10**15), max_value=10**15), currency=st.sampled_from(["JPY", "BRL", "BHD"]))
 def test_format_amount_round_trips(amount: int, currency: str) -> None:
     text = format_amount(amount, currency)
     number, code = text.split(" ")

@@ -164,9 +164,7 @@ def _check_number(value: object, param: str) -> str:
 def _check_exp_month(value: object, param: str) -> int:
     # bool is an int subclass; `true` is not a month.
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 12:
-        raise CardInvalid(
-            f"{param} must be an integer from 1 to 12.", code="invalid_expiry_month", param=param
-        )
+        raise CardInvalid(f"{param} must be an integer from 1 to 12.", code="invalid_expiry_month", param=param)
     return value
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -64,4 +64,4 @@ class Attempt:
     failure_code: str | None = None
     decline_code: str | None = None
     message: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    last_error: str | None = None

@@ -27,9 +27,7 @@ TRANSITIONS: Mapping[PaymentStatus, frozenset[PaymentStatus]] = MappingProxyType
     {
         _S.PROCESSING: frozenset({_S.SUCCEEDED, _S.FAILED, _S.REQUIRES_ACTION, _S.REQUIRES_CAPTURE}),
         # Besides going back to processing, a 3-D Secure result may arrive with the final outcome.
-        _S.REQUIRES_ACTION: frozenset(
-            {_S.PROCESSING, _S.CANCELED, _S.SUCCEEDED, _S.FAILED, _S.REQUIRES_CAPTURE}
-        ),
+        _S.REQUIRES_ACTION: frozenset({_S.PROCESSING, _S.CANCELED, _S.SUCCEEDED, _S.FAILED, _S.REQUIRES_CAPTURE}),
         _S.REQUIRES_CAPTURE: frozenset({_S.SUCCEEDED, _S.CANCELED}),
         _S.SUCCEEDED: frozenset(),
         _S.FAILED: frozenset(),
@@ -74,9 +72,7 @@ def validate_metadata(value: object, *, param: str = "metadata") -> dict[str, st
                 f"{where} must be a string (numbers, null and objects are not allowed).", param=where
             )
         if len(item) > MAX_METADATA_VALUE_LENGTH:
-            raise ValidationFailed(
-                f"{where} must be at most {MAX_METADATA_VALUE_LENGTH} characters.", param=where
-            )
+            raise ValidationFailed(f"{where} must be at most {MAX_METADATA_VALUE_LENGTH} characters.", param=where)
         clean[key] = item
     return clean
 
@@ -86,9 +82,7 @@ def validate_reference(value: object, *, param: str = "reference") -> str | None
     if value is None:
         return None
     if not isinstance(value, str) or not 1 <= len(value) <= MAX_REFERENCE_LENGTH:
-        raise ValidationFailed(
-            f"{param} must be a string of 1 to {MAX_REFERENCE_LENGTH} characters.", param=param
-        )
+        raise ValidationFailed(f"{param} must be a string of 1 to {MAX_REFERENCE_LENGTH} characters.", param=param)
     if not value.isprintable():
         raise ValidationFailed(f"{param} must not contain control characters.", param=param)
     return value

@@ -25,7 +25,7 @@ from tender.processors.base import AuthorizeRequest, Outcome, ProcessorResult
 SIGNATURE_HEADER = "Simulator-Signature"
 
 # Errors raised before any byte of the request left: the simulator cannot have acted on it.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol, httpx.InvalidURL)
 
 _AUTH_OUTCOMES = {
     "approved": Outcome.APPROVED,

@@ -6,8 +6,11 @@ One batch = three short transactions around the network calls:
 3. write every outcome back in one transaction, only where the lease is still ours.
 
 An attempt is written before its call, so after a crash or a timeout we know a call may have reached
-the processor: the open attempt is looked up by its id before any new attempt is made. A payment is
-never authorized twice, whatever fails and whenever.
+the processor: the open attempt is looked up by its id before anything else. If the processor has no
+record of it, the call is sent again under the SAME attempt id (its idempotency key), never a new one:
+the first call may still be in flight, and only the shared key makes the two count once. A new attempt
+is made only after a definite "nothing was done" (a 503, a refused connection). A payment is never
+authorized twice, whatever fails and whenever.
 """
 
 from __future__ import annotations
@@ -76,9 +79,7 @@ class Authorizer:
     async def run_batch(self, limit: int) -> int:
         """Claim and authorize up to `limit` due payments; returns how many were claimed."""
         async with self._db.transaction() as conn:
-            claim = await claim_due(
-                conn, "payments", columns=PAYMENT_COLUMNS, limit=limit, lease_seconds=self._lease
-            )
+            claim = await claim_due(conn, "payments", columns=PAYMENT_COLUMNS, limit=limit, lease_seconds=self._lease)
             if not claim.rows:
                 return 0
             payments = [(Payment(**{c: r[c] for c in PAYMENT_COLUMNS}), int(r["tries"])) for r in claim.rows]
@@ -90,7 +91,7 @@ class Authorizer:
                 attempt = existing or Attempt(new_id(ATTEMPT), payment.id, AUTHORIZE, payment.processor)
                 work.append(_Work(payment, tries, attempt, is_lookup=existing is not None))
             await store.insert_attempts(conn, [w.attempt for w in work if not w.is_lookup])
-            card_ids = [w.payment.card_id for w in work if w.payment.card_id and not w.is_lookup]
+            card_ids = [w.payment.card_id for w in work if w.payment.card_id]
             vault_cards = await store.get_cards(conn, card_ids) if card_ids else {}
 
         changes = await asyncio.gather(*(self._process(w, vault_cards) for w in work))
@@ -122,17 +123,13 @@ class Authorizer:
             return self._retry_later(w, f"no processor named {payment.processor!r} is configured")
         if w.is_lookup:
             result = await processor.lookup(w.attempt.id)
-            if result.outcome is Outcome.NOT_FOUND:
-                # The call never arrived: close the attempt; the next claim makes a fresh one.
-                w.attempt.status = "not_received"
-                return _change(payment, next_run_at=datetime.now(UTC))
-        else:
-            request = self._authorize_request(payment, w.attempt, vault_cards)
-            if request is None:
-                w.attempt.status = "error"
-                return self._retry_later(w, "card data unavailable in the vault")
-            result = await processor.authorize(request)
-        return self._apply(w, result)
+            if result.outcome is not Outcome.NOT_FOUND:
+                return self._apply(w, result)
+            # No record (yet): send again under the same key, so a call still in flight counts once.
+        request = self._authorize_request(payment, w.attempt, vault_cards)
+        if request is None:
+            return self._retry_later(w, "card data unavailable in the vault")
+        return self._apply(w, await processor.authorize(request))
 
     def _authorize_request(
         self, payment: Payment, attempt: Attempt, vault_cards: Mapping[str, VaultCard]
@@ -197,21 +194,21 @@ class Authorizer:
                 )
             case Outcome.UNKNOWN:
                 # The call may have been applied: keep the attempt open and look it up next time.
+                attempt.last_error = f"unknown outcome: {result.message or 'no answer'}"
                 delay = self._retry.lookup_delay_seconds + backoff_seconds(
                     w.tries, base=self._retry.base_seconds, cap=self._retry.cap_seconds
                 )
                 return _change(
-                    payment,
-                    next_run_at=datetime.now(UTC) + timedelta(seconds=delay),
-                    last_error=f"unknown outcome: {result.message or 'no answer'}",
+                    payment, next_run_at=datetime.now(UTC) + timedelta(seconds=delay), last_error=attempt.last_error
                 )
             case Outcome.TRANSIENT | Outcome.NOT_FOUND:
-                if not w.is_lookup:
-                    attempt.status = "error"  # the processor certainly did nothing
+                # Nothing was done by this call; an earlier call under the same key may still be in
+                # flight, so the attempt stays open and is looked up first next time.
                 return self._retry_later(w, f"transient failure: {result.message or 'processor unavailable'}")
         raise AssertionError(result.outcome)
 
     def _retry_later(self, w: _Work, error: str) -> dict[str, Any]:
+        w.attempt.last_error = error
         delay = backoff_seconds(w.tries, base=self._retry.base_seconds, cap=self._retry.cap_seconds)
         return _change(w.payment, next_run_at=datetime.now(UTC) + timedelta(seconds=delay), last_error=error)
 

@@ -46,9 +46,7 @@ async def run(
     work: Callable[[Conn], Awaitable[StoredResponse]],
 ) -> StoredResponse:
     if key is not None and not (0 < len(key) <= MAX_KEY_LENGTH):
-        raise InvalidRequest(
-            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters", param="Idempotency-Key"
-        )
+        raise InvalidRequest(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters", param="Idempotency-Key")
     async with db.transaction() as conn:
         if key is None:
             return await work(conn)

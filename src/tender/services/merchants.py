@@ -14,7 +14,7 @@ from tender.errors import InvalidRequest
 from tender.store import merchants as store
 from tender.store.db import Database
 
-SECRET_PREFIX = "sk_test_"
+SECRET_PREFIX = "sk_test_"  # noqa: S105 (a key prefix, not a secret)
 PUBLISHABLE_PREFIX = "pk_test_"
 
 

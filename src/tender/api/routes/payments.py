@@ -38,7 +38,10 @@ def to_response(stored: StoredResponse) -> Response:
     summary="Create a payment",
     responses=_ERRORS,
     openapi_extra={
-        "requestBody": {"required": True, "content": {"application/json": {"schema": PaymentCreate.model_json_schema()}}}
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": PaymentCreate.model_json_schema()}},
+        }
     },
 )
 async def create_payment(
@@ -68,7 +71,9 @@ async def create_payment(
     return to_response(stored)
 
 
-@router.get("/v1/payments/{payment_id}", summary="Retrieve a payment", responses={404: {"description": "No such payment."}})
+@router.get(
+    "/v1/payments/{payment_id}", summary="Retrieve a payment", responses={404: {"description": "No such payment."}}
+)
 async def get_payment(payment_id: str, merchant: Merchant, container: ContainerDep) -> Response:
     async with container.db.connection() as conn:
         payment = await payments.get_payment(conn, merchant.merchant_id, payment_id)

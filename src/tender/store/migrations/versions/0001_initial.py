@@ -85,15 +85,17 @@ def upgrade() -> None:
     CREATE INDEX payments_merchant_status ON payments (merchant_id, status, id DESC);
     CREATE INDEX payments_due ON payments (next_run_at) WHERE next_run_at IS NOT NULL;
 
-    -- Every processor call, written BEFORE the call: after a crash we know an attempt may have reached
-    -- the processor and must be looked up by its id before anything else is tried.
+    -- One processor operation, written BEFORE its first call: after a crash or a timeout we know it may
+    -- have reached the processor, so it is looked up by its id (the processor's idempotency key) and only
+    -- ever re-sent under that same id. `calls` and `last_error` keep the history of its tries.
     CREATE TABLE payment_attempts (
         id              text PRIMARY KEY,
         payment_id      text NOT NULL REFERENCES payments (id),
         operation       text NOT NULL CHECK (operation IN ('authorize')),
         processor       text NOT NULL,
-        status          text NOT NULL CHECK (status IN ('pending', 'approved', 'declined', 'action_required',
-                                                         'not_received', 'error')),
+        status          text NOT NULL CHECK (status IN ('pending', 'approved', 'declined', 'action_required')),
+        calls           integer NOT NULL DEFAULT 0,
+        last_error      text,
         processor_reference text,
         failure_code    text,
         decline_code    text,
