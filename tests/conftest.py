@@ -95,15 +95,20 @@ def simulator_app() -> Any:
 
 
 @pytest.fixture(scope="session")
-async def container(settings: Any, simulator_app: Any) -> AsyncIterator[Any]:
-    import httpx
+async def simulator_url(simulator_app: Any) -> AsyncIterator[str]:
+    from tests.serve import serve
 
+    async with serve(simulator_app) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+async def container(settings: Any, simulator_url: str) -> AsyncIterator[Any]:
     from tender.bootstrap import build
     from tender.processors.simulator import SimulatorProcessor
 
     c = build(settings, settings.database_url)
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=simulator_app), base_url="http://simulator.test")
-    c.processors = {"simulator": SimulatorProcessor("http://simulator.test", client=client)}
+    c.processors = {"simulator": SimulatorProcessor(simulator_url)}
     await c.open()
     yield c
     await c.close()

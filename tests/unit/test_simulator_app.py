@@ -20,6 +20,7 @@ from tender.processors.base import AuthorizeRequest, CardData, Outcome
 from tender.processors.simulator import InvalidSignature, SimulatorProcessor
 from tender.simulator import SimulatorConfig, create_app
 from tender.simulator.notify import sign
+from tests.serve import serve
 
 BASE = "http://sim.test"
 SECRET = "simsecret_unit"
@@ -80,10 +81,11 @@ async def sim(tmp_path: Path) -> AsyncIterator[Sim]:
 
 @pytest.fixture
 async def processor(sim: Sim) -> AsyncIterator[SimulatorProcessor]:
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=sim.app), base_url=BASE)
-    p = SimulatorProcessor(BASE, client=client, notify_secret=SECRET)
-    yield p
-    await client.aclose()
+    """Tender's client on the same simulator, served on a real loopback port."""
+    async with serve(sim.app) as url:
+        p = SimulatorProcessor(url, notify_secret=SECRET)
+        yield p
+        await p.aclose()
 
 
 # -- test cards -------------------------------------------------------------------------------
@@ -419,7 +421,7 @@ async def test_notifications_are_signed_retried_and_verify(tmp_path: Path) -> No
     notify_client = httpx.AsyncClient(transport=httpx.MockTransport(receiver))
     config = SimulatorConfig(public_url=BASE, notify_url="http://tender.test/webhooks/simulator", notify_secret=SECRET)
     sim, client = await _open(config, notify_client)
-    processor = SimulatorProcessor(BASE, notify_secret=SECRET, client=client)
+    processor = SimulatorProcessor(BASE, notify_secret=SECRET)
     try:
         body = auth_body("4000002760003184")
         auth = (await sim.authorize(body)).json()
@@ -444,9 +446,7 @@ async def test_notifications_are_signed_retried_and_verify(tmp_path: Path) -> No
         with pytest.raises(InvalidSignature):
             processor.verify_notification(update.headers, tampered)
         with pytest.raises(InvalidSignature):
-            SimulatorProcessor(BASE, notify_secret="other", client=client).verify_notification(
-                update.headers, update.content
-            )
+            SimulatorProcessor(BASE, notify_secret="other").verify_notification(update.headers, update.content)
         stale = {"Simulator-Signature": sign(SECRET, update.content, int(time.time()) - 301)}
         with pytest.raises(InvalidSignature):
             processor.verify_notification(stale, update.content)
