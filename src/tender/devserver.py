@@ -139,6 +139,8 @@ def run_all(settings: Settings, *, simulator_port: int) -> int:
             str(simulator_port),
             "--db-path",
             str(data_dir / "simulator.sqlite3"),
+            "--log-level",
+            settings.log_level.lower(),
         ],
         "api": [*me, "api"],
         "worker": [*me, "worker"],

@@ -50,8 +50,9 @@ def stack(tender_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
         sim = s.start("simulator", "simulator", "--port", str(sim_port), "--db-path", str(logs / "sim.sqlite3"))
         wait_until_healthy(f"{s.simulator_url}/healthz", [sim])
         api = s.start("api", "api")
-        worker = s.start("worker", "worker")
-        wait_until_healthy(f"{s.api_url}/readyz", [api, worker])
+        # Two workers share the database: the burst test below shows no payment is charged twice.
+        workers = [s.start("worker-1", "worker"), s.start("worker-2", "worker")]
+        wait_until_healthy(f"{s.api_url}/readyz", [api, *workers])
         yield s
     finally:
         s.stop()
@@ -138,6 +139,8 @@ async def test_a_burst_of_payments_all_complete_and_none_is_charged_twice(
         records = records["data"] if isinstance(records, dict) else records
     charged = [r["payment"] for r in records if r["payment"] in {p["id"] for p in finals}]
     assert sorted(charged) == sorted(p["id"] for p in finals)
+    worker_logs = [p.log.read_text() for p in stack.processes if p.name.startswith("worker")]
+    assert all("worker started" in log for log in worker_logs) and len(worker_logs) == 2
 
 
 def test_cli_creates_a_merchant_whose_key_works(stack: Stack) -> None:

@@ -14,6 +14,17 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+_CARD_FIELDS = ("brand", "last4", "exp_month", "exp_year", "funding", "fingerprint")
+
+
+def _payment_method(method: dict[str, Any]) -> dict[str, Any]:
+    """Stored as jsonb (which sorts keys); shown in the order of API.md."""
+    if method.get("type") == "card":
+        card = method.get("card") or {}
+        return {"type": "card", "card": {k: card.get(k) for k in _CARD_FIELDS}}
+    return method
+
+
 def payment_object(p: Payment) -> dict[str, Any]:
     return {
         "id": p.id,
@@ -24,7 +35,7 @@ def payment_object(p: Payment) -> dict[str, Any]:
         "capture": p.capture,
         "amount_captured": p.amount_captured,
         "amount_refunded": p.amount_refunded,
-        "payment_method": p.payment_method,
+        "payment_method": _payment_method(p.payment_method),
         "reference": p.reference,
         "description": p.description,
         "metadata": p.metadata,

@@ -9,6 +9,7 @@ the last one exits).
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,9 @@ def start_embedded(data_dir: Path) -> Any:
 
     data_dir = data_dir.expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = get_server(data_dir / "pg", cleanup_mode="stop")
+    with warnings.catch_warnings():  # platformdirs complains when XDG_RUNTIME_DIR is unset; harmless here
+        warnings.simplefilter("ignore")
+        server = get_server(data_dir / "pg", cleanup_mode="stop")
     log.info("embedded PostgreSQL running in %s", data_dir / "pg")
     return server
 
