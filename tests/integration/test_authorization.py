@@ -304,3 +304,39 @@ async def test_a_transient_failure_is_retried_under_the_same_key_and_charged_onc
     async with container.db.connection() as conn:
         cur = await conn.execute("SELECT status, calls FROM payment_attempts WHERE payment_id = %s", (created["id"],))
         assert [(r["status"], r["calls"]) for r in await cur.fetchall()] == [("approved", 2)]
+
+
+async def test_a_bug_on_one_payment_does_not_sink_its_batch(api: Any, container: Any, merchant: Any) -> None:
+    """A processor that raises (a bug, not a network fault) for one payment: the rest of the batch completes."""
+    from tender.processors.base import AuthorizeRequest, ProcessorResult
+
+    real = container.processors["simulator"]
+
+    class Exploding:
+        name = "simulator"
+
+        async def authorize(self, request: AuthorizeRequest) -> ProcessorResult:
+            if request.amount == 4321:
+                raise RuntimeError("boom")
+            return await real.authorize(request)
+
+        async def lookup(self, reference: str) -> ProcessorResult:
+            return await real.lookup(reference)
+
+        async def aclose(self) -> None: ...
+
+    bad = await pay(api, merchant, amount=4321)
+    good = await pay(api, merchant, amount=1234)
+    a = Authorizer(container.db, container.vault, {"simulator": Exploding()}, lease_seconds=30)
+    await a.run_batch(1000)
+    assert (await get(api, merchant, good["id"]))["status"] == "succeeded"
+    assert (await get(api, merchant, bad["id"]))["status"] == "processing"
+    async with container.db.connection() as conn:
+        cur = await conn.execute(
+            "SELECT last_error, next_run_at > now() AS later FROM payments WHERE id = %s", (bad["id"],)
+        )
+        row = await cur.fetchone()
+    assert row["last_error"] == "internal error: RuntimeError" and row["later"]
+    await _expire_lease(container, bad["id"])
+    await drain(authorizer(container))  # the real processor: it completes
+    assert (await get(api, merchant, bad["id"]))["status"] == "succeeded"

@@ -94,7 +94,7 @@ class Authorizer:
             card_ids = [w.payment.card_id for w in work if w.payment.card_id]
             vault_cards = await store.get_cards(conn, card_ids) if card_ids else {}
 
-        changes = await asyncio.gather(*(self._process(w, vault_cards) for w in work))
+        changes = await asyncio.gather(*(self._process_safely(w, vault_cards) for w in work))
 
         now = datetime.now(UTC)
         async with self._db.transaction() as conn:
@@ -112,6 +112,14 @@ class Authorizer:
             ]
             await store.erase_cvcs(conn, done_cards)
         return len(work)
+
+    async def _process_safely(self, w: _Work, vault_cards: Mapping[str, VaultCard]) -> dict[str, Any]:
+        """One payment's bug must not sink its batch: it is retried later and its error kept visible."""
+        try:
+            return await self._process(w, vault_cards)
+        except Exception as exc:
+            log.exception("authorizing payment %s failed", w.payment.id)
+            return self._retry_later(w, f"internal error: {type(exc).__name__}")
 
     async def _process(self, w: _Work, vault_cards: Mapping[str, VaultCard]) -> dict[str, Any]:
         payment = w.payment

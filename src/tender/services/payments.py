@@ -15,6 +15,7 @@ from tender.domain.ids import PAYMENT, VAULT_CARD, new_id
 from tender.domain.models import Payment
 from tender.domain.payments import PaymentStatus, validate_metadata, validate_reference
 from tender.errors import DuplicateReference, InvalidRequest, NotFound
+from tender.services.validation import parse
 from tender.store import payments as store
 from tender.store.db import Conn
 from tender.vault import Vault
@@ -63,8 +64,6 @@ def _check_return_url(url: str | None) -> str | None:
 
 
 def _parse_card_method(raw: str | dict[str, Any]) -> CardMethodIn:
-    from tender.services.validation import parse  # local: keeps pydantic error mapping in one place
-
     if isinstance(raw, str):
         raise InvalidRequest(
             f"payment_method: no such saved payment method: {raw[:40]!r}",

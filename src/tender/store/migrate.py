@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -30,7 +32,9 @@ def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
+@functools.cache
 def head_revision() -> str | None:
+    """The newest migration shipped with this code (fixed for the life of the process)."""
     return ScriptDirectory.from_config(alembic_config("postgresql://")).get_current_head()
 
 
