@@ -5,6 +5,11 @@ It measures how fast Tender accepts payments (`POST /v1/payments` -> 202) and ho
 
     .venv/bin/python bench/payments.py --key sk_test_... -n 2000 -c 50
     .venv/bin/python bench/payments.py --admin-key "$TENDER_ADMIN_KEY" --mix --json /tmp/bench.json
+    .venv/bin/python bench/payments.py --admin-key "$TENDER_ADMIN_KEY" -n 10000 -c 100 --processes 2
+
+The client is kept cheap so that it is not what gets measured: aiohttp with one connection pool,
+orjson, uvloop when installed, completion read from list pages rather than one GET per payment, and
+optionally several client processes (`--processes`). Its own CPU time is printed with the figures.
 """
 
 from __future__ import annotations
@@ -12,21 +17,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
+import queue
 import random
 import re
+import resource
 import statistics
 import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-import httpx
+import aiohttp
+import orjson
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -41,6 +50,11 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+if TYPE_CHECKING:
+    import multiprocessing.process
+    import multiprocessing.queues
+    import multiprocessing.synchronize
+
 DEFAULT_CARD = "4242424242424242"
 # The API.md test cards, minus the 3-D Secure one (4000002760003184) that would wait for a shopper.
 MIX_CARDS = (
@@ -54,10 +68,17 @@ MIX_CARDS = (
     "4000000000000127",
 )
 COMPLETE_STATUSES = frozenset({"succeeded", "failed", "requires_capture", "canceled", "requires_action"})
-POLL_PAUSE_S = 0.3
+POLL_PAUSE_S = 0.25  # between completion sweeps
+PAGE_LIMIT = 100  # the API's maximum `limit`
+FINAL_READ_ATTEMPTS = 3  # failed list pages tolerated while reading the final statuses
+CHILD_FLUSH_S = 0.1  # how often a client process reports its accepted ids to the parent
+CHILD_PUMP_S = 0.05  # how often the parent reads those reports
+CHILD_START_TIMEOUT_S = 60.0
 MAX_ERROR_SAMPLES = 5
 ERROR_SAMPLE_CHARS = 300
 CARD_LIKE = re.compile(r"\d{12,19}")
+
+T = TypeVar("T")
 
 console = Console()
 
@@ -71,7 +92,7 @@ class Config:
     url: str
     payments: int
     concurrency: int
-    poll_concurrency: int
+    processes: int
     cards: tuple[str, ...]
     currency: str
     wait_timeout: float
@@ -85,7 +106,32 @@ class Payment:
 
     id: str
     status: str = "processing"
-    completed_at: float | None = None  # the server's `updated` when first seen complete, unix seconds
+    completed_at: float | None = None  # the server's `updated` once read complete, unix seconds
+
+
+@dataclass
+class SendStats:
+    """What one sender (the bench process, or one client process) observed while sending."""
+
+    first_start: float | None = None  # wall clock (unix s) when the first POST started
+    send_started: float = 0.0  # wall clock at the start of sending
+    send_ended: float = 0.0  # wall clock when the last POST answered
+    latencies_s: list[float] = field(default_factory=list)  # of the 202 answers
+    rejected: Counter[str] = field(default_factory=Counter)  # status code (or exception name) -> count
+    error_samples: list[str] = field(default_factory=list)
+    cpu_s: float = 0.0  # CPU time of the sending process(es) while sending
+
+    def merge(self, other: SendStats) -> None:
+        """Adds another process's observations (the clocks are compared as wall clock times)."""
+        if other.first_start is not None:
+            self.first_start = min(self.first_start or other.first_start, other.first_start)
+        self.send_started = min(self.send_started or other.send_started, other.send_started)
+        self.send_ended = max(self.send_ended, other.send_ended)
+        self.latencies_s.extend(other.latencies_s)
+        self.rejected.update(other.rejected)
+        for sample in other.error_samples:
+            add_error_sample(self, sample)
+        self.cpu_s += other.cpu_s
 
 
 @dataclass
@@ -93,26 +139,27 @@ class Phase:
     """Raw observations of one run: sending, then waiting for completion."""
 
     total: int
-    first_start: float | None = None  # wall clock (unix s) when the first POST started
-    send_started: float = 0.0  # perf_counter at the start of sending
-    send_ended: float = 0.0  # perf_counter when the last POST answered
-    send_ended_wall: float = 0.0  # the same moment on the wall clock
-    latencies_s: list[float] = field(default_factory=list)  # of the 202 answers
-    rejected: Counter[str] = field(default_factory=Counter)  # status code (or exception name) -> count
-    error_samples: list[str] = field(default_factory=list)
+    sent: SendStats = field(default_factory=SendStats)
+    sending_done_at: float | None = None  # perf_counter in this process, for --wait-timeout
     payments: dict[str, Payment] = field(default_factory=dict)
-    pending: set[str] = field(default_factory=set)
+    pending: set[str] = field(default_factory=set)  # accepted, not yet seen out of `processing`
     poll_errors: int = 0
+
+    def add(self, payment_id: str) -> None:
+        self.payments[payment_id] = Payment(payment_id)
+        self.pending.add(payment_id)
 
 
 @dataclass
 class Results:
     url: str
     run_id: str
+    event_loop: str
     currency: str
     cards_last4: list[str]
     payments: int
     concurrency: int
+    processes: int
     warmup: int
     accepted: int
     rejected: dict[str, int]
@@ -129,6 +176,9 @@ class Results:
     drain_s: float | None
     poll_errors: int
     error_samples: list[str]
+    client_cpu_sending_s: float  # all client processes, while sending the measured payments
+    client_cpu_s: float = 0.0  # the whole run (self + children), filled in at the end
+    run_wall_s: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -170,6 +220,11 @@ def percentiles_ms(latencies_s: Sequence[float]) -> Percentiles:
     return cuts[49], cuts[94], cuts[98], max(values)
 
 
+def cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
 def card_body(number: str) -> dict[str, Any]:
     is_amex = number.startswith(("34", "37"))
     return {
@@ -192,6 +247,80 @@ def payment_body(cfg: Config, reference: str, index: int) -> dict[str, Any]:
         "reference": reference,
         "description": "tender bench",
     }
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Runs `main` on uvloop when it is installed (it comes with uvicorn[standard]), else on asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+def make_session(concurrency: int) -> aiohttp.ClientSession:
+    """One pool of `concurrency` keep-alive connections (call it inside the event loop)."""
+    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency, ttl_dns_cache=300)
+    # No overall limit: a request may wait for a pooled connection while all of them are busy.
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=30)
+    return aiohttp.ClientSession(connector=connector, timeout=timeout)
+
+
+class Api:
+    """Tender's HTTP API through one aiohttp session; bodies are bytes, JSON is orjson's."""
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, key: str | None = None) -> None:
+        self.session = session
+        self.base_url = base_url
+        self.auth: dict[str, str] = {}
+        if key is not None:
+            self.use_key(key)
+
+    def use_key(self, key: str) -> None:
+        self.auth = {"Authorization": f"Bearer {key}"}
+
+    async def get(self, path: str, params: dict[str, str] | None = None) -> tuple[int, bytes]:
+        async with self.session.get(self.base_url + path, params=params, headers=self.auth) as response:
+            return response.status, await response.read()
+
+    async def post(
+        self, path: str, body: dict[str, Any], auth: dict[str, str] | None = None
+    ) -> tuple[int, bytes, str | None]:
+        """(status, body, Location header); every POST has its own Idempotency-Key."""
+        headers = {
+            **(self.auth if auth is None else auth),
+            "Content-Type": "application/json",
+            "Idempotency-Key": str(uuid.uuid4()),
+        }
+        async with self.session.post(self.base_url + path, data=orjson.dumps(body), headers=headers) as response:
+            return response.status, await response.read(), response.headers.get("Location")
+
+
+def text_of(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="replace")
+
+
+def load_json(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+
+
+async def list_page(api: Api, params: dict[str, str]) -> tuple[list[dict[str, Any]], bool] | None:
+    """One page of `GET /v1/payments` as (payments, has_more); None when the request failed."""
+    try:
+        status, raw = await api.get("/v1/payments", params)
+    except (aiohttp.ClientError, TimeoutError):
+        return None
+    data = load_json(raw) if status == 200 else None
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        return None
+    items = [item for item in data["data"] if isinstance(item, dict) and isinstance(item.get("id"), str)]
+    return items, bool(data.get("has_more"))
 
 
 # --------------------------------------------------------------------------- live display
@@ -217,19 +346,19 @@ class Display:
         self._accepted: TaskID = progress.add_task(f"{label}accepted", total=total)
         self._completed: TaskID = progress.add_task(f"{label}completed", total=total)
 
-    def accepted(self) -> None:
-        self._progress.advance(self._accepted)
+    def accepted(self, count: int = 1) -> None:
+        self._progress.advance(self._accepted, count)
 
-    def rejected(self) -> None:
-        self._rejected += 1
+    def rejected(self, count: int = 1) -> None:
+        self._rejected += count
         description = f"{self._label}accepted ({self._rejected} rejected)"
         self._progress.update(self._accepted, description=description)
         # A rejected payment will never complete: shrink the completion bar's total.
         total = self._progress.tasks[self._completed].total or 0
-        self._progress.update(self._completed, total=max(total - 1, 0))
+        self._progress.update(self._completed, total=max(total - count, 0))
 
-    def completed(self) -> None:
-        self._progress.advance(self._completed)
+    def completed(self, count: int = 1) -> None:
+        self._progress.advance(self._completed, count)
 
     def sending_done(self) -> None:
         """Freezes the accepted bar's clock so its rate stays the sending rate."""
@@ -247,145 +376,192 @@ def make_progress() -> Progress:
         RateColumn(),
         TimeElapsedColumn(),
         console=console,
+        refresh_per_second=4,
     )
 
 
 # --------------------------------------------------------------------------- sending
 
 
-def record_rejection(phase: Phase, display: Display, kind: str, detail: str) -> None:
-    phase.rejected[kind] += 1
-    sample = f"{kind}: {redact(detail)}"
-    if len(phase.error_samples) < MAX_ERROR_SAMPLES and sample not in phase.error_samples:
-        phase.error_samples.append(sample)
-    display.rejected()
+class Sink(Protocol):
+    """Where a sender reports each outcome as it happens."""
+
+    def accepted(self, payment_id: str) -> None: ...
+
+    def rejected(self) -> None: ...
 
 
-def record_completion(phase: Phase, display: Display, payment: Payment, data: dict[str, Any]) -> None:
-    """Marks a payment complete if `data` (a payment object) has left `processing`."""
-    status = data.get("status")
-    if not isinstance(status, str) or status not in COMPLETE_STATUSES or payment.completed_at is not None:
-        return
-    payment.status = status
-    payment.completed_at = parse_timestamp(data.get("updated")) or time.time()
-    phase.pending.discard(payment.id)
-    display.completed()
+class LocalSink:
+    """Sending in the bench process itself: straight into the phase and the bars."""
+
+    def __init__(self, phase: Phase, display: Display) -> None:
+        self._phase = phase
+        self._display = display
+
+    def accepted(self, payment_id: str) -> None:
+        self._phase.add(payment_id)
+        self._display.accepted()
+
+    def rejected(self) -> None:
+        self._display.rejected()
 
 
-def payment_id_of(response: httpx.Response, data: object) -> str | None:
+def add_error_sample(stats: SendStats, sample: str) -> None:
+    if len(stats.error_samples) < MAX_ERROR_SAMPLES and sample not in stats.error_samples:
+        stats.error_samples.append(sample)
+
+
+def record_rejection(stats: SendStats, sink: Sink, kind: str, detail: str) -> None:
+    stats.rejected[kind] += 1
+    add_error_sample(stats, f"{kind}: {redact(detail)}")
+    sink.rejected()
+
+
+def payment_id_of(location: str | None, data: object) -> str | None:
     if isinstance(data, dict) and isinstance(data.get("id"), str):
         return str(data["id"])
-    location = response.headers.get("location", "")
-    return location.rsplit("/", 1)[-1] or None
+    return (location or "").rsplit("/", 1)[-1] or None
 
 
-async def send_one(
-    client: httpx.AsyncClient, cfg: Config, phase: Phase, display: Display, reference: str, index: int
-) -> None:
+async def send_one(api: Api, cfg: Config, stats: SendStats, sink: Sink, reference: str, index: int) -> None:
     body = payment_body(cfg, reference, index)
-    headers = {"Idempotency-Key": str(uuid.uuid4())}
-    started_wall = time.time()
-    if phase.first_start is None or started_wall < phase.first_start:
-        phase.first_start = started_wall
+    if stats.first_start is None:
+        stats.first_start = time.time()
     started = time.perf_counter()
     try:
-        response = await client.post("/v1/payments", json=body, headers=headers)
-    except httpx.HTTPError as exc:
-        record_rejection(phase, display, type(exc).__name__, str(exc))
+        status, raw, location = await api.post("/v1/payments", body)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        record_rejection(stats, sink, type(exc).__name__, str(exc))
         return
     latency = time.perf_counter() - started
-    if response.status_code != 202:
-        record_rejection(phase, display, str(response.status_code), response.text)
+    if status != 202:
+        record_rejection(stats, sink, str(status), text_of(raw))
         return
-    try:
-        data: Any = response.json()
-    except ValueError:
-        data = None
-    payment_id = payment_id_of(response, data)
+    payment_id = payment_id_of(location, load_json(raw))
     if payment_id is None:
-        record_rejection(phase, display, "202 without id", response.text)
+        record_rejection(stats, sink, "202 without id", text_of(raw))
         return
-    phase.latencies_s.append(latency)
-    payment = Payment(payment_id)
-    phase.payments[payment_id] = payment
-    phase.pending.add(payment_id)
-    display.accepted()
-    if isinstance(data, dict):
-        record_completion(phase, display, payment, data)
+    stats.latencies_s.append(latency)
+    sink.accepted(payment_id)
 
 
 async def send_all(
-    client: httpx.AsyncClient,
-    cfg: Config,
-    phase: Phase,
-    display: Display,
-    prefix: str,
+    api: Api, cfg: Config, stats: SendStats, sink: Sink, prefix: str, indexes: range, concurrency: int
 ) -> None:
-    """Sends `phase.total` payments from `cfg.concurrency` workers sharing one queue of indexes."""
-    indexes = iter(range(phase.total))
+    """Sends one payment per index from `concurrency` workers sharing one iterator of indexes."""
+    pending = iter(indexes)
 
     async def worker() -> None:
-        for index in indexes:
-            await send_one(client, cfg, phase, display, f"{prefix}-{index}", index)
+        for index in pending:
+            await send_one(api, cfg, stats, sink, f"{prefix}-{index}", index)
 
-    phase.send_started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(min(cfg.concurrency, phase.total))))
-    phase.send_ended = time.perf_counter()
-    phase.send_ended_wall = time.time()
-
-
-# --------------------------------------------------------------------------- polling
+    stats.send_started = time.time()
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, len(indexes)))))
+    stats.send_ended = time.time()
 
 
-async def poll_one(
-    client: httpx.AsyncClient,
-    phase: Phase,
-    display: Display,
-    payment: Payment,
-    limit: asyncio.Semaphore,
-    expired: Callable[[], bool],
-) -> None:
-    async with limit:
-        if expired() or payment.completed_at is not None:
-            return
-        try:
-            response = await client.get(f"/v1/payments/{payment.id}")
-            data: Any = response.json() if response.status_code == 200 else None
-        except (httpx.HTTPError, ValueError):
-            data = None
-        if not isinstance(data, dict):
+# --------------------------------------------------------------------------- completion
+
+
+async def sweep(api: Api, phase: Phase, display: Display) -> None:
+    """One pass over `GET /v1/payments?status=processing`: ours not listed there are complete.
+
+    Only ids accepted before the sweep starts are judged (a later one may be on a page already read).
+    The list is newest first and ids sort by creation time, so paging stops once past our oldest id.
+    """
+    ours = set(phase.pending)
+    if not ours:
+        return
+    oldest = min(ours)
+    still_processing: set[str] = set()
+    params = {"status": "processing", "limit": str(PAGE_LIMIT)}
+    while True:
+        page = await list_page(api, params)
+        if page is None:
             phase.poll_errors += 1
-            return
-        record_completion(phase, display, payment, data)
+            return  # judge nothing on a partial sweep
+        items, has_more = page
+        still_processing.update(item["id"] for item in items if item["id"] in ours)
+        if not has_more or not items or items[-1]["id"] <= oldest:
+            break
+        params["starting_after"] = items[-1]["id"]
+    done = ours - still_processing
+    seen_at = time.time()  # provisional completion time, replaced by `updated` in read_final_statuses
+    for payment_id in done:
+        phase.pending.discard(payment_id)
+        phase.payments[payment_id].completed_at = seen_at
+    if done:
+        display.completed(len(done))
 
 
 async def poll_until_complete(
-    client: httpx.AsyncClient, cfg: Config, phase: Phase, display: Display, sending_done: asyncio.Event
+    api: Api, cfg: Config, phase: Phase, display: Display, sending_done: asyncio.Event
 ) -> None:
-    """Re-reads incomplete payments in sweeps while sending and after, until all complete or timeout."""
-    limit = asyncio.Semaphore(cfg.poll_concurrency)
+    """Sweeps while sending and after, until every accepted payment is complete or --wait-timeout."""
 
     def expired() -> bool:
-        return sending_done.is_set() and time.perf_counter() >= phase.send_ended + cfg.wait_timeout
+        return phase.sending_done_at is not None and time.perf_counter() >= phase.sending_done_at + cfg.wait_timeout
 
     while True:
-        if sending_done.is_set() and (not phase.pending or expired()):
+        finished = sending_done.is_set()  # read before the sweep: the last ids must be swept after it
+        if finished and (not phase.pending or expired()):
             return
-        sweep = [phase.payments[payment_id] for payment_id in list(phase.pending)]
-        await asyncio.gather(*(poll_one(client, phase, display, p, limit, expired) for p in sweep))
-        if phase.pending or not sending_done.is_set():
+        await sweep(api, phase, display)
+        if phase.pending or not finished:
             await asyncio.sleep(POLL_PAUSE_S)
 
 
-async def run_phase(client: httpx.AsyncClient, cfg: Config, total: int, prefix: str, label: str) -> Phase:
+async def read_final_statuses(api: Api, phase: Phase) -> None:
+    """Pages through `GET /v1/payments` (newest first) for the final status and `updated` of ours."""
+    missing = set(phase.payments)
+    if not missing:
+        return
+    oldest = min(missing)
+    params = {"limit": str(PAGE_LIMIT)}
+    failures = 0
+    while missing:
+        page = await list_page(api, params)
+        if page is None:
+            phase.poll_errors += 1
+            failures += 1
+            if failures >= FINAL_READ_ATTEMPTS:
+                return  # keep the sweeps' provisional figures
+            await asyncio.sleep(POLL_PAUSE_S)
+            continue
+        items, has_more = page
+        for item in items:
+            payment = phase.payments.get(item["id"])
+            if payment is None:
+                continue
+            missing.discard(payment.id)
+            status = item.get("status")
+            if not isinstance(status, str):
+                continue
+            payment.status = status
+            if status in COMPLETE_STATUSES:
+                payment.completed_at = parse_timestamp(item.get("updated")) or payment.completed_at or time.time()
+            else:
+                payment.completed_at = None
+        if not has_more or not items or items[-1]["id"] <= oldest:
+            return
+        params["starting_after"] = items[-1]["id"]
+
+
+# --------------------------------------------------------------------------- one phase, in this process
+
+
+async def run_phase(api: Api, cfg: Config, total: int, prefix: str, label: str) -> Phase:
     phase = Phase(total=total)
     with make_progress() as progress:
         display = Display(progress, label, total)
         sending_done = asyncio.Event()
-        poller = asyncio.create_task(poll_until_complete(client, cfg, phase, display, sending_done))
+        poller = asyncio.create_task(poll_until_complete(api, cfg, phase, display, sending_done))
+        cpu_before = cpu_seconds()
         try:
-            await send_all(client, cfg, phase, display, prefix)
+            await send_all(api, cfg, phase.sent, LocalSink(phase, display), prefix, range(total), cfg.concurrency)
         finally:
+            phase.sent.cpu_s = cpu_seconds() - cpu_before
+            phase.sending_done_at = time.perf_counter()
             sending_done.set()
             display.sending_done()
         await poller
@@ -393,72 +569,271 @@ async def run_phase(client: httpx.AsyncClient, cfg: Config, total: int, prefix: 
     return phase
 
 
+# --------------------------------------------------------------------------- one phase, in P client processes
+
+
+@dataclass
+class ChildMessage:
+    kind: str  # ready | progress | done | error
+    child: int
+    ids: list[str] = field(default_factory=list)  # progress: accepted since the last report
+    rejected: int = 0  # progress: rejected since the last report
+    stats: SendStats | None = None  # done
+    error: str = ""  # error
+
+
+@dataclass(frozen=True)
+class ChildJob:
+    number: int
+    cfg: Config
+    key: str
+    prefix: str
+    indexes: range  # global payment indexes: references and the --mix card cycle match a P=1 run
+    concurrency: int
+    messages: multiprocessing.queues.Queue[ChildMessage]
+    go: multiprocessing.synchronize.Event
+
+
+class QueueSink:
+    """Sending in a client process: outcomes go to the parent in batches."""
+
+    def __init__(self, job: ChildJob) -> None:
+        self._job = job
+        self._ids: list[str] = []
+        self._rejected = 0
+
+    def accepted(self, payment_id: str) -> None:
+        self._ids.append(payment_id)
+
+    def rejected(self) -> None:
+        self._rejected += 1
+
+    def flush(self) -> None:
+        if self._ids or self._rejected:
+            message = ChildMessage("progress", self._job.number, ids=self._ids, rejected=self._rejected)
+            self._job.messages.put(message)
+            self._ids, self._rejected = [], 0
+
+    async def flush_regularly(self) -> None:
+        while True:
+            await asyncio.sleep(CHILD_FLUSH_S)
+            self.flush()
+
+
+async def child_send(job: ChildJob) -> SendStats:
+    stats = SendStats()
+    sink = QueueSink(job)
+    async with make_session(job.concurrency) as session:
+        api = Api(session, job.cfg.url, job.key)
+        flusher = asyncio.create_task(sink.flush_regularly())
+        cpu_before = cpu_seconds()
+        await send_all(api, job.cfg, stats, sink, job.prefix, job.indexes, job.concurrency)
+        stats.cpu_s = cpu_seconds() - cpu_before
+        flusher.cancel()
+    sink.flush()
+    return stats
+
+
+def child_main(job: ChildJob) -> None:
+    """Entry point of a client process (spawned)."""
+    try:
+        job.messages.put(ChildMessage("ready", job.number))
+        job.go.wait()
+        stats = run_loop(child_send(job))
+        job.messages.put(ChildMessage("done", job.number, stats=stats))
+    except KeyboardInterrupt:
+        return  # the parent reports the interruption
+    except Exception as exc:
+        job.messages.put(ChildMessage("error", job.number, error=repr(exc)))
+
+
+def split(total: int, parts: int) -> list[int]:
+    """`total` as `parts` near-equal shares."""
+    return [total // parts + (1 if k < total % parts else 0) for k in range(parts)]
+
+
+class Children:
+    """The client processes of one phase and their messages."""
+
+    def __init__(self, cfg: Config, key: str, total: int, prefix: str) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.messages: multiprocessing.queues.Queue[ChildMessage] = ctx.Queue()
+        self.go = ctx.Event()
+        counts = split(total, cfg.processes)
+        shares = split(cfg.concurrency, cfg.processes)
+        starts = [sum(counts[:k]) for k in range(cfg.processes)]
+        self.procs: list[multiprocessing.process.BaseProcess] = [
+            ctx.Process(
+                target=child_main,
+                args=(
+                    ChildJob(
+                        number=k,
+                        cfg=cfg,
+                        key=key,
+                        prefix=prefix,
+                        indexes=range(starts[k], starts[k] + counts[k]),
+                        concurrency=shares[k],
+                        messages=self.messages,
+                        go=self.go,
+                    ),
+                ),
+                name=f"tender-bench-client-{k}",
+                daemon=True,
+            )
+            for k in range(cfg.processes)
+        ]
+
+    def start(self) -> None:
+        for proc in self.procs:
+            proc.start()
+
+    def drain(self) -> list[ChildMessage]:
+        got: list[ChildMessage] = []
+        while True:
+            try:
+                got.append(self.messages.get_nowait())
+            except queue.Empty:
+                return got
+
+    async def wait_for(self, kind: str, handle: Callable[[ChildMessage], None] | None = None) -> None:
+        """Reads messages until every child has sent `kind`; `handle` sees every message."""
+        waiting = set(range(len(self.procs)))
+        while waiting:
+            messages = self.drain()
+            if not messages and (dead := [k for k in waiting if self.procs[k].exitcode is not None]):
+                messages = self.drain()  # a child's last words may arrive just after it exits
+                if not messages:
+                    k = dead[0]
+                    raise BenchError(f"client process {k} exited ({self.procs[k].exitcode}) before '{kind}'")
+            for message in messages:
+                if message.kind == "error":
+                    raise BenchError(f"client process {message.child} failed: {message.error}")
+                if message.kind == kind:
+                    waiting.discard(message.child)
+                if handle is not None:
+                    handle(message)
+            if waiting:
+                await asyncio.sleep(CHILD_PUMP_S)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=5)
+        self.messages.close()
+
+
+async def run_phase_processes(api: Api, cfg: Config, key: str, total: int, prefix: str, label: str) -> Phase:
+    """Sending in `cfg.processes` spawned client processes; this process shows progress and polls."""
+    children = Children(cfg, key, total, prefix)
+    children.start()
+    try:
+        try:
+            with console.status(f"starting {cfg.processes} client processes"):
+                async with asyncio.timeout(CHILD_START_TIMEOUT_S):
+                    await children.wait_for("ready")
+        except TimeoutError as exc:
+            raise BenchError(f"client processes not ready after {CHILD_START_TIMEOUT_S:.0f} s") from exc
+        phase = Phase(total=total)
+        with make_progress() as progress:
+            display = Display(progress, label, total)
+
+            def handle(message: ChildMessage) -> None:
+                for payment_id in message.ids:
+                    phase.add(payment_id)
+                if message.ids:
+                    display.accepted(len(message.ids))
+                if message.rejected:
+                    display.rejected(message.rejected)
+                if message.stats is not None:
+                    phase.sent.merge(message.stats)
+
+            sending_done = asyncio.Event()
+            poller = asyncio.create_task(poll_until_complete(api, cfg, phase, display, sending_done))
+            cpu_before = cpu_seconds()
+            children.go.set()
+            try:
+                await children.wait_for("done", handle)
+            finally:
+                phase.sent.cpu_s += cpu_seconds() - cpu_before  # this process's share: pumping and polling
+                phase.sending_done_at = time.perf_counter()
+                sending_done.set()
+                display.sending_done()
+            await poller
+            display.polling_done()
+        return phase
+    finally:
+        children.stop()
+
+
 # --------------------------------------------------------------------------- setup
 
 
-async def check_reachable(client: httpx.AsyncClient) -> None:
+async def check_reachable(api: Api) -> None:
     try:
-        response = await client.get("/healthz")
-    except httpx.HTTPError as exc:
-        raise BenchError(f"cannot reach Tender at {client.base_url}: {exc!r}") from exc
-    if response.status_code != 200:
-        console.print(f"[yellow]warning:[/] GET /healthz answered {response.status_code}")
+        status, _ = await api.get("/healthz")
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise BenchError(f"cannot reach Tender at {api.base_url}: {exc!r}") from exc
+    if status != 200:
+        console.print(f"[yellow]warning:[/] GET /healthz answered {status}")
 
 
-async def check_key(client: httpx.AsyncClient) -> None:
+async def check_key(api: Api) -> None:
     """Fails fast on a wrong merchant key instead of sending N payments that all come back 401."""
     try:
-        response = await client.get("/v1/payments", params={"limit": 1})
-    except httpx.HTTPError as exc:
+        status, raw = await api.get("/v1/payments", {"limit": "1"})
+    except (aiohttp.ClientError, TimeoutError) as exc:
         raise BenchError(f"GET /v1/payments failed: {exc!r}") from exc
-    if response.status_code in (401, 403):
-        raise BenchError(f"the merchant key was refused ({response.status_code}): {redact(response.text)}")
+    if status in (401, 403):
+        raise BenchError(f"the merchant key was refused ({status}): {redact(text_of(raw))}")
 
 
-async def create_merchant(client: httpx.AsyncClient, admin_key: str) -> tuple[str, str]:
+async def create_merchant(api: Api, admin_key: str) -> tuple[str, str]:
     """Creates a fresh merchant; returns (merchant id, secret key)."""
     name = f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
-    response = await client.post(
-        "/admin/v1/merchants",
-        json={"name": name},
-        headers={"Authorization": f"Bearer {admin_key}", "Idempotency-Key": str(uuid.uuid4())},
-    )
-    if response.status_code != 201:
-        raise BenchError(f"POST /admin/v1/merchants answered {response.status_code}: {redact(response.text)}")
     try:
-        data: Any = response.json()
-        return str(data["id"]), str(data["secret_key"])
-    except (ValueError, TypeError, KeyError) as exc:
-        raise BenchError("POST /admin/v1/merchants: no id/secret_key in the answer") from exc
+        status, raw, _ = await api.post("/admin/v1/merchants", {"name": name}, {"Authorization": f"Bearer {admin_key}"})
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise BenchError(f"POST /admin/v1/merchants failed: {exc!r}") from exc
+    if status != 201:
+        raise BenchError(f"POST /admin/v1/merchants answered {status}: {redact(text_of(raw))}")
+    data = load_json(raw)
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not isinstance(data.get("secret_key"), str):
+        raise BenchError("POST /admin/v1/merchants: no id/secret_key in the answer")
+    return data["id"], data["secret_key"]
 
 
 # --------------------------------------------------------------------------- results
 
 
-def summarize(cfg: Config, phase: Phase, run_id: str) -> Results:
+def summarize(cfg: Config, phase: Phase, run_id: str, event_loop: str) -> Results:
+    sent = phase.sent
     accepted = len(phase.payments)
     completion_times = [p.completed_at for p in phase.payments.values() if p.completed_at is not None]
     completed = len(completion_times)
-    send_wall_s = phase.send_ended - phase.send_started
+    send_wall_s = max(sent.send_ended - sent.send_started, 0.0)
     last_completion = max(completion_times, default=None)
     completed_per_s = None
     drain_s = None
-    if last_completion is not None and phase.first_start is not None:
-        span = last_completion - phase.first_start
+    if last_completion is not None and sent.first_start is not None:
+        span = last_completion - sent.first_start
         completed_per_s = completed / span if span > 0 else None
-        drain_s = max(last_completion - phase.send_ended_wall, 0.0)
-    p50, p95, p99, p_max = percentiles_ms(phase.latencies_s)
+        drain_s = max(last_completion - sent.send_ended, 0.0)
+    p50, p95, p99, p_max = percentiles_ms(sent.latencies_s)
     statuses = Counter(p.status for p in phase.payments.values())
     return Results(
         url=cfg.url,
         run_id=run_id,
+        event_loop=event_loop,
         currency=cfg.currency,
         cards_last4=sorted({card[-4:] for card in cfg.cards}),
         payments=cfg.payments,
         concurrency=cfg.concurrency,
+        processes=cfg.processes,
         warmup=cfg.warmup,
         accepted=accepted,
-        rejected=dict(phase.rejected.most_common()),
+        rejected=dict(sent.rejected.most_common()),
         send_wall_s=send_wall_s,
         accepted_per_s=accepted / send_wall_s if send_wall_s > 0 else None,
         completed=completed,
@@ -471,7 +846,8 @@ def summarize(cfg: Config, phase: Phase, run_id: str) -> Results:
         statuses=dict(statuses.most_common()),
         drain_s=drain_s,
         poll_errors=phase.poll_errors,
-        error_samples=phase.error_samples,
+        error_samples=sent.error_samples,
+        client_cpu_sending_s=sent.cpu_s,
     )
 
 
@@ -483,13 +859,19 @@ def counts(mapping: dict[str, int]) -> str:
     return ", ".join(f"{key}: {value}" for key, value in mapping.items()) or "-"
 
 
+def cpu_share(cpu_s: float, wall_s: float) -> str:
+    """`9.1 s (89% of a core)`: over 100% means more than one core was busy."""
+    share = f" ({cpu_s / wall_s:.0%} of a core)" if wall_s > 0 else ""
+    return f"{cpu_s:,.1f} s{share}"
+
+
 def results_table(r: Results) -> Table:
     table = Table(title=f"Tender bench {r.run_id}", show_header=False)
     table.add_column("figure", style="bold")
     table.add_column("value", justify="right")
     rows = [
         ("payments", f"{r.payments:,}"),
-        ("concurrency", str(r.concurrency)),
+        ("concurrency", str(r.concurrency) + (f" in {r.processes} processes" if r.processes > 1 else "")),
         ("accepted (202)", f"{r.accepted:,}"),
         ("rejected", counts(r.rejected)),
         ("sending time", fmt(r.send_wall_s, " s", 2)),
@@ -502,6 +884,8 @@ def results_table(r: Results) -> Table:
         ("accept latency max", fmt(r.latency_max_ms, " ms")),
         ("statuses", counts(r.statuses)),
         ("time to drain", fmt(r.drain_s, " s", 2)),
+        ("client CPU, sending", cpu_share(r.client_cpu_sending_s, r.send_wall_s)),
+        ("client CPU, whole run", cpu_share(r.client_cpu_s, r.run_wall_s) + f" in {r.run_wall_s:,.1f} s"),
     ]
     if r.poll_errors:
         rows.append(("poll errors", f"{r.poll_errors:,}"))
@@ -525,26 +909,34 @@ def report(r: Results, json_path: Path | None) -> None:
 
 
 async def bench(cfg: Config, key: str | None, admin_key: str | None) -> Results:
-    limits = httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency)
-    # pool=None: pollers may wait for a connection while all of them are busy sending.
-    timeout = httpx.Timeout(30.0, connect=10.0, pool=None)
-    async with httpx.AsyncClient(base_url=cfg.url, limits=limits, timeout=timeout) as client:
-        await check_reachable(client)
+    event_loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    async with make_session(cfg.concurrency) as session:
+        api = Api(session, cfg.url)
+        await check_reachable(api)
         if key is None:
             assert admin_key is not None
-            merchant_id, key = await create_merchant(client, admin_key)
+            merchant_id, key = await create_merchant(api, admin_key)
             console.print(f"created merchant {merchant_id}")
-        client.headers["Authorization"] = f"Bearer {key}"
-        await check_key(client)
+        api.use_key(key)
+        await check_key(api)
         run_id = uuid.uuid4().hex[:8]
         cards = f"{len(cfg.cards)} test cards" if len(cfg.cards) > 1 else f"card ...{cfg.cards[0][-4:]}"
-        console.print(f"run {run_id}: {cfg.payments:,} payments, {cfg.concurrency} clients, {cards}")
+        processes = f" in {cfg.processes} processes" if cfg.processes > 1 else ""
+        console.print(
+            f"run {run_id}: {cfg.payments:,} payments, {cfg.concurrency} clients{processes}, {cards}, {event_loop}"
+        )
         if cfg.warmup > 0:
-            warm = await run_phase(client, cfg, cfg.warmup, f"bench-{run_id}-warmup", "warmup ")
+            # Always from this process: it warms the server up (and this process's pool, used to poll).
+            warm = await run_phase(api, cfg, cfg.warmup, f"bench-{run_id}-warmup", "warmup ")
             incomplete = len(warm.pending)
             console.print(f"warmup (not measured): {len(warm.payments)} accepted, {incomplete} incomplete")
-        phase = await run_phase(client, cfg, cfg.payments, f"bench-{run_id}", "")
-        return summarize(cfg, phase, run_id)
+        prefix = f"bench-{run_id}"
+        if cfg.processes > 1:
+            phase = await run_phase_processes(api, cfg, key, cfg.payments, prefix, "")
+        else:
+            phase = await run_phase(api, cfg, cfg.payments, prefix, "")
+        await read_final_statuses(api, phase)
+        return summarize(cfg, phase, run_id, event_loop)
 
 
 def positive_int(text: str) -> int:
@@ -563,7 +955,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("-n", "--payments", type=positive_int, default=2000, help="measured payments")
     parser.add_argument("-c", "--concurrency", type=positive_int, default=50, help="concurrent clients")
     parser.add_argument(
-        "--poll-concurrency", type=positive_int, default=10, help="concurrent GETs of the completion poller"
+        "-p", "--processes", type=positive_int, default=1, help="client processes sharing -n and -c (default 1)"
     )
     parser.add_argument("--card", default=DEFAULT_CARD, help="card number for every payment")
     parser.add_argument("--mix", action="store_true", help="cycle through the test cards (declines too)")
@@ -588,27 +980,34 @@ def resolve_keys(args: argparse.Namespace) -> tuple[str | None, str | None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    started = time.perf_counter()
+    cpu_before = cpu_seconds() + cpu_seconds(resource.RUSAGE_CHILDREN)
     args = parse_args(argv)
     cfg = Config(
         url=str(args.url).rstrip("/"),
         payments=args.payments,
         concurrency=args.concurrency,
-        poll_concurrency=min(args.poll_concurrency, args.concurrency),
+        # every process needs at least one payment and one connection
+        processes=min(args.processes, args.payments, args.concurrency),
         cards=MIX_CARDS if args.mix else (str(args.card),),
         currency=str(args.currency).upper(),
         wait_timeout=args.wait_timeout,
         warmup=max(args.warmup, 0),
         json_path=args.json_path,
     )
+    if cfg.processes < args.processes:
+        console.print(f"[yellow]note:[/] {cfg.processes} processes (at most one per payment and per client)")
     try:
         key, admin_key = resolve_keys(args)
-        results = asyncio.run(bench(cfg, key, admin_key))
+        results = run_loop(bench(cfg, key, admin_key))
     except BenchError as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         console.print("[red]interrupted[/]")
         return 130
+    results.client_cpu_s = cpu_seconds() + cpu_seconds(resource.RUSAGE_CHILDREN) - cpu_before
+    results.run_wall_s = time.perf_counter() - started
     report(results, cfg.json_path)
     return 0 if results.ok else 1
 

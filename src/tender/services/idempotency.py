@@ -3,7 +3,7 @@
 The key row is inserted first in the request's own transaction. A second request with the same key
 blocks on that insert until the first commits, then replays its answer; if the first rolled back
 (a 4xx, a crash), the second runs as if it were first. Nothing is ever applied twice. A request that
-waits longer than `lock_timeout` for a still-running first one gets 409.
+waits longer than the connection's `lock_timeout` (see `store.db`) for a still-running first one gets 409.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from tender.store import idempotency as store
 from tender.store.db import Conn, Database
 
 MAX_KEY_LENGTH = 255
-LOCK_TIMEOUT = "10s"
 
 
 @dataclass(slots=True)
@@ -50,7 +49,6 @@ async def run(
     async with db.transaction() as conn:
         if key is None:
             return await work(conn)
-        await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
         try:
             reserved = await store.reserve(conn, merchant_id, key, fingerprint)
         except pg_errors.LockNotAvailable as exc:

@@ -20,7 +20,6 @@ from tender.store import payments as store
 from tender.store.db import Conn
 from tender.vault import Vault
 
-WORK_CHANNEL = "tender_work"
 DEFAULT_PROCESSOR = "simulator"
 APM_TYPES = ("upi", "wallet", "netbanking", "bnpl")
 
@@ -162,9 +161,7 @@ async def create_payment(
             param="reference",
             payment=existing,
         )
-    # Wakes idle workers at once; delivered only if this transaction commits.
-    await conn.execute("SELECT pg_notify(%s, 'payments')", (WORK_CHANNEL,))
-    return payment
+    return payment  # a trigger on payments wakes the workers when this transaction commits
 
 
 async def get_payment(conn: Conn, merchant_id: str, payment_id: str) -> Payment:

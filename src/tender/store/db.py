@@ -19,7 +19,9 @@ class Database:
             url,
             min_size=min_size,
             max_size=max_size,
-            kwargs={"row_factory": dict_row, "autocommit": True},
+            # No statement waits on a lock for more than 10 s: a request queued behind a stuck one fails
+            # clearly (an idempotent replay waiting on a still-running first request gets a 409).
+            kwargs={"row_factory": dict_row, "autocommit": True, "options": "-c lock_timeout=10s"},
             connection_class=AsyncConnection[DictRow],
             open=False,
         )

@@ -12,9 +12,10 @@ import psycopg
 
 from tender.bootstrap import Container
 from tender.services.authorization import Authorizer, RetryPolicy
-from tender.services.payments import WORK_CHANNEL
 
 log = logging.getLogger(__name__)
+
+WORK_CHANNEL = "tender_work"  # notified by triggers on tables with due rows (see the migrations)
 
 
 @dataclass(frozen=True, slots=True)

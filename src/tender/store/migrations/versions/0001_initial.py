@@ -85,6 +85,15 @@ def upgrade() -> None:
     CREATE INDEX payments_merchant_status ON payments (merchant_id, status, id DESC);
     CREATE INDEX payments_due ON payments (next_run_at) WHERE next_run_at IS NOT NULL;
 
+    -- New payments wake idle workers at once (delivered at commit; one notification per statement).
+    CREATE FUNCTION notify_work() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify('tender_work', TG_TABLE_NAME);
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER payments_notify_work AFTER INSERT ON payments
+        FOR EACH STATEMENT EXECUTE FUNCTION notify_work();
+
     -- One processor operation, written BEFORE its first call: after a crash or a timeout we know it may
     -- have reached the processor, so it is looked up by its id (the processor's idempotency key) and only
     -- ever re-sent under that same id. `calls` and `last_error` keep the history of its tries.
