@@ -28,7 +28,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -550,22 +550,35 @@ async def read_final_statuses(api: Api, phase: Phase) -> None:
 # --------------------------------------------------------------------------- one phase, in this process
 
 
-async def run_phase(api: Api, cfg: Config, total: int, prefix: str, label: str) -> Phase:
-    phase = Phase(total=total)
+async def measure(api: Api, cfg: Config, phase: Phase, label: str, send: Callable[[Display], Awaitable[None]]) -> None:
+    """Runs `send` under two live bars while a poller sweeps for completions, then waits for the poller."""
     with make_progress() as progress:
-        display = Display(progress, label, total)
+        display = Display(progress, label, phase.total)
         sending_done = asyncio.Event()
         poller = asyncio.create_task(poll_until_complete(api, cfg, phase, display, sending_done))
         cpu_before = cpu_seconds()
         try:
-            await send_all(api, cfg, phase.sent, LocalSink(phase, display), prefix, range(total), cfg.concurrency)
+            try:
+                await send(display)
+            finally:
+                phase.sent.cpu_s += cpu_seconds() - cpu_before  # with P > 1: this process's share
+                phase.sending_done_at = time.perf_counter()
+                sending_done.set()
+                display.sending_done()
+            await poller
         finally:
-            phase.sent.cpu_s = cpu_seconds() - cpu_before
-            phase.sending_done_at = time.perf_counter()
-            sending_done.set()
-            display.sending_done()
-        await poller
+            poller.cancel()  # on an error or Ctrl-C: no sweep after the session is closed
         display.polling_done()
+
+
+async def run_phase(api: Api, senders: Api, cfg: Config, total: int, prefix: str, label: str) -> Phase:
+    """Sending from this process, through `senders`; `api` polls."""
+    phase = Phase(total=total)
+
+    async def send(display: Display) -> None:
+        await send_all(senders, cfg, phase.sent, LocalSink(phase, display), prefix, range(total), cfg.concurrency)
+
+    await measure(api, cfg, phase, label, send)
     return phase
 
 
@@ -715,8 +728,11 @@ class Children:
             if waiting:
                 await asyncio.sleep(CHILD_PUMP_S)
 
-    def stop(self) -> None:
+    def stop(self, *, now: bool = False) -> None:
+        """Waits for the children to exit (they do after 'done'); `now` terminates them first."""
         for proc in self.procs:
+            if now and proc.is_alive():
+                proc.terminate()
             proc.join(timeout=5)
             if proc.is_alive():
                 proc.terminate()
@@ -736,9 +752,8 @@ async def run_phase_processes(api: Api, cfg: Config, key: str, total: int, prefi
         except TimeoutError as exc:
             raise BenchError(f"client processes not ready after {CHILD_START_TIMEOUT_S:.0f} s") from exc
         phase = Phase(total=total)
-        with make_progress() as progress:
-            display = Display(progress, label, total)
 
+        async def send(display: Display) -> None:
             def handle(message: ChildMessage) -> None:
                 for payment_id in message.ids:
                     phase.add(payment_id)
@@ -749,22 +764,15 @@ async def run_phase_processes(api: Api, cfg: Config, key: str, total: int, prefi
                 if message.stats is not None:
                     phase.sent.merge(message.stats)
 
-            sending_done = asyncio.Event()
-            poller = asyncio.create_task(poll_until_complete(api, cfg, phase, display, sending_done))
-            cpu_before = cpu_seconds()
             children.go.set()
-            try:
-                await children.wait_for("done", handle)
-            finally:
-                phase.sent.cpu_s += cpu_seconds() - cpu_before  # this process's share: pumping and polling
-                phase.sending_done_at = time.perf_counter()
-                sending_done.set()
-                display.sending_done()
-            await poller
-            display.polling_done()
-        return phase
-    finally:
-        children.stop()
+            await children.wait_for("done", handle)
+
+        await measure(api, cfg, phase, label, send)
+    except BaseException:
+        children.stop(now=True)
+        raise
+    children.stop()
+    return phase
 
 
 # --------------------------------------------------------------------------- setup
@@ -774,7 +782,7 @@ async def check_reachable(api: Api) -> None:
     try:
         status, _ = await api.get("/healthz")
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise BenchError(f"cannot reach Tender at {api.base_url}: {exc!r}") from exc
+        raise BenchError(f"cannot reach Tender at {api.base_url}: {exc}") from exc
     if status != 200:
         console.print(f"[yellow]warning:[/] GET /healthz answered {status}")
 
@@ -910,14 +918,17 @@ def report(r: Results, json_path: Path | None) -> None:
 
 async def bench(cfg: Config, key: str | None, admin_key: str | None) -> Results:
     event_loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
-    async with make_session(cfg.concurrency) as session:
-        api = Api(session, cfg.url)
+    # Two pools: the senders' C connections, and one for everything else. A poller sharing the
+    # senders' pool would be starved: a sender that frees a connection takes it back at once.
+    async with make_session(1) as control, make_session(cfg.concurrency) as sending:
+        api = Api(control, cfg.url)
         await check_reachable(api)
         if key is None:
             assert admin_key is not None
             merchant_id, key = await create_merchant(api, admin_key)
             console.print(f"created merchant {merchant_id}")
         api.use_key(key)
+        senders = Api(sending, cfg.url, key)
         await check_key(api)
         run_id = uuid.uuid4().hex[:8]
         cards = f"{len(cfg.cards)} test cards" if len(cfg.cards) > 1 else f"card ...{cfg.cards[0][-4:]}"
@@ -926,15 +937,15 @@ async def bench(cfg: Config, key: str | None, admin_key: str | None) -> Results:
             f"run {run_id}: {cfg.payments:,} payments, {cfg.concurrency} clients{processes}, {cards}, {event_loop}"
         )
         if cfg.warmup > 0:
-            # Always from this process: it warms the server up (and this process's pool, used to poll).
-            warm = await run_phase(api, cfg, cfg.warmup, f"bench-{run_id}-warmup", "warmup ")
+            # Always from this process, even with --processes: it only has to warm the server up.
+            warm = await run_phase(api, senders, cfg, cfg.warmup, f"bench-{run_id}-warmup", "warmup ")
             incomplete = len(warm.pending)
             console.print(f"warmup (not measured): {len(warm.payments)} accepted, {incomplete} incomplete")
         prefix = f"bench-{run_id}"
         if cfg.processes > 1:
             phase = await run_phase_processes(api, cfg, key, cfg.payments, prefix, "")
         else:
-            phase = await run_phase(api, cfg, cfg.payments, prefix, "")
+            phase = await run_phase(api, senders, cfg, cfg.payments, prefix, "")
         await read_final_statuses(api, phase)
         return summarize(cfg, phase, run_id, event_loop)
 

@@ -7,6 +7,8 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 
 from tender.api.responses import JSON
 from tender.domain.errors import DomainError, InvalidTransition
@@ -53,6 +55,12 @@ def install(app: FastAPI) -> None:
             {"error": {"type": "invalid_request_error", "code": "http_error", "message": str(exc.detail)}},
             status_code=exc.status_code,
         )
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, _: ClientDisconnect) -> Response:
+        # The client hung up mid-request: nobody reads this answer, and nothing was written.
+        log.info("client disconnected during %s %s", request.method, request.url.path)
+        return Response(status_code=400)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSON:
