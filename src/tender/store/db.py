@@ -5,11 +5,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import orjson
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow, dict_row
+from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
 Conn = AsyncConnection[DictRow]
+
+# orjson for json/jsonb columns: faster than the stdlib, and it refuses NaN and out-of-range numbers.
+set_json_dumps(orjson.dumps)
+set_json_loads(orjson.loads)
 
 
 class Database:

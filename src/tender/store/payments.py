@@ -43,6 +43,21 @@ async def insert_card(
     )
 
 
+_INSERT_COLUMNS = [*PAYMENT_COLUMNS, "next_run_at"]
+# Composed once: building it per call cost a noticeable share of the accept path's CPU.
+_INSERT = (
+    sql.SQL(
+        "INSERT INTO payments ({}) VALUES ({})"
+        " ON CONFLICT (merchant_id, reference) WHERE reference IS NOT NULL DO NOTHING RETURNING 1"
+    )
+    .format(
+        sql.SQL(", ").join(map(sql.Identifier, _INSERT_COLUMNS)),
+        sql.SQL(", ").join(map(sql.Placeholder, _INSERT_COLUMNS)),
+    )
+    .as_string()
+)
+
+
 async def insert_payment(conn: Conn, p: Payment, *, next_run_at: datetime | None) -> bool:
     """Insert; False (and nothing written) if the merchant already has a payment with this reference."""
     values: dict[str, Any] = {name: getattr(p, name) for name in PAYMENT_COLUMNS}
@@ -50,14 +65,7 @@ async def insert_payment(conn: Conn, p: Payment, *, next_run_at: datetime | None
     values["metadata"] = Jsonb(p.metadata)
     values["next_action"] = Jsonb(p.next_action) if p.next_action is not None else None
     values["next_run_at"] = next_run_at
-    query = sql.SQL(
-        "INSERT INTO payments ({}) VALUES ({})"
-        " ON CONFLICT (merchant_id, reference) WHERE reference IS NOT NULL DO NOTHING RETURNING 1"
-    ).format(
-        sql.SQL(", ").join(map(sql.Identifier, values)),
-        sql.SQL(", ").join(map(sql.Placeholder, values)),
-    )
-    cur = await conn.execute(query, values)
+    cur = await conn.execute(_INSERT, values)
     return await cur.fetchone() is not None
 
 
