@@ -57,7 +57,7 @@ class _Work:
     payment: Payment
     tries: int
     attempt: Attempt
-    is_lookup: bool  # the attempt predates this claim: ask the processor about it, never re-send it
+    is_lookup: bool  # the attempt predates this claim: ask the processor about it before re-sending it
 
 
 class Authorizer:
@@ -90,7 +90,9 @@ class Authorizer:
                 existing = open_attempts.get(payment.id)
                 attempt = existing or Attempt(new_id(ATTEMPT), payment.id, AUTHORIZE, payment.processor)
                 work.append(_Work(payment, tries, attempt, is_lookup=existing is not None))
-            await store.insert_attempts(conn, [w.attempt for w in work if not w.is_lookup])
+            await store.insert_attempts(
+                conn, [w.attempt for w in work if not w.is_lookup and w.payment.status == PaymentStatus.PROCESSING]
+            )
             card_ids = [w.payment.card_id for w in work if w.payment.card_id]
             vault_cards = await store.get_cards(conn, card_ids) if card_ids else {}
 
@@ -104,7 +106,10 @@ class Authorizer:
             lost = len(work) - len(written)
             if lost:
                 log.warning("lease lost on %d payment(s); another worker has taken them over", lost)
-            await store.finish_attempts(conn, [w.attempt for w in work if w.payment.id in written])
+            await store.finish_attempts(
+                conn,
+                [w.attempt for w in work if w.payment.id in written and w.payment.status == PaymentStatus.PROCESSING],
+            )
             done_cards = [
                 w.payment.card_id
                 for w, change in zip(work, changes, strict=True)
