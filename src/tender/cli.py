@@ -8,7 +8,8 @@ import logging
 import os
 import signal
 import sys
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
@@ -19,9 +20,15 @@ from tender.simulator.command import simulator_command
 app = typer.Typer(help="Tender: a self-hosted payment service provider.", no_args_is_help=True)
 merchant_app = typer.Typer(help="Manage merchants.", no_args_is_help=True)
 app.add_typer(merchant_app, name="merchant")
+dlq_app = typer.Typer(help="Dead letters: work that exhausted its automatic retries.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
 app.command("simulator", help="Run the card-acquirer simulator service.")(simulator_command)
 
 log = logging.getLogger("tender")
+T = TypeVar("T")
+
+if TYPE_CHECKING:
+    from tender.store.db import Database
 
 
 @app.command()
@@ -120,6 +127,76 @@ def merchant_create(
         typer.echo(f"merchant {body['id']} ({body['name']})")
         typer.echo(f"  secret key:      {body['secret_key']}")
         typer.echo(f"  publishable key: {body['publishable_key']}")
+
+
+def _run_with_database(work: Callable[[Database], Awaitable[T]]) -> T:
+    """Run one service call against the configured database, for commands that are not servers."""
+    from tender.store.db import Database
+
+    settings = Settings()
+    setup_logging("WARNING")
+    resolved = resolve_database(settings)
+
+    async def main() -> T:
+        database = Database(resolved.url, min_size=1, max_size=2)
+        await database.open()
+        try:
+            return await work(database)
+        finally:
+            await database.close()
+
+    return asyncio.run(main())
+
+
+@dlq_app.command("list")
+def dlq_list(
+    status: Annotated[str | None, typer.Option(help="open, retried or resolved; --status '' for all")] = "open",
+    limit: Annotated[int, typer.Option(min=1, max=100)] = 50,
+) -> None:
+    """Show dead letters as a table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from tender.errors import TenderError
+    from tender.services import dead_letters
+
+    try:
+        rows, has_more = _run_with_database(
+            lambda db: dead_letters.list_dead_letters(db, status=status or None, limit=limit)
+        )
+    except TenderError as exc:
+        raise typer.BadParameter(exc.message) from None
+    table = Table(title=f"dead letters ({status or 'all'})")
+    for column in ("id", "kind", "object", "operation", "status", "tries", "last error", "created"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            r["id"],
+            r["kind"],
+            r["object_id"],
+            r["operation"],
+            r["status"],
+            str(r["tries"]),
+            (r["last_error"] or "")[:60],
+            r["created"],
+        )
+    Console().print(table)
+    if has_more:
+        typer.echo(f"(more than {limit}; use --limit)")
+
+
+@dlq_app.command("retry")
+def dlq_retry(dead_letter_id: str) -> None:
+    """Give a dead letter's work a fresh set of tries, due at once."""
+    from tender.errors import TenderError
+    from tender.services import dead_letters
+
+    try:
+        row = _run_with_database(lambda db: dead_letters.retry(db, dead_letter_id))
+    except TenderError as exc:
+        typer.echo(f"tender: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{row['id']}: {row['kind']} {row['object_id']} {row['operation']} is due again ({row['status']})")
 
 
 @app.command()

@@ -34,9 +34,11 @@ class Settings(BaseSettings):
     worker_batch_size: int = 100
     worker_lease_seconds: float = 60.0
     worker_poll_seconds: float = 1.0
-    worker_max_attempts: int = 8
+    worker_max_attempts: int = 8  # tries before a dead letter is opened
     worker_retry_base_seconds: float = 1.0
     worker_retry_cap_seconds: float = 300.0
+    worker_janitor_seconds: float = 600.0  # look-up cadence for work past its tries that may have been applied
+    worker_action_lookup_seconds: float = 60.0  # 3-D Secure: look the result up if nobody told us by then
 
     @property
     def base_url(self) -> str:

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from tender import __version__
 from tender.api import errors
-from tender.api.routes import admin, health, payments
+from tender.api.routes import admin, health, payments, webhooks
 from tender.bootstrap import Container
 
 
@@ -31,6 +31,7 @@ def create_app(container: Container) -> FastAPI:
     app.state.container = container
     errors.install(app)
     app.include_router(payments.router)
+    app.include_router(webhooks.router)
     app.include_router(admin.router)
     app.include_router(health.router)
     return app

@@ -55,13 +55,22 @@ class VaultCard:
 
 @dataclass(slots=True)
 class Attempt:
+    """One processor operation on a payment; its id is the processor's idempotency key and look-up key."""
+
     id: str
     payment_id: str
-    operation: str
+    operation: str  # authorize | capture | cancel
     processor: str
-    status: str = "pending"
+    status: str = "pending"  # pending | approved | declined | action_required
+    amount: int | None = None  # capture: how much (None: all)
+    calls: int = 0
+    maybe_sent: bool = False  # a call went unanswered: it may have reached the processor
     processor_reference: str | None = None
     failure_code: str | None = None
     decline_code: str | None = None
     message: str | None = None
     last_error: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in ("pending", "action_required")

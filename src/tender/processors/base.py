@@ -6,9 +6,10 @@ what happened into an `Outcome`, and the services decide what that means for the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Outcome(StrEnum):
@@ -56,15 +57,48 @@ class ProcessorResult:
     captured: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """An inbound notification, verified: the processor's event id and what it says of one of our attempts."""
+
+    event_id: str
+    type: str
+    reference: str  # our attempt id
+    result: ProcessorResult
+    payload: dict[str, Any]
+
+
+class InvalidNotification(ValueError):
+    """A notification whose signature or shape does not verify. Its message never carries the body."""
+
+
 class Processor(Protocol):
+    """Every call carries our attempt id as its idempotency key and never raises for network faults."""
+
     name: str
 
     async def authorize(self, request: AuthorizeRequest) -> ProcessorResult:
-        """Authorize (and capture, when asked) a card payment. Never raises for network faults."""
+        """Authorize (and capture, when asked) a card payment."""
         ...
 
     async def lookup(self, reference: str) -> ProcessorResult:
-        """What the processor knows of an attempt: its outcome, NOT_FOUND, or TRANSIENT/UNKNOWN."""
+        """What the processor knows of an authorization attempt: its outcome, NOT_FOUND, or TRANSIENT/UNKNOWN."""
+        ...
+
+    async def capture(self, reference: str, authorization: str, amount: int | None = None) -> ProcessorResult:
+        """Capture `amount` (None: all) of the authorization made under attempt id `authorization`."""
+        ...
+
+    async def cancel(self, reference: str, authorization: str) -> ProcessorResult:
+        """Void an uncaptured authorization (or one still waiting for the shopper)."""
+        ...
+
+    async def lookup_operation(self, reference: str) -> ProcessorResult:
+        """A capture or cancel by its own attempt id: APPROVED, DECLINED, NOT_FOUND, or TRANSIENT."""
+        ...
+
+    def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
+        """Verify and read an inbound notification, or raise InvalidNotification."""
         ...
 
     async def aclose(self) -> None: ...

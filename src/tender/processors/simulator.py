@@ -22,7 +22,7 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
-from tender.processors.base import AuthorizeRequest, Outcome, ProcessorResult
+from tender.processors.base import AuthorizeRequest, InvalidNotification, Notification, Outcome, ProcessorResult
 
 SIGNATURE_HEADER = "Simulator-Signature"
 
@@ -51,7 +51,7 @@ _OPERATION_OUTCOMES = {"succeeded": Outcome.APPROVED, "failed": Outcome.DECLINED
 _Parser = Callable[[Any], ProcessorResult]
 
 
-class InvalidSignature(ValueError):
+class InvalidSignature(InvalidNotification):
     """A notification whose signature is missing, malformed, wrong or too old."""
 
 
@@ -246,6 +246,9 @@ class SimulatorProcessor:
 
     # -- inbound notifications ----------------------------------------------------------------
 
+    def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
+        return _notification(self.verify_notification(headers, body))
+
     def verify_notification(
         self, headers: Mapping[str, str], body: bytes, *, tolerance_seconds: int = 300
     ) -> dict[str, Any]:
@@ -275,6 +278,19 @@ class SimulatorProcessor:
         if not isinstance(event, dict):
             raise InvalidSignature("body is not a JSON object")
         return event
+
+
+def _notification(event: dict[str, Any]) -> Notification:
+    data = event.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("reference"), str) or not isinstance(event.get("id"), str):
+        raise InvalidNotification("the notification does not name an authorization reference")
+    return Notification(
+        event_id=event["id"],
+        type=str(event.get("type", "")),
+        reference=data["reference"],
+        result=_authorization_result(data),
+        payload=event,
+    )
 
 
 def _segment(value: str) -> str:

@@ -1,16 +1,22 @@
-"""Authorizing accepted payments through their processor: what the worker's payment pump runs.
+"""Running payments' processor operations: what the worker's payment pump does.
 
-One batch = three short transactions around the network calls:
-1. claim due payments under a lease and write a `pending` attempt row for each one that has none;
+A payment is due when it has something to ask its processor: authorize it (`processing`), look up a
+3-D Secure result nobody told us about (`requires_action`), or capture or cancel it (an open capture or
+cancel attempt). One batch = three short transactions around the network calls:
+1. claim due payments under a lease and write a `pending` attempt for each operation about to be sent;
 2. call the processors concurrently, outside any transaction;
-3. write every outcome back in one transaction, only where the lease is still ours.
+3. write every outcome back in one transaction, only where the lease is still ours and the status is
+   still the one we claimed.
 
-An attempt is written before its call, so after a crash or a timeout we know a call may have reached
-the processor: the open attempt is looked up by its id before anything else. If the processor has no
-record of it, the call is sent again under the SAME attempt id (its idempotency key), never a new one:
-the first call may still be in flight, and only the shared key makes the two count once. A new attempt
-is made only after a definite "nothing was done" (a 503, a refused connection). A payment is never
-authorized twice, whatever fails and whenever.
+An attempt is written before its first call, so after a crash or a timeout we know a call may have
+reached the processor: an attempt that existed before this claim is looked up by its id before anything
+else. If the processor has no record of it, the call is sent again under the SAME attempt id (its
+idempotency key), never a new one: the first call may still be in flight, and only the shared key makes
+the two count once. A payment is never charged twice, whatever fails and whenever.
+
+Retries back off exponentially with full jitter. After `max_tries` a dead letter is opened for an
+operator, and the work is only looked up from then on, on a slow janitor schedule (a call sent earlier
+may still land); it is never marked failed on a guess. An operator's retry gives it fresh tries.
 """
 
 from __future__ import annotations
@@ -22,10 +28,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tender.domain.ids import ATTEMPT, new_id
+from tender.domain.ids import ATTEMPT, DEAD_LETTER, new_id
 from tender.domain.models import Attempt, Payment, VaultCard
-from tender.domain.payments import PaymentStatus, ensure_transition
+from tender.domain.payments import PaymentStatus
 from tender.processors.base import AuthorizeRequest, CardData, Outcome, Processor, ProcessorResult
+from tender.services.outcomes import DEFINITIVE, change_of, settle
+from tender.store import attempts as attempt_store
+from tender.store import dead_letters
 from tender.store import payments as store
 from tender.store.db import Database
 from tender.store.payments import PAYMENT_COLUMNS
@@ -34,15 +43,6 @@ from tender.worker.claim import backoff_seconds, claim_due
 
 log = logging.getLogger(__name__)
 
-AUTHORIZE = "authorize"
-DECLINE_MESSAGES = {
-    "generic_decline": "The card was declined.",
-    "insufficient_funds": "The card has insufficient funds.",
-    "lost_card": "The card was declined (reported lost).",
-    "expired_card": "The card has expired.",
-    "incorrect_cvc": "The card's security code is incorrect.",
-}
-
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
@@ -50,17 +50,45 @@ class RetryPolicy:
     cap_seconds: float = 300.0
     # After an unknown outcome, look the attempt up soon: the processor has usually settled by then.
     lookup_delay_seconds: float = 1.0
+    max_tries: int = 8
+    # Work that may have reached the processor, past max_tries: looked up this often until it answers.
+    janitor_seconds: float = 600.0
+    # A payment waiting for the shopper (3-D Secure) is looked up if no notification came by then.
+    action_lookup_seconds: float = 60.0
+    action_lookup_cap_seconds: float = 900.0
+    action_lookup_for: timedelta = timedelta(days=1)
 
 
 @dataclass(slots=True)
 class _Work:
     payment: Payment
     tries: int
-    attempt: Attempt
-    is_lookup: bool  # the attempt predates this claim: ask the processor about it before re-sending it
+    attempt: Attempt | None  # the operation to run now; None: nothing to ask the processor
+    is_new: bool  # made by this claim: send it; otherwise ask the processor about it first
+    authorization_id: str | None = None  # capture/cancel: the authorize attempt they refer to
+    dead: bool = False  # retries exhausted: open a dead letter
+
+
+def plan(payment: Payment, open_attempts: list[Attempt]) -> tuple[Attempt | None, bool]:
+    """The operation due for a claimed payment: (attempt, is_new). A cancel goes first."""
+    by_operation = {a.operation: a for a in open_attempts}
+    if "cancel" in by_operation:
+        return by_operation["cancel"], False
+    match payment.status:
+        case PaymentStatus.PROCESSING:
+            if "authorize" in by_operation:
+                return by_operation["authorize"], False
+            return Attempt(new_id(ATTEMPT), payment.id, "authorize", payment.processor), True
+        case PaymentStatus.REQUIRES_ACTION:
+            return by_operation.get("authorize"), False
+        case PaymentStatus.REQUIRES_CAPTURE:
+            return by_operation.get("capture"), False
+    return None, False
 
 
 class Authorizer:
+    """The payment pump's service: every processor operation of due payments, in batches."""
+
     def __init__(
         self,
         db: Database,
@@ -77,72 +105,118 @@ class Authorizer:
         self._retry = retry or RetryPolicy()
 
     async def run_batch(self, limit: int) -> int:
-        """Claim and authorize up to `limit` due payments; returns how many were claimed."""
+        """Claim and run up to `limit` due payments; returns how many were claimed."""
         async with self._db.transaction() as conn:
             claim = await claim_due(conn, "payments", columns=PAYMENT_COLUMNS, limit=limit, lease_seconds=self._lease)
             if not claim.rows:
                 return 0
-            payments = [(Payment(**{c: r[c] for c in PAYMENT_COLUMNS}), int(r["tries"])) for r in claim.rows]
-            ids = [p.id for p, _ in payments]
-            open_attempts = await store.open_attempts(conn, ids, AUTHORIZE)
+            ids = [r["id"] for r in claim.rows]
+            open_attempts = await attempt_store.open_attempts(conn, ids)
             work: list[_Work] = []
-            for payment, tries in payments:
-                existing = open_attempts.get(payment.id)
-                attempt = existing or Attempt(new_id(ATTEMPT), payment.id, AUTHORIZE, payment.processor)
-                work.append(_Work(payment, tries, attempt, is_lookup=existing is not None))
-            await store.insert_attempts(
-                conn, [w.attempt for w in work if not w.is_lookup and w.payment.status == PaymentStatus.PROCESSING]
-            )
-            card_ids = [w.payment.card_id for w in work if w.payment.card_id]
+            for row in claim.rows:
+                payment = Payment(**{c: row[c] for c in PAYMENT_COLUMNS})
+                attempt, is_new = plan(payment, open_attempts.get(payment.id, []))
+                work.append(_Work(payment, int(row["tries"]), attempt, is_new))
+            await attempt_store.insert(conn, [w.attempt for w in work if w.attempt and w.is_new])
+            needs_authorization = [w.payment.id for w in work if w.attempt and w.attempt.operation != "authorize"]
+            if needs_authorization:
+                authorizations = await attempt_store.authorization_ids(conn, needs_authorization)
+                for w in work:
+                    w.authorization_id = authorizations.get(w.payment.id)
+            card_ids = [w.payment.card_id for w in work if w.payment.card_id and w.payment.status == "processing"]
             vault_cards = await store.get_cards(conn, card_ids) if card_ids else {}
 
-        changes = await asyncio.gather(*(self._process_safely(w, vault_cards) for w in work))
+        changes = await asyncio.gather(*(self._run_safely(w, vault_cards) for w in work))
 
         now = datetime.now(UTC)
         async with self._db.transaction() as conn:
             for change in changes:
                 change["updated"] = now
             written = await store.update_after_processing(conn, claim.token, changes)
-            lost = len(work) - len(written)
-            if lost:
-                log.warning("lease lost on %d payment(s); another worker has taken them over", lost)
-            await store.finish_attempts(
-                conn,
-                [w.attempt for w in work if w.payment.id in written and w.payment.status == PaymentStatus.PROCESSING],
-            )
-            done_cards = [
+            if len(written) < len(work):
+                log.info(
+                    "%d payment(s) changed hands or status meanwhile; their results were dropped",
+                    len(work) - len(written),
+                )
+            done = [w for w in work if w.payment.id in written]
+            await attempt_store.record_calls(conn, [w.attempt for w in done if w.attempt])
+            left_processing = [
                 w.payment.card_id
-                for w, change in zip(work, changes, strict=True)
-                if w.payment.id in written and w.payment.card_id and change["status"] != PaymentStatus.PROCESSING
+                for w, c in zip(work, changes, strict=True)
+                if w.payment.id in written
+                and w.payment.card_id
+                and c["expected_status"] == "processing"
+                and c["status"] != "processing"
             ]
-            await store.erase_cvcs(conn, done_cards)
+            await store.erase_cvcs(conn, left_processing)
+            for w in done:
+                if w.dead:
+                    await self._open_dead_letter(conn, w)
+            settled = [
+                w.payment.id for w, c in zip(work, changes, strict=True) if w.payment.id in written and c["reset_tries"]
+            ]
+            await dead_letters.resolve(conn, "payment", settled)
+            canceled = [c["id"] for c in changes if c["id"] in written and c["status"] == PaymentStatus.CANCELED]
+            await attempt_store.close_authorizations(conn, canceled)
         return len(work)
 
-    async def _process_safely(self, w: _Work, vault_cards: Mapping[str, VaultCard]) -> dict[str, Any]:
+    async def _open_dead_letter(self, conn: Any, w: _Work) -> None:
+        assert w.attempt is not None
+        history = await attempt_store.history(conn, w.payment.id)
+        opened = await dead_letters.open_one(
+            conn,
+            id=new_id(DEAD_LETTER),
+            kind="payment",
+            object_id=w.payment.id,
+            operation=w.attempt.operation,
+            tries=w.tries,
+            last_error=w.attempt.last_error,
+            history=history,
+        )
+        if opened:
+            log.warning(
+                "payment %s: %s exhausted %d tries; dead letter opened", w.payment.id, w.attempt.operation, w.tries
+            )
+
+    async def _run_safely(self, w: _Work, vault_cards: Mapping[str, VaultCard]) -> dict[str, Any]:
         """One payment's bug must not sink its batch: it is retried later and its error kept visible."""
         try:
-            return await self._process(w, vault_cards)
+            return await self._run(w, vault_cards)
         except Exception as exc:
-            log.exception("authorizing payment %s failed", w.payment.id)
+            log.exception("processing payment %s failed", w.payment.id)
             return self._retry_later(w, f"internal error: {type(exc).__name__}")
 
-    async def _process(self, w: _Work, vault_cards: Mapping[str, VaultCard]) -> dict[str, Any]:
-        payment = w.payment
-        if payment.status != PaymentStatus.PROCESSING:
-            # Nothing to authorize (e.g. a row scheduled by a later feature): just clear its schedule.
-            return _change(payment, next_run_at=None)
+    async def _run(self, w: _Work, vault_cards: Mapping[str, VaultCard]) -> dict[str, Any]:
+        payment, attempt = w.payment, w.attempt
+        if attempt is None:
+            return change_of(payment)  # nothing to ask: just clear the schedule
         processor = self._processors.get(payment.processor)
         if processor is None:
             return self._retry_later(w, f"no processor named {payment.processor!r} is configured")
-        if w.is_lookup:
-            result = await processor.lookup(w.attempt.id)
-            if result.outcome is not Outcome.NOT_FOUND:
-                return self._apply(w, result)
-            # No record (yet): send again under the same key, so a call still in flight counts once.
-        request = self._authorize_request(payment, w.attempt, vault_cards)
-        if request is None:
-            return self._retry_later(w, "card data unavailable in the vault")
-        return self._apply(w, await processor.authorize(request))
+        janitor = w.tries > self._retry.max_tries  # past its tries: only look up, until an operator retries
+        if attempt.operation == "authorize":
+            if not w.is_new:
+                result = await processor.lookup(attempt.id)
+                if (
+                    janitor
+                    or payment.status == PaymentStatus.REQUIRES_ACTION
+                    or result.outcome is not Outcome.NOT_FOUND
+                ):
+                    return self._outcome(w, result)
+                # No record (yet): send again under the same key, so a call still in flight counts once.
+            request = self._authorize_request(payment, attempt, vault_cards)
+            if request is None:
+                return self._retry_later(w, "card data unavailable in the vault")
+            return self._outcome(w, await processor.authorize(request))
+        if w.authorization_id is None:
+            return self._retry_later(w, f"no authorization to {attempt.operation}")
+        if not w.is_new:
+            result = await processor.lookup_operation(attempt.id)
+            if janitor or result.outcome is not Outcome.NOT_FOUND:
+                return self._outcome(w, result)
+        if attempt.operation == "capture":
+            return self._outcome(w, await processor.capture(attempt.id, w.authorization_id, attempt.amount))
+        return self._outcome(w, await processor.cancel(attempt.id, w.authorization_id))
 
     def _authorize_request(
         self, payment: Payment, attempt: Attempt, vault_cards: Mapping[str, VaultCard]
@@ -166,80 +240,50 @@ class Authorizer:
             return_url=payment.return_url,
         )
 
-    def _apply(self, w: _Work, result: ProcessorResult) -> dict[str, Any]:
+    def _outcome(self, w: _Work, result: ProcessorResult) -> dict[str, Any]:
+        assert w.attempt is not None
         payment, attempt = w.payment, w.attempt
-        attempt.processor_reference = result.processor_reference
-        attempt.failure_code, attempt.decline_code = result.failure_code, result.decline_code
-        attempt.message = result.message
-        match result.outcome:
-            case Outcome.APPROVED:
-                attempt.status = "approved"
-                captured = result.captured or payment.capture
-                status = PaymentStatus.SUCCEEDED if captured else PaymentStatus.REQUIRES_CAPTURE
-                ensure_transition(PaymentStatus(payment.status), status)
-                return _change(
-                    payment,
-                    status=status,
-                    amount_captured=payment.amount if captured else 0,
-                    processor_reference=result.processor_reference,
+        if payment.status == PaymentStatus.REQUIRES_ACTION and result.outcome is Outcome.ACTION_REQUIRED:
+            return self._await_shopper(w)
+        if result.outcome in DEFINITIVE:
+            first_look = datetime.now(UTC) + timedelta(seconds=self._retry.action_lookup_seconds)
+            change = settle(payment, attempt, result, next_run_at=first_look)
+            if change is None:  # the answer no longer applies (the status moved on): just stop
+                log.info(
+                    "payment %s: %s answer %s no longer applies to status %s",
+                    payment.id,
+                    attempt.operation,
+                    result.outcome,
+                    payment.status,
                 )
-            case Outcome.DECLINED:
-                attempt.status = "declined"
-                ensure_transition(PaymentStatus(payment.status), PaymentStatus.FAILED)
-                failure_code = result.failure_code or "card_declined"
-                return _change(
-                    payment,
-                    status=PaymentStatus.FAILED,
-                    failure_code=failure_code,
-                    decline_code=result.decline_code,
-                    failure_message=result.message
-                    or DECLINE_MESSAGES.get(result.decline_code or failure_code, "The card was declined."),
-                    processor_reference=result.processor_reference,
-                )
-            case Outcome.ACTION_REQUIRED:
-                attempt.status = "action_required"
-                ensure_transition(PaymentStatus(payment.status), PaymentStatus.REQUIRES_ACTION)
-                return _change(
-                    payment,
-                    status=PaymentStatus.REQUIRES_ACTION,
-                    next_action={"type": "redirect_to_url", "url": result.redirect_url},
-                    processor_reference=result.processor_reference,
-                )
-            case Outcome.UNKNOWN:
-                # The call may have been applied: keep the attempt open and look it up next time.
-                attempt.last_error = f"unknown outcome: {result.message or 'no answer'}"
-                delay = self._retry.lookup_delay_seconds + backoff_seconds(
-                    w.tries, base=self._retry.base_seconds, cap=self._retry.cap_seconds
-                )
-                return _change(
-                    payment, next_run_at=datetime.now(UTC) + timedelta(seconds=delay), last_error=attempt.last_error
-                )
-            case Outcome.TRANSIENT | Outcome.NOT_FOUND:
-                # Nothing was done by this call; an earlier call under the same key may still be in
-                # flight, so the attempt stays open and is looked up first next time.
-                return self._retry_later(w, f"transient failure: {result.message or 'processor unavailable'}")
-        raise AssertionError(result.outcome)
+                return change_of(payment)
+            return change
+        if result.outcome is Outcome.UNKNOWN:
+            attempt.maybe_sent = True  # the call may have been applied: look it up next time
+            return self._retry_later(
+                w, f"unknown outcome: {result.message or 'no answer'}", extra_delay=self._retry.lookup_delay_seconds
+            )
+        return self._retry_later(w, f"transient failure: {result.message or 'processor unavailable'}")
 
-    def _retry_later(self, w: _Work, error: str) -> dict[str, Any]:
-        w.attempt.last_error = error
-        delay = backoff_seconds(w.tries, base=self._retry.base_seconds, cap=self._retry.cap_seconds)
-        return _change(w.payment, next_run_at=datetime.now(UTC) + timedelta(seconds=delay), last_error=error)
+    def _await_shopper(self, w: _Work) -> dict[str, Any]:
+        """Still waiting for the shopper: look again later, less often the longer it waits, for a day at most."""
+        p = w.payment
+        waited = datetime.now(UTC) - p.updated
+        if waited > self._retry.action_lookup_for:
+            return change_of(p, reset_tries=True)  # a notification, or a cancel, can still settle it
+        delay = min(
+            self._retry.action_lookup_cap_seconds, max(self._retry.action_lookup_seconds, waited.total_seconds() / 2)
+        )
+        return change_of(p, next_run_at=datetime.now(UTC) + timedelta(seconds=delay), reset_tries=True)
 
-
-def _change(p: Payment, **fields: Any) -> dict[str, Any]:
-    """The payment's row after processing: unchanged fields as they were, the schedule cleared by default."""
-    change: dict[str, Any] = {
-        "id": p.id,
-        "status": p.status,
-        "amount_captured": p.amount_captured,
-        "failure_code": p.failure_code,
-        "decline_code": p.decline_code,
-        "failure_message": p.failure_message,
-        "next_action": p.next_action,
-        "processor_reference": None,
-        "payment_method": p.payment_method,
-        "next_run_at": None,
-        "last_error": None,
-    }
-    change.update(fields)
-    return change
+    def _retry_later(self, w: _Work, error: str, *, extra_delay: float = 0.0) -> dict[str, Any]:
+        if w.attempt is not None:
+            w.attempt.last_error = error
+        if w.tries >= self._retry.max_tries:
+            # Out of tries: an operator decides (dead letter). Meanwhile a call sent earlier may still land
+            # at the processor, so it keeps being looked up, slowly; nothing is re-sent on its own.
+            w.dead = w.attempt is not None
+            when = datetime.now(UTC) + timedelta(seconds=self._retry.janitor_seconds)
+            return change_of(w.payment, next_run_at=when, last_error=error)
+        delay = extra_delay + backoff_seconds(w.tries, base=self._retry.base_seconds, cap=self._retry.cap_seconds)
+        return change_of(w.payment, next_run_at=datetime.now(UTC) + timedelta(seconds=delay), last_error=error)

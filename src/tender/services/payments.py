@@ -11,11 +11,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tender.domain import cards, money
-from tender.domain.ids import PAYMENT, VAULT_CARD, new_id
-from tender.domain.models import Payment
+from tender.domain.ids import ATTEMPT, PAYMENT, VAULT_CARD, new_id
+from tender.domain.models import Attempt, Payment
 from tender.domain.payments import PaymentStatus, validate_metadata, validate_reference
 from tender.errors import DuplicateReference, InvalidRequest, NotFound
 from tender.services.validation import parse
+from tender.store import attempts as attempt_store
 from tender.store import payments as store
 from tender.store.db import Conn
 from tender.vault import Vault
@@ -186,3 +187,60 @@ async def list_payments(
         conn, merchant_id, limit=limit + 1, starting_after=starting_after, status=status, reference=reference
     )
     return rows[:limit], len(rows) > limit
+
+
+class CaptureIn(_Strict):
+    amount: int | None = Field(default=None, description="At most the authorized amount; default: all of it.")
+
+
+def _unexpected_state(payment: Payment, action: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"This payment cannot be {action} because its status is {payment.status}.",
+        code="payment_unexpected_state",
+    )
+
+
+async def _locked(conn: Conn, merchant_id: str, payment_id: str) -> Payment:
+    payment = await store.lock_payment(conn, payment_id, merchant_id)
+    if payment is None:
+        raise NotFound(f"No such payment: {payment_id[:64]!r}", param="id")
+    return payment
+
+
+async def request_capture(conn: Conn, merchant_id: str, payment_id: str, request: CaptureIn) -> Payment:
+    """Queue a capture of an authorized payment for the worker. Runs in the caller's transaction."""
+    payment = await _locked(conn, merchant_id, payment_id)
+    if payment.status != PaymentStatus.REQUIRES_CAPTURE:
+        raise _unexpected_state(payment, "captured")
+    amount = None
+    if request.amount is not None:
+        amount = money.validate_amount(request.amount, payment.currency)
+        if amount > payment.amount:
+            raise InvalidRequest(
+                f"amount: cannot exceed the authorized amount ({payment.amount})",
+                param="amount",
+                code="amount_too_large",
+            )
+    pending = {a.operation for a in (await attempt_store.open_attempts(conn, [payment.id])).get(payment.id, [])}
+    if pending & {"capture", "cancel"}:
+        raise InvalidRequest(
+            "A capture or cancel of this payment is already in progress.", code="payment_operation_in_progress"
+        )
+    attempt = Attempt(new_id(ATTEMPT), payment.id, "capture", payment.processor, amount=amount)
+    await attempt_store.insert(conn, [attempt])
+    await store.schedule_now(conn, payment.id, reset_tries=True)
+    return payment
+
+
+async def request_cancel(conn: Conn, merchant_id: str, payment_id: str) -> Payment:
+    """Queue the void of an uncaptured payment (or one waiting for the shopper). Asking twice is harmless."""
+    payment = await _locked(conn, merchant_id, payment_id)
+    if payment.status not in (PaymentStatus.REQUIRES_CAPTURE, PaymentStatus.REQUIRES_ACTION):
+        raise _unexpected_state(payment, "canceled")
+    pending = {a.operation for a in (await attempt_store.open_attempts(conn, [payment.id])).get(payment.id, [])}
+    if "capture" in pending:
+        raise InvalidRequest("A capture of this payment is in progress.", code="payment_operation_in_progress")
+    if "cancel" not in pending:
+        await attempt_store.insert(conn, [Attempt(new_id(ATTEMPT), payment.id, "cancel", payment.processor)])
+        await store.schedule_now(conn, payment.id, reset_tries=True)
+    return payment

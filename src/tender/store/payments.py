@@ -10,7 +10,7 @@ from typing import Any
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from tender.domain.models import Attempt, Payment, VaultCard
+from tender.domain.models import Payment, VaultCard
 from tender.store.db import Conn
 
 PAYMENT_COLUMNS = [f.name for f in fields(Payment)]
@@ -129,52 +129,10 @@ async def erase_cvcs(conn: Conn, card_ids: Sequence[str]) -> None:
         )
 
 
-async def open_attempts(conn: Conn, payment_ids: Sequence[str], operation: str) -> dict[str, Attempt]:
-    """Attempts written before a call whose outcome was never recorded (a crash, a timeout)."""
-    cur = await conn.execute(
-        "SELECT id, payment_id, operation, processor FROM payment_attempts"
-        " WHERE payment_id = ANY(%s) AND operation = %s AND finished IS NULL",
-        (list(payment_ids), operation),
-    )
-    return {row["payment_id"]: Attempt(**row) for row in await cur.fetchall()}
-
-
-async def insert_attempts(conn: Conn, attempts: Sequence[Attempt]) -> None:
-    if attempts:
-        async with conn.cursor() as cur:
-            await cur.executemany(
-                "INSERT INTO payment_attempts (id, payment_id, operation, processor, status)"
-                " VALUES (%s, %s, %s, %s, 'pending')",
-                [(a.id, a.payment_id, a.operation, a.processor) for a in attempts],
-            )
-
-
-async def finish_attempts(conn: Conn, attempts: Sequence[Attempt]) -> None:
-    """Record one more call of each attempt and its outcome; one left 'pending' stays open, to be looked up."""
-    if attempts:
-        async with conn.cursor() as cur:
-            await cur.executemany(
-                "UPDATE payment_attempts SET status = %(status)s, calls = calls + 1, last_error = %(last_error)s,"
-                " processor_reference = %(processor_reference)s, failure_code = %(failure_code)s,"
-                " decline_code = %(decline_code)s, message = %(message)s,"
-                " finished = CASE WHEN %(status)s = 'pending' THEN NULL ELSE now() END WHERE id = %(id)s",
-                [
-                    {
-                        "id": a.id,
-                        "status": a.status,
-                        "last_error": a.last_error,
-                        "processor_reference": a.processor_reference,
-                        "failure_code": a.failure_code,
-                        "decline_code": a.decline_code,
-                        "message": a.message,
-                    }
-                    for a in attempts
-                ],
-            )
-
-
 async def update_after_processing(conn: Conn, token: Any, changes: Sequence[dict[str, Any]]) -> set[str]:
-    """Write the outcome of claimed payments, but only where our lease still holds. Returns the ids written."""
+    """Write the outcome of claimed payments where our lease still holds AND the status is still the one we
+    claimed (an inbound notification may have moved it meanwhile: never move a status backwards).
+    Returns the ids written."""
     if not changes:
         return set()
     written: set[str] = set()
@@ -184,18 +142,16 @@ async def update_after_processing(conn: Conn, token: Any, changes: Sequence[dict
             " failure_code = %(failure_code)s, decline_code = %(decline_code)s,"
             " failure_message = %(failure_message)s, next_action = %(next_action)s,"
             " processor_reference = coalesce(%(processor_reference)s, processor_reference),"
-            " payment_method = %(payment_method)s,"
             " next_run_at = %(next_run_at)s, last_error = %(last_error)s,"
-            " lease_token = NULL,"
+            " tries = CASE WHEN %(reset_tries)s THEN 0 ELSE tries END, lease_token = NULL,"
             # `status` on the right is the old value: only a visible change moves `updated`.
             " updated = CASE WHEN status IS DISTINCT FROM %(status)s THEN %(updated)s ELSE updated END"
-            " WHERE id = %(id)s AND lease_token = %(token)s RETURNING id",
+            " WHERE id = %(id)s AND lease_token = %(token)s AND status = %(expected_status)s RETURNING id",
             [
                 {
                     **c,
                     "token": token,
                     "next_action": Jsonb(c["next_action"]) if c["next_action"] is not None else None,
-                    "payment_method": Jsonb(c["payment_method"]),
                 }
                 for c in changes
             ],
@@ -208,3 +164,36 @@ async def update_after_processing(conn: Conn, token: Any, changes: Sequence[dict
             if not cur.nextset():
                 break
     return written
+
+
+async def apply_change(conn: Conn, change: dict[str, Any]) -> bool:
+    """Apply one change outside a claim (an inbound notification): guarded by the expected status only, and
+    it takes the row from any worker holding it (that worker's later write then finds the status moved)."""
+    cur = await conn.execute(
+        "UPDATE payments SET status = %(status)s, amount_captured = %(amount_captured)s,"
+        " failure_code = %(failure_code)s, decline_code = %(decline_code)s,"
+        " failure_message = %(failure_message)s, next_action = %(next_action)s,"
+        " processor_reference = coalesce(%(processor_reference)s, processor_reference),"
+        " next_run_at = %(next_run_at)s, last_error = NULL, tries = 0, lease_token = NULL, updated = %(updated)s"
+        " WHERE id = %(id)s AND status = %(expected_status)s RETURNING id",
+        {**change, "next_action": Jsonb(change["next_action"]) if change["next_action"] is not None else None},
+    )
+    return await cur.fetchone() is not None
+
+
+async def lock_payment(conn: Conn, payment_id: str, merchant_id: str | None = None) -> Payment | None:
+    """The payment, row-locked until the transaction ends (serializes capture/cancel requests)."""
+    query = _SELECT + sql.SQL(" WHERE id = %s") + (sql.SQL(" AND merchant_id = %s") if merchant_id else sql.SQL(""))
+    params = (payment_id, merchant_id) if merchant_id else (payment_id,)
+    cur = await conn.execute(query + sql.SQL(" FOR UPDATE"), params)
+    row = await cur.fetchone()
+    return _payment(row) if row else None
+
+
+async def schedule_now(conn: Conn, payment_id: str, *, reset_tries: bool = False) -> None:
+    """Make a payment due at once and wake the workers (delivered at commit)."""
+    await conn.execute(
+        "UPDATE payments SET next_run_at = now(), tries = CASE WHEN %s THEN 0 ELSE tries END WHERE id = %s",
+        (reset_tries, payment_id),
+    )
+    await conn.execute("SELECT pg_notify('tender_work', 'payments')")

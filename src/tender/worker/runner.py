@@ -35,7 +35,13 @@ class Worker:
             container.vault,
             container.processors,
             lease_seconds=s.worker_lease_seconds,
-            retry=RetryPolicy(base_seconds=s.worker_retry_base_seconds, cap_seconds=s.worker_retry_cap_seconds),
+            retry=RetryPolicy(
+                base_seconds=s.worker_retry_base_seconds,
+                cap_seconds=s.worker_retry_cap_seconds,
+                max_tries=s.worker_max_attempts,
+                janitor_seconds=s.worker_janitor_seconds,
+                action_lookup_seconds=s.worker_action_lookup_seconds,
+            ),
         )
         self.pumps = [Pump("payments", authorizer.run_batch, s.worker_batch_size)]
         self._wake = asyncio.Event()

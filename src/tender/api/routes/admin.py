@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
 
 from tender.api.deps import ContainerDep, Operator, json_body
-from tender.services import merchants
-from tender.services.objects import dumps, merchant_object
+from tender.services import dead_letters, merchants
+from tender.services.objects import dumps, list_object, merchant_object
 
 router = APIRouter(prefix="/admin/v1", tags=["admin"], dependencies=[Operator])
 
@@ -21,3 +23,23 @@ async def create_merchant(request: Request, container: ContainerDep) -> Response
         "publishable_key": created.publishable_key,
     }
     return Response(dumps(body), status_code=201, media_type="application/json")
+
+
+@router.get("/dead_letters", summary="Work that exhausted its automatic retries")
+async def list_dead_letters(
+    container: ContainerDep,
+    status: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    starting_after: str | None = None,
+) -> Response:
+    rows, has_more = await dead_letters.list_dead_letters(
+        container.db, status=status, limit=limit, starting_after=starting_after
+    )
+    return Response(
+        dumps(list_object(rows, has_more=has_more, url="/admin/v1/dead_letters")), media_type="application/json"
+    )
+
+
+@router.post("/dead_letters/{dead_letter_id}/retry", summary="Retry a dead letter's work with fresh tries")
+async def retry_dead_letter(dead_letter_id: str, container: ContainerDep) -> Response:
+    return Response(dumps(await dead_letters.retry(container.db, dead_letter_id)), media_type="application/json")

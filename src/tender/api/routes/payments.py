@@ -8,10 +8,12 @@ from fastapi import APIRouter, Header, Query, Request, Response
 
 from tender.api.deps import ContainerDep, Merchant, json_body
 from tender.api.metrics import PAYMENTS_ACCEPTED
+from tender.bootstrap import Container
+from tender.errors import InvalidRequest
 from tender.services import idempotency, payments
 from tender.services.idempotency import StoredResponse
 from tender.services.objects import dumps, list_object, payment_object
-from tender.services.payments import PaymentCreate
+from tender.services.payments import CaptureIn, PaymentCreate
 from tender.services.validation import parse
 from tender.store.db import Conn
 
@@ -95,3 +97,71 @@ async def list_payments(
         )
     body = list_object([payment_object(p) for p in rows], has_more=has_more, url="/v1/payments")
     return Response(dumps(body), media_type="application/json")
+
+
+async def _queue_operation(
+    request: Request,
+    container: Container,
+    merchant_id: str,
+    payment_id: str,
+    operation: str,
+    idempotency_key: str | None,
+) -> Response:
+    """Capture and cancel: queued for the worker in the request's transaction, answered 202 at once."""
+    payload = await json_body(request)
+    capture = parse(CaptureIn, payload) if operation == "capture" else None
+    if operation == "cancel" and payload:
+        raise InvalidRequest(f"Received unknown parameter: {next(iter(payload))}", code="parameter_unknown")
+
+    async def work(conn: Conn) -> StoredResponse:
+        if capture is not None:
+            payment = await payments.request_capture(conn, merchant_id, payment_id, capture)
+        else:
+            payment = await payments.request_cancel(conn, merchant_id, payment_id)
+        return StoredResponse(202, dumps(payment_object(payment)), {"Location": f"/v1/payments/{payment.id}"})
+
+    stored = await idempotency.run(
+        container.db,
+        merchant_id=merchant_id,
+        key=idempotency_key,
+        fingerprint=idempotency.request_fingerprint("POST", f"/v1/payments/{payment_id}/{operation}", payload),
+        work=work,
+    )
+    return to_response(stored)
+
+
+@router.post(
+    "/v1/payments/{payment_id}/capture",
+    status_code=202,
+    summary="Capture an authorized payment (all, or a smaller amount)",
+    responses=_ERRORS,
+    openapi_extra={"requestBody": {"content": {"application/json": {"schema": CaptureIn.model_json_schema()}}}},
+)
+async def capture_payment(
+    payment_id: str,
+    request: Request,
+    merchant: Merchant,
+    container: ContainerDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> Response:
+    """Only from `requires_capture`. The worker captures through the processor; the payment becomes
+    `succeeded` with `amount_captured` set. Poll `Location` (or wait) for the outcome."""
+    return await _queue_operation(request, container, merchant.merchant_id, payment_id, "capture", idempotency_key)
+
+
+@router.post(
+    "/v1/payments/{payment_id}/cancel",
+    status_code=202,
+    summary="Cancel (void) an uncaptured payment",
+    responses=_ERRORS,
+)
+async def cancel_payment(
+    payment_id: str,
+    request: Request,
+    merchant: Merchant,
+    container: ContainerDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> Response:
+    """From `requires_capture` or `requires_action`. The worker voids the authorization through the
+    processor; the payment becomes `canceled`."""
+    return await _queue_operation(request, container, merchant.merchant_id, payment_id, "cancel", idempotency_key)

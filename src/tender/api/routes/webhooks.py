@@ -1,0 +1,21 @@
+"""/webhooks/{processor}: inbound notifications from processors, verified by their signature."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from tender.api.deps import ContainerDep
+from tender.services import notifications
+from tender.services.objects import dumps
+
+router = APIRouter(tags=["processor notifications"])
+
+
+@router.post("/webhooks/{processor}", summary="Receive a processor's notification")
+async def receive(processor: str, request: Request, container: ContainerDep) -> Response:
+    """Signature verified (400 if not), deduplicated by the processor's event id, applied at most once and
+    never moving a payment's status backwards. Answers 200 once stored, so the processor stops retrying."""
+    outcome = await notifications.receive(
+        container.db, container.processors, processor, request.headers, await request.body()
+    )
+    return Response(dumps({"received": True, "outcome": outcome}), media_type="application/json")

@@ -1,0 +1,77 @@
+"""Inbound processor notifications: verified, stored for audit, applied at most once and in any order.
+
+The processor's event id is the primary key of `processor_events`, so a repeated notification is a no-op.
+What an outcome means comes from `outcomes.settle`, the same rule the worker uses; a notification that
+no longer applies (the payment has moved on) is recorded as stale and changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+
+from psycopg.types.json import Jsonb
+
+from tender.errors import InvalidRequest, NotFound
+from tender.processors.base import InvalidNotification, Processor, ProcessorResult
+from tender.services.outcomes import DEFINITIVE, settle
+from tender.store import attempts as attempt_store
+from tender.store import dead_letters
+from tender.store import payments as store
+from tender.store.db import Conn, Database
+
+log = logging.getLogger(__name__)
+
+ACTION_LOOKUP_AFTER = timedelta(seconds=60)
+
+
+async def receive(
+    db: Database, processors: Mapping[str, Processor], name: str, headers: Mapping[str, str], body: bytes
+) -> str:
+    """Verify and apply one notification; returns what happened: applied, stale, duplicate, ignored."""
+    processor = processors.get(name)
+    if processor is None:
+        raise NotFound(f"No processor named {name[:40]!r}")
+    try:
+        notification = processor.parse_notification(headers, body)
+    except InvalidNotification as exc:
+        raise InvalidRequest(f"Notification rejected: {exc}", code="invalid_signature") from None
+
+    async with db.transaction() as conn:
+        cur = await conn.execute(
+            "INSERT INTO processor_events (processor, event_id, type, payload) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT DO NOTHING RETURNING 1",
+            (name, notification.event_id, notification.type, Jsonb(notification.payload)),
+        )
+        if await cur.fetchone() is None:
+            return "duplicate"
+        outcome = await _apply(conn, notification.reference, notification.result)
+        await conn.execute(
+            "UPDATE processor_events SET outcome = %s WHERE processor = %s AND event_id = %s",
+            (outcome, name, notification.event_id),
+        )
+    log.info("%s notification %s: %s", name, notification.event_id, outcome)
+    return outcome
+
+
+async def _apply(conn: Conn, reference: str, result: ProcessorResult) -> str:
+    attempt = await attempt_store.find(conn, reference)
+    if attempt is None:
+        return "unknown_reference"
+    if result.outcome not in DEFINITIVE:
+        return "ignored"
+    payment = await store.lock_payment(conn, attempt.payment_id)
+    if payment is None:
+        return "unknown_reference"
+    change = settle(payment, attempt, result, next_run_at=datetime.now(UTC) + ACTION_LOOKUP_AFTER)
+    if change is None:
+        return "stale"
+    change["updated"] = datetime.now(UTC)
+    if not await store.apply_change(conn, change):
+        return "stale"
+    await attempt_store.settle(conn, attempt)
+    if change["expected_status"] == "processing" and change["status"] != "processing" and payment.card_id:
+        await store.erase_cvcs(conn, [payment.card_id])
+    await dead_letters.resolve(conn, "payment", [payment.id])
+    return "applied"

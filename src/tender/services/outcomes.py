@@ -1,0 +1,124 @@
+"""What a processor's definitive answer means for a payment: one pure function, shared by the worker's
+pump and by inbound processor notifications, so both paths agree and neither moves a status backwards."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from tender.domain.models import Attempt, Payment
+from tender.domain.payments import PaymentStatus, can_transition
+from tender.processors.base import Outcome, ProcessorResult
+
+DEFINITIVE = frozenset({Outcome.APPROVED, Outcome.DECLINED, Outcome.ACTION_REQUIRED})
+
+DECLINE_MESSAGES = {
+    "generic_decline": "The card was declined.",
+    "insufficient_funds": "The card has insufficient funds.",
+    "lost_card": "The card was declined (reported lost).",
+    "expired_card": "The card has expired.",
+    "incorrect_cvc": "The card's security code is incorrect.",
+    "authentication_failed": "The shopper did not complete 3-D Secure authentication.",
+}
+
+
+def change_of(p: Payment, **fields: Any) -> dict[str, Any]:
+    """The payment's row after this step: unchanged fields as they were, no schedule unless one is given."""
+    change: dict[str, Any] = {
+        "id": p.id,
+        "expected_status": p.status,
+        "status": p.status,
+        "amount_captured": p.amount_captured,
+        "failure_code": p.failure_code,
+        "decline_code": p.decline_code,
+        "failure_message": p.failure_message,
+        "next_action": p.next_action,
+        "processor_reference": None,
+        "next_run_at": None,
+        "last_error": None,
+        "reset_tries": False,
+        "updated": None,
+    }
+    change.update(fields)
+    return change
+
+
+def settle(
+    p: Payment, attempt: Attempt, result: ProcessorResult, *, next_run_at: datetime | None = None
+) -> dict[str, Any] | None:
+    """The change a definitive `result` of `attempt` implies, with `attempt` updated to match; None when the
+    result no longer applies to the payment's current status (a stale or repeated answer)."""
+    if result.outcome not in DEFINITIVE:
+        raise ValueError(f"not a definitive outcome: {result.outcome}")
+    attempt.processor_reference = result.processor_reference or attempt.processor_reference
+    attempt.failure_code, attempt.decline_code, attempt.message = (
+        result.failure_code,
+        result.decline_code,
+        result.message,
+    )
+    status = PaymentStatus(p.status)
+    match attempt.operation, result.outcome:
+        case "authorize", Outcome.APPROVED:
+            captured = result.captured or p.capture
+            new = PaymentStatus.SUCCEEDED if captured else PaymentStatus.REQUIRES_CAPTURE
+            if not can_transition(status, new):
+                return None
+            attempt.status = "approved"
+            return change_of(
+                p,
+                status=new,
+                amount_captured=p.amount if captured else 0,
+                next_action=None,
+                processor_reference=result.processor_reference,
+                reset_tries=True,
+            )
+        case "authorize", Outcome.DECLINED:
+            if not can_transition(status, PaymentStatus.FAILED):
+                return None
+            attempt.status = "declined"
+            code = result.failure_code or "card_declined"
+            return change_of(
+                p,
+                status=PaymentStatus.FAILED,
+                failure_code=code,
+                decline_code=result.decline_code,
+                failure_message=result.message
+                or DECLINE_MESSAGES.get(result.decline_code or code, "The card was declined."),
+                next_action=None,
+                processor_reference=result.processor_reference,
+                reset_tries=True,
+            )
+        case "authorize", Outcome.ACTION_REQUIRED:
+            if status is not PaymentStatus.PROCESSING:
+                return None  # already waiting for the shopper, or past it
+            attempt.status = "action_required"
+            return change_of(
+                p,
+                status=PaymentStatus.REQUIRES_ACTION,
+                next_action={"type": "redirect_to_url", "url": result.redirect_url},
+                processor_reference=result.processor_reference,
+                next_run_at=next_run_at,
+                reset_tries=True,
+            )
+        case "capture", Outcome.APPROVED:
+            if not can_transition(status, PaymentStatus.SUCCEEDED):
+                return None
+            attempt.status = "approved"
+            return change_of(
+                p, status=PaymentStatus.SUCCEEDED, amount_captured=attempt.amount or p.amount, reset_tries=True
+            )
+        case "cancel", Outcome.APPROVED:
+            if not can_transition(status, PaymentStatus.CANCELED):
+                return None
+            attempt.status = "approved"
+            return change_of(p, status=PaymentStatus.CANCELED, next_action=None, reset_tries=True)
+        case (("capture" | "cancel"), Outcome.DECLINED):
+            # The processor refused (e.g. the authorization expired): the payment keeps its status, and says why.
+            attempt.status = "declined"
+            return change_of(
+                p,
+                failure_code=result.failure_code or f"{attempt.operation}_failed",
+                failure_message=result.message or f"The processor refused the {attempt.operation}.",
+                reset_tries=True,
+            )
+    return None

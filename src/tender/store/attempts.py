@@ -1,0 +1,113 @@
+"""SQL for payment attempts: one row per processor operation, written before its first call."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from tender.domain.models import Attempt
+from tender.store.db import Conn
+
+_COLUMNS = "id, payment_id, operation, processor, status, amount, calls, maybe_sent"
+
+
+async def open_attempts(conn: Conn, payment_ids: Sequence[str]) -> dict[str, list[Attempt]]:
+    """Operations not yet settled (pending, or waiting for the shopper), oldest first, by payment."""
+    cur = await conn.execute(
+        f"SELECT {_COLUMNS} FROM payment_attempts WHERE payment_id = ANY(%s) AND finished IS NULL ORDER BY id",
+        (list(payment_ids),),
+    )
+    found: dict[str, list[Attempt]] = {}
+    for row in await cur.fetchall():
+        found.setdefault(row["payment_id"], []).append(Attempt(**row))
+    return found
+
+
+async def find(conn: Conn, attempt_id: str) -> Attempt | None:
+    cur = await conn.execute(f"SELECT {_COLUMNS} FROM payment_attempts WHERE id = %s", (attempt_id,))
+    row = await cur.fetchone()
+    return Attempt(**row) if row else None
+
+
+async def authorization_ids(conn: Conn, payment_ids: Sequence[str]) -> dict[str, str]:
+    """The authorize attempt that got an answer (approved or waiting for the shopper), by payment: captures
+    and cancels name it to the processor."""
+    cur = await conn.execute(
+        "SELECT DISTINCT ON (payment_id) payment_id, id FROM payment_attempts"
+        " WHERE payment_id = ANY(%s) AND operation = 'authorize' AND status IN ('approved', 'action_required')"
+        " ORDER BY payment_id, id DESC",
+        (list(payment_ids),),
+    )
+    return {row["payment_id"]: row["id"] for row in await cur.fetchall()}
+
+
+async def insert(conn: Conn, attempts: Sequence[Attempt]) -> None:
+    if attempts:
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO payment_attempts (id, payment_id, operation, processor, status, amount)"
+                " VALUES (%s, %s, %s, %s, 'pending', %s)",
+                [(a.id, a.payment_id, a.operation, a.processor, a.amount) for a in attempts],
+            )
+
+
+async def record_calls(conn: Conn, attempts: Sequence[Attempt]) -> None:
+    """One more call of each attempt and its outcome; pending and action_required ones stay open."""
+    if attempts:
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                "UPDATE payment_attempts SET status = %(status)s, calls = calls + 1, last_error = %(last_error)s,"
+                " maybe_sent = maybe_sent OR %(maybe_sent)s,"
+                " processor_reference = coalesce(%(processor_reference)s, processor_reference),"
+                " failure_code = %(failure_code)s, decline_code = %(decline_code)s, message = %(message)s,"
+                " finished = CASE WHEN %(status)s IN ('pending', 'action_required') THEN NULL ELSE now() END"
+                " WHERE id = %(id)s",
+                [_row(a) for a in attempts],
+            )
+
+
+async def settle(conn: Conn, attempt: Attempt) -> None:
+    """Record a definitive outcome that arrived without a call of ours (an inbound notification)."""
+    await conn.execute(
+        "UPDATE payment_attempts SET status = %(status)s, maybe_sent = true,"
+        " processor_reference = coalesce(%(processor_reference)s, processor_reference),"
+        " failure_code = %(failure_code)s, decline_code = %(decline_code)s, message = %(message)s,"
+        " finished = CASE WHEN %(status)s IN ('pending', 'action_required') THEN NULL ELSE now() END"
+        " WHERE id = %(id)s",
+        _row(attempt),
+    )
+
+
+async def close_authorizations(conn: Conn, payment_ids: Sequence[str]) -> None:
+    """A canceled payment's authorization that was still waiting for the shopper is over."""
+    if payment_ids:
+        await conn.execute(
+            "UPDATE payment_attempts SET status = 'declined', message = 'canceled', finished = now()"
+            " WHERE payment_id = ANY(%s) AND operation = 'authorize' AND finished IS NULL",
+            (list(payment_ids),),
+        )
+
+
+async def history(conn: Conn, payment_id: str) -> list[dict[str, Any]]:
+    cur = await conn.execute(
+        "SELECT id, operation, status, calls, maybe_sent, last_error, failure_code, created, finished"
+        " FROM payment_attempts WHERE payment_id = %s ORDER BY id",
+        (payment_id,),
+    )
+    return [
+        {**row, "created": row["created"].isoformat(), "finished": row["finished"] and row["finished"].isoformat()}
+        for row in await cur.fetchall()
+    ]
+
+
+def _row(a: Attempt) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "status": a.status,
+        "last_error": a.last_error,
+        "maybe_sent": a.maybe_sent,
+        "processor_reference": a.processor_reference,
+        "failure_code": a.failure_code,
+        "decline_code": a.decline_code,
+        "message": a.message,
+    }

@@ -1,0 +1,68 @@
+"""SQL for dead letters: work that exhausted its automatic retries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from tender.store.db import Conn
+
+_COLUMNS = "id, kind, object_id, operation, status, tries, last_error, history, created, updated"
+
+
+async def open_one(
+    conn: Conn,
+    *,
+    id: str,
+    kind: str,
+    object_id: str,
+    operation: str,
+    tries: int,
+    last_error: str | None,
+    history: list[dict[str, Any]],
+) -> bool:
+    """Record it, unless the same work already has an open dead letter. True if recorded."""
+    cur = await conn.execute(
+        "INSERT INTO dead_letters (id, kind, object_id, operation, tries, last_error, history)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (kind, object_id, operation) WHERE status = 'open' DO NOTHING RETURNING id",
+        (id, kind, object_id, operation, tries, last_error, Jsonb(history)),
+    )
+    return await cur.fetchone() is not None
+
+
+async def resolve(conn: Conn, kind: str, object_ids: list[str]) -> None:
+    """The work got done after all (a later look-up, a retry): its dead letters are closed."""
+    if object_ids:
+        await conn.execute(
+            "UPDATE dead_letters SET status = 'resolved', updated = now()"
+            " WHERE kind = %s AND object_id = ANY(%s) AND status IN ('open', 'retried')",
+            (kind, object_ids),
+        )
+
+
+async def get(conn: Conn, dead_letter_id: str, *, lock: bool = False) -> dict[str, Any] | None:
+    cur = await conn.execute(
+        f"SELECT {_COLUMNS} FROM dead_letters WHERE id = %s" + (" FOR UPDATE" if lock else ""), (dead_letter_id,)
+    )
+    return await cur.fetchone()
+
+
+async def mark_retried(conn: Conn, dead_letter_id: str) -> None:
+    await conn.execute("UPDATE dead_letters SET status = 'retried', updated = now() WHERE id = %s", (dead_letter_id,))
+
+
+async def list_(conn: Conn, *, status: str | None, limit: int, starting_after: str | None) -> list[dict[str, Any]]:
+    where, params = ["true"], []
+    if status is not None:
+        where.append("status = %s")
+        params.append(status)
+    if starting_after is not None:
+        where.append("id < %s")
+        params.append(starting_after)
+    cur = await conn.execute(
+        f"SELECT {_COLUMNS} FROM dead_letters WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT %s",
+        (*params, limit),
+    )
+    return await cur.fetchall()
