@@ -141,6 +141,13 @@ def run_all(settings: Settings, *, simulator_port: int) -> int:
             str(data_dir / "simulator.sqlite3"),
             "--log-level",
             settings.log_level.lower(),
+            # 3-D Secure results reach Tender by signed notification. The synchronous answers the worker
+            # already has are not notified again: that would double the API's load for nothing.
+            "--notify-url",
+            f"{api_url}/webhooks/simulator",
+            "--notify-secret",
+            settings.simulator_notify_secret.get_secret_value(),
+            "--no-notify-on-create",
         ],
         "api": [*me, "api"],
         "worker": [*me, "worker"],

@@ -48,7 +48,17 @@ def stack(tender_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
     )
     s = Stack(f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{sim_port}", env, logs)
     try:
-        sim = s.start("simulator", "simulator", "--port", str(sim_port), "--db-path", str(logs / "sim.sqlite3"))
+        sim = s.start(
+            "simulator",
+            "simulator",
+            "--port",
+            str(sim_port),
+            "--db-path",
+            str(logs / "sim.sqlite3"),
+            "--notify-url",
+            f"{s.api_url}/webhooks/simulator",
+            "--no-notify-on-create",
+        )
         wait_until_healthy(f"{s.simulator_url}/healthz", [sim])
         api = s.start("api", "api")
         # Two workers share the database: the burst test below shows no payment is charged twice.
@@ -227,3 +237,33 @@ async def test_card_data_never_reaches_the_database_logs_or_responses(
     assert logs, "the processes wrote no log at all"
     assert SECRET_CARD not in logs and SECRET_CARD[:-1] + "0" not in logs
     assert not re.search(rf"cvc\W{{0,6}}{SECRET_CVC}", logs, re.IGNORECASE)
+
+
+async def test_3ds_approved_by_the_shopper_is_notified_and_the_shopper_returns(
+    stack: Stack, merchant: dict[str, Any]
+) -> None:
+    headers = {"Authorization": f"Bearer {merchant['secret_key']}"}
+    async with httpx.AsyncClient(base_url=stack.api_url, headers=headers, timeout=10) as client:
+        r = await client.post(
+            "/v1/payments",
+            json={
+                "amount": 4200,
+                "currency": "EUR",
+                "payment_method": card("4000002760003184"),
+                "return_url": "https://shop.example/order/42",
+            },
+        )
+        payment = await wait_final(client, r.json()["id"])
+        assert payment["status"] == "requires_action"
+        challenge = payment["next_action"]["url"]
+        assert challenge.startswith(stack.simulator_url + "/3ds/")
+        async with httpx.AsyncClient() as shopper:
+            page = await shopper.get(challenge)
+            assert "3-D Secure" in page.text
+            back = await shopper.post(challenge, data={"decision": "approve"}, follow_redirects=False)
+        assert back.status_code == 303 and back.headers["location"].startswith("https://shop.example/order/42")
+        deadline = time.monotonic() + 10  # the notification, not the 60 s look-up, must settle it
+        while (p := (await client.get(f"/v1/payments/{payment['id']}")).json())["status"] == "requires_action":
+            assert time.monotonic() < deadline, "no notification applied"
+            await asyncio.sleep(0.1)
+    assert (p["status"], p["amount_captured"], p["next_action"]) == ("succeeded", 4200, None)
