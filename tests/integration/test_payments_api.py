@@ -274,3 +274,23 @@ async def test_admin_creates_merchants_with_keys_shown_once(api: Any, container:
     assert paid.status_code == 202
     assert (await api.post("/admin/v1/merchants", json={"name": "x"}, headers=auth("nope"))).status_code == 401
     assert (await api.post("/admin/v1/merchants", json={"name": ""}, headers=admin)).json()["error"]["param"] == "name"
+
+
+async def test_idempotency_keys_are_kept_two_days_then_purged(api: Any, container: Any, merchant: Any) -> None:
+    from tender.services.maintenance import purge_idempotency_keys
+
+    for key in ("old-key", "recent-key"):
+        r = await api.post(
+            "/v1/payments", json=card_payment(), headers={**auth(merchant.secret_key), "Idempotency-Key": key}
+        )
+        assert r.status_code == 202
+    async with container.db.connection() as conn:
+        await conn.execute(
+            "UPDATE idempotency_keys SET created = now() - interval '49 hours'"
+            " WHERE merchant_id = %s AND key = 'old-key'",
+            (merchant.merchant.id,),
+        )
+    assert await purge_idempotency_keys(container.db) >= 1
+    async with container.db.connection() as conn:
+        cur = await conn.execute("SELECT key FROM idempotency_keys WHERE merchant_id = %s", (merchant.merchant.id,))
+        assert [r["key"] for r in await cur.fetchall()] == ["recent-key"]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import psycopg
 
 from tender.bootstrap import Container
+from tender.services import maintenance
 from tender.services.authorization import Authorizer, RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         listener = asyncio.create_task(self._listen(stop))
+        housekeeping = asyncio.create_task(self._housekeeping(stop))
         lanes = [
             asyncio.create_task(self._lane(pump, stop), name=f"{pump.name}-{i}")
             for pump in self.pumps
@@ -57,9 +59,10 @@ class Worker:
         try:
             await asyncio.gather(*lanes)
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+            for task in (listener, housekeeping):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _lane(self, pump: Pump, stop: asyncio.Event) -> None:
         """Claim batches until stopped. A batch in flight is finished, never abandoned, on stop."""
@@ -76,6 +79,15 @@ class Worker:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(_first(self._wake, stop), timeout=poll)
+
+    async def _housekeeping(self, stop: asyncio.Event, every_seconds: float = 600.0) -> None:
+        while not stop.is_set():
+            try:
+                await maintenance.purge_idempotency_keys(self.container.db)
+            except Exception:
+                log.exception("housekeeping failed; trying again later")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=every_seconds)
 
     async def _listen(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
