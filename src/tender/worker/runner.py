@@ -68,6 +68,9 @@ class Worker:
         """Claim batches until stopped. A batch in flight is finished, never abandoned, on stop."""
         poll = self.container.settings.worker_poll_seconds
         while not stop.is_set():
+            # Cleared before claiming, never after: a notification that arrives during the batch must wake
+            # the next wait, or the rows it announced sit until the next poll.
+            self._wake.clear()
             try:
                 handled = await pump.run_batch(pump.batch_size)
             except Exception:  # a database hiccup must not kill the worker; the lease protects the rows
@@ -76,7 +79,6 @@ class Worker:
                 await asyncio.sleep(poll)
             self.processed += handled
             if handled < pump.batch_size:
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(_first(self._wake, stop), timeout=poll)
 
