@@ -355,3 +355,59 @@ async def test_exhausted_work_becomes_a_dead_letter_that_an_operator_retries(
     assert again.status_code == 400
     assert (await api.post("/admin/v1/dead_letters/dl_nope/retry", headers=admin)).status_code == 404
     assert (await api.get("/admin/v1/dead_letters", headers=auth(merchant.secret_key))).status_code == 401
+
+
+def test_dlq_cli_lists_and_retries(container: Any, tender_env: dict[str, str], dead_lettered_payment: Any) -> None:
+    import os
+    import subprocess
+    import sys
+
+    import psycopg
+
+    payment_id, dl_id = dead_lettered_payment
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TENDER_")} | tender_env | {"COLUMNS": "200"}
+    listed = subprocess.run(
+        [sys.executable, "-m", "tender", "dlq", "list"], env=env, capture_output=True, text=True, timeout=60, check=True
+    )
+    assert dl_id in listed.stdout and payment_id in listed.stdout
+    retried = subprocess.run(
+        [sys.executable, "-m", "tender", "dlq", "retry", dl_id],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "due again" in retried.stdout
+    with psycopg.connect(tender_env["TENDER_DATABASE_URL"]) as conn:
+        status, due = conn.execute(
+            "SELECT d.status, p.next_run_at <= now() FROM dead_letters d JOIN payments p ON p.id = d.object_id"
+            " WHERE d.id = %s",
+            (dl_id,),
+        ).fetchone()
+    assert (status, due) == ("retried", True)
+    missing = subprocess.run(
+        [sys.executable, "-m", "tender", "dlq", "retry", "dl_missing"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode == 1 and "No such dead letter" in missing.stderr
+
+
+@pytest.fixture
+async def dead_lettered_payment(api: Any, container: Any, merchant: Any) -> tuple[str, str]:
+    """A processing payment with an open dead letter, made directly (the pump's path is tested above)."""
+    from tender.domain.ids import DEAD_LETTER, new_id
+
+    created = await pay(api, merchant)
+    dl_id = new_id(DEAD_LETTER)
+    async with container.db.connection() as conn:
+        await conn.execute("UPDATE payments SET next_run_at = NULL WHERE id = %s", (created["id"],))
+        await conn.execute(
+            "INSERT INTO dead_letters (id, kind, object_id, operation, tries, last_error)"
+            " VALUES (%s, 'payment', %s, 'authorize', 8, 'transient failure: 503')",
+            (dl_id, created["id"]),
+        )
+    return created["id"], dl_id
