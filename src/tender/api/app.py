@@ -9,16 +9,24 @@ from fastapi import FastAPI
 
 from tender import __version__
 from tender.api import errors
-from tender.api.routes import admin, health, payments, webhooks
+from tender.api.routes import admin, health, payment_events, payments, webhooks
 from tender.bootstrap import Container
+from tender.services.live import PaymentStatusHub
 
 
 def create_app(container: Container) -> FastAPI:
+    # One LISTEN connection per API process feeds every `Prefer: wait` and SSE stream (services/live.py).
+    hub = PaymentStatusHub(container.db.url)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await container.open()
         try:
-            yield
+            await hub.start()
+            try:
+                yield
+            finally:
+                await hub.stop()
         finally:
             await container.close()
 
@@ -29,8 +37,10 @@ def create_app(container: Container) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.container = container
+    app.state.hub = hub
     errors.install(app)
     app.include_router(payments.router)
+    app.include_router(payment_events.router)
     app.include_router(webhooks.router)
     app.include_router(admin.router)
     app.include_router(health.router)

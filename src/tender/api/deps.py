@@ -1,4 +1,5 @@
-"""Request dependencies: the container, API-key and operator authentication, the JSON body."""
+"""Request dependencies: the container, the live status hub, API-key and operator authentication,
+`Prefer: wait`, the JSON body."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import hmac
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 
+from tender.api import prefer
 from tender.bootstrap import Container
 from tender.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
+from tender.services.live import PaymentStatusHub
 from tender.services.merchants import Principal
 
 
@@ -19,6 +22,25 @@ def get_container(request: Request) -> Container:
 
 
 ContainerDep = Annotated[Container, Depends(get_container)]
+
+
+def get_hub(request: Request) -> PaymentStatusHub:
+    hub: PaymentStatusHub = request.app.state.hub
+    return hub
+
+
+HubDep = Annotated[PaymentStatusHub, Depends(get_hub)]
+
+
+def prefer_wait(
+    request: Request,
+    # Declared for the OpenAPI document; parsed from every Prefer header the request carries.
+    _prefer: Annotated[str | None, Header(alias="Prefer", description=prefer.PREFER_DESCRIPTION)] = None,
+) -> int | None:
+    return prefer.wait_seconds(request.headers.getlist("prefer"))
+
+
+PreferWait = Annotated[int | None, Depends(prefer_wait)]
 
 
 def _bearer(request: Request) -> str:

@@ -6,11 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
-from tender.api.deps import ContainerDep, Merchant, json_body
+from tender.api.deps import ContainerDep, HubDep, Merchant, PreferWait, json_body
 from tender.api.metrics import PAYMENTS_ACCEPTED
+from tender.api.prefer import PREFERENCE_APPLIED_HEADER
 from tender.bootstrap import Container
 from tender.errors import InvalidRequest
-from tender.services import idempotency, payments
+from tender.services import idempotency, live, payments
 from tender.services.idempotency import StoredResponse
 from tender.services.objects import dumps, list_object, payment_object
 from tender.services.payments import CaptureIn, PaymentCreate
@@ -38,7 +39,16 @@ def to_response(stored: StoredResponse) -> Response:
     "/v1/payments",
     status_code=202,
     summary="Create a payment",
-    responses=_ERRORS,
+    responses={
+        202: {
+            "description": "Accepted; with `Prefer: wait`, the payment as it is after the wait.",
+            "headers": {
+                "Location": {"description": "/v1/payments/{id}", "schema": {"type": "string"}},
+                **PREFERENCE_APPLIED_HEADER,
+            },
+        },
+        **_ERRORS,
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -50,15 +60,21 @@ async def create_payment(
     request: Request,
     merchant: Merchant,
     container: ContainerDep,
+    hub: HubDep,
+    wait: PreferWait,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Response:
     """Validates synchronously (400 naming `param`), stores the payment and answers 202 at once;
-    a worker authorizes it in the background. Poll `Location` for the outcome."""
+    a worker authorizes it in the background. Poll `Location` for the outcome, or send `Prefer: wait=N`
+    to have the answer held until the payment leaves `processing` (at most N seconds): still 202 with
+    `Location`, the body then being the payment as it is at the end of the wait."""
     payload = await json_body(request)
     body = parse(PaymentCreate, payload)
+    accepted: list[str] = []
 
     async def work(conn: Conn) -> StoredResponse:
         payment = await payments.create_payment(conn, container.vault, merchant.merchant_id, body)
+        accepted.append(payment.id)
         return StoredResponse(202, dumps(payment_object(payment)), {"Location": f"/v1/payments/{payment.id}"})
 
     stored = await idempotency.run(
@@ -70,16 +86,38 @@ async def create_payment(
     )
     if not stored.replayed:
         PAYMENTS_ACCEPTED.inc()
-    return to_response(stored)
+    # An idempotent replay answers with the stored first response, status and body byte for byte, and
+    # does not wait: what is replayed is the acceptance, and `GET Location` with `Prefer: wait` gives
+    # the outcome. (A first answer that waited therefore differs from its replays, which show the
+    # payment as accepted.) The wait starts only here, after `idempotency.run` has committed the payment.
+    if wait is None or stored.replayed or not accepted:
+        return to_response(stored)
+    payment = await live.payment_when_settled(container.db, hub, merchant.merchant_id, accepted[-1], wait)
+    headers = {**stored.headers, "Preference-Applied": f"wait={wait}"}
+    return Response(dumps(payment_object(payment)), status_code=202, headers=headers, media_type="application/json")
 
 
 @router.get(
-    "/v1/payments/{payment_id}", summary="Retrieve a payment", responses={404: {"description": "No such payment."}}
+    "/v1/payments/{payment_id}",
+    summary="Retrieve a payment",
+    responses={
+        200: {"description": "The payment.", "headers": PREFERENCE_APPLIED_HEADER},
+        404: {"description": "No such payment."},
+    },
 )
-async def get_payment(payment_id: str, merchant: Merchant, container: ContainerDep) -> Response:
-    async with container.db.connection() as conn:
-        payment = await payments.get_payment(conn, merchant.merchant_id, payment_id)
-    return Response(dumps(payment_object(payment)), media_type="application/json")
+async def get_payment(
+    payment_id: str, merchant: Merchant, container: ContainerDep, hub: HubDep, wait: PreferWait
+) -> Response:
+    """With `Prefer: wait=N`, a `processing` payment is answered when its status changes or after N
+    seconds, whichever comes first; no database connection is held meanwhile."""
+    if wait is None:
+        async with container.db.connection() as conn:
+            payment = await payments.get_payment(conn, merchant.merchant_id, payment_id)
+        return Response(dumps(payment_object(payment)), media_type="application/json")
+    payment = await live.payment_when_settled(container.db, hub, merchant.merchant_id, payment_id, wait)
+    return Response(
+        dumps(payment_object(payment)), media_type="application/json", headers={"Preference-Applied": f"wait={wait}"}
+    )
 
 
 @router.get("/v1/payments", summary="List payments, newest first")
