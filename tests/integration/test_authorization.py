@@ -257,6 +257,45 @@ async def test_concurrent_claimers_never_share_a_row(api: Any, container: Any, m
         )
 
 
+async def test_a_live_batch_keeps_its_lease_and_a_dead_one_loses_it(api: Any, container: Any, merchant: Any) -> None:
+    """`held` renews the lease while the batch works: no one takes its rows, however long it takes. Once it
+    stops renewing (the worker died), the rows fall due one lease later."""
+    from tender.worker.claim import claim_due, held
+
+    created = await pay(api, merchant)
+
+    async def others_can_claim() -> bool:
+        async with container.db.transaction() as conn:
+            c = await claim_due(conn, "payments", columns=[], limit=10_000, lease_seconds=60)
+            taken = created["id"] in {r["id"] for r in c.rows}
+            await conn.execute(  # give back whatever else it took
+                "UPDATE payments SET next_run_at = now(), lease_token = NULL WHERE lease_token = %s AND id <> %s",
+                (c.token, created["id"]),
+            )
+        return taken
+
+    async with container.db.transaction() as conn:
+        claim = await claim_due(conn, "payments", columns=[], limit=10_000, lease_seconds=0.6)
+    async with container.db.connection() as conn:  # keep only ours under this claim
+        await conn.execute(
+            "UPDATE payments SET next_run_at = now(), lease_token = NULL WHERE lease_token = %s AND id <> %s",
+            (claim.token, created["id"]),
+        )
+    claim.rows[:] = [r for r in claim.rows if r["id"] == created["id"]]
+    assert claim.rows
+
+    async with held(container.db, "payments", claim, 0.6):
+        for _ in range(6):  # 1.8 s: three leases' worth
+            await asyncio.sleep(0.3)
+            assert not await others_can_claim()
+    await asyncio.sleep(0.8)  # no more renewals: the lease runs out
+    assert await others_can_claim()
+    async with container.db.connection() as conn:  # due again for the other tests' pumps
+        await conn.execute(
+            "UPDATE payments SET next_run_at = now(), lease_token = NULL WHERE id = %s", (created["id"],)
+        )
+
+
 async def test_two_authorizers_on_one_backlog_charge_each_payment_once(
     api: Any, container: Any, merchant: Any, simulator_app: Any
 ) -> None:

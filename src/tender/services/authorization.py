@@ -39,7 +39,7 @@ from tender.store import payments as store
 from tender.store.db import Database
 from tender.store.payments import PAYMENT_COLUMNS
 from tender.vault import Vault
-from tender.worker.claim import backoff_seconds, claim_due
+from tender.worker.claim import backoff_seconds, claim_due, held
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,8 @@ class Authorizer:
             card_ids = [w.payment.card_id for w in work if w.payment.card_id and w.payment.status == "processing"]
             vault_cards = await store.get_cards(conn, card_ids) if card_ids else {}
 
-        changes = await asyncio.gather(*(self._run_safely(w, vault_cards) for w in work))
+        async with held(self._db, "payments", claim, self._lease):
+            changes = await asyncio.gather(*(self._run_safely(w, vault_cards) for w in work))
 
         now = datetime.now(UTC)
         async with self._db.transaction() as conn:

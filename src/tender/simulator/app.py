@@ -24,7 +24,7 @@ from urllib.parse import parse_qs
 
 import httpx
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
@@ -150,6 +150,9 @@ class Simulator:
             body = json_object(await request.body())
         except BadRequest as exc:
             return _bad_request(exc)
+        except ClientDisconnect:  # the caller gave up (its timeout, or it died) before sending it all
+            log.debug("client went away before its request arrived; nothing was done")
+            return Response(status_code=499)  # nginx's "client closed request"; nobody reads it
         if plan.drop and not plan.drop_after_charge:
             self.stats.faults.drop += 1
             log.debug("fault: connection dropped before processing")

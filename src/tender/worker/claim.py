@@ -4,21 +4,27 @@ A row is due when `next_run_at <= now()`. A claim moves `next_run_at` forward by
 a fresh `lease_token` on the row, in one statement with `FOR UPDATE SKIP LOCKED`, so any number of
 workers can claim side by side without taking a row twice. The claimer writes its results back only
 where the token is still its own (`WHERE lease_token = ...`); a crashed worker's rows simply fall due
-again when the lease runs out, and the next claimer takes them over.
+again when the lease runs out, and the next claimer takes them over. While a batch is still working
+(`held`), its lease is renewed, so a slow batch is not taken over while alive; only a dead one is.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import random
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from psycopg import sql
 
-from tender.store.db import Conn
+from tender.store.db import Conn, Database
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +56,41 @@ async def release(conn: Conn, table: str, token: uuid.UUID, ids: Sequence[str]) 
     ).format(table=sql.Identifier(table))
     cur = await conn.execute(query, (list(ids), token))
     return cur.rowcount
+
+
+async def renew(conn: Conn, table: str, token: uuid.UUID, ids: Sequence[str], lease_seconds: float) -> int:
+    """Push the lease of rows still held under `token` forward by `lease_seconds` from now."""
+    query = sql.SQL("UPDATE {table} SET next_run_at = now() + %s WHERE id = ANY(%s) AND lease_token = %s").format(
+        table=sql.Identifier(table)
+    )
+    cur = await conn.execute(query, (timedelta(seconds=lease_seconds), list(ids), token))
+    return cur.rowcount
+
+
+@contextlib.asynccontextmanager
+async def held(db: Database, table: str, claim: Claim, lease_seconds: float) -> AsyncIterator[None]:
+    """Renew the claim's lease every third of it while the block runs (the processor calls of a batch).
+
+    A worker that dies stops renewing, and its rows fall due one lease later; one that is merely slow
+    (a saturated processor, many timeouts in a batch) keeps them, and its results are not thrown away.
+    """
+
+    async def renew_forever() -> None:
+        while True:
+            await asyncio.sleep(lease_seconds / 3)
+            try:
+                async with db.transaction() as conn:
+                    await renew(conn, table, claim.token, [r["id"] for r in claim.rows], lease_seconds)
+            except Exception as exc:  # the batch goes on; if the lease lapses, its results are dropped
+                log.warning("could not renew a lease on %s: %s", table, type(exc).__name__)
+
+    task = asyncio.create_task(renew_forever(), name=f"renew-{table}-lease")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def backoff_seconds(tries: int, *, base: float, cap: float) -> float:
