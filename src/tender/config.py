@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,6 +40,20 @@ class Settings(BaseSettings):
     worker_retry_cap_seconds: float = 300.0
     worker_janitor_seconds: float = 600.0  # look-up cadence for work past its tries that may have been applied
     worker_action_lookup_seconds: float = 60.0  # 3-D Secure: look the result up if nobody told us by then
+
+    # Capture dates, payment dates and settlement days are dates in this IANA time zone.
+    business_timezone: str = "UTC"
+    settle_batch_groups: int = 50  # merchant/currency/day groups settled per transaction round
+
+    @field_validator("business_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        ZoneInfo(value)  # raises for an unknown zone: better at start than at the first capture
+        return value
+
+    @property
+    def business_tz(self) -> ZoneInfo:
+        return ZoneInfo(self.business_timezone)
 
     @property
     def base_url(self) -> str:

@@ -24,6 +24,7 @@ WEBHOOK_ENDPOINT = "we"
 SUBSCRIPTION = "sub"
 DEAD_LETTER = "dl"
 ATTEMPT = "att"
+BALANCE_TRANSACTION = "txn"  # a journal entry, as the merchant sees it
 VAULT_CARD = "card"
 
 _PREFIX_SHAPE = re.compile(r"[a-z]+")

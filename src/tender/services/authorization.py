@@ -25,13 +25,14 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from tender.domain.ids import ATTEMPT, DEAD_LETTER, new_id
 from tender.domain.models import Attempt, Payment, VaultCard
 from tender.domain.payments import PaymentStatus
 from tender.processors.base import AuthorizeRequest, CardData, Outcome, Processor, ProcessorResult
+from tender.services import payables
 from tender.services.outcomes import DEFINITIVE, change_of, settle
 from tender.store import attempts as attempt_store
 from tender.store import dead_letters
@@ -97,7 +98,9 @@ class Authorizer:
         *,
         lease_seconds: float = 60.0,
         retry: RetryPolicy | None = None,
+        business_tz: tzinfo = UTC,
     ) -> None:
+        self._tz = business_tz
         self._db = db
         self._vault = vault
         self._processors = processors
@@ -159,6 +162,13 @@ class Authorizer:
             await dead_letters.resolve(conn, "payment", settled)
             canceled = [c["id"] for c in changes if c["id"] in written and c["status"] == PaymentStatus.CANCELED]
             await attempt_store.close_authorizations(conn, canceled)
+            # The money side of a capture commits with it: payable, ledger entry, events.
+            captured = [
+                c["id"]
+                for c in changes
+                if c["id"] in written and c["status"] == PaymentStatus.SUCCEEDED and c["expected_status"] != c["status"]
+            ]
+            await payables.record_captures(conn, captured, tz=self._tz, now=now)
         return len(work)
 
     async def _open_dead_letter(self, conn: Any, w: _Work) -> None:

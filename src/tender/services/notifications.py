@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
 from psycopg.types.json import Jsonb
 
 from tender.errors import InvalidRequest, NotFound
 from tender.processors.base import InvalidNotification, Processor, ProcessorResult
+from tender.services import payables
 from tender.services.outcomes import DEFINITIVE, settle
 from tender.store import attempts as attempt_store
 from tender.store import dead_letters
@@ -27,7 +28,13 @@ ACTION_LOOKUP_AFTER = timedelta(seconds=60)
 
 
 async def receive(
-    db: Database, processors: Mapping[str, Processor], name: str, headers: Mapping[str, str], body: bytes
+    db: Database,
+    processors: Mapping[str, Processor],
+    name: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    business_tz: tzinfo = UTC,
 ) -> str:
     """Verify and apply one notification; returns what happened: applied, stale, duplicate, ignored."""
     processor = processors.get(name)
@@ -46,7 +53,7 @@ async def receive(
         )
         if await cur.fetchone() is None:
             return "duplicate"
-        outcome = await _apply(conn, notification.reference, notification.result)
+        outcome = await _apply(conn, notification.reference, notification.result, business_tz)
         await conn.execute(
             "UPDATE processor_events SET outcome = %s WHERE processor = %s AND event_id = %s",
             (outcome, name, notification.event_id),
@@ -55,7 +62,7 @@ async def receive(
     return outcome
 
 
-async def _apply(conn: Conn, reference: str, result: ProcessorResult) -> str:
+async def _apply(conn: Conn, reference: str, result: ProcessorResult, business_tz: tzinfo) -> str:
     attempt = await attempt_store.find(conn, reference)
     if attempt is None:
         return "unknown_reference"
@@ -67,9 +74,11 @@ async def _apply(conn: Conn, reference: str, result: ProcessorResult) -> str:
     change = settle(payment, attempt, result, next_run_at=datetime.now(UTC) + ACTION_LOOKUP_AFTER)
     if change is None:
         return "stale"
-    change["updated"] = datetime.now(UTC)
+    now = change["updated"] = datetime.now(UTC)
     if not await store.apply_change(conn, change):
         return "stale"
+    if change["status"] == "succeeded" and change["expected_status"] != "succeeded":
+        await payables.record_captures(conn, [payment.id], tz=business_tz, now=now)
     await attempt_store.settle(conn, attempt)
     if change["expected_status"] == "processing" and change["status"] != "processing" and payment.card_id:
         await store.erase_cvcs(conn, [payment.card_id])

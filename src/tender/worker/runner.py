@@ -43,6 +43,7 @@ class Worker:
                 janitor_seconds=s.worker_janitor_seconds,
                 action_lookup_seconds=s.worker_action_lookup_seconds,
             ),
+            business_tz=s.business_tz,
         )
         self.pumps = [Pump("payments", authorizer.run_batch, s.worker_batch_size)]
         self._wake = asyncio.Event()

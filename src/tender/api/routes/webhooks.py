@@ -16,6 +16,11 @@ async def receive(processor: str, request: Request, container: ContainerDep) -> 
     """Signature verified (400 if not), deduplicated by the processor's event id, applied at most once and
     never moving a payment's status backwards. Answers 200 once stored, so the processor stops retrying."""
     outcome = await notifications.receive(
-        container.db, container.processors, processor, request.headers, await request.body()
+        container.db,
+        container.processors,
+        processor,
+        request.headers,
+        await request.body(),
+        business_tz=container.settings.business_tz,
     )
     return Response(dumps({"received": True, "outcome": outcome}), media_type="application/json")

@@ -1,0 +1,122 @@
+"""SQL for the ledger: posting entries, reading balances, and the checks `tender ledger verify` runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from tender.domain.ledger import Entry, account_kind
+from tender.store.db import Conn
+
+
+async def post(conn: Conn, entries: Sequence[Entry]) -> None:
+    """Write entries and their lines. All lines go in ONE statement: the database checks per statement
+    that each entry balances (migration 0003) and moves the accounts' balances."""
+    if not entries:
+        return
+    accounts = sorted({line.account for e in entries for line in e.lines})
+    kinds = [account_kind(a) for a in accounts]
+    await conn.execute(
+        "INSERT INTO ledger_accounts (id, kind, owner, currency)"
+        " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) ON CONFLICT (id) DO NOTHING",
+        (accounts, [k[0] for k in kinds], [k[1] for k in kinds], [k[2] for k in kinds]),
+    )
+    await conn.execute(
+        "INSERT INTO journal_entries (id, merchant_id, type, source_id, currency, amount, fee, net, available_on)"
+        " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[],"
+        " %s::bigint[], %s::bigint[], %s::date[])",
+        (
+            [e.id for e in entries],
+            [e.merchant_id for e in entries],
+            [e.type for e in entries],
+            [e.source_id for e in entries],
+            [e.currency for e in entries],
+            [e.amount for e in entries],
+            [e.fee for e in entries],
+            [e.net for e in entries],
+            [e.available_on for e in entries],
+        ),
+    )
+    lines = [(e.id, line.account, e.currency, line.amount) for e in entries for line in e.lines]
+    await conn.execute(
+        "INSERT INTO journal_lines (entry_id, account_id, currency, amount)"
+        " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[])",
+        ([r[0] for r in lines], [r[1] for r in lines], [r[2] for r in lines], [r[3] for r in lines]),
+    )
+
+
+async def merchant_balances(conn: Conn, merchant_id: str) -> list[dict[str, Any]]:
+    """The merchant's accounts: kind, currency and balance as shown (credit-normal, so minus the sum)."""
+    cur = await conn.execute(
+        "SELECT kind, currency, -balance AS amount FROM ledger_accounts WHERE owner = %s ORDER BY currency, kind",
+        (merchant_id,),
+    )
+    return list(await cur.fetchall())
+
+
+# -- verification ----------------------------------------------------------------------------------------
+
+
+async def unbalanced_entries(conn: Conn, limit: int = 20) -> list[dict[str, Any]]:
+    cur = await conn.execute(
+        "SELECT entry_id, currency, sum(amount) AS off FROM journal_lines GROUP BY entry_id, currency"
+        " HAVING sum(amount) <> 0 ORDER BY entry_id LIMIT %s",
+        (limit,),
+    )
+    return list(await cur.fetchall())
+
+
+async def entries_without_lines(conn: Conn, limit: int = 20) -> list[str]:
+    cur = await conn.execute(
+        "SELECT e.id FROM journal_entries e WHERE e.net <> 0 AND NOT EXISTS"
+        " (SELECT 1 FROM journal_lines l WHERE l.entry_id = e.id) ORDER BY e.id LIMIT %s",
+        (limit,),
+    )
+    return [r["id"] for r in await cur.fetchall()]
+
+
+async def drifted_accounts(conn: Conn, limit: int = 20) -> list[dict[str, Any]]:
+    """Accounts whose stored balance differs from the sum of their postings."""
+    cur = await conn.execute(
+        "SELECT a.id, a.balance AS stored, coalesce(s.total, 0) AS postings FROM ledger_accounts a"
+        " LEFT JOIN (SELECT account_id, sum(amount) AS total FROM journal_lines GROUP BY account_id) s"
+        " ON s.account_id = a.id WHERE a.balance <> coalesce(s.total, 0) ORDER BY a.id LIMIT %s",
+        (limit,),
+    )
+    return list(await cur.fetchall())
+
+
+async def balances_against_payables(conn: Conn, limit: int = 20) -> list[dict[str, Any]]:
+    """Merchant/currency/bucket where the ledger's balance differs from the sum of payables' net."""
+    cur = await conn.execute(
+        """
+        WITH ledger AS (
+            SELECT owner AS merchant_id, currency,
+                   CASE kind WHEN 'merchant_pending' THEN 'waiting_funds' ELSE 'paid' END AS status,
+                   -balance AS amount
+            FROM ledger_accounts WHERE kind IN ('merchant_pending', 'merchant_available')
+        ), payable AS (
+            SELECT merchant_id, currency, status, sum(net) AS amount FROM payables
+            GROUP BY merchant_id, currency, status
+        )
+        SELECT coalesce(l.merchant_id, p.merchant_id) AS merchant_id, coalesce(l.currency, p.currency) AS currency,
+               coalesce(l.status, p.status) AS status, coalesce(l.amount, 0) AS ledger,
+               coalesce(p.amount, 0) AS payables
+        FROM ledger l FULL JOIN payable p
+          ON p.merchant_id = l.merchant_id AND p.currency = l.currency AND p.status = l.status
+        WHERE coalesce(l.amount, 0) <> coalesce(p.amount, 0)
+        ORDER BY 1, 2, 3 LIMIT %s
+        """,
+        (limit,),
+    )
+    return list(await cur.fetchall())
+
+
+async def totals(conn: Conn) -> dict[str, int]:
+    cur = await conn.execute(
+        "SELECT (SELECT count(*) FROM journal_entries) AS entries, (SELECT count(*) FROM journal_lines) AS lines,"
+        " (SELECT count(*) FROM ledger_accounts) AS accounts, (SELECT count(*) FROM payables) AS payables"
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return {k: int(v) for k, v in row.items()}
