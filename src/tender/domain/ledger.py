@@ -47,11 +47,12 @@ def account_kind(account_id: str) -> tuple[AccountKind, str, str]:
     """(kind, owner, currency) of an account id made by the functions above."""
     parts = account_id.split(":")
     match parts:
-        case ["merchant", owner, bucket, currency]:
-            kind: AccountKind = {"pending": "merchant_pending", "available": "merchant_available"}.get(
-                bucket, "merchant_paid_out"
-            )  # type: ignore[assignment]
-            return kind, owner, currency
+        case ["merchant", owner, "pending", currency]:
+            return "merchant_pending", owner, currency
+        case ["merchant", owner, "available", currency]:
+            return "merchant_available", owner, currency
+        case ["merchant", owner, "paid_out", currency]:
+            return "merchant_paid_out", owner, currency
         case ["platform", "fees", currency]:
             return "platform_fees", "platform", currency
         case ["processor", owner, "receivable", currency]:
