@@ -22,6 +22,8 @@ merchant_app = typer.Typer(help="Manage merchants.", no_args_is_help=True)
 app.add_typer(merchant_app, name="merchant")
 dlq_app = typer.Typer(help="Dead letters: work that exhausted its automatic retries.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
+ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
 app.command("simulator", help="Run the card-acquirer simulator service.")(simulator_command)
 
 log = logging.getLogger("tender")
@@ -197,6 +199,166 @@ def dlq_retry(dead_letter_id: str) -> None:
         typer.echo(f"tender: {exc.message}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"{row['id']}: {row['kind']} {row['object_id']} {row['operation']} is due again ({row['status']})")
+
+
+@app.command()
+def settle(
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            metavar="YYYY-MM-DD",
+            help="Settle payables due by this date. Default: today in TENDER_BUSINESS_TIMEZONE.",
+        ),
+    ] = None,
+) -> None:
+    """Settle due payables now: one settlement per merchant, currency and day (the worker does it by itself)."""
+    import re
+    from datetime import date
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+    from rich.table import Table
+
+    from tender.domain.money import format_amount
+    from tender.services import settlement
+
+    settings = Settings()
+    if as_of is None:
+        day = settlement.business_today(settings.business_tz)
+    else:
+        try:
+            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", as_of):
+                raise ValueError(as_of)
+            day = date.fromisoformat(as_of)
+        except ValueError:
+            raise typer.BadParameter(f"{as_of!r} is not a date: use YYYY-MM-DD", param_hint="--as-of") from None
+
+    async def work(db: Database) -> settlement.SettleRound:
+        groups, payables = await settlement.count_due(db, day)
+        if groups == 0:  # nothing to show progress of (a settle of what became due meanwhile still runs)
+            return await settlement.settle_all(db, day, max_groups=settings.settle_batch_groups)
+        progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("groups, {task.fields[payables]} of ~{task.fields[due]} payables"),
+            console=Console(stderr=True),
+        )
+        with progress:
+            task = progress.add_task(f"settling as of {day}", total=groups, payables=0, due=payables)
+            settled = 0
+
+            def on_group(group: settlement.SettledGroup) -> None:
+                nonlocal settled
+                settled += group.payables
+                progress.update(task, advance=1, payables=settled)
+
+            return await settlement.settle_all(db, day, max_groups=settings.settle_batch_groups, on_group=on_group)
+
+    result = _run_with_database(work)
+    if not result.settled:
+        typer.echo(f"nothing due as of {day}")
+        return
+    made: dict[str, list[settlement.SettledGroup]] = {}
+    for group in result.settled:
+        made.setdefault(group.settlement["id"], []).append(group)
+    table = Table(title=f"settlements as of {day}")
+    for column in ("settlement", "merchant", "currency", "date", "payables", "amount"):
+        table.add_column(column, overflow="fold", justify="right" if column in ("payables", "amount") else "left")
+    for settlement_id, groups_of in made.items():
+        s = groups_of[0].settlement
+        table.add_row(
+            settlement_id,
+            groups_of[0].merchant_id,
+            s["currency"],
+            s["date"],
+            str(sum(g.payables for g in groups_of)),
+            format_amount(sum(g.amount for g in groups_of), s["currency"]),
+        )
+    Console().print(table)
+    typer.echo(f"settled {result.payables} payables into {len(made)} settlements as of {day}")
+
+
+@app.command()
+def balance(merchant_id: str) -> None:
+    """A merchant's balance per currency: the ledger's beside its payables' sums. Exit 1 if they differ."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from tender.domain.money import format_amount
+    from tender.errors import TenderError
+    from tender.services import balance as balances
+
+    try:
+        rows = _run_with_database(lambda db: balances.balance_report(db, merchant_id))
+    except TenderError as exc:
+        typer.echo(f"tender: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    if not rows:
+        typer.echo(f"{merchant_id} has no money yet")
+        return
+    table = Table(title=f"balance of {merchant_id}")
+    for column in ("currency", "waiting_funds", "available", "payables waiting_funds", "payables paid", "check"):
+        table.add_column(column, overflow="fold", justify="left" if column in ("currency", "check") else "right")
+    for r in rows:
+        c = r["currency"]
+        table.add_row(
+            c,
+            format_amount(r["waiting_funds"], c),
+            format_amount(r["available"], c),
+            format_amount(r["payables_waiting_funds"], c),
+            format_amount(r["payables_paid"], c),
+            "ok" if r["matches"] else "[bold red]MISMATCH[/]",
+        )
+    Console().print(table)
+    if not all(r["matches"] for r in rows):
+        typer.echo("the ledger and the payables differ: run `tender ledger verify`", err=True)
+        raise typer.Exit(1)
+
+
+@ledger_app.command("verify")
+def ledger_verify(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+) -> None:
+    """Check every entry balances, every account's balance equals its postings, and balances equal payables.
+
+    Exit code 0 when all holds, 1 when anything is off."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from tender.services import ledger
+
+    report = _run_with_database(ledger.verify)
+    if as_json:
+        typer.echo(json.dumps(report))
+        raise typer.Exit(0 if report["balanced"] else 1)
+    console = Console()
+    console.print(
+        f"checked {report['entries']} entries, {report['lines']} lines, {report['accounts']} accounts, "
+        f"{report['payables']} payables"
+    )
+    problems = {
+        "unbalanced entries": report["unbalanced_entries"],
+        "entries without lines": [{"entry": e} for e in report["entries_without_lines"]],
+        "drifted accounts (stored balance != sum of postings)": report["drifted_accounts"],
+        "balances != payables (as shown to the merchant)": report["balance_mismatches"],
+    }
+    for title, rows in problems.items():
+        if not rows:
+            continue
+        table = Table(title=title)
+        for column in rows[0]:
+            table.add_column(column, overflow="fold")
+        for r in rows:
+            table.add_row(*(str(v) for v in r.values()))
+        console.print(table)
+    if report["balanced"]:
+        console.print("[green]ledger balanced[/]: every entry balances and every balance matches")
+        return
+    console.print("[bold red]ledger NOT balanced[/]")
+    raise typer.Exit(1)
 
 
 @app.command()

@@ -548,6 +548,9 @@ async def test_payments_survive_processor_faults_and_killed_workers(
                 payments = {p["id"]: p for p in await list_payments(session)}
             async with client_session(stack.api_url, tender_env["TENDER_ADMIN_KEY"], 2) as admin:
                 dead = await get_json(admin, "/admin/v1/dead_letters", status="open", limit="100")
+                ledger = await get_json(admin, "/admin/v1/ledger/verify")
+            async with client_session(stack.api_url, merchant["secret_key"], 2) as shop:
+                balance = await get_json(shop, "/v1/balance")
             records, sim_stats = await simulator_view(stack.simulator_url)
             # The survivors stop gracefully (the second test shows it in detail).
             survivors = live_workers(stack)
@@ -565,6 +568,8 @@ async def test_payments_survive_processor_faults_and_killed_workers(
         "by_status": dict(Counter(p["status"] for p in payments.values())),
         "faults_injected": sim_stats["faults"],
         "simulator": {k: sim_stats[k] for k in ("requests", "charged", "replays", "mismatches")},
+        "ledger": {k: ledger[k] for k in ("balanced", "entries", "lines", "accounts", "payables")},
+        "balance": balance,
         "worker_kills": len(chaos.kills),
         "worker_kills_while_draining": chaos.kills_while_draining,
         "worker_kills_while_accepting": len(chaos.kills) - chaos.kills_while_draining,
@@ -595,6 +600,13 @@ async def test_payments_survive_processor_faults_and_killed_workers(
     problems = check_against_simulator(payments, my_records, spec_by_reference)
     assert not problems, f"{len(problems)} problem(s), logs in {logs}:\n" + "\n".join(problems[:30])
     assert not [d for d in dead["data"] if d["object_id"] in mine], dead
+    # The money side survived too: one payable per capture, the ledger balanced and equal to the payables.
+    assert ledger["balanced"], ledger
+    succeeded = [p for p in payments.values() if p["status"] == "succeeded"]
+    expected_pending: Counter[str] = Counter()
+    for p in succeeded:  # all credit cards: 5 % (half up), waiting_funds
+        expected_pending[p["currency"]] += p["amount"] - (p["amount"] * 5 * 2 + 100) // 200
+    assert {b["currency"]: b["amount"] for b in balance["waiting_funds"] if b["amount"]} == dict(expected_pending)
     assert survivor_codes and set(survivor_codes.values()) == {0}, survivor_codes
 
 

@@ -21,12 +21,12 @@ async def test_a_notification_during_a_batch_wakes_the_next_claim(container: Any
     async def run_batch(limit: int) -> int:
         calls.append(time.monotonic())
         if len(calls) == 1:
-            worker._wake.set()  # a payment was inserted while this batch was running
+            worker._wakes["payments"].set()  # a payment was inserted while this batch was running
         if len(calls) == 2:
             stop.set()
         return 0
 
-    worker.pumps = [Pump("test", run_batch, batch_size=10, lanes=1)]
+    worker.pumps = [Pump("test", run_batch, batch_size=10, lanes=1, wakes_on="payments")]
     container.settings.worker_poll_seconds, poll = 5.0, container.settings.worker_poll_seconds
     try:
         await asyncio.wait_for(worker.run(stop), timeout=10)

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from tender import __version__
 from tender.api import errors
-from tender.api.routes import admin, health, payment_events, payments, webhooks
+from tender.api.routes import admin, admin_money, health, money, payment_events, payments, refunds, webhooks
 from tender.bootstrap import Container
 from tender.services.live import PaymentStatusHub
 
@@ -40,8 +40,11 @@ def create_app(container: Container) -> FastAPI:
     app.state.hub = hub
     errors.install(app)
     app.include_router(payments.router)
+    app.include_router(refunds.router)
     app.include_router(payment_events.router)
     app.include_router(webhooks.router)
+    app.include_router(money.router)
     app.include_router(admin.router)
+    app.include_router(admin_money.router)
     app.include_router(health.router)
     return app

@@ -93,8 +93,13 @@ class Processor(Protocol):
         """Void an uncaptured authorization (or one still waiting for the shopper)."""
         ...
 
+    async def refund(self, reference: str, authorization: str, amount: int | None = None) -> ProcessorResult:
+        """Refund `amount` (None: all that is left) of the captured authorization made under `authorization`;
+        `reference` is the refund's id."""
+        ...
+
     async def lookup_operation(self, reference: str) -> ProcessorResult:
-        """A capture or cancel by its own attempt id: APPROVED, DECLINED, NOT_FOUND, or TRANSIENT."""
+        """A capture, cancel or refund by its own id: APPROVED, DECLINED, NOT_FOUND, or TRANSIENT."""
         ...
 
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:

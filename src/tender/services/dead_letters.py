@@ -8,6 +8,7 @@ from tender.errors import InvalidRequest, NotFound
 from tender.services.objects import iso
 from tender.store import dead_letters as store
 from tender.store import payments as payment_store
+from tender.store import refunds as refund_store
 from tender.store.db import Database
 
 STATUSES = ("open", "retried", "resolved")
@@ -47,9 +48,12 @@ async def retry(db: Database, dead_letter_id: str) -> dict[str, Any]:
             raise NotFound(f"No such dead letter: {dead_letter_id[:64]!r}", param="id")
         if row["status"] == "resolved":
             raise InvalidRequest("This dead letter is resolved: the work got done.", code="dead_letter_resolved")
-        if row["kind"] != "payment":
+        if row["kind"] == "payment":
+            await payment_store.schedule_now(conn, row["object_id"], reset_tries=True)
+        elif row["kind"] == "refund":
+            await refund_store.schedule_now(conn, row["object_id"])
+        else:
             raise InvalidRequest(f"Cannot retry work of kind {row['kind']!r} yet.", code="dead_letter_unsupported")
-        await payment_store.schedule_now(conn, row["object_id"], reset_tries=True)
         await store.mark_retried(conn, dead_letter_id)
         row = await store.get(conn, dead_letter_id)
     assert row is not None

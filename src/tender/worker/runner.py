@@ -13,6 +13,8 @@ import psycopg
 from tender.bootstrap import Container
 from tender.services import maintenance
 from tender.services.authorization import Authorizer, RetryPolicy
+from tender.services.refunds import RefundPump
+from tender.services.settlement import SettlementPump
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,9 @@ class Pump:
     run_batch: Callable[[int], Awaitable[int]]
     batch_size: int
     lanes: int = 2  # batches in flight at once: one waits on the processor while another is claimed
+    # The table whose new rows wake this pump early (the `notify_work` trigger's payload); None: it polls.
+    # Each pump has its own wake-up, so one pump clearing it never swallows another's news.
+    wakes_on: str | None = None
 
 
 class Worker:
@@ -45,8 +50,25 @@ class Worker:
             ),
             business_tz=s.business_tz,
         )
-        self.pumps = [Pump("payments", authorizer.run_batch, s.worker_batch_size)]
-        self._wake = asyncio.Event()
+        self.pumps = [Pump("payments", authorizer.run_batch, s.worker_batch_size, wakes_on="payments")]
+        # Refunds: the payment pump's guarantees (lease, look-up before re-send, dead letters), its settings.
+        refunder = RefundPump(
+            container.db,
+            container.processors,
+            lease_seconds=s.worker_lease_seconds,
+            retry=RetryPolicy(
+                base_seconds=s.worker_retry_base_seconds,
+                cap_seconds=s.worker_retry_cap_seconds,
+                max_tries=s.worker_max_attempts,
+                janitor_seconds=s.worker_janitor_seconds,
+            ),
+            business_tz=s.business_tz,
+        )
+        self.pumps.append(Pump("refunds", refunder.run_batch, s.worker_batch_size, wakes_on="refunds"))
+        # Settlement is not latency-sensitive: one lane, a round of groups per poll when idle.
+        settler = SettlementPump(container.db, tz=s.business_tz)
+        self.pumps.append(Pump("settlement", settler.run_batch, s.settle_batch_groups, lanes=1))
+        self._wakes = {p.wakes_on: asyncio.Event() for p in self.pumps if p.wakes_on}
         self.processed = 0
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -71,7 +93,9 @@ class Worker:
         while not stop.is_set():
             # Cleared before claiming, never after: a notification that arrives during the batch must wake
             # the next wait, or the rows it announced sit until the next poll.
-            self._wake.clear()
+            wake = self._wakes.get(pump.wakes_on) if pump.wakes_on else None
+            if wake is not None:
+                wake.clear()
             try:
                 handled = await pump.run_batch(pump.batch_size)
             except Exception:  # a database hiccup must not kill the worker; the lease protects the rows
@@ -81,7 +105,7 @@ class Worker:
             self.processed += handled
             if handled < pump.batch_size:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(_first(self._wake, stop), timeout=poll)
+                    await asyncio.wait_for(_first(wake, stop) if wake else stop.wait(), timeout=poll)
 
     async def _housekeeping(self, stop: asyncio.Event, every_seconds: float = 600.0) -> None:
         while not stop.is_set():
@@ -97,8 +121,10 @@ class Worker:
             try:
                 async with await psycopg.AsyncConnection.connect(self.container.db.url, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {WORK_CHANNEL}")
-                    async for _ in conn.notifies():
-                        self._wake.set()
+                    async for note in conn.notifies():
+                        woken = self._wakes.get(note.payload)
+                        for event in [woken] if woken else self._wakes.values():  # unknown news: wake all
+                            event.set()
             except psycopg.Error as exc:
                 log.warning("LISTEN connection lost (%s); polling until it is back", exc)
                 await asyncio.sleep(1)

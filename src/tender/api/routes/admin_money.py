@@ -1,0 +1,79 @@
+"""/admin/v1 money endpoints: each merchant's fee plan, and the ledger verifier. Behind TENDER_ADMIN_KEY."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from tender.api.deps import ContainerDep, Operator, json_body
+from tender.errors import InvalidRequest, NotFound
+from tender.services import fee_plans
+from tender.services import ledger as ledger_service
+from tender.services.fee_plans import FeePlanIn
+from tender.services.objects import dumps
+from tender.services.validation import parse
+from tender.store import merchants as merchant_store
+from tender.store.db import Conn
+
+router = APIRouter(prefix="/admin/v1", tags=["admin"], dependencies=[Operator])
+
+_NO_MERCHANT: dict[int | str, dict[str, Any]] = {404: {"description": "No such merchant."}}
+
+
+def _json(body: dict[str, Any]) -> Response:
+    return Response(dumps(body), media_type="application/json")
+
+
+async def _known_merchant(conn: Conn, merchant_id: str) -> None:
+    if await merchant_store.get_merchant(conn, merchant_id) is None:
+        raise NotFound(f"No such merchant: {merchant_id[:64]!r}", param="id")
+
+
+def _plan_body(payload: Any) -> FeePlanIn:
+    try:
+        return parse(FeePlanIn, payload)
+    except InvalidRequest as exc:
+        # The plan-wide checks (a catch-all rule, no duplicate rules) have no field of their own: name `rules`.
+        if exc.param == "body":
+            raise InvalidRequest(f"rules: {exc.message.split(': ', 1)[-1]}", param="rules") from None
+        raise
+
+
+@router.get("/merchants/{merchant_id}/fee_plan", summary="A merchant's fee plan", responses=_NO_MERCHANT)
+async def get_fee_plan(merchant_id: str, container: ContainerDep) -> Response:
+    """`default: true` when the merchant has no plan of its own."""
+    async with container.db.connection() as conn:
+        await _known_merchant(conn, merchant_id)
+        return _json(await fee_plans.get_plan(conn, merchant_id))
+
+
+@router.put(
+    "/merchants/{merchant_id}/fee_plan",
+    summary="Set a merchant's fee plan",
+    responses={400: {"description": "Invalid plan; `error.param` names the field."}, **_NO_MERCHANT},
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": FeePlanIn.model_json_schema()}}}
+    },
+)
+async def put_fee_plan(merchant_id: str, request: Request, container: ContainerDep) -> Response:
+    """Applies to captures from now on; payables already made keep their terms. A plan needs a catch-all
+    rule (`payment_method` "*", `funding` "*")."""
+    body = _plan_body(await json_body(request))
+    async with container.db.transaction() as conn:
+        await _known_merchant(conn, merchant_id)
+        return _json(await fee_plans.set_plan(conn, merchant_id, body))
+
+
+@router.delete("/merchants/{merchant_id}/fee_plan", summary="Back to the default fee plan", responses=_NO_MERCHANT)
+async def delete_fee_plan(merchant_id: str, container: ContainerDep) -> Response:
+    async with container.db.transaction() as conn:
+        await _known_merchant(conn, merchant_id)
+        return _json(await fee_plans.reset_plan(conn, merchant_id))
+
+
+@router.get("/ledger/verify", summary="Verify the ledger (200 whether or not it balances)")
+async def verify_ledger(container: ContainerDep) -> Response:
+    """`balanced` is true only when every entry balances, every account's stored balance equals its
+    postings, and every merchant's balances equal the sums of their payables."""
+    return _json(await ledger_service.verify(container.db))

@@ -1,0 +1,96 @@
+"""Money after capture, as the merchant reads it: /v1/payables, /v1/settlements, /v1/balance and
+/v1/balance_transactions. Read-only: payables are made by captures and refunds, settlements by the worker."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+
+from tender.api.deps import ContainerDep, Merchant
+from tender.services import balance as service
+from tender.services.objects import dumps, list_object
+
+router = APIRouter(tags=["money"])
+
+Limit = Annotated[int, Query(ge=1, le=100, description="1 to 100")]
+After = Annotated[str | None, Query(description="The last id of the previous page")]
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such object (or another merchant's)."}}
+
+
+def _json(body: dict[str, Any]) -> Response:
+    return Response(dumps(body), media_type="application/json")
+
+
+@router.get("/v1/payables", summary="List payables, newest first")
+async def list_payables(
+    merchant: Merchant,
+    container: ContainerDep,
+    limit: Limit = 10,
+    starting_after: After = None,
+    status: Annotated[str | None, Query(description="waiting_funds or paid")] = None,
+    payment: Annotated[str | None, Query(description="Only this payment's payables")] = None,
+) -> Response:
+    """What each capture earns (and each refund takes back): amount, fee, net and the payment date."""
+    rows, has_more = await service.list_payables(
+        container.db, merchant.merchant_id, limit=limit, starting_after=starting_after, status=status, payment=payment
+    )
+    return _json(list_object(rows, has_more=has_more, url="/v1/payables"))
+
+
+@router.get("/v1/payables/{payable_id}", summary="Retrieve a payable", responses=_NOT_FOUND)
+async def get_payable(payable_id: str, merchant: Merchant, container: ContainerDep) -> Response:
+    return _json(await service.get_payable(container.db, merchant.merchant_id, payable_id))
+
+
+@router.get("/v1/settlements", summary="List settlements, newest first")
+async def list_settlements(
+    merchant: Merchant, container: ContainerDep, limit: Limit = 10, starting_after: After = None
+) -> Response:
+    """One settlement per currency and day: the payables paid that day, summed."""
+    rows, has_more = await service.list_settlements(
+        container.db, merchant.merchant_id, limit=limit, starting_after=starting_after
+    )
+    return _json(list_object(rows, has_more=has_more, url="/v1/settlements"))
+
+
+@router.get("/v1/settlements/{settlement_id}", summary="Retrieve a settlement", responses=_NOT_FOUND)
+async def get_settlement(settlement_id: str, merchant: Merchant, container: ContainerDep) -> Response:
+    return _json(await service.get_settlement(container.db, merchant.merchant_id, settlement_id))
+
+
+@router.get("/v1/balance", summary="The balance: waiting funds and available, per currency")
+async def get_balance(merchant: Merchant, container: ContainerDep) -> Response:
+    """From the ledger; equal to the sums of the payables' `net` by status."""
+    return _json(await service.balance(container.db, merchant.merchant_id))
+
+
+@router.get("/v1/balance_transactions", summary="List balance transactions (ledger entries), newest first")
+async def list_balance_transactions(
+    merchant: Merchant,
+    container: ContainerDep,
+    limit: Limit = 10,
+    starting_after: After = None,
+    type: Annotated[str | None, Query(description="payment, refund or settlement")] = None,
+    source: Annotated[str | None, Query(description="The payment, refund or settlement id")] = None,
+) -> Response:
+    """Every movement of the merchant's money: `status` is `available` once `available_on` has come."""
+    rows, has_more = await service.list_balance_transactions(
+        container.db,
+        merchant.merchant_id,
+        tz=container.settings.business_tz,
+        limit=limit,
+        starting_after=starting_after,
+        type=type,
+        source=source,
+    )
+    return _json(list_object(rows, has_more=has_more, url="/v1/balance_transactions"))
+
+
+@router.get("/v1/balance_transactions/{transaction_id}", summary="Retrieve a balance transaction", responses=_NOT_FOUND)
+async def get_balance_transaction(transaction_id: str, merchant: Merchant, container: ContainerDep) -> Response:
+    return _json(
+        await service.get_balance_transaction(
+            container.db, merchant.merchant_id, transaction_id, tz=container.settings.business_tz
+        )
+    )

@@ -1,0 +1,94 @@
+"""/v1/refunds: accept (202 + Location), retrieve and list refunds."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+
+from tender.api.deps import ContainerDep, Merchant, json_body
+from tender.api.routes.payments import to_response
+from tender.services import idempotency, refunds
+from tender.services.idempotency import StoredResponse
+from tender.services.objects import dumps, list_object
+from tender.services.refunds import RefundCreate, refund_object
+from tender.services.validation import parse
+from tender.store.db import Conn
+
+router = APIRouter(tags=["refunds"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {
+        "description": "Invalid request; `error.param` names the field (an unrefundable payment, too large an amount)."
+    },
+    401: {"description": "Missing or invalid API key."},
+    409: {"description": "The same Idempotency-Key still running."},
+    422: {"description": "Idempotency-Key reused with a different request."},
+}
+
+
+@router.post(
+    "/v1/refunds",
+    status_code=202,
+    summary="Refund a captured payment (all that is left, or an amount)",
+    responses={
+        202: {
+            "description": "Accepted: the refund, `pending` until the processor answers.",
+            "headers": {"Location": {"description": "/v1/refunds/{id}", "schema": {"type": "string"}}},
+        },
+        **_ERRORS,
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": RefundCreate.model_json_schema()}},
+        }
+    },
+)
+async def create_refund(
+    request: Request,
+    merchant: Merchant,
+    container: ContainerDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> Response:
+    """Checked synchronously (400 naming `param`) and answered 202 at once; a worker refunds through the
+    processor and the refund becomes `succeeded` (the payment's `amount_refunded` grows, the balance
+    follows) or `failed`. Poll `Location` for the outcome."""
+    payload = await json_body(request)
+    body = parse(RefundCreate, payload)
+
+    async def work(conn: Conn) -> StoredResponse:
+        refund = await refunds.create_refund(conn, merchant.merchant_id, body)
+        return StoredResponse(202, dumps(refund_object(refund)), {"Location": f"/v1/refunds/{refund['id']}"})
+
+    stored = await idempotency.run(
+        container.db,
+        merchant_id=merchant.merchant_id,
+        key=idempotency_key,
+        fingerprint=idempotency.request_fingerprint("POST", "/v1/refunds", payload),
+        work=work,
+    )
+    return to_response(stored)
+
+
+@router.get("/v1/refunds/{refund_id}", summary="Retrieve a refund", responses={404: {"description": "No such refund."}})
+async def get_refund(refund_id: str, merchant: Merchant, container: ContainerDep) -> Response:
+    async with container.db.connection() as conn:
+        refund = await refunds.get_refund(conn, merchant.merchant_id, refund_id)
+    return Response(dumps(refund_object(refund)), media_type="application/json")
+
+
+@router.get("/v1/refunds", summary="List refunds, newest first")
+async def list_refunds(
+    merchant: Merchant,
+    container: ContainerDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    starting_after: str | None = None,
+    payment: str | None = None,
+) -> Response:
+    async with container.db.connection() as conn:
+        rows, has_more = await refunds.list_refunds(
+            conn, merchant.merchant_id, limit=limit, starting_after=starting_after, payment=payment
+        )
+    body = list_object([refund_object(r) for r in rows], has_more=has_more, url="/v1/refunds")
+    return Response(dumps(body), media_type="application/json")

@@ -1,0 +1,420 @@
+"""Refunds: accepted at once (202, `pending`), executed through the processor by the worker's refund pump.
+
+Accepting. Only a `succeeded` (captured) payment can be refunded, by at most what is left: the amount
+captured minus what succeeded refunds took (`amount_refunded`) minus what pending refunds hold. The payment
+row is locked while this is checked and the refund inserted, so concurrent requests queue and can never
+together promise more than was captured; a pending refund reserves its amount until it is answered.
+
+Executing (`RefundPump`, the same guarantees as the payment pump in services/authorization.py). A refund is
+its own processor operation: its id is the processor's idempotency key and the key for look-ups. Claimed
+under a lease, it is marked `maybe_sent` before its first call leaves; from then on it is looked up by its
+id before anything else, and re-sent only under that same id when the processor has no record of it, so a
+call lost in a timeout and its retry count once. A transient failure backs off with jitter; after
+`max_tries` a dead letter (kind `refund`) is opened and the refund is only looked up, on the janitor's
+schedule, until the processor answers or an operator retries: never failed on a guess. A decline is final:
+`failed`, with the processor's code and message.
+
+Money. The transaction that writes `succeeded` (only where our lease and the `pending` status still hold)
+also adds the amount to the payment's `amount_refunded`, writes a refund payable (negative amount and net,
+no fee) and its ledger entry, and records the events. If the payment's capture payable still waits for its
+funds, the refund payable waits too, with the same `payment_date`, so the two settle together and the
+entry debits the merchant's pending balance; if the capture was already paid out to the available balance,
+the refund is taken from it at once (`paid`, today in the business time zone), and the available balance
+may go negative. Fee policy: the payment's fee is not returned on a refund (as Stripe does): the merchant
+bears the refunded amount in full, and the platform keeps the fee it earned on the capture.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tender.domain import money
+from tender.domain.fees import funding_of
+from tender.domain.ids import BALANCE_TRANSACTION, DEAD_LETTER, PAYABLE, REFUND, new_id
+from tender.domain.ledger import Entry, refund_entry
+from tender.domain.payments import PaymentStatus, validate_metadata
+from tender.errors import InvalidRequest, NotFound
+from tender.processors.base import Outcome, ProcessorResult
+from tender.services.authorization import RetryPolicy
+from tender.services.objects import iso
+from tender.services.payables import PAYABLE_COLUMNS, business_date, payable_object
+from tender.store import attempts as attempt_store
+from tender.store import dead_letters, events
+from tender.store import ledger as ledger_store
+from tender.store import payments as payment_store
+from tender.store import refunds as store
+from tender.store.db import Conn, Database
+from tender.worker.claim import backoff_seconds, claim_due, held
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("pending", "succeeded", "failed")
+MAX_REASON_LENGTH = 500
+
+
+@runtime_checkable
+class RefundingProcessor(Protocol):
+    """What the pump needs of a processor: a refund under our id, and a look-up of it by that id."""
+
+    async def refund(self, reference: str, authorization: str, amount: int | None = None) -> ProcessorResult: ...
+
+    async def lookup_operation(self, reference: str) -> ProcessorResult: ...
+
+
+# -- accepting -----------------------------------------------------------------------------------------
+
+
+class RefundCreate(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    payment: str = Field(description="The id of the succeeded payment to refund.")
+    amount: int | None = Field(default=None, description="Minor units; default: all that is left to refund.")
+    reason: str | None = Field(
+        default=None,
+        max_length=MAX_REASON_LENGTH,
+        description="Free text, e.g. requested_by_customer, duplicate, fraudulent.",
+    )
+    metadata: dict[str, Any] | None = None
+
+
+def refund_object(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "object": "refund",
+        "payment": row["payment_id"],
+        "amount": row["amount"],
+        "currency": row["currency"],
+        "status": row["status"],
+        "reason": row["reason"],
+        "metadata": row["metadata"],
+        "failure_code": row["failure_code"],
+        "failure_message": row["failure_message"],
+        "created": iso(row["created"]),
+        "updated": iso(row["updated"]),
+    }
+
+
+async def create_refund(
+    conn: Conn, merchant_id: str, request: RefundCreate, *, now: datetime | None = None
+) -> dict[str, Any]:
+    """Check and insert a pending refund, due at once. Runs in the caller's transaction, which holds the
+    payment's row lock until it commits."""
+    now = now or datetime.now(UTC)
+    payment = await payment_store.lock_payment(conn, request.payment, merchant_id)
+    if payment is None:  # another merchant's payment is indistinguishable from a missing one
+        raise InvalidRequest(
+            f"payment: no such payment: {request.payment[:64]!r}", param="payment", code="resource_missing"
+        )
+    if payment.status != PaymentStatus.SUCCEEDED or payment.amount_captured <= 0:
+        raise InvalidRequest(
+            f"payment: only a succeeded (captured) payment can be refunded; this one is {payment.status}",
+            param="payment",
+            code="payment_unexpected_state",
+        )
+    left = payment.amount_captured - payment.amount_refunded - await store.pending_amount(conn, payment.id)
+    if request.amount is None:
+        if left <= 0:
+            raise InvalidRequest(
+                "payment: nothing is left to refund (refunded in full, or held by pending refunds)",
+                param="payment",
+                code="charge_already_refunded",
+            )
+        amount = left
+    else:
+        amount = money.validate_amount(request.amount, payment.currency)
+        if amount > left:
+            raise InvalidRequest(
+                f"amount: at most {max(left, 0)} is left to refund"
+                f" (captured {payment.amount_captured}, refunded {payment.amount_refunded},"
+                f" pending {payment.amount_captured - payment.amount_refunded - left})",
+                param="amount",
+                code="amount_too_large",
+            )
+    reason = request.reason
+    if reason is not None and (not reason or not reason.isprintable()):
+        raise InvalidRequest("reason: must be 1 to 500 printable characters", param="reason")
+    refund: dict[str, Any] = {
+        "id": new_id(REFUND),
+        "merchant_id": merchant_id,
+        "payment_id": payment.id,
+        "amount": amount,
+        "currency": payment.currency,
+        "status": "pending",
+        "reason": reason,
+        "metadata": validate_metadata(request.metadata),
+        "failure_code": None,
+        "failure_message": None,
+        "processor": payment.processor,
+        "created": now,
+        "updated": now,
+    }
+    await store.insert(conn, refund)
+    return refund
+
+
+async def get_refund(conn: Conn, merchant_id: str, refund_id: str) -> dict[str, Any]:
+    row = await store.get(conn, merchant_id, refund_id)
+    if row is None:
+        raise NotFound(f"No such refund: {refund_id[:64]!r}", param="id")
+    return row
+
+
+async def list_refunds(
+    conn: Conn, merchant_id: str, *, limit: int, starting_after: str | None, payment: str | None
+) -> tuple[list[dict[str, Any]], bool]:
+    rows = await store.list_(conn, merchant_id, limit=limit + 1, starting_after=starting_after, payment_id=payment)
+    return rows[:limit], len(rows) > limit
+
+
+async def retry_dead_letter(conn: Conn, refund_id: str) -> bool:
+    """An operator's retry: fresh tries, due at once. False if the refund is no longer pending."""
+    return await store.schedule_now(conn, refund_id)
+
+
+# -- executing -----------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Work:
+    refund: dict[str, Any]
+    tries: int
+    was_maybe_sent: bool  # a call of an earlier claim may have reached the processor: look it up first
+    authorization_id: str | None
+    calls: int = 0  # refund calls made by this claim
+    dead: bool = False  # retries exhausted: open a dead letter
+
+    @property
+    def id(self) -> str:
+        return str(self.refund["id"])
+
+
+class RefundPump:
+    """The refund pump's service: every due refund's processor operation, in batches."""
+
+    def __init__(
+        self,
+        db: Database,
+        processors: Mapping[str, object],
+        *,
+        lease_seconds: float = 60.0,
+        retry: RetryPolicy | None = None,
+        business_tz: tzinfo = UTC,
+    ) -> None:
+        self._db = db
+        self._processors = processors
+        self._lease = lease_seconds
+        self._retry = retry or RetryPolicy()
+        self._tz = business_tz
+
+    async def run_batch(self, limit: int) -> int:
+        """Claim and run up to `limit` due refunds; returns how many were claimed."""
+        async with self._db.transaction() as conn:
+            claim = await claim_due(
+                conn, "refunds", columns=store.CLAIM_COLUMNS, limit=limit, lease_seconds=self._lease
+            )
+            if not claim.rows:
+                return 0
+            authorizations = await attempt_store.authorization_ids(conn, [r["payment_id"] for r in claim.rows])
+            work = [
+                _Work(row, int(row["tries"]), bool(row["maybe_sent"]), authorizations.get(row["payment_id"]))
+                for row in claim.rows
+            ]
+            # Committed before any call leaves: if we crash or time out, the next claimer looks it up first.
+            await store.mark_maybe_sent(conn, [w.id for w in work if not w.was_maybe_sent])
+
+        async with held(self._db, "refunds", claim, self._lease):
+            changes = await asyncio.gather(*(self._run_safely(w) for w in work))
+
+        now = datetime.now(UTC)
+        async with self._db.transaction() as conn:
+            for change in changes:
+                change["updated"] = now
+            written = await store.write_results(conn, claim.token, changes)
+            if len(written) < len(work):
+                log.info("%d refund(s) changed hands meanwhile; their results were dropped", len(work) - len(written))
+            done = {c["id"]: c for c in changes if c["id"] in written}
+            finished = [rid for rid, c in done.items() if c["status"] != "pending"]
+            rows = {r["id"]: r for r in await store.get_many(conn, finished)}
+            await self._record_success(conn, [rows[i] for i in finished if rows[i]["status"] == "succeeded"], now)
+            await events.record(
+                conn,
+                [
+                    (rows[i]["merchant_id"], f"refund.{rows[i]['status']}", i, refund_object(rows[i]))
+                    for i in sorted(finished)
+                ],
+            )
+            await dead_letters.resolve(conn, "refund", finished)
+            for w in work:
+                if w.dead and w.id in written:
+                    await self._open_dead_letter(conn, w, done[w.id])
+        return len(work)
+
+    async def _record_success(self, conn: Conn, refunds: list[dict[str, Any]], now: datetime) -> None:
+        """The money side of succeeded refunds, in the transaction that marks them succeeded."""
+        if not refunds:
+            return
+        amounts: dict[str, int] = defaultdict(int)
+        for r in refunds:
+            amounts[r["payment_id"]] += r["amount"]
+        await store.add_refunded(conn, amounts, now)
+        captures = await store.capture_payables_for_update(conn, list(amounts))
+        # A payment captured before payables existed has none: its refund is taken from available at once.
+        methods = await store.payment_methods(conn, [p for p in amounts if p not in captures])
+        today = business_date(now, self._tz)
+        payables: list[dict[str, Any]] = []
+        entries: list[Entry] = []
+        for r in sorted(refunds, key=lambda r: str(r["id"])):
+            capture = captures.get(r["payment_id"])
+            waiting = capture is not None and capture["status"] == "waiting_funds"
+            if capture is not None:
+                method, funding = capture["payment_method"], capture["funding"]
+            else:
+                pm = methods.get(r["payment_id"]) or {}
+                method, funding = pm.get("type", "card"), funding_of(pm)
+            payment_date = capture["payment_date"] if waiting and capture is not None else today
+            payables.append(
+                {
+                    "id": new_id(PAYABLE),
+                    "merchant_id": r["merchant_id"],
+                    "payment_id": r["payment_id"],
+                    "refund_id": r["id"],
+                    "status": "waiting_funds" if waiting else "paid",
+                    "amount": -r["amount"],
+                    "currency": r["currency"],
+                    "payment_method": method,
+                    "funding": funding,
+                    "payment_date": payment_date,
+                    "paid_at": None if waiting else now,
+                    "created": now,
+                }
+            )
+            entries.append(
+                refund_entry(
+                    new_id(BALANCE_TRANSACTION),
+                    merchant_id=r["merchant_id"],
+                    refund_id=r["id"],
+                    processor=r["processor"],
+                    currency=r["currency"],
+                    amount=r["amount"],
+                    from_available=not waiting,
+                    available_on=payment_date,
+                )
+            )
+        await store.insert_payables(conn, payables)
+        await ledger_store.post(conn, entries)
+        paid = [p["id"] for p in payables if p["status"] == "paid"]
+        if paid:
+            cur = await conn.execute(f"SELECT {PAYABLE_COLUMNS} FROM payables WHERE id = ANY(%s) ORDER BY id", (paid,))
+            await events.record(
+                conn, [(p["merchant_id"], "payable.paid", p["id"], payable_object(p)) for p in await cur.fetchall()]
+            )
+
+    async def _open_dead_letter(self, conn: Conn, w: _Work, change: Mapping[str, Any]) -> None:
+        history = [
+            {
+                "refund": w.id,
+                "payment": w.refund["payment_id"],
+                "amount": w.refund["amount"],
+                "calls": int(w.refund["calls"]) + w.calls,
+                "maybe_sent": change["maybe_sent"],
+                "last_error": change["last_error"],
+            }
+        ]
+        opened = await dead_letters.open_one(
+            conn,
+            id=new_id(DEAD_LETTER),
+            kind="refund",
+            object_id=w.id,
+            operation="refund",
+            tries=w.tries,
+            last_error=change["last_error"],
+            history=history,
+        )
+        if opened:
+            log.warning("refund %s exhausted %d tries; dead letter opened", w.id, w.tries)
+
+    async def _run_safely(self, w: _Work) -> dict[str, Any]:
+        """One refund's bug must not sink its batch: it is retried later and its error kept visible."""
+        try:
+            return await self._run(w)
+        except Exception as exc:
+            log.exception("processing refund %s failed", w.id)
+            return self._retry_later(w, f"internal error: {type(exc).__name__}")
+
+    async def _run(self, w: _Work) -> dict[str, Any]:
+        processor = self._processors.get(w.refund["processor"])
+        if not isinstance(processor, RefundingProcessor):
+            return self._retry_later(w, f"no processor named {w.refund['processor']!r} that can refund")
+        janitor = w.tries > self._retry.max_tries  # past its tries: only look up, until an operator retries
+        if w.was_maybe_sent or janitor:
+            result = await processor.lookup_operation(w.id)
+            if janitor or result.outcome is not Outcome.NOT_FOUND:
+                return self._outcome(w, result)
+            # No record: the earlier call never landed. Send again under the same id, so one still in
+            # flight and this one count once.
+        if w.authorization_id is None:
+            return self._retry_later(w, "no approved authorization to refund")
+        w.calls += 1
+        return self._outcome(w, await processor.refund(w.id, w.authorization_id, w.refund["amount"]))
+
+    def _change(self, w: _Work, **fields: Any) -> dict[str, Any]:
+        change: dict[str, Any] = {
+            "id": w.id,
+            "status": "pending",
+            "failure_code": None,
+            "failure_message": None,
+            "processor_reference": None,
+            "calls": w.calls,
+            "maybe_sent": w.was_maybe_sent,  # a TRANSIENT call certainly did nothing
+            "next_run_at": None,
+            "last_error": None,
+            "updated": None,
+        }
+        change.update(fields)
+        return change
+
+    def _outcome(self, w: _Work, result: ProcessorResult) -> dict[str, Any]:
+        if result.outcome is Outcome.APPROVED:
+            return self._change(w, status="succeeded", processor_reference=result.processor_reference, maybe_sent=True)
+        if result.outcome is Outcome.DECLINED:
+            return self._change(
+                w,
+                status="failed",
+                failure_code=result.failure_code or "refund_declined",
+                failure_message=result.message or "The processor declined the refund.",
+                processor_reference=result.processor_reference,
+                maybe_sent=True,
+            )
+        if result.outcome is Outcome.UNKNOWN:
+            return self._retry_later(
+                w,
+                f"unknown outcome: {result.message or 'no answer'}",
+                extra_delay=self._retry.lookup_delay_seconds,
+                maybe_sent=True,  # the call may have been applied: look it up next time
+            )
+        if result.outcome is Outcome.NOT_FOUND:
+            return self._retry_later(w, "the processor has no record of the refund yet")
+        return self._retry_later(w, f"{result.outcome.value} failure: {result.message or 'processor unavailable'}")
+
+    def _retry_later(
+        self, w: _Work, error: str, *, extra_delay: float = 0.0, maybe_sent: bool | None = None
+    ) -> dict[str, Any]:
+        sent = w.was_maybe_sent if maybe_sent is None else maybe_sent
+        if w.tries >= self._retry.max_tries:
+            # Out of tries: an operator decides (dead letter). Meanwhile a call sent earlier may still land,
+            # so it keeps being looked up, slowly; nothing is re-sent on its own.
+            w.dead = True
+            when = datetime.now(UTC) + timedelta(seconds=self._retry.janitor_seconds)
+            return self._change(w, next_run_at=when, last_error=error, maybe_sent=sent)
+        delay = extra_delay + backoff_seconds(w.tries, base=self._retry.base_seconds, cap=self._retry.cap_seconds)
+        return self._change(
+            w, next_run_at=datetime.now(UTC) + timedelta(seconds=delay), last_error=error, maybe_sent=sent
+        )

@@ -1,0 +1,193 @@
+"""Settlement: payables whose payment date has come move from `waiting_funds` to `paid`, grouped into one
+settlement per merchant, currency and day, with the money moved from pending to available on the ledger.
+
+Work goes group by group (merchant, currency, payment date), each group in its own transaction, so a round
+of many groups never holds many locks and a failure loses one group's work, not a round's. Nothing is ever
+settled twice, whoever runs at once (worker pumps on several machines, `tender settle`):
+- a transaction-scoped advisory lock on the group makes settlers of the same group queue, and
+- only payables still `waiting_funds` are taken, locked FOR UPDATE, so the second settler finds none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, tzinfo
+from typing import Any
+
+from tender.domain.ids import BALANCE_TRANSACTION, SETTLEMENT, new_id
+from tender.domain.ledger import settlement_entry
+from tender.services.objects import iso
+from tender.services.payables import PAYABLE_COLUMNS, payable_object
+from tender.store import events
+from tender.store import ledger as ledger_store
+from tender.store.db import Conn, Database
+
+# First key of the two-int advisory lock ("STL\0"); the second is a hash of the group. The two-int key space
+# does not overlap the one-bigint space the migrations' lock uses; a hash collision only serializes two groups.
+_LOCK_NAMESPACE = 0x53544C00
+
+SETTLEMENT_COLUMNS = "id, merchant_id, currency, date, amount, payables, created, updated"
+
+
+def settlement_object(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "object": "settlement",
+        "currency": row["currency"],
+        "date": row["date"].isoformat(),
+        "amount": row["amount"],
+        "payables": row["payables"],
+        "created": iso(row["created"]),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class SettledGroup:
+    """One group's settlement: the settlement as it stands now, and what this run added to it."""
+
+    merchant_id: str
+    settlement: dict[str, Any]
+    payables: int  # settled by this run
+    amount: int  # their net
+    created: bool  # the settlement row was made by this run (else an earlier one of the same day grew)
+
+
+@dataclass(slots=True)
+class SettleRound:
+    as_of: date
+    found: int = 0  # due groups seen; some may have been settled meanwhile by someone else
+    settled: list[SettledGroup] = field(default_factory=list)
+
+    @property
+    def groups(self) -> int:
+        return len(self.settled)
+
+    @property
+    def payables(self) -> int:
+        return sum(g.payables for g in self.settled)
+
+
+OnGroup = Callable[[SettledGroup], None]
+
+
+async def due_groups(conn: Conn, as_of: date, limit: int) -> list[tuple[str, str, date]]:
+    """(merchant, currency, payment date) groups with payables due by `as_of`, oldest day first."""
+    cur = await conn.execute(
+        "SELECT merchant_id, currency, payment_date FROM payables"
+        " WHERE status = 'waiting_funds' AND payment_date <= %s"
+        " GROUP BY payment_date, merchant_id, currency ORDER BY payment_date, merchant_id, currency LIMIT %s",
+        (as_of, limit),
+    )
+    return [(r["merchant_id"], r["currency"], r["payment_date"]) for r in await cur.fetchall()]
+
+
+async def count_due(db: Database, as_of: date) -> tuple[int, int]:
+    """(groups, payables) due by `as_of`: the size of the work, for progress bars."""
+    async with db.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(DISTINCT (merchant_id, currency, payment_date)) AS groups, count(*) AS payables"
+            " FROM payables WHERE status = 'waiting_funds' AND payment_date <= %s",
+            (as_of,),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return int(row["groups"]), int(row["payables"])
+
+
+async def settle_group(db: Database, merchant_id: str, currency: str, day: date) -> SettledGroup | None:
+    """Settle one group's waiting payables in one transaction; None when there were none left."""
+    async with db.transaction() as conn:
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+            (_LOCK_NAMESPACE, f"{merchant_id}:{currency}:{day.isoformat()}"),
+        )
+        cur = await conn.execute(
+            "SELECT id, net FROM payables WHERE merchant_id = %s AND currency = %s AND payment_date = %s"
+            " AND status = 'waiting_funds' ORDER BY id FOR UPDATE",
+            (merchant_id, currency, day),
+        )
+        waiting = await cur.fetchall()
+        if not waiting:
+            return None
+        ids = [r["id"] for r in waiting]
+        net = sum(int(r["net"]) for r in waiting)
+        cur = await conn.execute(
+            "INSERT INTO settlements (id, merchant_id, currency, date, amount, payables)"
+            " VALUES (%s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (merchant_id, currency, date) DO UPDATE SET amount = settlements.amount + excluded.amount,"
+            " payables = settlements.payables + excluded.payables, updated = now()"
+            f" RETURNING {SETTLEMENT_COLUMNS}, (xmax = 0) AS inserted",
+            (new_id(SETTLEMENT), merchant_id, currency, day, net, len(ids)),
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        settlement = settlement_object(row)
+        cur = await conn.execute(
+            "UPDATE payables SET status = 'paid', paid_at = now(), settlement_id = %s"
+            f" WHERE id = ANY(%s) AND status = 'waiting_funds' RETURNING {PAYABLE_COLUMNS}",
+            (row["id"], ids),
+        )
+        paid = await cur.fetchall()
+        if len(paid) != len(ids):  # impossible under the row locks; refuse rather than post a wrong amount
+            raise RuntimeError(f"settlement {row['id']}: {len(ids)} payables locked but {len(paid)} updated")
+        if net != 0:  # a day whose refunds cancel its captures moves nothing
+            entry = settlement_entry(
+                new_id(BALANCE_TRANSACTION),
+                merchant_id=merchant_id,
+                settlement_id=row["id"],
+                currency=currency,
+                net=net,
+                on=day,
+            )
+            await ledger_store.post(conn, [entry])
+        happened: list[tuple[str, str, str, dict[str, Any]]] = [
+            (merchant_id, "payable.paid", p["id"], payable_object(p)) for p in sorted(paid, key=lambda p: p["id"])
+        ]
+        if row["inserted"]:
+            happened.append((merchant_id, "settlement.created", row["id"], settlement))
+        await events.record(conn, happened)
+    return SettledGroup(merchant_id, settlement, len(ids), net, bool(row["inserted"]))
+
+
+async def settle_due(db: Database, as_of: date, *, max_groups: int, on_group: OnGroup | None = None) -> SettleRound:
+    """One round: settle up to `max_groups` groups of payables due by `as_of`, each in its own transaction."""
+    async with db.connection() as conn:
+        groups = await due_groups(conn, as_of, max_groups)
+    result = SettleRound(as_of, found=len(groups))
+    for merchant_id, currency, day in groups:
+        settled = await settle_group(db, merchant_id, currency, day)
+        if settled is not None:
+            result.settled.append(settled)
+            if on_group is not None:
+                on_group(settled)
+    return result
+
+
+async def settle_all(db: Database, as_of: date, *, max_groups: int, on_group: OnGroup | None = None) -> SettleRound:
+    """Rounds of `settle_due` until nothing is due by `as_of` (`tender settle`)."""
+    total = SettleRound(as_of)
+    while True:
+        round_ = await settle_due(db, as_of, max_groups=max_groups, on_group=on_group)
+        total.found += round_.found
+        total.settled.extend(round_.settled)
+        # A round that found fewer than it may take has seen every due group. (Groups settled meanwhile by
+        # someone else are `paid` now, so the next look-up cannot find them again: this always ends.)
+        if round_.found < max_groups:
+            return total
+
+
+def business_today(tz: tzinfo) -> date:
+    return datetime.now(tz).date()
+
+
+class SettlementPump:
+    """The worker's settlement pump: settles what is due today in the business time zone."""
+
+    def __init__(self, db: Database, *, tz: tzinfo) -> None:
+        self._db = db
+        self._tz = tz
+
+    async def run_batch(self, limit: int) -> int:
+        """One round of at most `limit` groups; returns how many groups it settled (0 when idle)."""
+        return (await settle_due(self._db, business_today(self._tz), max_groups=limit)).groups
