@@ -271,16 +271,25 @@ def client_session(base_url: str, key: str | None = None, connections: int = CON
     return aiohttp.ClientSession(
         base_url,
         headers=headers,
-        connector=aiohttp.TCPConnector(limit=connections),
+        # Below uvicorn's 5 s keep-alive: an idle pooled connection is dropped here before the server closes it.
+        connector=aiohttp.TCPConnector(limit=connections, keepalive_timeout=3),
         timeout=aiohttp.ClientTimeout(total=30),
     )
 
 
 async def get_json(session: aiohttp.ClientSession, path: str, **params: str) -> Any:
-    async with session.get(path, params=params) as r:
-        body = await r.read()
-        assert r.status == 200, (path, r.status, body[:500])
-        return orjson.loads(body)
+    """GET is safe to repeat: a pooled connection the server closed just as it was reused is tried again."""
+    for attempt in range(3):
+        try:
+            async with session.get(path, params=params) as r:
+                body = await r.read()
+                assert r.status == 200, (path, r.status, body[:500])
+                return orjson.loads(body)
+        except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError):
+            if attempt == 2:
+                raise
+            await asyncio.sleep(0.1)
+    raise AssertionError("unreachable")
 
 
 async def create_merchant(api_url: str, admin_key: str, name: str) -> dict[str, Any]:
@@ -338,7 +347,15 @@ async def create_payment(
     if spec.resend:  # the answer got lost on the merchant's side: send it again
         client.posts += 1
         client.resends += 1
-        status, _, replayed, again = await _post(session, spec)
+        for attempt in range(3):  # a network error here is the client's, not Tender's: send it again
+            try:
+                status, _, replayed, again = await _post(session, spec)
+                break
+            except aiohttp.ClientError:
+                if attempt == 2:
+                    raise
+                client.network_retries += 1
+                await asyncio.sleep(0.1)
         assert (status, replayed, again["id"]) == (202, True, body["id"]), (spec.reference, status, again)
     return dict(body)
 
