@@ -75,22 +75,26 @@ async def held(db: Database, table: str, claim: Claim, lease_seconds: float) -> 
     (a saturated processor, many timeouts in a batch) keeps them, and its results are not thrown away.
     """
 
-    async def renew_forever() -> None:
+    done = asyncio.Event()
+
+    async def renew_until_done() -> None:
         while True:
-            await asyncio.sleep(lease_seconds / 3)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), lease_seconds / 3)
+                return
             try:
                 async with db.transaction() as conn:
                     await renew(conn, table, claim.token, [r["id"] for r in claim.rows], lease_seconds)
             except Exception as exc:  # the batch goes on; if the lease lapses, its results are dropped
                 log.warning("could not renew a lease on %s: %s", table, type(exc).__name__)
 
-    task = asyncio.create_task(renew_forever(), name=f"renew-{table}-lease")
+    # Stopped by an event, not cancelled: a renewal in flight finishes its transaction cleanly.
+    task = asyncio.create_task(renew_until_done(), name=f"renew-{table}-lease")
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        done.set()
+        await task
 
 
 def backoff_seconds(tries: int, *, base: float, cap: float) -> float:
