@@ -18,9 +18,9 @@ MAX_YEARS_AHEAD = 50
 # Known funding by BIN prefix (the simulator's and the well-known processor test cards);
 # anything not listed is treated as credit, as processors do when a BIN is unknown.
 _FUNDING_BY_PREFIX: dict[str, str] = {
-    "400005": "debit",  # 4000056655665556, visa debit (API.md)
-    "520082": "debit",  # 5200828282828210, mastercard debit
-    "510510": "prepaid",  # 5105105105105100, mastercard prepaid
+    "400005": "debit",  # visa debit test card of API.md
+    "520082": "debit",  # mastercard debit test card
+    "510510": "prepaid",  # mastercard prepaid test card
 }
 
 

@@ -19,7 +19,7 @@ from tender.services.fee_plans import plans_for
 from tender.services.objects import iso
 from tender.store import events
 from tender.store import ledger as ledger_store
-from tender.store.db import Conn
+from tender.store.db import Conn, returned_ids
 
 
 def business_date(moment: datetime, tz: tzinfo) -> date:
@@ -94,13 +94,7 @@ async def record_captures(conn: Conn, payment_ids: Sequence[str], *, tz: tzinfo,
             [row[:-1] for row in rows],
             returning=True,
         )
-        inserted: set[str] = set()
-        while True:
-            got = await c.fetchone()
-            if got is not None:
-                inserted.add(got["id"])
-            if not c.nextset():
-                break
+        inserted = await returned_ids(c)
     made = [row for row in rows if row[0] in inserted]
     entries: list[Entry] = [
         capture_entry(

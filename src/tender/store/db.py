@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import orjson
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool
@@ -48,3 +48,14 @@ class Database:
         """One unit of work: everything written through `conn` commits or rolls back together."""
         async with self.pool.connection() as conn, conn.transaction():
             yield conn
+
+
+async def returned_ids(cur: AsyncCursor[DictRow]) -> set[str]:
+    """The `id`s an `executemany(..., returning=True)` returned, over all its result sets."""
+    ids: set[str] = set()
+    while True:
+        row = await cur.fetchone()
+        if row is not None:
+            ids.add(row["id"])
+        if not cur.nextset():
+            return ids

@@ -11,7 +11,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from tender.domain.models import Payment, VaultCard
-from tender.store.db import Conn
+from tender.store.db import Conn, returned_ids
 
 PAYMENT_COLUMNS = [f.name for f in fields(Payment)]
 _SELECT = sql.SQL("SELECT {} FROM payments").format(sql.SQL(", ").join(map(sql.Identifier, PAYMENT_COLUMNS)))
@@ -135,7 +135,6 @@ async def update_after_processing(conn: Conn, token: Any, changes: Sequence[dict
     Returns the ids written."""
     if not changes:
         return set()
-    written: set[str] = set()
     async with conn.cursor() as cur:
         await cur.executemany(
             "UPDATE payments SET status = %(status)s, amount_captured = %(amount_captured)s,"
@@ -157,13 +156,7 @@ async def update_after_processing(conn: Conn, token: Any, changes: Sequence[dict
             ],
             returning=True,
         )
-        while True:
-            row = await cur.fetchone()
-            if row is not None:
-                written.add(row["id"])
-            if not cur.nextset():
-                break
-    return written
+        return await returned_ids(cur)
 
 
 async def apply_change(conn: Conn, change: dict[str, Any]) -> bool:

@@ -8,7 +8,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from tender.store.db import Conn
+from tender.store.db import Conn, returned_ids
 
 REFUND_COLUMNS = (
     "id, merchant_id, payment_id, amount, currency, status, reason, metadata, failure_code, failure_message,"
@@ -79,7 +79,6 @@ async def write_results(conn: Conn, token: Any, changes: Sequence[dict[str, Any]
     """Write outcomes where our lease still holds and the refund is still pending; the ids written."""
     if not changes:
         return set()
-    written: set[str] = set()
     async with conn.cursor() as cur:
         await cur.executemany(
             "UPDATE refunds SET status = %(status)s, failure_code = %(failure_code)s,"
@@ -93,13 +92,7 @@ async def write_results(conn: Conn, token: Any, changes: Sequence[dict[str, Any]
             [{**c, "token": token} for c in changes],
             returning=True,
         )
-        while True:
-            row = await cur.fetchone()
-            if row is not None:
-                written.add(row["id"])
-            if not cur.nextset():
-                break
-    return written
+        return await returned_ids(cur)
 
 
 async def schedule_now(conn: Conn, refund_id: str) -> bool:

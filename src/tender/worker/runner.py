@@ -36,18 +36,19 @@ class Worker:
     def __init__(self, container: Container) -> None:
         s = container.settings
         self.container = container
+        retry = RetryPolicy(
+            base_seconds=s.worker_retry_base_seconds,
+            cap_seconds=s.worker_retry_cap_seconds,
+            max_tries=s.worker_max_attempts,
+            janitor_seconds=s.worker_janitor_seconds,
+            action_lookup_seconds=s.worker_action_lookup_seconds,
+        )
         authorizer = Authorizer(
             container.db,
             container.vault,
             container.processors,
             lease_seconds=s.worker_lease_seconds,
-            retry=RetryPolicy(
-                base_seconds=s.worker_retry_base_seconds,
-                cap_seconds=s.worker_retry_cap_seconds,
-                max_tries=s.worker_max_attempts,
-                janitor_seconds=s.worker_janitor_seconds,
-                action_lookup_seconds=s.worker_action_lookup_seconds,
-            ),
+            retry=retry,
             business_tz=s.business_tz,
         )
         self.pumps = [Pump("payments", authorizer.run_batch, s.worker_batch_size, wakes_on="payments")]
@@ -56,12 +57,7 @@ class Worker:
             container.db,
             container.processors,
             lease_seconds=s.worker_lease_seconds,
-            retry=RetryPolicy(
-                base_seconds=s.worker_retry_base_seconds,
-                cap_seconds=s.worker_retry_cap_seconds,
-                max_tries=s.worker_max_attempts,
-                janitor_seconds=s.worker_janitor_seconds,
-            ),
+            retry=retry,
             business_tz=s.business_tz,
         )
         self.pumps.append(Pump("refunds", refunder.run_batch, s.worker_batch_size, wakes_on="refunds"))
