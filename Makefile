@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 
 ## run: embedded PostgreSQL, migrations, API, worker and simulator; prints the demo merchant's keys
 run: $(STAMP)
-	$(BIN)/tender up
+	TENDER_WEBHOOK_ALLOW_PRIVATE=true $(BIN)/tender up
 
 ## test: unit, integration (real PostgreSQL) and end-to-end (real processes) tests
 test: $(STAMP)

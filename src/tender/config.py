@@ -45,6 +45,18 @@ class Settings(BaseSettings):
     business_timezone: str = "UTC"
     settle_batch_groups: int = 50  # merchant/currency/day groups settled per transaction round
 
+    # Webhooks: a request gets this long to answer; failures are retried (doubling from base, up to cap)
+    # for retry_hours after the event, then the delivery fails; an endpoint failing that long is disabled.
+    webhook_timeout_seconds: float = 10.0
+    webhook_batch_size: int = 100
+    webhook_retry_base_seconds: float = 5.0
+    webhook_retry_cap_seconds: float = 6 * 3600.0
+    webhook_retry_hours: float = 72.0
+    webhook_disable_after_hours: float = 120.0
+    # Deliver to loopback and private addresses too. Off: a merchant could use Tender to probe the
+    # operator's network. `make run` (local development) turns it on.
+    webhook_allow_private: bool = False
+
     @field_validator("business_timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:

@@ -9,7 +9,18 @@ from fastapi import FastAPI
 
 from tender import __version__
 from tender.api import errors
-from tender.api.routes import admin, admin_money, health, money, payment_events, payments, refunds, webhooks
+from tender.api.routes import (
+    admin,
+    admin_money,
+    events,
+    health,
+    money,
+    payment_events,
+    payments,
+    refunds,
+    webhook_endpoints,
+    webhooks,
+)
 from tender.bootstrap import Container
 from tender.services.live import PaymentStatusHub
 
@@ -42,6 +53,8 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(payments.router)
     app.include_router(refunds.router)
     app.include_router(payment_events.router)
+    app.include_router(events.router)
+    app.include_router(webhook_endpoints.router)
     app.include_router(webhooks.router)
     app.include_router(money.router)
     app.include_router(admin.router)

@@ -32,7 +32,7 @@ from tender.domain.ids import ATTEMPT, DEAD_LETTER, new_id
 from tender.domain.models import Attempt, Payment, VaultCard
 from tender.domain.payments import PaymentStatus
 from tender.processors.base import AuthorizeRequest, CardData, Outcome, Processor, ProcessorResult
-from tender.services import payables
+from tender.services import events, payables
 from tender.services.outcomes import DEFINITIVE, change_of, settle
 from tender.store import attempts as attempt_store
 from tender.store import dead_letters
@@ -162,6 +162,9 @@ class Authorizer:
             await dead_letters.resolve(conn, "payment", settled)
             canceled = [c["id"] for c in changes if c["id"] in written and c["status"] == PaymentStatus.CANCELED]
             await attempt_store.close_authorizations(conn, canceled)
+            await events.record_payment_changes(
+                conn, [c["id"] for c in changes if c["id"] in written and c["status"] != c["expected_status"]]
+            )
             # The money side of a capture commits with it: payable, ledger entry, events.
             captured = [
                 c["id"]

@@ -9,6 +9,7 @@ from tender.services.objects import iso
 from tender.store import dead_letters as store
 from tender.store import payments as payment_store
 from tender.store import refunds as refund_store
+from tender.store import webhooks as webhook_store
 from tender.store.db import Database
 
 STATUSES = ("open", "retried", "resolved")
@@ -52,6 +53,8 @@ async def retry(db: Database, dead_letter_id: str) -> dict[str, Any]:
             await payment_store.schedule_now(conn, row["object_id"], reset_tries=True)
         elif row["kind"] == "refund":
             await refund_store.schedule_now(conn, row["object_id"])
+        elif row["kind"] == "webhook_delivery":
+            await webhook_store.schedule_now(conn, row["object_id"])
         else:
             raise InvalidRequest(f"Cannot retry work of kind {row['kind']!r} yet.", code="dead_letter_unsupported")
         await store.mark_retried(conn, dead_letter_id)

@@ -18,6 +18,7 @@ from psycopg import errors as pg_errors
 from tender.errors import IdempotencyInProgress, IdempotencyMismatch, InvalidRequest
 from tender.store import idempotency as store
 from tender.store.db import Conn, Database
+from tender.vault import Vault
 
 MAX_KEY_LENGTH = 255
 
@@ -43,7 +44,10 @@ async def run(
     key: str | None,
     fingerprint: bytes,
     work: Callable[[Conn], Awaitable[StoredResponse]],
+    seal: Vault | None = None,
 ) -> StoredResponse:
+    """Run `work` once per key. With `seal`, the stored answer is encrypted by the vault key: for answers
+    that show a secret once (a webhook endpoint's signing secret), which a replay must show again."""
     if key is not None and not (0 < len(key) <= MAX_KEY_LENGTH):
         raise InvalidRequest(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters", param="Idempotency-Key")
     async with db.transaction() as conn:
@@ -56,10 +60,20 @@ async def run(
                 "A request with this Idempotency-Key is still being processed; retry later."
             ) from exc
         if not reserved:
-            return _replay(await store.find(conn, merchant_id, key), fingerprint)
+            replay = _replay(await store.find(conn, merchant_id, key), fingerprint)
+            if seal is not None:
+                replay.body = seal.decrypt(replay.body, row_id=_sealed_row(merchant_id, key)).encode()
+            return replay
         response = await work(conn)
-        await store.save_response(conn, merchant_id, key, response.status_code, response.body, response.headers)
+        body = response.body
+        if seal is not None:
+            body = seal.encrypt(body.decode(), row_id=_sealed_row(merchant_id, key))
+        await store.save_response(conn, merchant_id, key, response.status_code, body, response.headers)
         return response
+
+
+def _sealed_row(merchant_id: str, key: str) -> str:
+    return f"idempotency:{merchant_id}:{key}"
 
 
 def _replay(row: dict[str, object] | None, fingerprint: bytes) -> StoredResponse:

@@ -15,7 +15,7 @@ from psycopg.types.json import Jsonb
 
 from tender.errors import InvalidRequest, NotFound
 from tender.processors.base import InvalidNotification, Processor, ProcessorResult
-from tender.services import payables
+from tender.services import events, payables
 from tender.services.outcomes import DEFINITIVE, settle
 from tender.store import attempts as attempt_store
 from tender.store import dead_letters
@@ -77,6 +77,8 @@ async def _apply(conn: Conn, reference: str, result: ProcessorResult, business_t
     now = change["updated"] = datetime.now(UTC)
     if not await store.apply_change(conn, change):
         return "stale"
+    if change["status"] != change["expected_status"]:
+        await events.record_payment_changes(conn, [payment.id])
     if change["status"] == "succeeded" and change["expected_status"] != "succeeded":
         await payables.record_captures(conn, [payment.id], tz=business_tz, now=now)
     await attempt_store.settle(conn, attempt)

@@ -144,8 +144,10 @@ async def settle_group(db: Database, merchant_id: str, currency: str, day: date)
         happened: list[tuple[str, str, str, dict[str, Any]]] = [
             (merchant_id, "payable.paid", p["id"], payable_object(p)) for p in sorted(paid, key=lambda p: p["id"])
         ]
-        if row["inserted"]:
-            happened.append((merchant_id, "settlement.created", row["id"], settlement))
+        # A late payable of a day already settled (a refund that succeeded meanwhile) joins its settlement.
+        happened.append(
+            (merchant_id, "settlement.created" if row["inserted"] else "settlement.updated", row["id"], settlement)
+        )
         await events.record(conn, happened)
     return SettledGroup(merchant_id, settlement, len(ids), net, bool(row["inserted"]))
 

@@ -1,27 +1,90 @@
-"""SQL for the event outbox: events are written in the transaction of the change they report."""
+"""SQL for the event outbox: events are written in the transaction of the change they report, and so are
+their webhook deliveries, one per enabled endpoint of the merchant that listens to the type."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
 from tender.domain.ids import EVENT, new_id
+from tender.store import webhooks
 from tender.store.db import Conn
+
+EVENT_COLUMNS = "id, merchant_id, type, object_id, sequence, data, created"
+
+# One statement for the whole batch. The sequence continues the object's own numbering; several events of
+# one object in the batch are numbered in the order given. The caller holds the object's lock.
+_INSERT = """
+INSERT INTO events (id, merchant_id, type, object_id, data, sequence)
+SELECT e.id, e.merchant_id, e.type, e.object_id, e.data,
+       coalesce((SELECT max(x.sequence) FROM events x WHERE x.object_id = e.object_id), 0)
+       + row_number() OVER (PARTITION BY e.object_id ORDER BY e.ord)
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::jsonb[])
+     WITH ORDINALITY AS e (id, merchant_id, type, object_id, data, ord)
+"""
 
 
 async def record(conn: Conn, events: Sequence[tuple[str, str, str, dict[str, Any]]]) -> list[str]:
-    """Insert (merchant_id, type, object_id, object) events; returns their ids."""
+    """Insert (merchant_id, type, object_id, object) events and their deliveries; returns the event ids."""
     if not events:
         return []
     ids = [new_id(EVENT) for _ in events]
-    async with conn.cursor() as cur:
-        await cur.executemany(
-            "INSERT INTO events (id, merchant_id, type, object_id, data) VALUES (%s, %s, %s, %s, %s)",
-            [
-                (eid, merchant_id, type_, object_id, Jsonb({"object": obj}))
-                for eid, (merchant_id, type_, object_id, obj) in zip(ids, events, strict=True)
-            ],
-        )
+    merchants, types, objects, data = [], [], [], []
+    for merchant_id, type_, object_id, obj in events:
+        merchants.append(merchant_id)
+        types.append(type_)
+        objects.append(object_id)
+        data.append(Jsonb({"object": obj}))
+    await conn.execute(_INSERT, (ids, merchants, types, objects, data))
+    await webhooks.fan_out(conn, list(zip(ids, merchants, types, strict=True)))
     return ids
+
+
+async def get(conn: Conn, merchant_id: str, event_id: str) -> dict[str, Any] | None:
+    cur = await conn.execute(
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE id = %s AND merchant_id = %s", (event_id, merchant_id)
+    )
+    return await cur.fetchone()
+
+
+async def get_many(conn: Conn, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    cur = await conn.execute(f"SELECT {EVENT_COLUMNS} FROM events WHERE id = ANY(%s)", (list(ids),))
+    return {row["id"]: row for row in await cur.fetchall()}
+
+
+async def list_(
+    conn: Conn,
+    merchant_id: str,
+    *,
+    limit: int,
+    starting_after: str | None = None,
+    types: Sequence[str] = (),
+    type_prefix: str | None = None,
+    object_id: str | None = None,
+    created_gte: datetime | None = None,
+) -> list[dict[str, Any]]:
+    where: list[str] = ["merchant_id = %s"]
+    params: list[Any] = [merchant_id]
+    if starting_after is not None:
+        where.append("id < %s")
+        params.append(starting_after)
+    if types:
+        where.append("type = ANY(%s)")
+        params.append(list(types))
+    if type_prefix is not None:
+        where.append("starts_with(type, %s)")
+        params.append(type_prefix)
+    if object_id is not None:
+        where.append("object_id = %s")
+        params.append(object_id)
+    if created_gte is not None:
+        where.append("created >= %s")
+        params.append(created_gte)
+    cur = await conn.execute(
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT %s",
+        (*params, limit),
+    )
+    return await cur.fetchall()

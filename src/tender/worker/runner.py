@@ -7,14 +7,17 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 import psycopg
 
 from tender.bootstrap import Container
+from tender.config import Settings
 from tender.services import maintenance
 from tender.services.authorization import Authorizer, RetryPolicy
 from tender.services.refunds import RefundPump
 from tender.services.settlement import SettlementPump
+from tender.services.webhook_delivery import DeliveryPolicy, DeliveryPump
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,10 @@ class Worker:
         # Settlement is not latency-sensitive: one lane, a round of groups per poll when idle.
         settler = SettlementPump(container.db, tz=s.business_tz)
         self.pumps.append(Pump("settlement", settler.run_batch, s.settle_batch_groups, lanes=1))
+        self.webhooks = DeliveryPump(container.db, container.vault, webhook_policy(s))
+        self.pumps.append(
+            Pump("webhooks", self.webhooks.run_batch, s.webhook_batch_size, wakes_on="webhook_deliveries")
+        )
         self._wakes = {p.wakes_on: asyncio.Event() for p in self.pumps if p.wakes_on}
         self.processed = 0
 
@@ -78,6 +85,7 @@ class Worker:
         try:
             await asyncio.gather(*lanes)
         finally:
+            await self.webhooks.aclose()
             for task in (listener, housekeeping):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -124,6 +132,19 @@ class Worker:
             except psycopg.Error as exc:
                 log.warning("LISTEN connection lost (%s); polling until it is back", exc)
                 await asyncio.sleep(1)
+
+
+def webhook_policy(s: Settings) -> DeliveryPolicy:
+    return DeliveryPolicy(
+        timeout_seconds=s.webhook_timeout_seconds,
+        retry_base_seconds=s.webhook_retry_base_seconds,
+        retry_cap_seconds=s.webhook_retry_cap_seconds,
+        retry_for=timedelta(hours=s.webhook_retry_hours),
+        disable_after=timedelta(hours=s.webhook_disable_after_hours),
+        allow_private=s.webhook_allow_private,
+        max_connections=2 * s.webhook_batch_size,  # both lanes' batches in flight never wait for a connection
+        lease_seconds=s.worker_lease_seconds,
+    )
 
 
 async def _first(*events: asyncio.Event) -> None:

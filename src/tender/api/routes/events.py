@@ -1,0 +1,74 @@
+"""/v1/events: what happened to the merchant's objects, as recorded with each change, and redelivery."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+
+from tender.api import idempotent
+from tender.api.deps import ContainerDep, Merchant, json_body
+from tender.services import events as service
+from tender.services.objects import dumps, list_object
+from tender.services.validation import parse
+from tender.store.db import Conn
+
+router = APIRouter(tags=["events"])
+
+
+@router.get("/v1/events", summary="List events, newest first")
+async def list_events(
+    merchant: Merchant,
+    container: ContainerDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    starting_after: str | None = None,
+    type: Annotated[
+        str | None, Query(description="A type (payment.succeeded), a family (payment.*) or a comma-separated list")
+    ] = None,
+    object: Annotated[str | None, Query(description="Only events about this object id")] = None,
+) -> Response:
+    """Every event carries `sequence`: 1, 2, 3... per object, in the order the changes happened."""
+    async with container.db.connection() as conn:
+        rows, has_more = await service.list_(
+            conn, merchant.merchant_id, limit=limit, starting_after=starting_after, type=type, object_id=object
+        )
+    return Response(dumps(list_object(rows, has_more=has_more, url="/v1/events")), media_type="application/json")
+
+
+@router.get("/v1/events/{event_id}", summary="Retrieve an event", responses={404: {"description": "No such event."}})
+async def get_event(event_id: str, merchant: Merchant, container: ContainerDep) -> Response:
+    async with container.db.connection() as conn:
+        row = await service.get(conn, merchant.merchant_id, event_id)
+    return Response(dumps(service.event_object(row)), media_type="application/json")
+
+
+@router.post(
+    "/v1/events/{event_id}/redeliver",
+    status_code=202,
+    summary="Send an event to webhook endpoints again",
+    responses={
+        400: {"description": "No enabled endpoint listens to the event, or `endpoint` is unknown or disabled."},
+        404: {"description": "No such event."},
+    },
+    openapi_extra={"requestBody": {"content": {"application/json": {"schema": service.Redeliver.model_json_schema()}}}},
+)
+async def redeliver(
+    event_id: str,
+    request: Request,
+    merchant: Merchant,
+    container: ContainerDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> Response:
+    """To one `endpoint`, or to every enabled endpoint listening to its type: due at once, with a fresh
+    retry window, under the same `webhook-id` (the event id). Answers the deliveries queued."""
+    payload = await json_body(request)
+    body = parse(service.Redeliver, payload)
+
+    async def change(conn: Conn) -> dict[str, Any]:
+        deliveries = await service.redeliver(conn, merchant.merchant_id, event_id, body)
+        return list_object(deliveries, has_more=False, url=f"/v1/events/{event_id}/redeliver")
+
+    path = f"/v1/events/{event_id}/redeliver"
+    return await idempotent.post(
+        container, merchant.merchant_id, idempotency_key, path, payload, change, status_code=202
+    )

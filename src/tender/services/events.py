@@ -1,0 +1,127 @@
+"""Events as merchants read them (`/v1/events`) and redeliver them.
+
+An event is written by the service whose change it reports, in that change's transaction (see
+`store.events.record`); this module only reads them. `sequence` numbers the events of one object
+1, 2, 3... in the order they happened: a receiver orders by it, and deduplicates by the event id, which
+is also the `webhook-id` of every delivery and every retry of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict
+
+from tender.domain.webhooks import EVENT_TYPES, subscribes
+from tender.errors import InvalidRequest, NotFound
+from tender.services.objects import iso, payment_object
+from tender.services.webhook_endpoints import delivery_object
+from tender.store import events as store
+from tender.store import payments as payment_store
+from tender.store import webhooks as webhook_store
+from tender.store.db import Conn
+
+
+async def record_payment_changes(conn: Conn, payment_ids: list[str]) -> None:
+    """A `payment.<status>` event per payment whose status just changed in this transaction, carrying the
+    payment as it is now. The caller holds the payments' row locks (its UPDATE took them)."""
+    if payment_ids:
+        changed = sorted(await payment_store.get_payments_by_ids(conn, payment_ids), key=lambda p: p.id)
+        await store.record(conn, [(p.merchant_id, f"payment.{p.status}", p.id, payment_object(p)) for p in changed])
+
+
+def event_object(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "object": "event",
+        "type": row["type"],
+        "created": iso(row["created"]),
+        "sequence": row["sequence"],
+        "data": row["data"],
+    }
+
+
+def event_body(row: Mapping[str, Any]) -> bytes:
+    """The bytes a webhook delivery POSTs (and signs): the same for every retry of the event."""
+    return orjson.dumps(event_object(row))
+
+
+async def get(conn: Conn, merchant_id: str, event_id: str) -> dict[str, Any]:
+    row = await store.get(conn, merchant_id, event_id)
+    if row is None:
+        raise NotFound(f"No such event: {event_id[:64]!r}", param="id")
+    return row
+
+
+def _type_filter(value: str | None) -> tuple[list[str], str | None]:
+    """`type=payment.succeeded`, `type=payment.*` or a comma-separated list of exact types."""
+    if value is None:
+        return [], None
+    if value.endswith(".*") and value.count("*") == 1:
+        prefix = value[:-1]
+        if not any(t.startswith(prefix) for t in EVENT_TYPES):
+            raise InvalidRequest(f"type: no event type starts with {prefix[:40]!r}", param="type")
+        return [], prefix
+    types = [t.strip() for t in value.split(",") if t.strip()]
+    for t in types:
+        if t not in EVENT_TYPES:
+            raise InvalidRequest(f"type: unknown event type {t[:64]!r}", param="type")
+    return types, None
+
+
+async def list_(
+    conn: Conn,
+    merchant_id: str,
+    *,
+    limit: int,
+    starting_after: str | None,
+    type: str | None,
+    object_id: str | None,
+) -> tuple[list[dict[str, Any]], bool]:
+    types, prefix = _type_filter(type)
+    rows = await store.list_(
+        conn,
+        merchant_id,
+        limit=limit + 1,
+        starting_after=starting_after,
+        types=types,
+        type_prefix=prefix,
+        object_id=object_id,
+    )
+    return [event_object(r) for r in rows[:limit]], len(rows) > limit
+
+
+class Redeliver(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    endpoint: str | None = None  # one endpoint; default: every enabled endpoint listening to the type
+
+
+async def redeliver(conn: Conn, merchant_id: str, event_id: str, request: Redeliver) -> list[dict[str, Any]]:
+    """Send the event again, now, with a fresh retry window; returns the deliveries it will make."""
+    event = await get(conn, merchant_id, event_id)
+    if request.endpoint is not None:
+        endpoint = await webhook_store.get_endpoint(conn, merchant_id, request.endpoint)
+        if endpoint is None:
+            raise InvalidRequest(
+                f"endpoint: no such webhook endpoint: {request.endpoint[:64]!r}",
+                param="endpoint",
+                code="resource_missing",
+            )
+        if not endpoint["enabled"]:
+            raise InvalidRequest("endpoint: the webhook endpoint is disabled", param="endpoint")
+        targets = [endpoint["id"]]
+    else:
+        rows = await webhook_store.list_endpoints(conn, merchant_id, limit=1000, starting_after=None)
+        targets = [r["id"] for r in rows if r["enabled"] and subscribes(r["events"], event["type"])]
+        if not targets:
+            raise InvalidRequest(
+                f"No enabled webhook endpoint listens to {event['type']}; name one in `endpoint`.",
+                param="endpoint",
+                code="no_webhook_endpoint",
+            )
+    deliveries = await webhook_store.redeliver(conn, event_id, targets)
+    attempts = await webhook_store.attempts_of(conn, [d["id"] for d in deliveries])
+    return [delivery_object({**d, "event_type": event["type"]}, attempts[d["id"]]) for d in deliveries]

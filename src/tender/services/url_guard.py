@@ -1,0 +1,85 @@
+"""Outbound URLs a merchant chooses (webhook endpoints) must not reach the operator's own network.
+
+Two checks, because a name can resolve to anything and change its mind (DNS rebinding):
+- `check_url` when an endpoint is saved and again before every request: http(s) only, no credentials,
+  and an address literal must be public;
+- `GuardedResolver` when a connection is opened: every address a name resolves to that is not public is
+  dropped, and a name with none left fails like an unknown host. The connection then goes to an address
+  that was checked, so what is checked is what is dialled.
+Both are switched off by `TENDER_WEBHOOK_ALLOW_PRIVATE` (local development, tests): then anything goes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+from yarl import URL
+
+MAX_URL_LENGTH = 2048
+# Names that always mean this machine or its network, whatever a resolver says.
+_LOCAL_NAMES = ("localhost", ".localhost", ".local", ".internal")
+
+
+class BlockedURL(ValueError):
+    """The URL may not be used; the message says why (and never contains more than the host)."""
+
+
+def is_public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 zone id is not part of the address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def _address_literal(host: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        return None
+
+
+def check_url(url: str, *, allow_private: bool) -> URL:
+    """The parsed URL, or BlockedURL saying what is wrong with it."""
+    if len(url) > MAX_URL_LENGTH:
+        raise BlockedURL(f"must be at most {MAX_URL_LENGTH} characters")
+    try:
+        parsed = URL(url)
+    except ValueError:
+        raise BlockedURL("is not a valid URL") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise BlockedURL("must be an absolute http:// or https:// URL")
+    if parsed.user is not None or parsed.password is not None:
+        raise BlockedURL("must not contain credentials; authenticate requests by their signature")
+    if parsed.fragment:
+        raise BlockedURL("must not contain a fragment")
+    if allow_private:
+        return parsed
+    host = parsed.host.lower().rstrip(".")
+    literal = _address_literal(host)
+    if literal is not None and not is_public(literal):
+        raise BlockedURL(f"{host} is not a public address")
+    if host == "localhost" or host.endswith(_LOCAL_NAMES) or (literal is None and "." not in host):
+        raise BlockedURL(f"{host} is not a public host name")
+    return parsed
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves like the default resolver, minus every address that is not public."""
+
+    def __init__(self, inner: AbstractResolver | None = None) -> None:
+        self._inner = inner or DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = [r for r in await self._inner.resolve(host, port, family) if is_public(r["host"])]
+        if not results:
+            # An OSError, so aiohttp reports it as a connection error: nothing was sent.
+            raise OSError(f"{host} resolves to no public address")
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()

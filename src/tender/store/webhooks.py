@@ -1,0 +1,269 @@
+"""SQL for webhook endpoints, their deliveries (due rows of the delivery pump) and the attempts made."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from tender.domain.ids import WEBHOOK_DELIVERY, new_id
+from tender.domain.webhooks import subscribes
+from tender.store.db import Conn
+
+ENDPOINT_COLUMNS = (
+    "id, merchant_id, url, description, events, enabled, disabled_reason, secret_ct, previous_secret_ct,"
+    " previous_secret_expires, failing_since, created, updated"
+)
+DELIVERY_COLUMNS = (
+    "id, merchant_id, endpoint_id, event_id, status, tries, next_run_at, retry_from, attempts,"
+    " last_status_code, last_error, last_attempt_at, created, updated"
+)
+CLAIM_COLUMNS = ["merchant_id", "endpoint_id", "event_id", "retry_from", "attempts"]
+
+
+# -- endpoints -----------------------------------------------------------------------------------------
+
+
+async def insert_endpoint(conn: Conn, row: dict[str, Any]) -> dict[str, Any]:
+    cur = await conn.execute(
+        "INSERT INTO webhook_endpoints (id, merchant_id, url, description, events, enabled, secret_ct)"
+        f" VALUES (%(id)s, %(merchant_id)s, %(url)s, %(description)s, %(events)s, %(enabled)s, %(secret_ct)s)"
+        f" RETURNING {ENDPOINT_COLUMNS}",
+        row,
+    )
+    created = await cur.fetchone()
+    assert created is not None
+    return created
+
+
+async def get_endpoint(conn: Conn, merchant_id: str, endpoint_id: str, *, lock: bool = False) -> dict[str, Any] | None:
+    cur = await conn.execute(
+        f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = %s AND merchant_id = %s"
+        + (" FOR UPDATE" if lock else ""),
+        (endpoint_id, merchant_id),
+    )
+    return await cur.fetchone()
+
+
+async def get_endpoints(conn: Conn, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    cur = await conn.execute(f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = ANY(%s)", (list(ids),))
+    return {row["id"]: row for row in await cur.fetchall()}
+
+
+async def list_endpoints(
+    conn: Conn, merchant_id: str, *, limit: int, starting_after: str | None
+) -> list[dict[str, Any]]:
+    where, params = ["merchant_id = %s"], [merchant_id]
+    if starting_after is not None:
+        where.append("id < %s")
+        params.append(starting_after)
+    cur = await conn.execute(
+        f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT %s",
+        (*params, limit),
+    )
+    return await cur.fetchall()
+
+
+async def update_endpoint(conn: Conn, endpoint_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """Set the given columns (names from our own code, never from a request) and return the row."""
+    assignments = ", ".join(f"{name} = %({name})s" for name in fields)
+    cur = await conn.execute(
+        f"UPDATE webhook_endpoints SET {assignments}, updated = now() WHERE id = %(endpoint_id)s"
+        f" RETURNING {ENDPOINT_COLUMNS}",
+        {**fields, "endpoint_id": endpoint_id},
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def delete_endpoint(conn: Conn, merchant_id: str, endpoint_id: str) -> bool:
+    cur = await conn.execute(
+        "DELETE FROM webhook_endpoints WHERE id = %s AND merchant_id = %s RETURNING id", (endpoint_id, merchant_id)
+    )
+    return await cur.fetchone() is not None
+
+
+async def stop_pending(conn: Conn, endpoint_id: str, reason: str) -> int:
+    """A disabled endpoint gets nothing more: its pending deliveries fail (an event can be redelivered)."""
+    cur = await conn.execute(
+        "UPDATE webhook_deliveries SET status = 'failed', next_run_at = NULL, lease_token = NULL,"
+        " last_error = %s, updated = now() WHERE endpoint_id = %s AND status = 'pending'",
+        (reason, endpoint_id),
+    )
+    return cur.rowcount
+
+
+# -- deliveries ----------------------------------------------------------------------------------------
+
+
+async def fan_out(conn: Conn, events: Sequence[tuple[str, str, str]]) -> int:
+    """One pending delivery per (event, enabled endpoint of its merchant listening to its type), due now.
+    `events` are (event_id, merchant_id, type). Returns how many deliveries were made."""
+    merchants = sorted({merchant_id for _, merchant_id, _ in events})
+    cur = await conn.execute(
+        "SELECT id, merchant_id, events FROM webhook_endpoints WHERE merchant_id = ANY(%s) AND enabled", (merchants,)
+    )
+    endpoints = await cur.fetchall()
+    if not endpoints:
+        return 0
+    rows = [
+        (new_id(WEBHOOK_DELIVERY), merchant_id, endpoint["id"], event_id)
+        for event_id, merchant_id, type_ in events
+        for endpoint in endpoints
+        if endpoint["merchant_id"] == merchant_id and subscribes(endpoint["events"], type_)
+    ]
+    return await insert_deliveries(conn, rows)
+
+
+async def insert_deliveries(conn: Conn, rows: Sequence[tuple[str, str, str, str]]) -> int:
+    """Insert (id, merchant_id, endpoint_id, event_id) deliveries, due now; an existing pair is left alone."""
+    if not rows:
+        return 0
+    ids, merchants, endpoints, events = (list(column) for column in zip(*rows, strict=True))
+    cur = await conn.execute(
+        "INSERT INTO webhook_deliveries (id, merchant_id, endpoint_id, event_id, next_run_at)"
+        " SELECT d.id, d.merchant_id, d.endpoint_id, d.event_id, now()"
+        " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS d (id, merchant_id, endpoint_id, event_id)"
+        " ON CONFLICT (endpoint_id, event_id) DO NOTHING",
+        (ids, merchants, endpoints, events),
+    )
+    return cur.rowcount
+
+
+async def redeliver(conn: Conn, event_id: str, endpoint_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """Make the event's deliveries to these endpoints due now, with fresh tries and retry window (made
+    where missing). Returns the deliveries."""
+    await conn.execute(
+        "UPDATE webhook_deliveries SET status = 'pending', next_run_at = now(), lease_token = NULL, tries = 0,"
+        " retry_from = now(), updated = now() WHERE event_id = %s AND endpoint_id = ANY(%s)",
+        (event_id, list(endpoint_ids)),
+    )
+    cur = await conn.execute("SELECT merchant_id FROM events WHERE id = %s", (event_id,))
+    event = await cur.fetchone()
+    assert event is not None
+    await insert_deliveries(conn, [(new_id(WEBHOOK_DELIVERY), event["merchant_id"], e, event_id) for e in endpoint_ids])
+    await conn.execute("SELECT pg_notify('tender_work', 'webhook_deliveries')")  # an UPDATE fires no trigger
+    cur = await conn.execute(
+        f"SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE event_id = %s AND endpoint_id = ANY(%s) ORDER BY id",
+        (event_id, list(endpoint_ids)),
+    )
+    return await cur.fetchall()
+
+
+async def schedule_now(conn: Conn, delivery_id: str) -> bool:
+    """An operator's retry of a failed delivery: due now, fresh tries and window. False if it succeeded."""
+    cur = await conn.execute(
+        "UPDATE webhook_deliveries SET status = 'pending', next_run_at = now(), lease_token = NULL, tries = 0,"
+        " retry_from = now(), updated = now() WHERE id = %s AND status <> 'succeeded' RETURNING id",
+        (delivery_id,),
+    )
+    found = await cur.fetchone() is not None
+    if found:
+        await conn.execute("SELECT pg_notify('tender_work', 'webhook_deliveries')")
+    return found
+
+
+async def write_results(conn: Conn, token: Any, results: Sequence[dict[str, Any]]) -> set[str]:
+    """Write each delivery's outcome where our lease still holds; returns the ids written."""
+    if not results:
+        return set()
+    cur = await conn.execute(
+        "UPDATE webhook_deliveries d SET status = r.status, next_run_at = r.next_run_at, lease_token = NULL,"
+        " attempts = d.attempts + r.sent, last_status_code = coalesce(r.status_code, d.last_status_code),"
+        " last_error = r.error, last_attempt_at = coalesce(r.attempted, d.last_attempt_at), updated = now()"
+        " FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::int[], %s::int[], %s::text[],"
+        "             %s::timestamptz[]) AS r (id, status, next_run_at, sent, status_code, error, attempted)"
+        " WHERE d.id = r.id AND d.lease_token = %s RETURNING d.id",
+        (
+            [r["id"] for r in results],
+            [r["status"] for r in results],
+            [r["next_run_at"] for r in results],
+            [1 if r["attempted"] is not None else 0 for r in results],
+            [r["status_code"] for r in results],
+            [r["error"] for r in results],
+            [r["attempted"] for r in results],
+            token,
+        ),
+    )
+    return {row["id"] for row in await cur.fetchall()}
+
+
+async def insert_attempts(conn: Conn, attempts: Sequence[dict[str, Any]]) -> None:
+    if not attempts:
+        return
+    await conn.execute(
+        "INSERT INTO webhook_attempts (delivery_id, attempted, status_code, latency_ms, error)"
+        " SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::int[], %s::int[], %s::text[])",
+        (
+            [a["id"] for a in attempts],
+            [a["attempted"] for a in attempts],
+            [a["status_code"] for a in attempts],
+            [a["latency_ms"] for a in attempts],
+            [a["error"] for a in attempts],
+        ),
+    )
+
+
+async def note_endpoint_health(conn: Conn, succeeded: Sequence[str], failed: Sequence[str], now: datetime) -> None:
+    """A success clears an endpoint's failing streak; a failure starts one if none is running."""
+    if succeeded:
+        await conn.execute(
+            "UPDATE webhook_endpoints SET failing_since = NULL WHERE id = ANY(%s) AND failing_since IS NOT NULL",
+            (sorted(succeeded),),
+        )
+    still_failing = sorted(set(failed) - set(succeeded))
+    if still_failing:
+        await conn.execute(
+            "UPDATE webhook_endpoints SET failing_since = %s WHERE id = ANY(%s) AND failing_since IS NULL",
+            (now, still_failing),
+        )
+
+
+async def failing_since_before(conn: Conn, ids: Sequence[str], cutoff: datetime) -> list[dict[str, Any]]:
+    """Enabled endpoints among `ids` failing since before `cutoff`, locked for disabling."""
+    cur = await conn.execute(
+        f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = ANY(%s) AND enabled"
+        " AND failing_since < %s ORDER BY id FOR UPDATE",
+        (sorted(ids), cutoff),
+    )
+    return await cur.fetchall()
+
+
+async def list_deliveries(
+    conn: Conn,
+    endpoint_id: str,
+    *,
+    limit: int,
+    starting_after: str | None,
+    status: str | None,
+    event_id: str | None,
+) -> list[dict[str, Any]]:
+    where, params = ["endpoint_id = %s"], [endpoint_id]
+    if starting_after is not None:
+        where.append("id < %s")
+        params.append(starting_after)
+    if status is not None:
+        where.append("status = %s")
+        params.append(status)
+    if event_id is not None:
+        where.append("event_id = %s")
+        params.append(event_id)
+    cur = await conn.execute(
+        f"SELECT {DELIVERY_COLUMNS}, (SELECT type FROM events e WHERE e.id = event_id) AS event_type"
+        f" FROM webhook_deliveries WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT %s",
+        (*params, limit),
+    )
+    return await cur.fetchall()
+
+
+async def attempts_of(conn: Conn, delivery_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    cur = await conn.execute(
+        "SELECT delivery_id, attempted, status_code, latency_ms, error FROM webhook_attempts"
+        " WHERE delivery_id = ANY(%s) ORDER BY id",
+        (list(delivery_ids),),
+    )
+    found: dict[str, list[dict[str, Any]]] = {d: [] for d in delivery_ids}
+    for row in await cur.fetchall():
+        found[row["delivery_id"]].append(row)
+    return found
