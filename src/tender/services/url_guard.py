@@ -11,6 +11,7 @@ Both are switched off by `TENDER_WEBHOOK_ALLOW_PRIVATE` (local development, test
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 
@@ -77,8 +78,9 @@ class GuardedResolver(AbstractResolver):
     ) -> list[ResolveResult]:
         results = [r for r in await self._inner.resolve(host, port, family) if is_public(r["host"])]
         if not results:
-            # An OSError, so aiohttp reports it as a connection error: nothing was sent.
-            raise OSError(f"{host} resolves to no public address")
+            # An OSError, so aiohttp reports it as a connection error: nothing was sent. With an errno, so
+            # aiohttp's message carries ours.
+            raise OSError(errno.EACCES, f"{host} resolves to no public address")
         return results
 
     async def close(self) -> None:

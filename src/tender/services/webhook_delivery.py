@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 
 from tender.domain.ids import DEAD_LETTER, new_id
 from tender.domain.webhooks import retry_delay_seconds, secret_key, signature_header
@@ -71,10 +72,18 @@ class _Result:
 class DeliveryPump:
     """The webhook pump's service. Owns one HTTP connection pool for every delivery it makes."""
 
-    def __init__(self, db: Database, vault: Vault, policy: DeliveryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        vault: Vault,
+        policy: DeliveryPolicy | None = None,
+        *,
+        resolver: AbstractResolver | None = None,  # DNS; default: the system's
+    ) -> None:
         self._db = db
         self._vault = vault
         self.policy = policy or DeliveryPolicy()
+        self._resolver = resolver
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -84,7 +93,7 @@ class DeliveryPump:
                 keepalive_timeout=30,
                 ttl_dns_cache=60,
                 # The guard drops private addresses at resolution, so the address dialled is one that was checked.
-                resolver=None if self.policy.allow_private else GuardedResolver(),
+                resolver=self._resolver if self.policy.allow_private else GuardedResolver(self._resolver),
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
