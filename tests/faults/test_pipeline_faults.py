@@ -5,6 +5,8 @@ cuts connections, workers killed with SIGKILL while they work, and the simulator
   (some of which give up on a request and send it again under the same Idempotency-Key) while one of two
   workers is SIGKILLed every 1.5-4 s and replaced. Every accepted payment must reach a final status, the
   simulator must have charged each at most once and agree with Tender on the status and the amount.
+  Meanwhile a webhook receiver in the test fails 20% of deliveries and answers 5% too late: after
+  deduplication by `webhook-id` it must hold every event exactly once, each signature valid.
 - `test_sigterm_lets_a_busy_worker_finish_its_batch`: SIGTERM to the only worker while it works through a
   backlog: it exits 0 promptly, nothing it charged is left unwritten, and a new worker finishes the rest.
 
@@ -33,6 +35,8 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from aiohttp import web
+from standardwebhooks.webhooks import Webhook
 
 from tests.conftest import free_port
 from tests.e2e.stack import Process, Stack, environment, wait_until_healthy
@@ -47,6 +51,7 @@ PAYMENTS = int(os.environ.get("TENDER_FAULTS_PAYMENTS", "3000"))
 CONCURRENCY = 40
 ACCEPT_DEADLINE_SECONDS = 90.0
 DRAIN_DEADLINE_SECONDS = 150.0  # after the last accept
+WEBHOOK_DEADLINE_SECONDS = 90.0  # after the payments drained
 TEST_DEADLINE_SECONDS = 330.0  # everything, should a call hang somewhere the deadlines above do not reach
 KILL_INTERVAL_SECONDS = (1.5, 4.0)
 KILLS_WHILE_DRAINING = 3  # the chaos goes on this many kills past the last accept (or until drained)
@@ -70,6 +75,10 @@ WORKER_ENV = {
     "TENDER_WORKER_RETRY_CAP_SECONDS": "2",
     "TENDER_WORKER_MAX_ATTEMPTS": "60",
     "TENDER_WORKER_POLL_SECONDS": "0.5",
+    "TENDER_WEBHOOK_ALLOW_PRIVATE": "true",  # the receiver is on loopback
+    "TENDER_WEBHOOK_TIMEOUT_SECONDS": "1",
+    "TENDER_WEBHOOK_RETRY_BASE_SECONDS": "0.2",
+    "TENDER_WEBHOOK_RETRY_CAP_SECONDS": "2",
     "LOG_LEVEL": "INFO",  # the worker says when a batch's results were superseded (see log_figures)
 }
 
@@ -264,6 +273,68 @@ class Chaos:
 
 
 # -- HTTP ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FlakyReceiver:
+    """A merchant's webhook receiver that answers 500 to 20% of requests and, to 5%, 200 after Tender's 1 s
+    timeout (handled, but Tender cannot know: a true duplicate follows). Signatures are checked at the end."""
+
+    rng: random.Random
+    requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    runner: web.AppRunner | None = None
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.requests.append((dict(request.headers), await request.read()))
+        roll = self.rng.random()
+        if roll < 0.2:
+            return web.Response(status=500)
+        if roll < 0.25:
+            await asyncio.sleep(1.5)
+        return web.Response(status=204)
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_post("/hooks", self.handle)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        port = free_port()
+        await web.TCPSite(self.runner, "127.0.0.1", port).start()
+        return f"http://127.0.0.1:{port}/hooks"
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    def unique_ids(self) -> set[str]:
+        return {headers["webhook-id"] for headers, _ in self.requests}
+
+    def verified(self, secret: str) -> list[dict[str, Any]]:
+        hook = Webhook(secret)
+        return [dict(hook.verify(body, headers)) for headers, body in self.requests]
+
+
+async def all_events(session: aiohttp.ClientSession) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    params = {"limit": "100"}
+    while True:
+        page = await get_json(session, "/v1/events", **params)
+        found += page["data"]
+        if not page["has_more"]:
+            return found
+        params["starting_after"] = page["data"][-1]["id"]
+
+
+async def wait_for_webhooks(
+    session: aiohttp.ClientSession, receiver: FlakyReceiver, deadline: float
+) -> list[dict[str, Any]]:
+    """Every event of the merchant, once the receiver has seen each at least once (or the deadline passed)."""
+    stop_at = time.monotonic() + deadline
+    while True:
+        events = await all_events(session)
+        if {e["id"] for e in events} <= receiver.unique_ids() or time.monotonic() > stop_at:
+            return events
+        await asyncio.sleep(0.5)
 
 
 def client_session(base_url: str, key: str | None = None, connections: int = CONCURRENCY) -> aiohttp.ClientSession:
@@ -545,7 +616,12 @@ async def test_payments_survive_processor_faults_and_killed_workers(
             t_ready = time.monotonic()
             merchant = await create_merchant(stack.api_url, tender_env["TENDER_ADMIN_KEY"], "Fault test shop")
             chaos = Chaos(stack, random.Random(SEED + 1), tender_env["TENDER_DATABASE_URL"])
+            receiver = FlakyReceiver(random.Random(SEED + 2))
+            hook_url = await receiver.start()
             async with client_session(stack.api_url, merchant["secret_key"]) as session:
+                async with session.post("/v1/webhook_endpoints", json={"url": hook_url, "events": ["*"]}) as r:
+                    assert r.status == 201, await r.text()
+                    endpoint = await r.json()
                 chaos_task = asyncio.create_task(chaos.run(t0))
                 try:
                     t_accept = time.monotonic()
@@ -558,10 +634,13 @@ async def test_payments_survive_processor_faults_and_killed_workers(
                         tender_env["TENDER_DATABASE_URL"],
                     )
                     t_drained = time.monotonic()
+                    events = await wait_for_webhooks(session, receiver, WEBHOOK_DEADLINE_SECONDS)
+                    t_delivered = time.monotonic()
                 finally:
                     chaos.stop.set()
                     await asyncio.wait_for(chaos_task, 30)
                     chaos.check_crashes()
+                    await receiver.stop()
                 payments = {p["id"]: p for p in await list_payments(session)}
             async with client_session(stack.api_url, tender_env["TENDER_ADMIN_KEY"], 2) as admin:
                 dead = await get_json(admin, "/admin/v1/dead_letters", status="open", limit="100")
@@ -594,10 +673,16 @@ async def test_payments_survive_processor_faults_and_killed_workers(
         "payments_claimed_at_each_kill": [k["leased"] for k in chaos.kills],
         "logs_say": log_figures(stack),
         "client": asdict(client),
+        "webhooks": {
+            "events": len(events),
+            "requests": len(receiver.requests),
+            "unique": len(receiver.unique_ids()),
+        },
         "seconds": {
             "startup": round(t_ready - t0, 2),
             "accept_all": round(t_accepted - t_accept, 2),
             "drain_after_last_accept": round(t_drained - t_accepted, 2),
+            "webhooks_after_drain": round(t_delivered - t_drained, 2),
             "total": round(time.monotonic() - t0, 2),
         },
         "processing_while_draining": curve[:: max(1, len(curve) // 12)],
@@ -625,6 +710,13 @@ async def test_payments_survive_processor_faults_and_killed_workers(
         expected_pending[p["currency"]] += p["amount"] - (p["amount"] * 5 * 2 + 100) // 200
     assert {b["currency"]: b["amount"] for b in balance["waiting_funds"] if b["amount"]} == dict(expected_pending)
     assert survivor_codes and set(survivor_codes.values()) == {0}, survivor_codes
+    # Webhooks: after deduplication by webhook-id, every event exactly once, each signature valid, and the
+    # event as the API shows it; one final-status event per payment.
+    delivered = {e["id"]: e for e in receiver.verified(endpoint["secret"])}
+    assert set(delivered) == {e["id"] for e in events}, f"{len(set(delivered) ^ {e['id'] for e in events})} missing"
+    assert all(delivered[e["id"]] == e for e in events)
+    final_events = Counter(e["data"]["object"]["id"] for e in events if e["type"].startswith("payment."))
+    assert set(final_events) == mine and set(final_events.values()) == {1}
 
 
 async def test_sigterm_lets_a_busy_worker_finish_its_batch(
