@@ -6,16 +6,22 @@ It measures how fast Tender accepts payments (`POST /v1/payments` -> 202) and ho
     .venv/bin/python bench/payments.py --key sk_test_... -n 2000 -c 50
     .venv/bin/python bench/payments.py --admin-key "$TENDER_ADMIN_KEY" --mix --json /tmp/bench.json
     .venv/bin/python bench/payments.py --admin-key "$TENDER_ADMIN_KEY" -n 10000 -c 100 --processes 2
+    .venv/bin/python bench/payments.py --admin-key "$TENDER_ADMIN_KEY" -n 3000 --webhooks
 
 The client is kept cheap so that it is not what gets measured: aiohttp with one connection pool,
 orjson, uvloop when installed, completion read from list pages rather than one GET per payment, and
 optionally several client processes (`--processes`). Its own CPU time is printed with the figures.
+
+With `--webhooks`, a receiver in a process of its own (aiohttp.web on 127.0.0.1) takes Tender's webhook
+deliveries for the run, verifies their Standard Webhooks signatures and reports each one; the bench waits
+for every completed payment's final-status event and prints how fast and how late they came.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -23,19 +29,21 @@ import queue
 import random
 import re
 import resource
+import socket
 import statistics
 import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 import aiohttp
 import orjson
+from aiohttp import web
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -49,6 +57,7 @@ from rich.progress import (
 )
 from rich.table import Table
 from rich.text import Text
+from standardwebhooks.webhooks import Webhook
 
 if TYPE_CHECKING:
     import multiprocessing.process
@@ -77,6 +86,13 @@ CHILD_START_TIMEOUT_S = 60.0
 MAX_ERROR_SAMPLES = 5
 ERROR_SAMPLE_CHARS = 300
 CARD_LIKE = re.compile(r"\d{12,19}")
+# Webhooks (--webhooks): the receiver process and how the bench waits for it.
+FINAL_EVENT_TYPES = frozenset(f"payment.{status}" for status in COMPLETE_STATUSES)
+WEBHOOK_PATH = "/tender-bench/webhooks"
+RECEIVER_FLUSH_S = 0.1  # how often the receiver reports its deliveries to the bench process
+RECEIVER_START_TIMEOUT_S = 60.0
+RECEIVER_STOP_TIMEOUT_S = 10.0
+RECEIVER_BACKLOG = 1024  # Tender's pump opens up to 2 x TENDER_WEBHOOK_BATCH_SIZE connections at once
 
 T = TypeVar("T")
 
@@ -98,6 +114,8 @@ class Config:
     wait_timeout: float
     warmup: int
     json_path: Path | None
+    webhooks: bool = False
+    webhook_timeout: float = 60.0
 
 
 @dataclass
@@ -151,6 +169,33 @@ class Phase:
 
 
 @dataclass
+class WebhookResults:
+    """What the receiver got during the measured phase (`--webhooks`)."""
+
+    endpoint: str
+    deliveries: int  # requests with a valid signature
+    unique_events: int  # distinct webhook-id among them
+    duplicates: int  # deliveries - unique_events: the same event delivered again
+    invalid_signatures: int  # requests refused by standardwebhooks (still answered 204)
+    event_types: dict[str, int]  # deliveries by event type
+    delivery_window_s: float  # first to last receipt
+    deliveries_per_s: float | None  # deliveries / delivery_window_s
+    final_events: int  # completed payments whose final-status event arrived
+    missing_final_events: int  # completed payments whose final-status event did not arrive in time
+    lag_p50_ms: float | None  # receipt of the final-status event - the payment's `updated`
+    lag_p95_ms: float | None
+    lag_p99_ms: float | None
+    lag_max_ms: float | None
+    wait_s: float  # how long the bench waited for deliveries after the last completion was seen
+    receiver_cpu_s: float | None  # CPU time of the receiver process, whole run
+    invalid_samples: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return self.missing_final_events == 0 and self.invalid_signatures == 0
+
+
+@dataclass
 class Results:
     url: str
     run_id: str
@@ -179,10 +224,12 @@ class Results:
     client_cpu_sending_s: float  # all client processes, while sending the measured payments
     client_cpu_s: float = 0.0  # the whole run (self + children), filled in at the end
     run_wall_s: float = 0.0
+    webhooks: WebhookResults | None = None  # with --webhooks
 
     @property
     def ok(self) -> bool:
-        return self.accepted == self.payments and self.incomplete == 0
+        hooks_ok = self.webhooks is None or self.webhooks.ok
+        return self.accepted == self.payments and self.incomplete == 0 and hooks_ok
 
 
 # --------------------------------------------------------------------------- helpers
@@ -286,6 +333,10 @@ class Api:
         async with self.session.get(self.base_url + path, params=params, headers=self.auth) as response:
             return response.status, await response.read()
 
+    async def delete(self, path: str) -> tuple[int, bytes]:
+        async with self.session.delete(self.base_url + path, headers=self.auth) as response:
+            return response.status, await response.read()
+
     async def post(
         self, path: str, body: dict[str, Any], auth: dict[str, str] | None = None
     ) -> tuple[int, bytes, str | None]:
@@ -337,14 +388,18 @@ class RateColumn(ProgressColumn):
 
 
 class Display:
-    """Two live bars, accepted and completed, fed by the senders and the poller."""
+    """Live bars, accepted and completed, fed by the senders and the poller; with --webhooks a third one,
+    the completed payments whose final-status event the receiver got, fed by the webhook tracker."""
 
-    def __init__(self, progress: Progress, label: str, total: int) -> None:
+    def __init__(self, progress: Progress, label: str, total: int, *, webhooks: bool = False) -> None:
         self._progress = progress
         self._label = label
         self._rejected = 0
         self._accepted: TaskID = progress.add_task(f"{label}accepted", total=total)
         self._completed: TaskID = progress.add_task(f"{label}completed", total=total)
+        self._delivered: TaskID | None = None
+        if webhooks:
+            self._delivered = progress.add_task(f"{label}final events delivered", total=total)
 
     def accepted(self, count: int = 1) -> None:
         self._progress.advance(self._accepted, count)
@@ -353,9 +408,11 @@ class Display:
         self._rejected += count
         description = f"{self._label}accepted ({self._rejected} rejected)"
         self._progress.update(self._accepted, description=description)
-        # A rejected payment will never complete: shrink the completion bar's total.
-        total = self._progress.tasks[self._completed].total or 0
-        self._progress.update(self._completed, total=max(total - count, 0))
+        # A rejected payment will never complete (nor have events): shrink the later bars' totals.
+        for task in (self._completed, self._delivered):
+            if task is not None:
+                total = self._progress.tasks[task].total or 0
+                self._progress.update(task, total=max(total - count, 0))
 
     def completed(self, count: int = 1) -> None:
         self._progress.advance(self._completed, count)
@@ -364,8 +421,21 @@ class Display:
         """Freezes the accepted bar's clock so its rate stays the sending rate."""
         self._progress.stop_task(self._accepted)
 
-    def polling_done(self) -> None:
+    def polling_done(self, incomplete: int) -> None:
         self._progress.stop_task(self._completed)
+        if self._delivered is not None and incomplete:
+            # A payment still processing after --wait-timeout has no final event to wait for.
+            total = self._progress.tasks[self._delivered].total or 0
+            self._progress.update(self._delivered, total=max(total - incomplete, 0))
+
+    def delivered(self, count: int) -> None:
+        """How many payments' final-status events have arrived so far (an absolute count)."""
+        if self._delivered is not None:
+            self._progress.update(self._delivered, completed=count)
+
+    def delivering_done(self) -> None:
+        if self._delivered is not None:
+            self._progress.stop_task(self._delivered)
 
 
 def make_progress() -> Progress:

@@ -6,7 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
+from tender.api import idempotent
 from tender.api.deps import ContainerDep, HubDep, Merchant, PreferWait, json_body
+from tender.api.idempotent import to_response
 from tender.api.metrics import PAYMENTS_ACCEPTED
 from tender.api.prefer import PREFERENCE_APPLIED_HEADER
 from tender.bootstrap import Container
@@ -26,13 +28,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     409: {"description": "Duplicate `reference`, or the same Idempotency-Key still running."},
     422: {"description": "Idempotency-Key reused with a different request."},
 }
-
-
-def to_response(stored: StoredResponse) -> Response:
-    headers = dict(stored.headers)
-    if stored.replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return Response(stored.body, status_code=stored.status_code, headers=headers, media_type="application/json")
 
 
 @router.post(
@@ -151,21 +146,17 @@ async def _queue_operation(
     if operation == "cancel" and payload:
         raise InvalidRequest(f"Received unknown parameter: {next(iter(payload))}", code="parameter_unknown")
 
-    async def work(conn: Conn) -> StoredResponse:
+    async def change(conn: Conn) -> dict[str, Any]:
         if capture is not None:
             payment = await payments.request_capture(conn, merchant_id, payment_id, capture)
         else:
             payment = await payments.request_cancel(conn, merchant_id, payment_id)
-        return StoredResponse(202, dumps(payment_object(payment)), {"Location": f"/v1/payments/{payment.id}"})
+        return payment_object(payment)
 
-    stored = await idempotency.run(
-        container.db,
-        merchant_id=merchant_id,
-        key=idempotency_key,
-        fingerprint=idempotency.request_fingerprint("POST", f"/v1/payments/{payment_id}/{operation}", payload),
-        work=work,
-    )
-    return to_response(stored)
+    return await idempotent.post(
+        container, merchant_id, idempotency_key, f"/v1/payments/{payment_id}/{operation}", payload, change,
+        status_code=202, headers=lambda p: {"Location": f"/v1/payments/{p['id']}"},
+    )  # fmt: skip
 
 
 @router.post(

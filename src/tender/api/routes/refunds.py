@@ -6,10 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
+from tender.api import idempotent
 from tender.api.deps import ContainerDep, Merchant, json_body
-from tender.api.routes.payments import to_response
-from tender.services import idempotency, refunds
-from tender.services.idempotency import StoredResponse
+from tender.services import refunds
 from tender.services.objects import dumps, list_object
 from tender.services.refunds import RefundCreate, refund_object
 from tender.services.validation import parse
@@ -57,18 +56,13 @@ async def create_refund(
     payload = await json_body(request)
     body = parse(RefundCreate, payload)
 
-    async def work(conn: Conn) -> StoredResponse:
-        refund = await refunds.create_refund(conn, merchant.merchant_id, body)
-        return StoredResponse(202, dumps(refund_object(refund)), {"Location": f"/v1/refunds/{refund['id']}"})
+    async def change(conn: Conn) -> dict[str, Any]:
+        return refund_object(await refunds.create_refund(conn, merchant.merchant_id, body))
 
-    stored = await idempotency.run(
-        container.db,
-        merchant_id=merchant.merchant_id,
-        key=idempotency_key,
-        fingerprint=idempotency.request_fingerprint("POST", "/v1/refunds", payload),
-        work=work,
-    )
-    return to_response(stored)
+    return await idempotent.post(
+        container, merchant.merchant_id, idempotency_key, "/v1/refunds", payload, change,
+        status_code=202, headers=lambda r: {"Location": f"/v1/refunds/{r['id']}"},
+    )  # fmt: skip
 
 
 @router.get("/v1/refunds/{refund_id}", summary="Retrieve a refund", responses={404: {"description": "No such refund."}})
