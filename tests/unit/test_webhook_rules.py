@@ -144,7 +144,7 @@ def test_filters_are_exact_names() -> None:
 
 
 def _ceiling(attempt: int, base: float, cap: float) -> float:
-    return min(cap, base * 2 ** (attempt - 1))
+    return min(cap, base * 2.0 ** (attempt - 1))
 
 
 @given(
@@ -242,7 +242,14 @@ def test_default_policy_retries_for_about_three_days() -> None:
         ("http://printer.local/", "printer.local is not a public host name"),
         ("http://metadata.google.internal/", "metadata.google.internal is not a public host name"),
         ("http://intranet/", "intranet is not a public host name"),  # a single label: resolved by search domains
-        ("http://2130706433/", "is not a public host name"),  # 127.0.0.1 as a number is a single label
+        # Address shorthands resolvers accept for 127.0.0.1, and IPv6 forms that lead to private IPv4.
+        ("http://2130706433/", "is not a canonical address"),
+        ("http://127.1/", "is not a canonical address"),
+        ("http://0x7f.0.0.1/", "is not a canonical address"),
+        ("http://0177.0.0.1/", "is not a canonical address"),
+        ("http://[64:ff9b::a9fe:a9fe]/", "is not a public address"),  # NAT64 of 169.254.169.254
+        ("http://[2002:a9fe:a9fe::]/", "is not a public address"),  # 6to4 of 169.254.169.254
+        ("http://[::127.0.0.1]/", "is not a public address"),  # IPv4-compatible loopback
     ],
 )
 def test_check_url_refuses(url: str, problem: str) -> None:
@@ -304,6 +311,12 @@ def test_allow_private_still_checks_the_shape(url: str) -> None:
         ("255.255.255.255", False),
         ("198.18.0.1", False),  # benchmarking
         ("2001:db8::1", False),  # documentation
+        ("64:ff9b::808:808", True),  # NAT64 of 8.8.8.8
+        ("64:ff9b::a00:1", False),  # NAT64 of 10.0.0.1
+        ("2002:808:808::1", True),  # 6to4 of 8.8.8.8
+        ("2002:c0a8:1::1", False),  # 6to4 of 192.168.0.1
+        ("::", False),
+        ("::1", False),
     ],
 )
 def test_is_public(address: str, public: bool) -> None:

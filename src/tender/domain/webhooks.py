@@ -65,5 +65,5 @@ def subscribes(filters: Sequence[str], event_type: str) -> bool:
 def retry_delay_seconds(attempt: int, *, base: float, cap: float) -> float:
     """The wait after the `attempt`-th failed attempt (1-based): doubling from `base` up to `cap`, with
     "equal jitter" (half fixed, half random), so retries of a burst spread out but never come back at once."""
-    ceiling = min(cap, base * 2.0 ** max(attempt - 1, 0))
+    ceiling = min(cap, base * 2.0 ** min(max(attempt - 1, 0), 64))  # past 2**64 every cap is reached
     return ceiling / 2 + random.uniform(0, ceiling / 2)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import re
 import socket
 
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -22,16 +23,30 @@ from yarl import URL
 MAX_URL_LENGTH = 2048
 # Names that always mean this machine or its network, whatever a resolver says.
 _LOCAL_NAMES = ("localhost", ".localhost", ".local", ".internal")
+_NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*")
 
 
 class BlockedURL(ValueError):
     """The URL may not be used; the message says why (and never contains more than the host)."""
 
 
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """IPv4 addresses an IPv6 address leads to: mapped, 6to4, NAT64 and the old IPv4-compatible form."""
+    found = [v4 for v4 in (ip.ipv4_mapped, ip.sixtofour) if v4 is not None]
+    if ip in _NAT64 or (int(ip) >> 32 == 0 and int(ip) > 1):
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return found
+
+
 def is_public(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 zone id is not part of the address
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(ip)
+        if embedded:
+            return all(v4.is_global and not v4.is_multicast for v4 in embedded)
     return ip.is_global and not ip.is_multicast
 
 
@@ -62,6 +77,9 @@ def check_url(url: str, *, allow_private: bool) -> URL:
     literal = _address_literal(host)
     if literal is not None and not is_public(literal):
         raise BlockedURL(f"{host} is not a public address")
+    if literal is None and _NUMERIC_LABEL.fullmatch(host.rsplit(".", 1)[-1]):
+        # 127.1, 0x7f.0.0.1, 2130706433: address shorthands that resolvers accept; no real name ends so.
+        raise BlockedURL(f"{host} is not a canonical address")
     if host == "localhost" or host.endswith(_LOCAL_NAMES) or (literal is None and "." not in host):
         raise BlockedURL(f"{host} is not a public host name")
     return parsed
