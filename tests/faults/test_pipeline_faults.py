@@ -636,6 +636,9 @@ async def test_payments_survive_processor_faults_and_killed_workers(
                     t_drained = time.monotonic()
                     events = await wait_for_webhooks(session, receiver, WEBHOOK_DEADLINE_SECONDS)
                     t_delivered = time.monotonic()
+                    # Later tests share the database: this shop's future events must not go to a dead receiver.
+                    async with session.delete(f"/v1/webhook_endpoints/{endpoint['id']}") as r:
+                        assert r.status == 200, await r.text()
                 finally:
                     chaos.stop.set()
                     await asyncio.wait_for(chaos_task, 30)

@@ -93,11 +93,28 @@ async def pump(container: Any) -> AsyncIterator[DeliveryPump]:
     await p.aclose()
 
 
+_made: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+async def delete_endpoints_afterwards(container: Any) -> AsyncIterator[None]:
+    """The database is shared by the session: an endpoint left behind would get later tests' events (a
+    settlement run settles every merchant) and send them to a receiver that is gone."""
+    yield
+    async with container.db.connection() as conn:
+        await conn.execute("DELETE FROM webhook_endpoints WHERE id = ANY(%s)", (_made,))
+    _made.clear()
+
+
 async def make_endpoint(container: Any, merchant: Any, url: str, events: list[str] | None = None) -> dict[str, Any]:
     """Created through the service, as the API would with TENDER_WEBHOOK_ALLOW_PRIVATE (the receiver is local)."""
     request = webhook_endpoints.EndpointCreate(url=url, events=events or ["*"])
     async with container.db.transaction() as conn:
-        return await webhook_endpoints.create(conn, container.vault, merchant.merchant.id, request, allow_private=True)
+        endpoint = await webhook_endpoints.create(
+            conn, container.vault, merchant.merchant.id, request, allow_private=True
+        )
+    _made.append(endpoint["id"])
+    return endpoint
 
 
 async def query(container: Any, sql: str, *params: Any) -> list[dict[str, Any]]:
@@ -383,12 +400,12 @@ async def test_a_delivery_that_keeps_failing_gives_up_after_its_window_and_a_ret
     merchant = await create_merchant(container.db, "Down shop")
     endpoint = await make_endpoint(container, merchant, url, ["payment.succeeded"])
     [payment] = await pay_and_process(api, container, merchant, ["4242424242424242"])
-    short = DeliveryPump(container.db, container.vault, policy(retry_for=timedelta(seconds=0.5)))
+    short = DeliveryPump(container.db, container.vault, policy(retry_for=timedelta(seconds=2)))
     try:
         await deliver_all(short, container, merchant.merchant.id)
         [delivery] = await all_deliveries(api, merchant, endpoint["id"])
         assert delivery["status"] == "failed" and delivery["next_attempt"] is None
-        assert len(delivery["attempts"]) >= 3 and {a["status_code"] for a in delivery["attempts"]} == {503}
+        assert len(delivery["attempts"]) >= 2 and {a["status_code"] for a in delivery["attempts"]} == {503}
         assert all(a["error"] == "HTTP 503" for a in delivery["attempts"])
         [dead] = await query(
             container, "SELECT * FROM dead_letters WHERE kind = 'webhook_delivery' AND object_id = %s", delivery["id"]
