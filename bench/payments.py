@@ -187,7 +187,7 @@ class WebhookResults:
     lag_p99_ms: float | None
     lag_max_ms: float | None
     wait_s: float  # how long the bench waited for deliveries after the last completion was seen
-    receiver_cpu_s: float | None  # CPU time of the receiver process, whole run
+    receiver_cpu_s: float | None  # CPU time of the receiver process from ready to stopped
     invalid_samples: list[str]
 
     @property
@@ -620,12 +620,24 @@ async def read_final_statuses(api: Api, phase: Phase) -> None:
 # --------------------------------------------------------------------------- one phase, in this process
 
 
-async def measure(api: Api, cfg: Config, phase: Phase, label: str, send: Callable[[Display], Awaitable[None]]) -> None:
-    """Runs `send` under two live bars while a poller sweeps for completions, then waits for the poller."""
+async def measure(
+    api: Api,
+    cfg: Config,
+    phase: Phase,
+    label: str,
+    send: Callable[[Display], Awaitable[None]],
+    webhooks: Webhooks | None = None,
+) -> None:
+    """Runs `send` under live bars while a poller sweeps for completions, then waits for the poller;
+    with `webhooks`, then for the final-status events of the completed payments too."""
     with make_progress() as progress:
-        display = Display(progress, label, phase.total)
+        display = Display(progress, label, phase.total, webhooks=webhooks is not None)
         sending_done = asyncio.Event()
+        polling_done = asyncio.Event()
         poller = asyncio.create_task(poll_until_complete(api, cfg, phase, display, sending_done))
+        tracker = None
+        if webhooks is not None:
+            tracker = asyncio.create_task(webhooks.track(phase, display, polling_done))
         cpu_before = cpu_seconds()
         try:
             try:
@@ -636,19 +648,27 @@ async def measure(api: Api, cfg: Config, phase: Phase, label: str, send: Callabl
                 sending_done.set()
                 display.sending_done()
             await poller
+            display.polling_done(len(phase.pending))
+            polling_done.set()
+            if tracker is not None:
+                await tracker
+                display.delivering_done()
         finally:
             poller.cancel()  # on an error or Ctrl-C: no sweep after the session is closed
-        display.polling_done()
+            if tracker is not None:
+                tracker.cancel()
 
 
-async def run_phase(api: Api, senders: Api, cfg: Config, total: int, prefix: str, label: str) -> Phase:
+async def run_phase(
+    api: Api, senders: Api, cfg: Config, total: int, prefix: str, label: str, webhooks: Webhooks | None = None
+) -> Phase:
     """Sending from this process, through `senders`; `api` polls."""
     phase = Phase(total=total)
 
     async def send(display: Display) -> None:
         await send_all(senders, cfg, phase.sent, LocalSink(phase, display), prefix, range(total), cfg.concurrency)
 
-    await measure(api, cfg, phase, label, send)
+    await measure(api, cfg, phase, label, send, webhooks)
     return phase
 
 
@@ -810,7 +830,9 @@ class Children:
         self.messages.close()
 
 
-async def run_phase_processes(api: Api, cfg: Config, key: str, total: int, prefix: str, label: str) -> Phase:
+async def run_phase_processes(
+    api: Api, cfg: Config, key: str, total: int, prefix: str, label: str, webhooks: Webhooks | None = None
+) -> Phase:
     """Sending in `cfg.processes` spawned client processes; this process shows progress and polls."""
     children = Children(cfg, key, total, prefix)
     children.start()
@@ -837,12 +859,323 @@ async def run_phase_processes(api: Api, cfg: Config, key: str, total: int, prefi
             children.go.set()
             await children.wait_for("done", handle)
 
-        await measure(api, cfg, phase, label, send)
+        await measure(api, cfg, phase, label, send, webhooks)
     except BaseException:
         children.stop(now=True)
         raise
     children.stop()
     return phase
+
+
+# --------------------------------------------------------------------------- webhooks: the receiver process
+
+
+class Delivery(NamedTuple):
+    """One webhook request whose signature verified."""
+
+    webhook_id: str
+    type: str
+    object_id: str | None  # data.object.id
+    updated: str | None  # data.object.updated (ISO 8601), when the object has one
+    received_at: float  # wall clock (unix s) when the request arrived
+
+
+@dataclass
+class ReceiverMessage:
+    kind: str  # ready | deliveries | stopped | error
+    port: int = 0  # ready
+    deliveries: list[Delivery] = field(default_factory=list)  # deliveries: since the last report
+    invalid: int = 0  # deliveries: invalid signatures since the last report
+    invalid_samples: list[str] = field(default_factory=list)
+    cpu_s: float = 0.0  # stopped: the receiver's CPU time since it was ready (its start-up left out)
+    error: str = ""  # error
+
+
+class ReceiverState:
+    """The receiver's request handler and what it has not reported yet."""
+
+    def __init__(self, reports: multiprocessing.queues.Queue[ReceiverMessage]) -> None:
+        self._reports = reports
+        self._webhook: Webhook | None = None
+        self._ready = asyncio.Event()  # set once the secret is known (or when stopping without one)
+        self._deliveries: list[Delivery] = []
+        self._invalid = 0
+        self._samples: list[str] = []
+        self._sampled = 0
+
+    def use_secret(self, secret: str | None) -> None:
+        self._webhook = Webhook(secret) if secret else None
+        self._ready.set()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        received_at = time.time()
+        body = await request.read()
+        await self._ready.wait()  # the secret comes right after the endpoint is made, before any event
+        try:
+            if self._webhook is None:
+                raise ValueError("no secret")
+            self._webhook.verify(body, dict(request.headers), json_parse=False)
+            self._deliveries.append(delivery_of(request.headers["webhook-id"], orjson.loads(body), received_at))
+        except Exception as exc:  # any refusal (bad signature, stale timestamp, malformed body) is counted
+            self._invalid += 1
+            if self._sampled < MAX_ERROR_SAMPLES:
+                self._sampled += 1
+                self._samples.append(f"{type(exc).__name__}: {exc}"[:ERROR_SAMPLE_CHARS])
+        # 204 even when invalid: a refusal would only be retried, and the figures would count retries.
+        return web.Response(status=204)
+
+    def flush(self) -> None:
+        if self._deliveries or self._invalid:
+            message = ReceiverMessage(
+                "deliveries", deliveries=self._deliveries, invalid=self._invalid, invalid_samples=self._samples
+            )
+            self._reports.put(message)
+            self._deliveries, self._invalid, self._samples = [], 0, []
+
+    async def flush_regularly(self) -> None:
+        while True:
+            await asyncio.sleep(RECEIVER_FLUSH_S)
+            self.flush()
+
+
+def delivery_of(webhook_id: str, event: Any, received_at: float) -> Delivery:
+    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+        raise ValueError("not an event")
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    obj = obj if isinstance(obj, dict) else {}
+    object_id, updated = obj.get("id"), obj.get("updated")
+    return Delivery(
+        webhook_id=webhook_id,
+        type=event["type"],
+        object_id=object_id if isinstance(object_id, str) else None,
+        updated=updated if isinstance(updated, str) else None,
+        received_at=received_at,
+    )
+
+
+async def receive(
+    reports: multiprocessing.queues.Queue[ReceiverMessage], control: multiprocessing.queues.Queue[str | None]
+) -> None:
+    """Serves until told to stop: the secret comes first on `control`, then None for stop."""
+    state = ReceiverState(reports)
+    app = web.Application()
+    app.router.add_post(WEBHOOK_PATH, state.handle)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))  # a free port, chosen by the kernel
+    await web.SockSite(runner, sock, backlog=RECEIVER_BACKLOG).start()
+    reports.put(ReceiverMessage("ready", port=int(sock.getsockname()[1])))
+    cpu_before = cpu_seconds()
+    loop = asyncio.get_running_loop()
+    flusher = asyncio.create_task(state.flush_regularly())
+    try:
+        secret = await loop.run_in_executor(None, control.get)
+        state.use_secret(secret)
+        while secret is not None:
+            secret = await loop.run_in_executor(None, control.get)
+    finally:
+        flusher.cancel()
+        await runner.cleanup()
+    state.flush()
+    reports.put(ReceiverMessage("stopped", cpu_s=cpu_seconds() - cpu_before))
+
+
+def receiver_main(
+    reports: multiprocessing.queues.Queue[ReceiverMessage], control: multiprocessing.queues.Queue[str | None]
+) -> None:
+    """Entry point of the receiver process (spawned)."""
+    try:
+        run_loop(receive(reports, control))
+    except KeyboardInterrupt:
+        return  # the parent reports the interruption
+    except Exception as exc:
+        reports.put(ReceiverMessage("error", error=repr(exc)))
+
+
+class Receiver:
+    """The receiver process, seen from the bench process: every delivery it reported, in arrival order."""
+
+    def __init__(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._reports: multiprocessing.queues.Queue[ReceiverMessage] = ctx.Queue()
+        self._control: multiprocessing.queues.Queue[str | None] = ctx.Queue()
+        self._proc = ctx.Process(
+            target=receiver_main, args=(self._reports, self._control), name="tender-bench-receiver", daemon=True
+        )
+        self.port = 0
+        self.deliveries: list[Delivery] = []
+        self.invalid = 0
+        self.invalid_samples: list[str] = []
+        self.cpu_s: float | None = None
+        self._stopped = False
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{WEBHOOK_PATH}"
+
+    async def start(self) -> None:
+        self._proc.start()
+        deadline = time.perf_counter() + RECEIVER_START_TIMEOUT_S
+        while not self.port:
+            self.drain()
+            if not self.port:
+                if time.perf_counter() > deadline:
+                    raise BenchError(f"the webhook receiver was not ready after {RECEIVER_START_TIMEOUT_S:.0f} s")
+                await asyncio.sleep(CHILD_PUMP_S)
+
+    def use_secret(self, secret: str) -> None:
+        self._control.put(secret)
+
+    def drain(self) -> list[Delivery]:
+        """Takes in the receiver's reports; returns the deliveries that are new since the last call."""
+        new: list[Delivery] = []
+        while True:
+            try:
+                message = self._reports.get_nowait()
+            except queue.Empty:
+                break
+            if message.kind == "error":
+                raise BenchError(f"the webhook receiver failed: {message.error}")
+            if message.kind == "ready":
+                self.port = message.port
+            elif message.kind == "stopped":
+                self.cpu_s, self._stopped = message.cpu_s, True
+            new.extend(message.deliveries)
+            self.invalid += message.invalid
+            for sample in message.invalid_samples:
+                if len(self.invalid_samples) < MAX_ERROR_SAMPLES and sample not in self.invalid_samples:
+                    self.invalid_samples.append(sample)
+        if not new and not self._stopped and self._proc.exitcode is not None:
+            raise BenchError(f"the webhook receiver exited ({self._proc.exitcode})")
+        self.deliveries.extend(new)
+        return new
+
+    async def stop(self) -> list[Delivery]:
+        """Stops the server and collects its last reports; returns the deliveries not drained before."""
+        new: list[Delivery] = []
+        if self._proc.is_alive():
+            self._control.put(None)
+            deadline = time.perf_counter() + RECEIVER_STOP_TIMEOUT_S
+            while not self._stopped and time.perf_counter() < deadline:
+                await asyncio.sleep(CHILD_PUMP_S)
+                with contextlib.suppress(BenchError):
+                    new.extend(self.drain())
+        self.kill()
+        return new
+
+    def kill(self) -> None:
+        """Ends the process (it exits by itself after 'stopped'; this is for errors and Ctrl-C)."""
+        if self._proc.pid is None:
+            return  # never started
+        if self._proc.is_alive() and not self._stopped:
+            with contextlib.suppress(ValueError, OSError):  # the queue may be closed already
+                self._control.put(None)
+        self._proc.join(timeout=2)
+        if self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join(timeout=5)
+        self._reports.close()
+        self._control.close()
+
+
+# --------------------------------------------------------------------------- webhooks: endpoint and tracking
+
+
+@dataclass
+class Webhooks:
+    """The run's webhook endpoint and receiver, and the final-status events seen so far per payment."""
+
+    receiver: Receiver
+    endpoint_id: str
+    timeout: float  # --webhook-timeout: how long to wait for deliveries after the last completion
+    finals: dict[str, dict[str, Delivery]] = field(default_factory=dict)  # payment -> event type -> first receipt
+    matched: set[str] = field(default_factory=set)  # payments of the phase with a final-status event
+    unmatched: set[str] = field(default_factory=set)  # with one, but not (yet) known as accepted by the bench
+    wait_s: float = 0.0
+
+    def take(self, deliveries: Sequence[Delivery]) -> None:
+        for d in deliveries:
+            if d.type in FINAL_EVENT_TYPES and d.object_id is not None:
+                per_type = self.finals.setdefault(d.object_id, {})
+                if d.type not in per_type:
+                    per_type[d.type] = d
+                    self.unmatched.add(d.object_id)
+
+    async def track(self, phase: Phase, display: Display, polling_done: asyncio.Event) -> None:
+        """Feeds the bar until polling is done and every completed payment's final event has come, or
+        --webhook-timeout after that. An event may come before the bench has read its payment's 202."""
+        started: float | None = None
+        while True:
+            self.take(self.receiver.drain())
+            if self.unmatched:
+                known = {payment_id for payment_id in self.unmatched if payment_id in phase.payments}
+                self.matched |= known
+                self.unmatched -= known
+            display.delivered(len(self.matched))
+            if polling_done.is_set():
+                now = time.perf_counter()
+                started = now if started is None else started
+                expected = phase.payments.keys() - phase.pending
+                if not expected - self.matched or now >= started + self.timeout:
+                    self.wait_s = now - started
+                    return
+            await asyncio.sleep(CHILD_PUMP_S)
+
+
+async def create_endpoint(api: Api, url: str, run_id: str) -> tuple[str, str]:
+    """A webhook endpoint for every event type; returns (endpoint id, secret)."""
+    body = {"url": url, "events": ["*"], "description": f"tender bench {run_id}"}
+    try:
+        status, raw, _ = await api.post("/v1/webhook_endpoints", body)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise BenchError(f"POST /v1/webhook_endpoints failed: {exc!r}") from exc
+    if status != 201:
+        private = status == 400 and b"not a public address" in raw
+        hint = " (start Tender with TENDER_WEBHOOK_ALLOW_PRIVATE=true, as `make run` does)" if private else ""
+        raise BenchError(f"POST /v1/webhook_endpoints answered {status}{hint}: {redact(text_of(raw))}")
+    data = load_json(raw)
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not isinstance(data.get("secret"), str):
+        raise BenchError("POST /v1/webhook_endpoints: no id/secret in the answer")
+    return data["id"], data["secret"]
+
+
+async def delete_endpoint(api: Api, endpoint_id: str) -> None:
+    """Best effort: a failure is only reported (the endpoint would stay, pointing at a closed port)."""
+    try:
+        status, raw = await api.delete(f"/v1/webhook_endpoints/{endpoint_id}")
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        console.print(f"[yellow]warning:[/] could not delete webhook endpoint {endpoint_id}: {exc!r}")
+        return
+    if status != 200:
+        console.print(
+            f"[yellow]warning:[/] DELETE /v1/webhook_endpoints/{endpoint_id} answered {status}: {redact(text_of(raw))}"
+        )
+
+
+@contextlib.asynccontextmanager
+async def webhooks_for(api: Api, cfg: Config, run_id: str) -> AsyncIterator[Webhooks | None]:
+    """With --webhooks: a receiver process and an endpoint pointing at it for the block, then neither.
+    On the way out the endpoint is deleted first, then the receiver stopped (its last reports kept)."""
+    if not cfg.webhooks:
+        yield None
+        return
+    receiver = Receiver()
+    try:
+        with console.status("starting the webhook receiver"):
+            await receiver.start()
+        endpoint_id, secret = await create_endpoint(api, receiver.url, run_id)
+        receiver.use_secret(secret)
+        console.print(f"webhook endpoint {endpoint_id} -> {receiver.url}", soft_wrap=True)
+        hooks = Webhooks(receiver, endpoint_id, cfg.webhook_timeout)
+        try:
+            yield hooks
+        finally:
+            await delete_endpoint(api, endpoint_id)
+        hooks.take(await receiver.stop())
+    finally:
+        receiver.kill()
 
 
 # --------------------------------------------------------------------------- setup
@@ -929,6 +1262,47 @@ def summarize(cfg: Config, phase: Phase, run_id: str, event_loop: str) -> Result
     )
 
 
+def summarize_webhooks(hooks: Webhooks, phase: Phase) -> WebhookResults:
+    """The delivery figures, once the receiver has stopped. The lag of a payment is from its `updated`
+    (the final status's time, in the event's own copy of the payment) to the receipt of that event."""
+    deliveries = hooks.receiver.deliveries
+    unique = len({d.webhook_id for d in deliveries})
+    times = [d.received_at for d in deliveries]
+    window = max(times) - min(times) if times else 0.0
+    lags: list[float] = []
+    missing = 0
+    for payment in phase.payments.values():
+        if payment.status not in COMPLETE_STATUSES:
+            continue  # never completed: no final event to expect
+        event = hooks.finals.get(payment.id, {}).get(f"payment.{payment.status}")
+        if event is None:
+            missing += 1
+            continue
+        updated = parse_timestamp(event.updated) or payment.completed_at
+        if updated is not None:
+            lags.append(max(event.received_at - updated, 0.0))
+    p50, p95, p99, p_max = percentiles_ms(lags)
+    return WebhookResults(
+        endpoint=hooks.endpoint_id,
+        deliveries=len(deliveries),
+        unique_events=unique,
+        duplicates=len(deliveries) - unique,
+        invalid_signatures=hooks.receiver.invalid,
+        event_types=dict(Counter(d.type for d in deliveries).most_common()),
+        delivery_window_s=window,
+        deliveries_per_s=len(deliveries) / window if window > 0 else None,
+        final_events=len(lags),
+        missing_final_events=missing,
+        lag_p50_ms=p50,
+        lag_p95_ms=p95,
+        lag_p99_ms=p99,
+        lag_max_ms=p_max,
+        wait_s=hooks.wait_s,
+        receiver_cpu_s=hooks.receiver.cpu_s,
+        invalid_samples=hooks.receiver.invalid_samples,
+    )
+
+
 def fmt(value: float | None, unit: str = "", digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}{unit}"
 
@@ -967,6 +1341,26 @@ def results_table(r: Results) -> Table:
     ]
     if r.poll_errors:
         rows.append(("poll errors", f"{r.poll_errors:,}"))
+    if (w := r.webhooks) is not None:
+        receiver_cpu = "-" if w.receiver_cpu_s is None else cpu_share(w.receiver_cpu_s, w.delivery_window_s)
+        rows += [
+            ("webhook deliveries", f"{w.deliveries:,} ({w.unique_events:,} unique events)"),
+            ("webhook event types", counts(w.event_types)),
+            ("webhook duplicates", f"{w.duplicates:,}"),
+            ("webhook invalid signatures", f"{w.invalid_signatures:,}"),
+            ("webhook delivery window", fmt(w.delivery_window_s, " s", 2)),
+            ("deliveries/s", fmt(w.deliveries_per_s)),
+            (
+                "final events",
+                f"{w.final_events:,}" + (f" ({w.missing_final_events:,} missing)" if w.missing_final_events else ""),
+            ),
+            ("delivery lag p50", fmt(w.lag_p50_ms, " ms")),
+            ("delivery lag p95", fmt(w.lag_p95_ms, " ms")),
+            ("delivery lag p99", fmt(w.lag_p99_ms, " ms")),
+            ("delivery lag max", fmt(w.lag_max_ms, " ms")),
+            ("waited for deliveries", fmt(w.wait_s, " s", 2)),
+            ("receiver CPU", receiver_cpu),
+        ]
     for name, value in rows:
         table.add_row(name, value)
     return table
@@ -977,6 +1371,10 @@ def report(r: Results, json_path: Path | None) -> None:
     if r.error_samples:
         console.print("[bold]first errors:[/]")
         for sample in r.error_samples:
+            console.print(f"  {sample}", markup=False, highlight=False, soft_wrap=True)
+    if r.webhooks is not None and r.webhooks.invalid_samples:
+        console.print("[bold]first invalid webhook requests:[/]")
+        for sample in r.webhooks.invalid_samples:
             console.print(f"  {sample}", markup=False, highlight=False, soft_wrap=True)
     if json_path is not None:
         json_path.write_text(json.dumps({**asdict(r), "ok": r.ok}, indent=2) + "\n")
@@ -1012,12 +1410,17 @@ async def bench(cfg: Config, key: str | None, admin_key: str | None) -> Results:
             incomplete = len(warm.pending)
             console.print(f"warmup (not measured): {len(warm.payments)} accepted, {incomplete} incomplete")
         prefix = f"bench-{run_id}"
-        if cfg.processes > 1:
-            phase = await run_phase_processes(api, cfg, key, cfg.payments, prefix, "")
-        else:
-            phase = await run_phase(api, senders, cfg, cfg.payments, prefix, "")
-        await read_final_statuses(api, phase)
-        return summarize(cfg, phase, run_id, event_loop)
+        # After the warmup: its events are not delivered, and the figures are the measured payments'.
+        async with webhooks_for(api, cfg, run_id) as hooks:
+            if cfg.processes > 1:
+                phase = await run_phase_processes(api, cfg, key, cfg.payments, prefix, "", hooks)
+            else:
+                phase = await run_phase(api, senders, cfg, cfg.payments, prefix, "", hooks)
+            await read_final_statuses(api, phase)
+        results = summarize(cfg, phase, run_id, event_loop)
+        if hooks is not None:
+            results.webhooks = summarize_webhooks(hooks, phase)
+        return results
 
 
 def positive_int(text: str) -> int:
@@ -1044,6 +1447,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--wait-timeout", type=float, default=120.0, help="seconds to wait for completion")
     parser.add_argument("--json", type=Path, dest="json_path", help="also write the results as JSON")
     parser.add_argument("--warmup", type=int, default=50, help="payments sent first and not measured")
+    parser.add_argument(
+        "--webhooks", action="store_true", help="receive Tender's webhooks locally and measure their delivery"
+    )
+    parser.add_argument(
+        "--webhook-timeout",
+        type=float,
+        default=60.0,
+        help="with --webhooks: seconds to wait for the final events after the last completion (default 60)",
+    )
     return parser.parse_args(argv)
 
 
@@ -1075,6 +1487,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         wait_timeout=args.wait_timeout,
         warmup=max(args.warmup, 0),
         json_path=args.json_path,
+        webhooks=args.webhooks,
+        webhook_timeout=args.webhook_timeout,
     )
     if cfg.processes < args.processes:
         console.print(f"[yellow]note:[/] {cfg.processes} processes (at most one per payment and per client)")
