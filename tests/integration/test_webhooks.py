@@ -550,3 +550,36 @@ async def test_the_pump_refuses_private_addresses_unless_the_operator_allows_the
     assert blocked["status"] == "failed" and "not a public address" in blocked["attempts"][0]["error"]
     [resolved] = await all_deliveries(api, merchant, by_name["id"])
     assert resolved["status"] == "failed" and "no public address" in resolved["attempts"][0]["error"]
+
+
+async def test_a_slow_endpoint_holds_up_nobody_elses_deliveries(api: Any, container: Any) -> None:
+    slow, fast = Receiver(late_seconds=2.0), Receiver()
+    slow.decide = lambda: ("late", 204)  # answers in 2 s: within the timeout, so a success, only slow
+    patient = DeliveryPump(
+        container.db, container.vault, policy(timeout_seconds=5.0, patience_seconds=0.3, per_endpoint=2)
+    )
+    async with serve(slow.app()) as slow_url, serve(fast.app()) as fast_url:
+        sluggish = await create_merchant(container.db, "Sluggish shop")
+        brisk = await create_merchant(container.db, "Brisk shop")
+        await make_endpoint(container, sluggish, slow_url + "/hooks")
+        await make_endpoint(container, brisk, fast_url + "/hooks")
+        await pay_and_process(api, container, sluggish, ["4242424242424242"] * 4)
+        await pay_and_process(api, container, brisk, ["4242424242424242"] * 2)
+        try:
+            started = time.monotonic()
+            await patient.run_batch(100)
+            assert time.monotonic() - started < 1.5  # did not wait for the slow endpoint's 2 s
+            statuses = await query(
+                container,
+                "SELECT merchant_id, status, count(*) AS n FROM webhook_deliveries WHERE merchant_id = ANY(%s)"
+                " GROUP BY 1, 2",
+                [sluggish.merchant.id, brisk.merchant.id],
+            )
+            by = {(r["merchant_id"], r["status"]): r["n"] for r in statuses}
+            assert by.get((brisk.merchant.id, "succeeded")) == 2  # written while the slow ones still run
+            assert by.get((sluggish.merchant.id, "pending")) == 4
+            assert patient.in_flight == 2  # two at most to one endpoint; the other two were put back
+            await deliver_all(patient, container, sluggish.merchant.id)
+            assert len({h["webhook-id"] for h, _ in slow.requests}) == 4 and len(fast.requests) == 2
+        finally:
+            await patient.aclose()

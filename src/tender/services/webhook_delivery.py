@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,13 +36,14 @@ from tender.store import dead_letters, events
 from tender.store import webhooks as store
 from tender.store.db import Database
 from tender.vault import Vault
-from tender.worker.claim import claim_due, held
+from tender.worker.claim import Claim, claim_due, held
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "Tender-Webhooks/1"
 MAX_RESPONSE_BYTES = 64 * 1024  # read (and drop) at most this much of an answer
 MAX_ERROR_LENGTH = 300
+CROWDED_DELAY = timedelta(seconds=1)  # a row put back because its endpoint has enough in flight
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +54,10 @@ class DeliveryPolicy:
     retry_for: timedelta = timedelta(days=3)
     disable_after: timedelta = timedelta(days=5)
     allow_private: bool = False  # TENDER_WEBHOOK_ALLOW_PRIVATE: local development and tests only
-    max_connections: int = 200
+    max_connections: int = 200  # also the most requests in flight at once
+    per_endpoint: int = 50  # the most requests in flight to one endpoint
+    # A batch writes the answers in hand after this long; slower requests are written when they end.
+    patience_seconds: float = 1.0
     lease_seconds: float = 60.0
 
 
@@ -84,6 +89,8 @@ class DeliveryPump:
         self._vault = vault
         self.policy = policy or DeliveryPolicy()
         self._resolver = resolver
+        self._in_flight: Counter[str] = Counter()  # requests in flight per endpoint
+        self._stragglers: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -104,12 +111,28 @@ class DeliveryPump:
         return self._session
 
     async def aclose(self) -> None:
+        """Let deliveries still in flight finish and be written (at most the timeout), then close the pool."""
+        if self._stragglers:
+            await asyncio.gather(*self._stragglers, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
             self._session = None
 
+    @property
+    def in_flight(self) -> int:
+        return sum(self._in_flight.values())
+
     async def run_batch(self, limit: int) -> int:
-        """Claim and send up to `limit` due deliveries; returns how many were claimed."""
+        """Claim and send up to `limit` due deliveries; returns how many were claimed.
+
+        A batch does not wait for its slowest request: after `patience_seconds` the answers in hand are
+        written and the lane goes on claiming, while the slow requests finish in the background (their lease
+        renewed) and are written when they end. So one slow endpoint holds up nobody else's events; and one
+        endpoint never has more than `per_endpoint` requests in flight: its extra rows are put back for a moment.
+        """
+        limit = min(limit, self.policy.max_connections - self.in_flight)  # every request gets a connection
+        if limit <= 0:
+            return 0
         async with self._db.transaction() as conn:
             claim = await claim_due(
                 conn,
@@ -120,20 +143,68 @@ class DeliveryPump:
             )
             if not claim.rows:
                 return 0
-            event_rows = await events.get_many(conn, list({r["event_id"] for r in claim.rows}))
-            endpoints = await store.get_endpoints(conn, list({r["endpoint_id"] for r in claim.rows}))
+            rows, crowded = self._within_endpoint_caps(claim.rows)
+            await store.postpone(conn, claim.token, [r["id"] for r in crowded], CROWDED_DELAY)
+            event_rows = await events.get_many(conn, list({r["event_id"] for r in rows}))
+            endpoints = await store.get_endpoints(conn, list({r["endpoint_id"] for r in rows}))
 
         now = datetime.now(UTC)
         keys = {e["id"]: self._signing_keys(e, now) for e in endpoints.values()}
         bodies = {eid: event_body(row) for eid, row in event_rows.items()}
-        async with held(self._db, "webhook_deliveries", claim, self.policy.lease_seconds):
-            results = await asyncio.gather(
-                *(self._deliver_safely(row, endpoints.get(row["endpoint_id"]), keys, bodies) for row in claim.rows)
-            )
+        tasks = {
+            asyncio.create_task(self._deliver_counted(row, endpoints.get(row["endpoint_id"]), keys, bodies)): row
+            for row in rows
+        }
+        done, pending = await asyncio.wait(tasks, timeout=self.policy.patience_seconds) if tasks else (set(), set())
+        await self._write_back(claim.token, [t.result() for t in done], rows)
+        if pending:
+            late = Claim(claim.token, [tasks[t] for t in pending])
+            straggler = asyncio.create_task(self._finish_late(late, pending), name="webhook-stragglers")
+            self._stragglers.add(straggler)
+            straggler.add_done_callback(self._stragglers.discard)
+        return len(claim.rows)
 
+    def _within_endpoint_caps(self, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        taken: Counter[str] = Counter()
+        keep, crowded = [], []
+        for row in rows:
+            endpoint = row["endpoint_id"]
+            if self._in_flight[endpoint] + taken[endpoint] < self.policy.per_endpoint:
+                taken[endpoint] += 1
+                keep.append(row)
+            else:
+                crowded.append(row)
+        return keep, crowded
+
+    async def _deliver_counted(
+        self,
+        row: Mapping[str, Any],
+        endpoint: Mapping[str, Any] | None,
+        keys: Mapping[str, list[bytes]],
+        bodies: Mapping[str, bytes],
+    ) -> _Result:
+        self._in_flight[row["endpoint_id"]] += 1
+        try:
+            return await self._deliver_safely(row, endpoint, keys, bodies)
+        finally:
+            self._in_flight[row["endpoint_id"]] -= 1
+            if self._in_flight[row["endpoint_id"]] <= 0:
+                del self._in_flight[row["endpoint_id"]]
+
+    async def _finish_late(self, late: Claim, pending: set[asyncio.Task[_Result]]) -> None:
+        try:
+            async with held(self._db, "webhook_deliveries", late, self.policy.lease_seconds):
+                await asyncio.wait(pending)
+            await self._write_back(late.token, [t.result() for t in pending], late.rows)
+        except Exception:  # the lease runs out and the rows are sent again: at least once, never lost
+            log.exception("could not write the results of %d slow webhook deliveries", len(pending))
+
+    async def _write_back(self, token: Any, results: list[_Result], rows: list[dict[str, Any]]) -> None:
+        if not results:
+            return
         now = datetime.now(UTC)
         async with self._db.transaction() as conn:
-            written = await store.write_results(conn, claim.token, [_row(r) for r in results])
+            written = await store.write_results(conn, token, [_row(r) for r in results])
             done = [r for r in results if r.id in written]
             if len(done) < len(results):
                 log.info(
@@ -152,8 +223,7 @@ class DeliveryPump:
             await dead_letters.resolve(conn, "webhook_delivery", [r.id for r in done if r.status == "succeeded"])
             for r in done:
                 if r.gave_up:
-                    await self._open_dead_letter(conn, r, claim.rows)
-        return len(results)
+                    await self._open_dead_letter(conn, r, rows)
 
     def _signing_keys(self, endpoint: Mapping[str, Any], now: datetime) -> list[bytes]:
         """The current secret's key, and the previous one's while its overlap lasts."""

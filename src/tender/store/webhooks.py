@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from tender.domain.ids import WEBHOOK_DELIVERY, new_id
@@ -162,6 +162,16 @@ async def schedule_now(conn: Conn, delivery_id: str) -> bool:
     if found:
         await conn.execute("SELECT pg_notify('tender_work', 'webhook_deliveries')")
     return found
+
+
+async def postpone(conn: Conn, token: Any, ids: Sequence[str], delay: timedelta) -> None:
+    """Put claimed rows back unsent, due after `delay`, the claim not counted as a try."""
+    if ids:
+        await conn.execute(
+            "UPDATE webhook_deliveries SET next_run_at = now() + %s, lease_token = NULL, tries = greatest(tries - 1, 0)"
+            " WHERE id = ANY(%s) AND lease_token = %s",
+            (delay, list(ids), token),
+        )
 
 
 async def write_results(conn: Conn, token: Any, results: Sequence[dict[str, Any]]) -> set[str]:
