@@ -6,12 +6,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from tender import __version__
 from tender.api import errors
 from tender.api.routes import (
     admin,
     admin_money,
+    checkout_sessions,
     events,
     health,
     money,
@@ -23,6 +25,7 @@ from tender.api.routes import (
 )
 from tender.bootstrap import Container
 from tender.services.live import PaymentStatusHub
+from tender.web import pages
 
 
 def create_app(container: Container) -> FastAPI:
@@ -53,6 +56,9 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(payments.router)
     app.include_router(refunds.router)
     app.include_router(payment_events.router)
+    app.include_router(checkout_sessions.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     app.include_router(events.router)
     app.include_router(webhook_endpoints.router)
     app.include_router(webhooks.router)

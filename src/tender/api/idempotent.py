@@ -30,7 +30,7 @@ async def post(
     payload: Any,
     change: Callable[[Conn], Awaitable[dict[str, Any]]],
     *,
-    status_code: int = 200,
+    status_code: int | Callable[[dict[str, Any]], int] = 200,
     headers: Callable[[dict[str, Any]], dict[str, str]] | None = None,
     sealed: bool = False,
 ) -> Response:
@@ -39,7 +39,8 @@ async def post(
 
     async def work(conn: Conn) -> StoredResponse:
         obj = await change(conn)
-        return StoredResponse(status_code, dumps(obj), headers(obj) if headers else {})
+        status = status_code(obj) if callable(status_code) else status_code
+        return StoredResponse(status, dumps(obj), headers(obj) if headers else {})
 
     stored = await idempotency.run(
         container.db,

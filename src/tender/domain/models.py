@@ -39,6 +39,7 @@ class Payment:
     created: datetime
     updated: datetime
     processor_reference: str | None = None
+    checkout_session_id: str | None = None  # made on the hosted checkout page of this session
 
 
 @dataclass(frozen=True, slots=True)

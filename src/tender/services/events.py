@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from tender.domain.webhooks import EVENT_TYPES, subscribes
 from tender.errors import InvalidRequest, NotFound
+from tender.services import checkout
 from tender.services.objects import iso, payment_object
 from tender.services.webhook_endpoints import delivery_object
 from tender.store import events as store
@@ -25,11 +26,13 @@ from tender.store.db import Conn
 
 
 async def record_payment_changes(conn: Conn, payment_ids: list[str]) -> None:
-    """A `payment.<status>` event per payment whose status just changed in this transaction, carrying the
-    payment as it is now. The caller holds the payments' row locks (its UPDATE took them)."""
+    """What a status change implies beyond the payment's row, in its transaction: a `payment.<status>` event
+    per payment, carrying the payment as it is now, and the completion of a checkout session it paid. The
+    caller holds the payments' row locks (its UPDATE took them)."""
     if payment_ids:
         changed = sorted(await payment_store.get_payments_by_ids(conn, payment_ids), key=lambda p: p.id)
         await store.record(conn, [(p.merchant_id, f"payment.{p.status}", p.id, payment_object(p)) for p in changed])
+        await checkout.on_payment_changes(conn, changed)
 
 
 def event_object(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -85,7 +85,13 @@ def _parse_card_method(raw: str | dict[str, Any]) -> CardMethodIn:
 
 
 async def create_payment(
-    conn: Conn, vault: Vault, merchant_id: str, request: PaymentCreate, *, now: datetime | None = None
+    conn: Conn,
+    vault: Vault,
+    merchant_id: str,
+    request: PaymentCreate,
+    *,
+    now: datetime | None = None,
+    checkout_session_id: str | None = None,
 ) -> Payment:
     """Validate, vault the card and insert the payment, due at once. Runs in the caller's transaction."""
     now = now or datetime.now(UTC)
@@ -154,6 +160,7 @@ async def create_payment(
         processor=DEFAULT_PROCESSOR,
         created=now,
         updated=now,
+        checkout_session_id=checkout_session_id,
     )
     if not await store.insert_payment(conn, payment, next_run_at=now):
         existing = await store.find_by_reference(conn, merchant_id, reference or "")

@@ -15,6 +15,7 @@ from tender.bootstrap import Container
 from tender.config import Settings
 from tender.services import maintenance
 from tender.services.authorization import Authorizer, RetryPolicy
+from tender.services.checkout import ExpiryPump
 from tender.services.refunds import RefundPump
 from tender.services.settlement import SettlementPump
 from tender.services.webhook_delivery import DeliveryPolicy, DeliveryPump
@@ -67,6 +68,9 @@ class Worker:
         # Settlement is not latency-sensitive: one lane, a round of groups per poll when idle.
         settler = SettlementPump(container.db, tz=s.business_tz)
         self.pumps.append(Pump("settlement", settler.run_batch, s.settle_batch_groups, lanes=1))
+        # Checkout sessions past expires_at: not latency-sensitive, one lane, polls.
+        expirer = ExpiryPump(container.db, lease_seconds=s.worker_lease_seconds)
+        self.pumps.append(Pump("checkout_expiry", expirer.run_batch, s.worker_batch_size, lanes=1))
         self.webhooks = DeliveryPump(container.db, container.vault, webhook_policy(s))
         self.pumps.append(
             Pump("webhooks", self.webhooks.run_batch, s.webhook_batch_size, wakes_on="webhook_deliveries")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 
 import anyio
 import psycopg
@@ -80,9 +80,14 @@ async def _read(db: Database, merchant_id: str, payment_id: str) -> Payment:
         return await payments.get_payment(conn, merchant_id, payment_id)
 
 
-async def _events(
-    db: Database, hub: PaymentStatusHub, merchant_id: str, payment_id: str
+async def status_stream(
+    db: Database,
+    hub: PaymentStatusHub,
+    merchant_id: str,
+    payment_id: str,
+    render: Callable[[Payment, int], bytes] = _event,
 ) -> AsyncGenerator[bytes, None]:
+    """SSE bytes: `render(payment, n)` now and at every status change, until a final status."""
     loop = asyncio.get_running_loop()
     n = 0
     last_status: str | None = None
@@ -94,7 +99,7 @@ async def _events(
                 if payment.status != last_status:
                     n += 1
                     last_status = payment.status
-                    yield _event(payment, n)
+                    yield render(payment, n)
                     last_write = loop.time()
                     if PaymentStatus(payment.status) in FINAL_STATUSES:
                         return
@@ -138,4 +143,4 @@ async def payment_events(payment_id: str, merchant: Merchant, container: Contain
     # Unknown ids and other merchants' payments are a JSON 404 here, before the stream begins.
     await _read(container.db, merchant.merchant_id, payment_id)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return EventStream(_events(container.db, hub, merchant.merchant_id, payment_id), headers=headers)
+    return EventStream(status_stream(container.db, hub, merchant.merchant_id, payment_id), headers=headers)

@@ -1,0 +1,99 @@
+"""/v1/checkout/sessions: the merchant's side of hosted checkout (the shopper's pages are in tender.web)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+
+from tender.api import idempotent
+from tender.api.deps import ContainerDep, Merchant, json_body
+from tender.services import checkout
+from tender.services.objects import dumps, list_object
+from tender.services.validation import parse
+from tender.store.db import Conn
+
+router = APIRouter(tags=["checkout"])
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such checkout session."}}
+
+
+@router.post(
+    "/v1/checkout/sessions",
+    status_code=201,
+    summary="Create a checkout session (or get the open one of this reference)",
+    responses={
+        200: {"description": "A session of this `reference` is already open (or paid): that session."},
+        400: {"description": "Invalid request; `error.param` names the field."},
+        409: {"description": "The reference is held by a session with another amount or currency."},
+    },
+    openapi_extra={
+        "requestBody": {"content": {"application/json": {"schema": checkout.SessionCreate.model_json_schema()}}}
+    },
+)
+async def create_session(
+    request: Request, merchant: Merchant, container: ContainerDep, idempotency_key: IdempotencyKey = None
+) -> Response:
+    """Send the shopper to `url`. After paying they come back to `success_url?session_id=...&status=succeeded`;
+    on Cancel, to `cancel_url`. The session expires after `expires_at` (24 h by default)."""
+    payload = await json_body(request)
+    body = parse(checkout.SessionCreate, payload)
+    created: list[bool] = []
+
+    async def change(conn: Conn) -> dict[str, Any]:
+        session, is_new = await checkout.create(conn, merchant.merchant_id, body, base_url=container.settings.base_url)
+        created.append(is_new)
+        return session
+
+    return await idempotent.post(
+        container, merchant.merchant_id, idempotency_key, "/v1/checkout/sessions", payload, change,
+        status_code=lambda _: 201 if created[-1] else 200,
+    )  # fmt: skip
+
+
+@router.get("/v1/checkout/sessions", summary="List checkout sessions, newest first")
+async def list_sessions(
+    merchant: Merchant,
+    container: ContainerDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    starting_after: str | None = None,
+    status: Annotated[str | None, Query(description="open, complete or expired")] = None,
+) -> Response:
+    async with container.db.connection() as conn:
+        rows, has_more = await checkout.list_(
+            conn, merchant.merchant_id, limit=limit, starting_after=starting_after, status=status
+        )
+    return Response(
+        dumps(list_object(rows, has_more=has_more, url="/v1/checkout/sessions")), media_type="application/json"
+    )
+
+
+@router.get("/v1/checkout/sessions/{session_id}", summary="Retrieve a checkout session", responses=_NOT_FOUND)
+async def get_session(session_id: str, merchant: Merchant, container: ContainerDep) -> Response:
+    async with container.db.connection() as conn:
+        row = await checkout.get_row(conn, session_id, merchant.merchant_id)
+    return Response(dumps(checkout.session_object(row)), media_type="application/json")
+
+
+@router.post(
+    "/v1/checkout/sessions/{session_id}/expire",
+    summary="Expire an open checkout session now",
+    responses={**_NOT_FOUND, 400: {"description": "Not open, or a payment of it is in progress."}},
+)
+async def expire_session(
+    session_id: str,
+    request: Request,
+    merchant: Merchant,
+    container: ContainerDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    payload = await json_body(request)
+    if payload:
+        parse(checkout.Expire, payload)
+
+    async def change(conn: Conn) -> dict[str, Any]:
+        return await checkout.expire(conn, merchant.merchant_id, session_id)
+
+    path = f"/v1/checkout/sessions/{session_id}/expire"
+    return await idempotent.post(container, merchant.merchant_id, idempotency_key, path, payload, change)

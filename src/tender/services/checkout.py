@@ -1,0 +1,259 @@
+"""Hosted checkout sessions: an order registered once, paid on Tender's own page, expired when abandoned.
+
+A session is created by the merchant's backend (`POST /v1/checkout/sessions`); the shopper pays on its
+`url`. The same `reference` while a session is open (or already paid) answers that session, so an order is
+registered exactly once. Paying locks the session row: a second "Pay" while a payment is in progress (a
+double click) makes no new payment; after a decline the shopper may try another card, as a new payment of
+the same session. The session completes in the transaction that marks its payment `succeeded` (worker or
+processor notification, see `on_payment_changes`), and expires after `expires_at` by the expiry pump,
+unless a payment is still in progress then.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tender.domain import money
+from tender.domain.ids import CHECKOUT_SESSION, new_id
+from tender.domain.models import Payment
+from tender.domain.payments import PaymentStatus, validate_reference
+from tender.errors import Conflict, InvalidRequest, NotFound
+from tender.services import payments
+from tender.services.objects import iso
+from tender.store import checkout as store
+from tender.store import events
+from tender.store import payments as payment_store
+from tender.store.db import Conn, Database
+from tender.vault import Vault
+from tender.worker.claim import claim_due
+
+DEFAULT_LIFETIME = timedelta(hours=24)
+METHOD_TYPES = ("card",)  # the alternative methods (upi, wallet, netbanking, bnpl) come with the simulator's support
+IN_PROGRESS = frozenset({PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION})
+# A session whose payment is still in progress when it should expire is looked at again this much later.
+EXPIRY_RECHECK_SECONDS = 60.0
+
+
+class SessionCreate(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    amount: int = Field(description="In the currency's minor unit.")
+    currency: str
+    reference: str = Field(description="Your order id: one open (or paid) session per reference.")
+    success_url: str = Field(
+        max_length=2048, description="Where the shopper goes after paying; gets ?session_id=&status=."
+    )
+    cancel_url: str = Field(max_length=2048, description="Where the shopper goes on Cancel.")
+    payment_method_types: list[str] = Field(default_factory=lambda: ["card"])
+    description: str | None = Field(default=None, max_length=500, description="Shown to the shopper.")
+    expires_in: int | None = Field(default=None, description="Seconds until it expires: 60 to 86400 (default).")
+
+
+class Expire(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")  # no parameters
+
+
+def session_object(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "object": "checkout_session",
+        "url": row["url"],
+        "status": row["status"],
+        "amount": row["amount"],
+        "currency": row["currency"].strip(),
+        "reference": row["reference"],
+        "description": row["description"],
+        "payment_method_types": list(row["payment_method_types"]),
+        "success_url": row["success_url"],
+        "cancel_url": row["cancel_url"],
+        "payment": row["payment_id"],
+        "expires_at": iso(row["expires_at"]),
+        "created": iso(row["created"]),
+        "updated": iso(row["updated"]),
+    }
+
+
+def _url(value: str, param: str) -> str:
+    if not value.startswith(("https://", "http://")) or len(value) < 10 or any(c.isspace() for c in value):
+        raise InvalidRequest(f"{param}: must be an absolute http(s) URL", param=param)
+    return value
+
+
+async def create(
+    conn: Conn, merchant_id: str, request: SessionCreate, *, base_url: str, now: datetime | None = None
+) -> tuple[dict[str, Any], bool]:
+    """(session, created). An open or paid session of the same reference is answered instead of a new one."""
+    now = now or datetime.now(UTC)
+    currency = money.normalize_currency(request.currency)
+    amount = money.validate_amount(request.amount, currency)
+    reference = validate_reference(request.reference)
+    if not reference:
+        raise InvalidRequest("reference: must not be empty", param="reference")
+    for i, kind in enumerate(request.payment_method_types):
+        if kind not in METHOD_TYPES:
+            raise InvalidRequest(
+                f"payment_method_types[{i}]: {kind[:20]!r} is not available; use one of {', '.join(METHOD_TYPES)}",
+                param=f"payment_method_types[{i}]",
+            )
+    if not request.payment_method_types:
+        raise InvalidRequest("payment_method_types: list at least one", param="payment_method_types")
+    lifetime = DEFAULT_LIFETIME
+    if request.expires_in is not None:
+        if not 60 <= request.expires_in <= 86400:
+            raise InvalidRequest("expires_in: must be 60 to 86400 seconds", param="expires_in")
+        lifetime = timedelta(seconds=request.expires_in)
+    if request.description is not None and not request.description.isprintable():
+        raise InvalidRequest("description: must be printable text", param="description")
+    session_id = new_id(CHECKOUT_SESSION)
+    row = await store.insert(
+        conn,
+        {
+            "id": session_id,
+            "merchant_id": merchant_id,
+            "amount": amount,
+            "currency": currency,
+            "reference": reference,
+            "description": request.description,
+            "success_url": _url(request.success_url, "success_url"),
+            "cancel_url": _url(request.cancel_url, "cancel_url"),
+            "url": f"{base_url.rstrip('/')}/checkout/{session_id}",
+            "payment_method_types": list(dict.fromkeys(request.payment_method_types)),
+            "expires_at": now + lifetime,
+        },
+    )
+    if row is not None:
+        return session_object(row), True
+    existing = await store.by_reference(conn, merchant_id, reference)
+    if existing is None:  # it expired between the two statements: the caller may simply try again
+        raise Conflict("A session for this reference just changed; try again.", code="checkout_session_busy")
+    if (existing["amount"], existing["currency"].strip()) != (amount, currency):
+        raise Conflict(
+            f"Checkout session {existing['id']} already holds reference {reference!r} with another amount",
+            param="reference",
+            code="duplicate_reference",
+            checkout_session=existing["id"],
+        )
+    return session_object(existing), False
+
+
+async def get_row(conn: Conn, session_id: str, merchant_id: str | None = None, *, lock: bool = False) -> dict[str, Any]:
+    row = await store.get(conn, session_id, merchant_id, lock=lock)
+    if row is None:
+        raise NotFound(f"No such checkout session: {session_id[:64]!r}", param="id")
+    return row
+
+
+async def list_(
+    conn: Conn, merchant_id: str, *, limit: int, starting_after: str | None, status: str | None
+) -> tuple[list[dict[str, Any]], bool]:
+    if status is not None and status not in ("open", "complete", "expired"):
+        raise InvalidRequest("status: must be open, complete or expired", param="status")
+    rows = await store.list_(conn, merchant_id, limit=limit + 1, starting_after=starting_after, status=status)
+    return [session_object(r) for r in rows[:limit]], len(rows) > limit
+
+
+async def _current_payment(conn: Conn, row: dict[str, Any]) -> Payment | None:
+    if row["payment_id"] is None:
+        return None
+    found = await payment_store.get_payments_by_ids(conn, [row["payment_id"]])
+    return found[0] if found else None
+
+
+async def _expire(conn: Conn, ids: list[str]) -> list[dict[str, Any]]:
+    expired = await store.finish(conn, ids, "expired")
+    await events.record(
+        conn, [(r["merchant_id"], "checkout.session.expired", r["id"], session_object(r)) for r in expired]
+    )
+    return expired
+
+
+async def expire(conn: Conn, merchant_id: str, session_id: str) -> dict[str, Any]:
+    """The merchant closes an open session (the order was cancelled): the page then refuses to take payment."""
+    row = await get_row(conn, session_id, merchant_id, lock=True)
+    if row["status"] != "open":
+        raise InvalidRequest(
+            f"Only an open session can be expired; this one is {row['status']}.", code="session_not_open"
+        )
+    current = await _current_payment(conn, row)
+    if current is not None and PaymentStatus(current.status) in IN_PROGRESS:
+        raise InvalidRequest(
+            "A payment of this session is in progress; try again when it ends.", code="payment_in_progress"
+        )
+    [expired] = await _expire(conn, [session_id])
+    return session_object(expired)
+
+
+class SessionClosed(Exception):
+    """The session takes no more payments: `status` says why (complete or expired)."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+async def pay_by_card(
+    conn: Conn, vault: Vault, session_id: str, card: dict[str, Any], *, now: datetime | None = None
+) -> Payment:
+    """Start the session's payment with this card, unless one is already in progress or done (a double
+    click): then that one. Raises SessionClosed, NotFound, or InvalidRequest naming the card field."""
+    now = now or datetime.now(UTC)
+    row = await get_row(conn, session_id, lock=True)
+    if row["status"] != "open":
+        raise SessionClosed(row["status"])
+    current = await _current_payment(conn, row)
+    if current is not None and current.status != PaymentStatus.FAILED:
+        return current
+    if now >= row["expires_at"]:
+        await _expire(conn, [session_id])
+        raise SessionClosed("expired")
+    request = payments.PaymentCreate(
+        amount=row["amount"],
+        currency=row["currency"].strip(),
+        payment_method={"type": "card", "card": card},
+        description=row["description"],
+        return_url=row["url"],  # back to the page after 3-D Secure
+    )
+    payment = await payments.create_payment(
+        conn, vault, row["merchant_id"], request, now=now, checkout_session_id=session_id
+    )
+    await store.set_payment(conn, session_id, payment.id)
+    return payment
+
+
+async def on_payment_changes(conn: Conn, changed: list[Payment]) -> None:
+    """A session whose payment just succeeded is complete, in the same transaction."""
+    paid = [p.checkout_session_id for p in changed if p.checkout_session_id and p.status == PaymentStatus.SUCCEEDED]
+    if paid:
+        done = await store.finish(conn, [s for s in paid if s], "complete")
+        await events.record(
+            conn, [(r["merchant_id"], "checkout.session.completed", r["id"], session_object(r)) for r in done]
+        )
+
+
+class ExpiryPump:
+    """Expires open sessions past `expires_at`; one waiting on a payment in progress is looked at later."""
+
+    def __init__(self, db: Database, *, lease_seconds: float = 60.0) -> None:
+        self._db = db
+        self._lease = lease_seconds
+
+    async def run_batch(self, limit: int) -> int:
+        async with self._db.transaction() as conn:
+            claim = await claim_due(
+                conn, "checkout_sessions", columns=["status", "payment_id"], limit=limit, lease_seconds=self._lease
+            )
+            if not claim.rows:
+                return 0
+            busy = [r["payment_id"] for r in claim.rows if r["payment_id"]]
+            in_progress = {
+                p.id
+                for p in await payment_store.get_payments_by_ids(conn, busy)
+                if PaymentStatus(p.status) in IN_PROGRESS
+            }
+            waiting = [r["id"] for r in claim.rows if r["payment_id"] in in_progress]
+            await store.reschedule(conn, claim.token, waiting, EXPIRY_RECHECK_SECONDS)
+            await _expire(conn, [r["id"] for r in claim.rows if r["id"] not in waiting])
+        return len(claim.rows)

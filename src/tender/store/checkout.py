@@ -1,0 +1,89 @@
+"""SQL for checkout sessions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from tender.store.db import Conn
+
+COLUMNS = (
+    "id, merchant_id, amount, currency, reference, description, success_url, cancel_url, url, payment_method_types,"
+    " status, payment_id, expires_at, created, updated"
+)
+
+
+async def insert(conn: Conn, row: dict[str, Any]) -> dict[str, Any] | None:
+    """Insert an open session, due to expire at `expires_at`; None if the merchant already has an open or
+    complete session for this reference."""
+    cur = await conn.execute(
+        "INSERT INTO checkout_sessions (id, merchant_id, amount, currency, reference, description, success_url,"
+        " cancel_url, url, payment_method_types, expires_at, next_run_at) VALUES (%(id)s, %(merchant_id)s,"
+        " %(amount)s, %(currency)s, %(reference)s, %(description)s, %(success_url)s, %(cancel_url)s, %(url)s,"
+        " %(payment_method_types)s, %(expires_at)s, %(expires_at)s)"
+        f" ON CONFLICT (merchant_id, reference) WHERE status <> 'expired' DO NOTHING RETURNING {COLUMNS}",
+        row,
+    )
+    return await cur.fetchone()
+
+
+async def by_reference(conn: Conn, merchant_id: str, reference: str) -> dict[str, Any] | None:
+    cur = await conn.execute(
+        f"SELECT {COLUMNS} FROM checkout_sessions WHERE merchant_id = %s AND reference = %s AND status <> 'expired'",
+        (merchant_id, reference),
+    )
+    return await cur.fetchone()
+
+
+async def get(
+    conn: Conn, session_id: str, merchant_id: str | None = None, *, lock: bool = False
+) -> dict[str, Any] | None:
+    where = "id = %s" + (" AND merchant_id = %s" if merchant_id else "")
+    params = (session_id, merchant_id) if merchant_id else (session_id,)
+    cur = await conn.execute(
+        f"SELECT {COLUMNS} FROM checkout_sessions WHERE {where}" + (" FOR UPDATE" if lock else ""), params
+    )
+    return await cur.fetchone()
+
+
+async def list_(
+    conn: Conn, merchant_id: str, *, limit: int, starting_after: str | None, status: str | None
+) -> list[dict[str, Any]]:
+    where: list[str] = ["merchant_id = %s"]
+    params: list[Any] = [merchant_id]
+    if starting_after is not None:
+        where.append("id < %s")
+        params.append(starting_after)
+    if status is not None:
+        where.append("status = %s")
+        params.append(status)
+    cur = await conn.execute(
+        f"SELECT {COLUMNS} FROM checkout_sessions WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT %s",
+        (*params, limit),
+    )
+    return await cur.fetchall()
+
+
+async def set_payment(conn: Conn, session_id: str, payment_id: str) -> None:
+    await conn.execute(
+        "UPDATE checkout_sessions SET payment_id = %s, updated = now() WHERE id = %s", (payment_id, session_id)
+    )
+
+
+async def finish(conn: Conn, ids: Sequence[str], status: str) -> list[dict[str, Any]]:
+    """Open sessions among `ids` become `status` (complete or expired) and leave the expiry pump."""
+    cur = await conn.execute(
+        "UPDATE checkout_sessions SET status = %s, next_run_at = NULL, lease_token = NULL, updated = now()"
+        f" WHERE id = ANY(%s) AND status = 'open' RETURNING {COLUMNS}",
+        (status, sorted(ids)),
+    )
+    return await cur.fetchall()
+
+
+async def reschedule(conn: Conn, token: Any, ids: Sequence[str], seconds: float) -> None:
+    if ids:
+        await conn.execute(
+            "UPDATE checkout_sessions SET next_run_at = now() + make_interval(secs => %s), lease_token = NULL"
+            " WHERE id = ANY(%s) AND lease_token = %s",
+            (seconds, list(ids), token),
+        )

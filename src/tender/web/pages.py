@@ -1,0 +1,258 @@
+"""The hosted checkout page: /checkout/{session id}.
+
+One URL shows whatever the session needs now: the card form (again with the reason after a decline), the
+"payment processing" view, the way to 3-D Secure, or the way back to the shop. The card form works
+without JavaScript (a plain POST, checked on the server); the processing view updates from an SSE stream
+and falls back to polling, or, without JavaScript, refreshes itself. The session id in the URL is what
+authorizes the page: it is unguessable, and the card number goes only to Tender.
+
+Every page forbids framing, caching and any script, style or connection that is not Tender's own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+import orjson
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from tender.api.deps import ContainerDep, HubDep
+from tender.api.routes.payment_events import EventStream, status_stream
+from tender.domain.errors import ValidationFailed
+from tender.domain.models import Payment
+from tender.domain.money import format_amount
+from tender.errors import InvalidRequest, NotFound
+from tender.services import checkout
+from tender.services.checkout import SessionClosed
+from tender.store import merchants as merchant_store
+from tender.store import payments as payment_store
+from tender.store.db import Conn
+
+router = APIRouter(include_in_schema=False)
+STATIC_DIR = Path(__file__).parent / "static"
+_templates = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape(), auto_reload=False
+)
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self';"
+        " form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+CARD_FIELDS = ("number", "expiry", "cvc", "holder_name")
+MAX_FORM_BYTES = 4096
+
+
+def _page(template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    html = _templates.get_template(template).render(**context)
+    return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
+
+
+def with_query(url: str, **params: str) -> str:
+    parts = urlsplit(url)
+    query = "&".join(q for q in (parts.query, urlencode(params)) if q)
+    return urlunsplit(parts._replace(query=query))
+
+
+async def _context(conn: Conn, row: dict[str, Any]) -> dict[str, Any]:
+    merchant = await merchant_store.get_merchant(conn, row["merchant_id"])
+    return {
+        "session_id": row["id"],
+        "merchant_name": merchant.name if merchant else "the shop",
+        "description": row["description"],
+        "amount": format_amount(row["amount"], row["currency"].strip()),
+        "values": {"expiry": "", "holder_name": ""},
+    }
+
+
+async def _payment(conn: Conn, row: dict[str, Any]) -> Payment | None:
+    if row["payment_id"] is None:
+        return None
+    found = await payment_store.get_payments_by_ids(conn, [row["payment_id"]])
+    return found[0] if found else None
+
+
+def _back_to_shop(ctx: dict[str, Any], row: dict[str, Any]) -> HTMLResponse:
+    target = with_query(row["success_url"], session_id=row["id"], status="succeeded")
+    return _page(
+        "redirect.html",
+        kind="succeeded",
+        delay=1,
+        target=target,
+        heading="Payment successful",
+        message=f"Thank you. Taking you back to {ctx['merchant_name']}…",
+        link_text=f"Return to {ctx['merchant_name']}",
+        **ctx,
+    )
+
+
+@router.get("/checkout/{session_id}")
+async def checkout_page(session_id: str, container: ContainerDep) -> Response:
+    async with container.db.connection() as conn:
+        row = await _session_or_none(conn, session_id)
+        if row is None:
+            return _not_found()
+        ctx = await _context(conn, row)
+        payment = await _payment(conn, row)
+    return _render(ctx, row, payment)
+
+
+def _render(ctx: dict[str, Any], row: dict[str, Any], payment: Payment | None, **form: Any) -> HTMLResponse:
+    if row["status"] == "complete" or (payment is not None and payment.status == "succeeded"):
+        return _back_to_shop(ctx, row)
+    if row["status"] == "expired":
+        return _page(
+            "closed.html",
+            status_code=410,
+            kind="expired",
+            heading="This checkout has expired",
+            message="Nothing was charged. Return to the shop to start again.",
+            target=row["cancel_url"],
+            **ctx,
+        )
+    if payment is not None and payment.status == "processing":
+        return _page("processing.html", **ctx)
+    if payment is not None and payment.status == "requires_action" and payment.next_action:
+        return _page(
+            "redirect.html",
+            kind="authenticate",
+            delay=0,
+            target=payment.next_action["url"],
+            heading="Confirm the payment with your bank",
+            message="Taking you to your bank's page…",
+            link_text="Continue to your bank",
+            **ctx,
+        )
+    error = form.pop("error", None)
+    if error is None and payment is not None and payment.status == "failed":
+        error = f"{payment.failure_message or 'The payment failed.'} Please try another card."
+    return _page("form.html", status_code=form.pop("status_code", 200), error=error, **{**ctx, **form})
+
+
+@router.post("/checkout/{session_id}/pay")
+async def pay(session_id: str, request: Request, container: ContainerDep) -> Response:
+    """The card form's POST. Errors re-render the form (400) naming the field; the card number and CVC
+    are never sent back, not even into the form."""
+    raw = await request.body()
+    fields = {k: v[0] for k, v in parse_qs(raw[:MAX_FORM_BYTES].decode(errors="replace")).items() if k in CARD_FIELDS}
+    values = {"expiry": fields.get("expiry", "")[:7], "holder_name": fields.get("holder_name", "")[:100]}
+    ctx: dict[str, Any] = {}
+    try:
+        async with container.db.transaction() as conn:
+            row = await _session_or_none(conn, session_id)
+            if row is None:
+                return _not_found()
+            ctx = await _context(conn, row)
+            try:
+                await checkout.pay_by_card(conn, container.vault, session_id, _card(fields))
+            except SessionClosed:  # paid or expired meanwhile: show what it is now
+                row = await checkout.get_row(conn, session_id)
+                return _render(ctx, row, await _payment(conn, row))
+    except (InvalidRequest, ValidationFailed) as exc:  # raised inside the transaction: nothing was written
+        text = exc.message if isinstance(exc, InvalidRequest) else str(exc)
+        message = _for_shopper(text, exc.param)
+        return _page(
+            "form.html",
+            status_code=400,
+            error=message,
+            field=_form_field(exc.param),
+            **{**ctx, "values": values},
+        )
+    return RedirectResponse(f"/checkout/{session_id}", status_code=303, headers=SECURITY_HEADERS)
+
+
+_HUMAN_NAMES = {
+    "payment_method.card.number": "The card number",
+    "payment_method.card.exp_month": "The expiry month",
+    "payment_method.card.exp_year": "The expiry year",
+    "payment_method.card.expiry": "The expiry date",
+    "payment_method.card.cvc": "The security code (CVC)",
+    "payment_method.card.holder_name": "The name on the card",
+}
+
+
+def _for_shopper(message: str, param: str | None) -> str:
+    """An API message for the form: the field's name instead of the API's parameter path."""
+    if param in _HUMAN_NAMES:
+        message = message.replace(param, _HUMAN_NAMES[param])
+    return message[:1].upper() + message[1:]
+
+
+def _card(fields: dict[str, str]) -> dict[str, Any]:
+    expiry = fields.get("expiry", "").replace(" ", "")
+    month, _, year = expiry.partition("/")
+    if not (month.isdigit() and year.isdigit() and len(year) in (2, 4)):
+        raise InvalidRequest("expiry: enter the expiry date as MM/YY", param="payment_method.card.expiry")
+    return {
+        "number": "".join(fields.get("number", "").split())[:30],
+        "exp_month": int(month),
+        "exp_year": int(year) + (2000 if len(year) == 2 else 0),
+        "cvc": fields.get("cvc", "").strip()[:8],
+        "holder_name": fields.get("holder_name", "").strip()[:100] or None,
+    }
+
+
+def _form_field(param: str | None) -> str | None:
+    """The form's input for an API parameter such as `payment_method.card.exp_year`."""
+    name = (param or "").removeprefix("payment_method.card.")
+    name = "expiry" if name in ("exp_month", "exp_year") else name
+    return name if name in CARD_FIELDS else None
+
+
+async def _session_or_none(conn: Conn, session_id: str) -> dict[str, Any] | None:
+    try:
+        return await checkout.get_row(conn, session_id)
+    except NotFound:
+        return None
+
+
+def _not_found() -> HTMLResponse:
+    return HTMLResponse(
+        "<!doctype html><title>Not found</title><p>No such checkout.</p>", status_code=404, headers=SECURITY_HEADERS
+    )
+
+
+@router.get("/checkout/{session_id}/cancel")
+async def cancel(session_id: str, container: ContainerDep) -> Response:
+    """Back to the shop's cancel_url; the session stays open (the shopper may come back) until it expires."""
+    async with container.db.connection() as conn:
+        row = await _session_or_none(conn, session_id)
+    if row is None:
+        return _not_found()
+    return RedirectResponse(row["cancel_url"], status_code=303, headers=SECURITY_HEADERS)
+
+
+@router.get("/checkout/{session_id}/status")
+async def status(session_id: str, container: ContainerDep) -> Response:
+    """For the processing view's polling: the session's and its payment's status, nothing more."""
+    async with container.db.connection() as conn:
+        row = await _session_or_none(conn, session_id)
+        payment = await _payment(conn, row) if row else None
+    if row is None:
+        return Response(b'{"error": "not found"}', status_code=404, media_type="application/json")
+    body = {"status": row["status"], "payment_status": payment.status if payment else None}
+    return Response(orjson.dumps(body), media_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+def _status_event(payment: Payment, n: int) -> bytes:
+    return b"id: %d\nevent: status\ndata: %s\n\n" % (n, orjson.dumps({"status": payment.status}))
+
+
+@router.get("/checkout/{session_id}/events")
+async def events(session_id: str, container: ContainerDep, hub: HubDep) -> Response:
+    """The processing view's live status: `status` events carrying only the payment's status."""
+    async with container.db.connection() as conn:
+        row = await _session_or_none(conn, session_id)
+    if row is None or row["payment_id"] is None:
+        return Response(b'{"error": "not found"}', status_code=404, media_type="application/json")
+    stream = status_stream(container.db, hub, row["merchant_id"], row["payment_id"], render=_status_event)
+    return EventStream(stream, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
