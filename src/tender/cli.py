@@ -24,6 +24,8 @@ dlq_app = typer.Typer(help="Dead letters: work that exhausted its automatic retr
 app.add_typer(dlq_app, name="dlq")
 ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
+demo_app = typer.Typer(help="Try Tender as a merchant would, against a running `tender up`.", no_args_is_help=True)
+app.add_typer(demo_app, name="demo")
 app.command("simulator", help="Run the card-acquirer simulator service.")(simulator_command)
 
 log = logging.getLogger("tender")
@@ -359,6 +361,55 @@ def ledger_verify(
         return
     console.print("[bold red]ledger NOT balanced[/]")
     raise typer.Exit(1)
+
+
+@demo_app.command("checkout")
+def demo_checkout(
+    amount: Annotated[int, typer.Option(help="Minor units")] = 2500,
+    currency: Annotated[str, typer.Option()] = "BRL",
+    description: Annotated[str, typer.Option()] = "Demo order",
+    api_url: Annotated[
+        str | None, typer.Option(help="Default: TENDER_PUBLIC_URL or http://TENDER_HOST:TENDER_PORT")
+    ] = None,
+    key: Annotated[
+        str | None, typer.Option(help="A secret key; default: the demo merchant's, saved by `tender up`")
+    ] = None,
+) -> None:
+    """Open a checkout session over the API, as a merchant's backend would, and print its page's URL."""
+    import time
+
+    import httpx
+
+    settings = Settings()
+    base = (api_url or settings.base_url).rstrip("/")
+    if key is None:
+        saved = settings.data_dir.expanduser() / "demo-merchant.json"
+        if not saved.exists():
+            typer.echo(f"No demo merchant in {saved}: run `make run` (or `tender up`) first, or pass --key.", err=True)
+            raise typer.Exit(2)
+        key = json.loads(saved.read_text())["secret_key"]
+    body = {
+        "amount": amount,
+        "currency": currency,
+        "reference": f"demo-{time.time_ns()}",
+        "description": description,
+        "success_url": f"{base}/demo/shop",
+        "cancel_url": f"{base}/demo/shop?canceled=1",
+    }
+    try:
+        r = httpx.post(f"{base}/v1/checkout/sessions", json=body, headers={"Authorization": f"Bearer {key}"})
+    except httpx.HTTPError as exc:
+        typer.echo(f"Cannot reach Tender at {base}: {exc}. Is `make run` running?", err=True)
+        raise typer.Exit(2) from None
+    if r.status_code not in (200, 201):
+        typer.echo(f"Tender answered {r.status_code}: {r.text}", err=True)
+        raise typer.Exit(1)
+    session = r.json()
+    typer.echo(f"Checkout session {session['id']} for {amount} {currency} (minor units); open in a browser:")
+    typer.echo(f"  {session['url']}")
+    typer.echo(
+        "Test cards: 4242424242424242 succeeds, 4000000000009995 is declined, 4000002760003184 asks for 3-D Secure."
+    )
 
 
 @app.command()

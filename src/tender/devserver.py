@@ -198,6 +198,7 @@ Demo merchant {demo["name"]} ({demo["id"]})
 Try it:
   curl -i -X POST {api_url}/v1/payments -H "Authorization: Bearer {demo["secret_key"]}" \\
        -H "Idempotency-Key: $(date +%s%N)" -d '{body}'
+  tender demo checkout     # a hosted checkout page to pay in your browser
 """,
         flush=True,
     )

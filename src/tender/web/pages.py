@@ -256,3 +256,16 @@ async def events(session_id: str, container: ContainerDep, hub: HubDep) -> Respo
         return Response(b'{"error": "not found"}', status_code=404, media_type="application/json")
     stream = status_stream(container.db, hub, row["merchant_id"], row["payment_id"], render=_status_event)
     return EventStream(stream, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.get("/demo/shop")
+async def demo_shop(request: Request) -> Response:
+    """Where `tender demo checkout` sends the shopper back: a stand-in for the merchant's own site."""
+    params = request.query_params
+    if params.get("canceled"):
+        heading, message = "Checkout canceled", "You left the checkout; nothing was charged."
+    else:
+        heading = "Back at the demo shop"
+        message = f"Checkout session {params.get('session_id', '?')[:64]}: {params.get('status', '?')[:20]}."
+    return _page("closed.html", kind="demo-shop", heading=heading, message=message, target=None,
+                 merchant_name="Demo shop", description=None, amount="")  # fmt: skip
