@@ -2,8 +2,10 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# The browser tests' Chromium, from Debian's package (tests/browser/conftest.py launches it from here).
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test test-integration lint format bench clean
+.PHONY: run test test-integration browser lint format bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -15,12 +17,26 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	TENDER_WEBHOOK_ALLOW_PRIVATE=true $(BIN)/tender up
 
-## test: unit, integration (real PostgreSQL) and end-to-end (real processes) tests
-test: $(STAMP)
+## browser: Debian's Chromium, which the browser tests drive through Playwright (never Playwright's own
+## download, which a closed network refuses). Fails loudly when it cannot be installed: CI must run those tests.
+browser: $(CHROMIUM)
+
+$(CHROMIUM):
+	@set -e; \
+	if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+	echo "== installing Debian's chromium (for the browser tests)"; \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium \
+	  || { echo "== apt-get update (no package lists yet?), then again"; \
+	       $$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive \
+	       apt-get install -y --no-install-recommends chromium; }; \
+	test -x $(CHROMIUM) || { echo "chromium installed but $(CHROMIUM) is missing" >&2; exit 1; }
+
+## test: unit, integration (real PostgreSQL), end-to-end (real processes) and browser (headless Chromium) tests
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/pytest
 
 ## test-integration: the database-backed tests only (CI also runs these against an external PostgreSQL)
-test-integration: $(STAMP)
+test-integration: $(STAMP) $(CHROMIUM)
 	$(BIN)/pytest -m "integration or e2e"
 
 lint: $(STAMP)

@@ -1,0 +1,145 @@
+"""Browser tests: Playwright (the PyPI package, whose driver it bundles) driving Debian's headless Chromium.
+
+Never Playwright's own browser download (`playwright install` fails on a closed network): `make test` installs
+Debian's `chromium` (the Makefile's `browser` target) and the tests launch /usr/bin/chromium, or the binary named
+by TENDER_TEST_CHROMIUM. A missing browser fails the tests loudly instead of skipping them: CI must prove them.
+
+Fixtures: `browser` (one Chromium per session), `page` (a fresh context per test, desktop size), `phone_page`
+(390x844, mobile, touch) and `shots`, whose `await shots.shot(page, "step")` saves
+test-artifacts/browser/<test name>/<NN>-<step>.png in order; a failed test also leaves `failed-<fixture>.png`
+of each page it had. The final summary names the folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright
+
+CHROMIUM = os.environ.get("TENDER_TEST_CHROMIUM", "/usr/bin/chromium")
+# Playwright passes several of these by itself today (seen: --no-sandbox, --no-first-run and the three below);
+# they are named here so that the launch does not rest on its defaults.
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # required as root
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    # Without these Chromium phones home at start; a closed network refuses it many connections at a time
+    # and the browser stalls.
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TIMEOUT_MS = 10_000  # a step that hangs fails in seconds, not Playwright's default 30 s
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}
+
+_SHOTS_KEY = pytest.StashKey[dict[str, int]]()  # test folder -> screenshots saved, for the summary
+_CALL_REPORT = pytest.StashKey[pytest.TestReport]()
+
+
+def folder_of(item: pytest.Item) -> Path:
+    return ARTIFACTS / re.sub(r"[^\w.-]+", "_", item.name).strip("_")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call":
+        item.stash[_CALL_REPORT] = report
+    return report
+
+
+def _failed(item: pytest.Item) -> bool:
+    report = item.stash.get(_CALL_REPORT, None)
+    return report is not None and report.failed
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(
+            f"no Chromium at {CHROMIUM}: `make browser` installs Debian's chromium package"
+            " (or set TENDER_TEST_CHROMIUM to a Chromium binary)",
+            pytrace=False,
+        )
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        await b.close()
+
+
+@asynccontextmanager
+async def _page(browser: Browser, request: pytest.FixtureRequest, **options: Any) -> AsyncIterator[Page]:
+    context = await browser.new_context(**options)
+    context.set_default_timeout(TIMEOUT_MS)
+    page = await context.new_page()
+    try:
+        yield page
+    finally:
+        if _failed(request.node) and not page.is_closed():
+            folder = folder_of(request.node)
+            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                await page.screenshot(path=folder / f"failed-{request.fixturename}.png", full_page=True)
+            except Exception as exc:  # the failure itself matters more than its picture
+                print(f"no failure screenshot: {exc}")
+        await context.close()
+
+
+@pytest.fixture
+async def page(browser: Browser, request: pytest.FixtureRequest) -> AsyncIterator[Page]:
+    """A page in a fresh browser context (no cookies or storage from other tests), 1280x720."""
+    async with _page(browser, request) as p:
+        yield p
+
+
+@pytest.fixture
+async def phone_page(browser: Browser, request: pytest.FixtureRequest) -> AsyncIterator[Page]:
+    """A page in a fresh context the size of a phone: 390x844 CSS pixels, mobile, touch."""
+    async with _page(browser, request, **PHONE) as p:
+        yield p
+
+
+class Shots:
+    """Numbered screenshots of one test's steps: <folder>/01-<step>.png, 02-..."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.count = 0
+
+    async def shot(self, page: Page, step: str) -> Path:
+        self.count += 1
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = re.sub(r"[^\w-]+", "-", step.lower()).strip("-") or "step"
+        path = self.folder / f"{self.count:02d}-{name}.png"
+        await page.screenshot(path=path, full_page=True)
+        return path
+
+
+@pytest.fixture
+def shots(request: pytest.FixtureRequest) -> Iterator[Shots]:
+    folder = folder_of(request.node)
+    shutil.rmtree(folder, ignore_errors=True)  # only this run's pictures
+    s = Shots(folder)
+    yield s
+    request.config.stash.setdefault(_SHOTS_KEY, {})[str(folder)] = s.count
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    saved = config.stash.get(_SHOTS_KEY, {})
+    if not saved:
+        return
+    try:
+        where = ARTIFACTS.relative_to(Path.cwd())
+    except ValueError:
+        where = ARTIFACTS
+    terminalreporter.section("browser screenshots")
+    terminalreporter.write_line(f"{sum(saved.values())} screenshots from {len(saved)} tests in {where}/")
