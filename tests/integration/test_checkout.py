@@ -205,3 +205,18 @@ async def test_cancel_goes_back_to_the_shop(api: Any, merchant: Any) -> None:
     session = await new_session(api, merchant)
     r = await api.get(page_path(session) + "/cancel")
     assert r.status_code == 303 and r.headers["location"] == "https://shop.example/cart"
+
+
+async def test_a_session_stops_taking_cards_after_ten_attempts(api: Any, container: Any, merchant: Any) -> None:
+    """Card testing: a list of stolen cards tried on one page."""
+    session = await new_session(api, merchant)
+    path = page_path(session)
+    for _ in range(10):
+        assert (await api.post(path + "/pay", content=card_form("4000000000000002"), headers=FORM)).status_code == 303
+        await drain(authorizer(container))
+    r = await api.post(path + "/pay", content=card_form(), headers=FORM)
+    assert r.status_code == 400 and "Too many payment attempts" in r.text
+    assert (
+        len((await api.get("/v1/payments", params={"limit": 100}, headers=auth(merchant.secret_key))).json()["data"])
+        == 10
+    )

@@ -33,6 +33,8 @@ from tender.worker.claim import claim_due
 DEFAULT_LIFETIME = timedelta(hours=24)
 METHOD_TYPES = ("card",)  # the alternative methods (upi, wallet, netbanking, bnpl) come with the simulator's support
 IN_PROGRESS = frozenset({PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION})
+# Card testing: a stolen-card list tried on one page. After this many payments a session takes no more.
+MAX_PAYMENTS_PER_SESSION = 10
 # A session whose payment is still in progress when it should expire is looked at again this much later.
 EXPIRY_RECHECK_SECONDS = 60.0
 
@@ -209,6 +211,10 @@ async def pay_by_card(
     if now >= row["expires_at"]:
         await _expire(conn, [session_id])
         raise SessionClosed("expired")
+    if await store.payment_count(conn, session_id) >= MAX_PAYMENTS_PER_SESSION:
+        raise InvalidRequest(
+            "Too many payment attempts for this checkout; please contact the shop.", code="too_many_attempts"
+        )
     request = payments.PaymentCreate(
         amount=row["amount"],
         currency=row["currency"].strip(),

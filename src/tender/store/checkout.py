@@ -87,3 +87,9 @@ async def reschedule(conn: Conn, token: Any, ids: Sequence[str], seconds: float)
             " WHERE id = ANY(%s) AND lease_token = %s",
             (seconds, list(ids), token),
         )
+
+
+async def payment_count(conn: Conn, session_id: str) -> int:
+    cur = await conn.execute("SELECT count(*) AS n FROM payments WHERE checkout_session_id = %s", (session_id,))
+    row = await cur.fetchone()
+    return int(row["n"]) if row else 0
