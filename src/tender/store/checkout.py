@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tender.store.db import Conn
+from tender.store.db import Conn, newest_first
 
 COLUMNS = (
     "id, merchant_id, amount, currency, reference, description, success_url, cancel_url, url, payment_method_types,"
@@ -49,19 +49,10 @@ async def get(
 async def list_(
     conn: Conn, merchant_id: str, *, limit: int, starting_after: str | None, status: str | None
 ) -> list[dict[str, Any]]:
-    where: list[str] = ["merchant_id = %s"]
-    params: list[Any] = [merchant_id]
-    if starting_after is not None:
-        where.append("id < %s")
-        params.append(starting_after)
-    if status is not None:
-        where.append("status = %s")
-        params.append(status)
-    cur = await conn.execute(
-        f"SELECT {COLUMNS} FROM checkout_sessions WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT %s",
-        (*params, limit),
-    )
-    return await cur.fetchall()
+    return await newest_first(
+        conn, "checkout_sessions", COLUMNS, limit=limit, starting_after=starting_after,
+        equal={"merchant_id": merchant_id, "status": status},
+    )  # fmt: skip
 
 
 async def set_payment(conn: Conn, session_id: str, payment_id: str) -> None:

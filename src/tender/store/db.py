@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import orjson
 from psycopg import AsyncConnection, AsyncCursor
@@ -59,3 +60,35 @@ async def returned_ids(cur: AsyncCursor[DictRow]) -> set[str]:
             ids.add(row["id"])
         if not cur.nextset():
             return ids
+
+
+async def newest_first(
+    conn: Conn,
+    table: str,
+    columns: str,
+    *,
+    limit: int,
+    starting_after: str | None,
+    equal: dict[str, Any],
+    conditions: tuple[tuple[str, Any], ...] = (),
+) -> list[DictRow]:
+    """One page of a list endpoint: rows where each `equal` column that is not None equals its value and
+    each (condition, value) holds, newest first. Ids sort by creation time, so the cursor is the last id
+    seen. Table, column names and conditions come from our code, never from a request."""
+    where: list[str] = []
+    params: list[Any] = []
+    for column, value in equal.items():
+        if value is not None:
+            where.append(f"{column} = %s")
+            params.append(value)
+    for condition, value in conditions:
+        where.append(condition)
+        params.append(value)
+    if starting_after is not None:
+        where.append("id < %s")
+        params.append(starting_after)
+    cur = await conn.execute(
+        f"SELECT {columns} FROM {table} WHERE {' AND '.join(where) or 'true'} ORDER BY id DESC LIMIT %s",
+        (*params, limit),
+    )
+    return await cur.fetchall()

@@ -6,7 +6,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from tender.store.db import Conn
+from tender.store.db import Conn, newest_first
 
 _COLUMNS = "id, kind, object_id, operation, status, tries, last_error, history, created, updated"
 
@@ -54,15 +54,6 @@ async def mark_retried(conn: Conn, dead_letter_id: str) -> None:
 
 
 async def list_(conn: Conn, *, status: str | None, limit: int, starting_after: str | None) -> list[dict[str, Any]]:
-    where, params = ["true"], []
-    if status is not None:
-        where.append("status = %s")
-        params.append(status)
-    if starting_after is not None:
-        where.append("id < %s")
-        params.append(starting_after)
-    cur = await conn.execute(
-        f"SELECT {_COLUMNS} FROM dead_letters WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT %s",
-        (*params, limit),
+    return await newest_first(
+        conn, "dead_letters", _COLUMNS, limit=limit, starting_after=starting_after, equal={"status": status}
     )
-    return await cur.fetchall()

@@ -11,7 +11,7 @@ from psycopg.types.json import Jsonb
 
 from tender.domain.ids import EVENT, new_id
 from tender.store import webhooks
-from tender.store.db import Conn
+from tender.store.db import Conn, newest_first
 
 EVENT_COLUMNS = "id, merchant_id, type, object_id, sequence, data, created"
 
@@ -66,25 +66,14 @@ async def list_(
     object_id: str | None = None,
     created_gte: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    where: list[str] = ["merchant_id = %s"]
-    params: list[Any] = [merchant_id]
-    if starting_after is not None:
-        where.append("id < %s")
-        params.append(starting_after)
+    conditions: list[tuple[str, Any]] = []
     if types:
-        where.append("type = ANY(%s)")
-        params.append(list(types))
+        conditions.append(("type = ANY(%s)", list(types)))
     if type_prefix is not None:
-        where.append("starts_with(type, %s)")
-        params.append(type_prefix)
-    if object_id is not None:
-        where.append("object_id = %s")
-        params.append(object_id)
+        conditions.append(("starts_with(type, %s)", type_prefix))
     if created_gte is not None:
-        where.append("created >= %s")
-        params.append(created_gte)
-    cur = await conn.execute(
-        f"SELECT {EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT %s",
-        (*params, limit),
-    )
-    return await cur.fetchall()
+        conditions.append(("created >= %s", created_gte))
+    return await newest_first(
+        conn, "events", EVENT_COLUMNS, limit=limit, starting_after=starting_after,
+        equal={"merchant_id": merchant_id, "object_id": object_id}, conditions=tuple(conditions),
+    )  # fmt: skip

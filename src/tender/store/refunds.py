@@ -8,7 +8,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from tender.store.db import Conn, returned_ids
+from tender.store.db import Conn, newest_first, returned_ids
 
 REFUND_COLUMNS = (
     "id, merchant_id, payment_id, amount, currency, status, reason, metadata, failure_code, failure_message,"
@@ -54,19 +54,10 @@ async def get_many(conn: Conn, refund_ids: Sequence[str]) -> list[dict[str, Any]
 async def list_(
     conn: Conn, merchant_id: str, *, limit: int, starting_after: str | None, payment_id: str | None
 ) -> list[dict[str, Any]]:
-    """Newest first; ids sort by creation time, so the cursor is the last id seen."""
-    where, params = ["merchant_id = %s"], [merchant_id]
-    if starting_after is not None:
-        where.append("id < %s")
-        params.append(starting_after)
-    if payment_id is not None:
-        where.append("payment_id = %s")
-        params.append(payment_id)
-    cur = await conn.execute(
-        f"SELECT {REFUND_COLUMNS} FROM refunds WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT %s",
-        (*params, limit),
-    )
-    return list(await cur.fetchall())
+    return await newest_first(
+        conn, "refunds", REFUND_COLUMNS, limit=limit, starting_after=starting_after,
+        equal={"merchant_id": merchant_id, "payment_id": payment_id},
+    )  # fmt: skip
 
 
 async def mark_maybe_sent(conn: Conn, refund_ids: Sequence[str]) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from tender.domain.ids import WEBHOOK_DELIVERY, new_id
 from tender.domain.webhooks import subscribes
-from tender.store.db import Conn
+from tender.store.db import Conn, newest_first
 
 ENDPOINT_COLUMNS = (
     "id, merchant_id, url, description, events, enabled, disabled_reason, secret_ct, previous_secret_ct,"
@@ -18,6 +18,7 @@ DELIVERY_COLUMNS = (
     "id, merchant_id, endpoint_id, event_id, status, tries, next_run_at, retry_from, attempts,"
     " last_status_code, last_error, last_attempt_at, created, updated"
 )
+_EVENT_TYPE = "(SELECT type FROM events e WHERE e.id = event_id) AS event_type"
 CLAIM_COLUMNS = ["merchant_id", "endpoint_id", "event_id", "retry_from", "attempts"]
 
 
@@ -53,15 +54,10 @@ async def get_endpoints(conn: Conn, ids: Sequence[str]) -> dict[str, dict[str, A
 async def list_endpoints(
     conn: Conn, merchant_id: str, *, limit: int, starting_after: str | None
 ) -> list[dict[str, Any]]:
-    where, params = ["merchant_id = %s"], [merchant_id]
-    if starting_after is not None:
-        where.append("id < %s")
-        params.append(starting_after)
-    cur = await conn.execute(
-        f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT %s",
-        (*params, limit),
-    )
-    return await cur.fetchall()
+    return await newest_first(
+        conn, "webhook_endpoints", ENDPOINT_COLUMNS, limit=limit, starting_after=starting_after,
+        equal={"merchant_id": merchant_id},
+    )  # fmt: skip
 
 
 async def update_endpoint(conn: Conn, endpoint_id: str, fields: dict[str, Any]) -> dict[str, Any]:
@@ -249,22 +245,11 @@ async def list_deliveries(
     status: str | None,
     event_id: str | None,
 ) -> list[dict[str, Any]]:
-    where, params = ["endpoint_id = %s"], [endpoint_id]
-    if starting_after is not None:
-        where.append("id < %s")
-        params.append(starting_after)
-    if status is not None:
-        where.append("status = %s")
-        params.append(status)
-    if event_id is not None:
-        where.append("event_id = %s")
-        params.append(event_id)
-    cur = await conn.execute(
-        f"SELECT {DELIVERY_COLUMNS}, (SELECT type FROM events e WHERE e.id = event_id) AS event_type"
-        f" FROM webhook_deliveries WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT %s",
-        (*params, limit),
-    )
-    return await cur.fetchall()
+    return await newest_first(
+        conn, "webhook_deliveries", f"{DELIVERY_COLUMNS}, {_EVENT_TYPE}",
+        limit=limit, starting_after=starting_after,
+        equal={"endpoint_id": endpoint_id, "status": status, "event_id": event_id},
+    )  # fmt: skip
 
 
 async def attempts_of(conn: Conn, delivery_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
