@@ -220,3 +220,48 @@ async def test_a_session_stops_taking_cards_after_ten_attempts(api: Any, contain
         len((await api.get("/v1/payments", params={"limit": 100}, headers=auth(merchant.secret_key))).json()["data"])
         == 10
     )
+
+
+async def test_a_wallet_payment_goes_to_the_providers_page_and_completes_the_session(
+    api: Any, container: Any, merchant: Any, simulator_url: str
+) -> None:
+    from tests.integration.test_operations import make_due, shopper_decides
+
+    session = await new_session(api, merchant, payment_method_types=["card", "wallet", "upi"])
+    path = page_path(session)
+    page = await api.get(path)
+    assert 'id="pay-wallet"' in page.text and 'id="pay-upi"' in page.text and 'id="pay-form"' in page.text
+    r = await api.post(path + "/pay_method", content=urlencode({"type": "wallet"}), headers=FORM)
+    assert r.status_code == 303
+    await drain(authorizer(container))
+    h = auth(merchant.secret_key)
+    [payment] = (await api.get("/v1/payments", headers=h)).json()["data"]
+    assert payment["status"] == "requires_action" and payment["payment_method"]["type"] == "wallet"
+    handoff = await api.get(path)
+    assert "Continue to your bank" in handoff.text and payment["next_action"]["url"] in handoff.text
+    back = await shopper_decides(simulator_url, payment, "approve")
+    assert back.status_code == 303 and back.headers["location"] == session["url"]
+    await make_due(container, payment["id"])  # no notification in this test: the pump's look-up finds it
+    await drain(authorizer(container))
+    assert (await api.get(f"/v1/checkout/sessions/{session['id']}", headers=h)).json()["status"] == "complete"
+    assert "Payment successful" in (await api.get(path)).text
+
+
+async def test_upi_waits_for_the_shoppers_app_and_a_bad_vpa_is_named(api: Any, container: Any, merchant: Any) -> None:
+    session = await new_session(api, merchant, payment_method_types=["upi"])
+    path = page_path(session)
+    page = await api.get(path)
+    assert 'id="pay-form"' not in page.text and 'id="vpa"' in page.text  # no card form when cards are off
+    bad = await api.post(path + "/pay_method", content=urlencode({"type": "upi", "vpa": "not a vpa"}), headers=FORM)
+    assert bad.status_code == 400 and "name@bank" in bad.text
+    assert re.search(r'id="vpa"[^>]*aria-invalid="true"', bad.text, re.S)
+    card = await api.post(path + "/pay", content=card_form(), headers=FORM)
+    assert card.status_code == 400 and "not offered" in card.text
+    r = await api.post(path + "/pay_method", content=urlencode({"type": "upi", "vpa": "shopper@okbank"}), headers=FORM)
+    assert r.status_code == 303
+    await drain(authorizer(container))
+    waiting = await api.get(path)
+    assert (
+        "Approve the payment request in your UPI app" in waiting.text
+        and 'data-status="requires_action"' in waiting.text
+    )

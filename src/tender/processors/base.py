@@ -42,8 +42,15 @@ class AuthorizeRequest:
     amount: int
     currency: str
     capture: bool
-    card: CardData
+    card: CardData | None = None  # a card payment
+    # An alternative payment method's public view, e.g. {"type": "upi", "upi": {"vpa": ...}}: exactly one
+    # of `card` and `method` is set.
+    method: dict[str, Any] | None = None
     return_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.card is None) == (self.method is None):
+            raise ValueError("an authorization needs exactly one of card and method")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +85,7 @@ class Processor(Protocol):
     name: str
 
     async def authorize(self, request: AuthorizeRequest) -> ProcessorResult:
-        """Authorize (and capture, when asked) a card payment."""
+        """Authorize (and capture, when asked) a payment by card or by an alternative method."""
         ...
 
     async def lookup(self, reference: str) -> ProcessorResult:

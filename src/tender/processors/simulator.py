@@ -193,21 +193,23 @@ class SimulatorProcessor:
     # -- Processor ----------------------------------------------------------------------------
 
     async def authorize(self, request: AuthorizeRequest) -> ProcessorResult:
-        card = request.card
         body: dict[str, Any] = {
             "reference": request.reference,
             "payment": request.payment_id,
             "amount": request.amount,
             "currency": request.currency,
             "capture": request.capture,
-            "card": {
+        }
+        if (card := request.card) is not None:
+            body["card"] = {
                 "number": card.number,
                 "exp_month": card.exp_month,
                 "exp_year": card.exp_year,
                 "cvc": card.cvc,
                 "holder_name": card.holder_name,
-            },
-        }
+            }
+        else:  # an alternative method: the simulator answers with its approval page (action_required)
+            body["method"] = request.method
         if request.return_url:
             body["return_url"] = request.return_url
         return await self._post("/v1/authorizations", body, request.reference, _authorization_result)

@@ -1,8 +1,8 @@
 """Running payments' processor operations: what the worker's payment pump does.
 
 A payment is due when it has something to ask its processor: authorize it (`processing`), look up a
-3-D Secure result nobody told us about (`requires_action`), or capture or cancel it (an open capture or
-cancel attempt). One batch = three short transactions around the network calls:
+3-D Secure or APM approval result nobody told us about (`requires_action`), or capture or cancel it (an
+open capture or cancel attempt). One batch = three short transactions around the network calls:
 1. claim due payments under a lease and write a `pending` attempt for each operation about to be sent;
 2. call the processors concurrently, outside any transaction;
 3. write every outcome back in one transaction, only where the lease is still ours and the status is
@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from tender.domain.ids import ATTEMPT, DEAD_LETTER, new_id
+from tender.domain.methods import is_apm
 from tender.domain.models import Attempt, Payment, VaultCard
 from tender.domain.payments import PaymentStatus
 from tender.processors.base import AuthorizeRequest, CardData, Outcome, Processor, ProcessorResult
@@ -54,7 +55,7 @@ class RetryPolicy:
     max_tries: int = 8
     # Work that may have reached the processor, past max_tries: looked up this often until it answers.
     janitor_seconds: float = 600.0
-    # A payment waiting for the shopper (3-D Secure) is looked up if no notification came by then.
+    # A payment waiting for the shopper (3-D Secure, an APM approval) is looked up if no notification came by then.
     action_lookup_seconds: float = 60.0
     action_lookup_cap_seconds: float = 900.0
     action_lookup_for: timedelta = timedelta(days=1)
@@ -235,6 +236,16 @@ class Authorizer:
     def _authorize_request(
         self, payment: Payment, attempt: Attempt, vault_cards: Mapping[str, VaultCard]
     ) -> AuthorizeRequest | None:
+        if is_apm(payment.payment_method):  # nothing in the vault: the public view is what the processor needs
+            return AuthorizeRequest(
+                reference=attempt.id,
+                payment_id=payment.id,
+                amount=payment.amount,
+                currency=payment.currency,
+                capture=payment.capture,
+                method=dict(payment.payment_method),
+                return_url=payment.return_url,
+            )
         stored = vault_cards.get(payment.card_id or "")
         if stored is None:
             return None

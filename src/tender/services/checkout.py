@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tender.domain import money
 from tender.domain.ids import CHECKOUT_SESSION, new_id
+from tender.domain.methods import APM_TYPES
 from tender.domain.models import Payment
 from tender.domain.payments import PaymentStatus, validate_reference
 from tender.errors import Conflict, InvalidRequest, NotFound
@@ -31,7 +32,7 @@ from tender.vault import Vault
 from tender.worker.claim import claim_due
 
 DEFAULT_LIFETIME = timedelta(hours=24)
-METHOD_TYPES = ("card",)  # the alternative methods (upi, wallet, netbanking, bnpl) come with the simulator's support
+METHOD_TYPES = ("card", *APM_TYPES)
 IN_PROGRESS = frozenset({PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION})
 # Card testing: a stolen-card list tried on one page. After this many payments a session takes no more.
 MAX_PAYMENTS_PER_SESSION = 10
@@ -201,6 +202,17 @@ async def pay_by_card(
 ) -> Payment:
     """Start the session's payment with this card, unless one is already in progress or done (a double
     click): then that one. Raises SessionClosed, NotFound, or InvalidRequest naming the card field."""
+    return await _pay(conn, vault, session_id, {"type": "card", "card": card}, now=now)
+
+
+async def pay_by_method(
+    conn: Conn, vault: Vault, session_id: str, method: dict[str, Any], *, now: datetime | None = None
+) -> Payment:
+    """The same with an alternative method enabled for the session, e.g. {"type": "upi", "upi": {"vpa": ...}}."""
+    return await _pay(conn, vault, session_id, method, now=now)
+
+
+async def _pay(conn: Conn, vault: Vault, session_id: str, method: dict[str, Any], *, now: datetime | None) -> Payment:
     now = now or datetime.now(UTC)
     row = await get_row(conn, session_id, lock=True)
     if row["status"] != "open":
@@ -215,10 +227,13 @@ async def pay_by_card(
         raise InvalidRequest(
             "Too many payment attempts for this checkout; please contact the shop.", code="too_many_attempts"
         )
+    if method.get("type") not in row["payment_method_types"]:
+        kind = str(method.get("type"))[:20]
+        raise InvalidRequest(f"Paying by {kind} is not offered in this checkout.", param="payment_method.type")
     request = payments.PaymentCreate(
         amount=row["amount"],
         currency=row["currency"].strip(),
-        payment_method={"type": "card", "card": card},
+        payment_method=method,
         description=row["description"],
         return_url=row["url"],  # back to the page after 3-D Secure
     )

@@ -1,5 +1,8 @@
 """Accepting payments: synchronous checks, the card into the vault, the payment row due for the worker.
 
+Alternative methods (upi, wallet, netbanking, bnpl) have nothing secret: their public view is stored on
+the payment and sent to the processor as it is.
+
 Nothing slow happens here: the worker's authorization pump does the processor call.
 """
 
@@ -10,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tender.domain import cards, money
+from tender.domain import cards, methods, money
 from tender.domain.ids import ATTEMPT, PAYMENT, VAULT_CARD, new_id
 from tender.domain.models import Attempt, Payment
 from tender.domain.payments import PaymentStatus, validate_metadata, validate_reference
@@ -22,7 +25,7 @@ from tender.store.db import Conn
 from tender.vault import Vault
 
 DEFAULT_PROCESSOR = "simulator"
-APM_TYPES = ("upi", "wallet", "netbanking", "bnpl")
+APM_TYPES = methods.APM_TYPES
 
 
 class _Strict(BaseModel):
@@ -43,11 +46,58 @@ class CardMethodIn(_Strict):
     card: CardIn
 
 
+class UpiIn(_Strict):
+    vpa: str = Field(max_length=methods.MAX_VPA_LENGTH, description="The shopper's UPI address, name@handle.")
+
+
+class UpiMethodIn(_Strict):
+    type: Literal["upi"]
+    upi: UpiIn
+
+
+class WalletIn(_Strict):
+    provider: methods.WalletProvider | None = None
+
+
+class WalletMethodIn(_Strict):
+    type: Literal["wallet"]
+    wallet: WalletIn | None = None
+
+
+class NetbankingIn(_Strict):
+    bank: methods.NetbankingBank | None = None
+
+
+class NetbankingMethodIn(_Strict):
+    type: Literal["netbanking"]
+    netbanking: NetbankingIn | None = None
+
+
+class BnplIn(_Strict):
+    provider: methods.BnplProvider | None = None
+
+
+class BnplMethodIn(_Strict):
+    type: Literal["bnpl"]
+    bnpl: BnplIn | None = None
+
+
+ApmMethodIn = UpiMethodIn | WalletMethodIn | NetbankingMethodIn | BnplMethodIn
+_APM_MODELS: dict[str, type[ApmMethodIn]] = {
+    "upi": UpiMethodIn,
+    "wallet": WalletMethodIn,
+    "netbanking": NetbankingMethodIn,
+    "bnpl": BnplMethodIn,
+}
+
+
 class PaymentCreate(_Strict):
     amount: int = Field(description="In the currency's minor unit (cents; 0 decimals for JPY, 3 for BHD).")
     currency: str = Field(description="ISO 4217 code, e.g. BRL.")
     payment_method: str | dict[str, Any] = Field(
-        description='A saved method id ("pm_...") or {"type": "card", "card": {...}}.'
+        description='A saved method id ("pm_..."), {"type": "card", "card": {...}}, {"type": "upi", "upi":'
+        ' {"vpa"}}, or {"type": "wallet"|"netbanking"|"bnpl"} with an optional {"wallet": {"provider"}},'
+        ' {"netbanking": {"bank"}} or {"bnpl": {"provider"}}. Wallet, netbanking and bnpl need return_url.'
     )
     capture: bool = True
     reference: str | None = Field(default=None, description="Your order id; unique per merchant.")
@@ -63,7 +113,7 @@ def _check_return_url(url: str | None) -> str | None:
     return url
 
 
-def _parse_card_method(raw: str | dict[str, Any]) -> CardMethodIn:
+def _parse_method(raw: str | dict[str, Any]) -> CardMethodIn | ApmMethodIn:
     if isinstance(raw, str):
         raise InvalidRequest(
             f"payment_method: no such saved payment method: {raw[:40]!r}",
@@ -71,46 +121,33 @@ def _parse_card_method(raw: str | dict[str, Any]) -> CardMethodIn:
             code="resource_missing",
         )
     kind = raw.get("type")
-    if kind in APM_TYPES:
-        raise InvalidRequest(
-            f"payment_method.type: {kind} payments are not enabled on this Tender yet",
-            param="payment_method.type",
-            code="payment_method_unavailable",
-        )
-    if kind != "card":
-        raise InvalidRequest(
-            "payment_method.type: must be one of card, " + ", ".join(APM_TYPES), param="payment_method.type"
-        )
-    return parse(CardMethodIn, raw, prefix="payment_method")
-
-
-async def create_payment(
-    conn: Conn,
-    vault: Vault,
-    merchant_id: str,
-    request: PaymentCreate,
-    *,
-    now: datetime | None = None,
-    checkout_session_id: str | None = None,
-) -> Payment:
-    """Validate, vault the card and insert the payment, due at once. Runs in the caller's transaction."""
-    now = now or datetime.now(UTC)
-    currency = money.normalize_currency(request.currency)
-    amount = money.validate_amount(request.amount, currency)
-    method = _parse_card_method(request.payment_method)
-    card = cards.validate_card(
-        number=method.card.number,
-        exp_month=method.card.exp_month,
-        exp_year=method.card.exp_year,
-        cvc=method.card.cvc,
-        holder_name=method.card.holder_name,
-        funding=method.card.funding,
-        today=now.date(),
+    if kind == "card":
+        return parse(CardMethodIn, raw, prefix="payment_method")
+    if isinstance(kind, str) and kind in _APM_MODELS:
+        return parse(_APM_MODELS[kind], raw, prefix="payment_method")
+    raise InvalidRequest(
+        "payment_method.type: must be one of card, " + ", ".join(APM_TYPES), param="payment_method.type"
     )
-    reference = validate_reference(request.reference)
-    metadata = validate_metadata(request.metadata) if request.metadata is not None else {}
-    return_url = _check_return_url(request.return_url)
 
+
+def _apm_view(method: ApmMethodIn) -> dict[str, Any]:
+    """The payment's public payment_method: `{"type": T, T: {...}}`, every field shown (null if not given)."""
+    match method:
+        case UpiMethodIn():
+            return {"type": "upi", "upi": {"vpa": methods.validate_vpa(method.upi.vpa)}}
+        case WalletMethodIn():
+            return {"type": "wallet", "wallet": {"provider": method.wallet.provider if method.wallet else None}}
+        case NetbankingMethodIn():
+            bank = method.netbanking.bank if method.netbanking else None
+            return {"type": "netbanking", "netbanking": {"bank": bank}}
+        case BnplMethodIn():
+            return {"type": "bnpl", "bnpl": {"provider": method.bnpl.provider if method.bnpl else None}}
+
+
+async def _vault_card(
+    conn: Conn, vault: Vault, merchant_id: str, card: cards.ValidatedCard
+) -> tuple[str, dict[str, Any]]:
+    """The card into the vault, encrypted: its vault id and the payment's public payment_method."""
     card_id = new_id(VAULT_CARD)
     fingerprint = vault.fingerprint(card.number, merchant_id=merchant_id)
     await store.insert_card(
@@ -127,6 +164,64 @@ async def create_payment(
         funding=card.funding,
         holder_name=card.holder_name,
     )
+    view = {
+        "type": "card",
+        "card": {
+            "brand": card.brand,
+            "last4": card.last4,
+            "exp_month": card.exp_month,
+            "exp_year": card.exp_year,
+            "funding": card.funding,
+            "fingerprint": fingerprint,
+        },
+    }
+    return card_id, view
+
+
+async def create_payment(
+    conn: Conn,
+    vault: Vault,
+    merchant_id: str,
+    request: PaymentCreate,
+    *,
+    now: datetime | None = None,
+    checkout_session_id: str | None = None,
+) -> Payment:
+    """Validate, vault the card (if a card) and insert the payment, due at once. Runs in the caller's
+    transaction."""
+    now = now or datetime.now(UTC)
+    currency = money.normalize_currency(request.currency)
+    amount = money.validate_amount(request.amount, currency)
+    method = _parse_method(request.payment_method)
+    card: cards.ValidatedCard | None = None
+    apm_view: dict[str, Any] | None = None
+    if isinstance(method, CardMethodIn):
+        card = cards.validate_card(
+            number=method.card.number,
+            exp_month=method.card.exp_month,
+            exp_year=method.card.exp_year,
+            cvc=method.card.cvc,
+            holder_name=method.card.holder_name,
+            funding=method.card.funding,
+            today=now.date(),
+        )
+    else:
+        apm_view = _apm_view(method)
+    reference = validate_reference(request.reference)
+    metadata = validate_metadata(request.metadata) if request.metadata is not None else {}
+    return_url = _check_return_url(request.return_url)
+    if return_url is None and method.type in methods.REDIRECT_TYPES:
+        raise InvalidRequest(
+            f"return_url: required for {method.type} payments (the shopper comes back there after approving)",
+            param="return_url",
+            code="parameter_missing",
+        )
+
+    if card is not None:
+        card_id, payment_method = await _vault_card(conn, vault, merchant_id, card)
+    else:
+        assert apm_view is not None
+        card_id, payment_method = None, apm_view
     payment = Payment(
         id=new_id(PAYMENT),
         merchant_id=merchant_id,
@@ -136,17 +231,7 @@ async def create_payment(
         capture=request.capture,
         amount_captured=0,
         amount_refunded=0,
-        payment_method={
-            "type": "card",
-            "card": {
-                "brand": card.brand,
-                "last4": card.last4,
-                "exp_month": card.exp_month,
-                "exp_year": card.exp_year,
-                "funding": card.funding,
-                "fingerprint": fingerprint,
-            },
-        },
+        payment_method=payment_method,
         card_id=card_id,
         reference=reference,
         description=request.description,

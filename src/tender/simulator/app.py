@@ -1,10 +1,13 @@
-"""The simulator's HTTP API: a card acquirer with test cards, 3-D Secure, idempotency and faults.
+"""The simulator's HTTP API: a card acquirer with test cards, 3-D Secure, idempotency and faults, and a
+provider of alternative payment methods (UPI, wallets, net banking, buy now pay later; see `apm`).
 
 Endpoints
-- `POST /v1/authorizations`, `GET /v1/authorizations/{reference}`
+- `POST /v1/authorizations` (a `card`, or a `method` such as {"type": "upi", "upi": {"vpa"}}),
+  `GET /v1/authorizations/{reference}`
 - `POST /v1/authorizations/{reference}/capture`, `.../cancel`, `POST /v1/refunds`,
   `GET /v1/operations/{reference}`
 - `GET|POST /3ds/{sim_id}`: the shopper's challenge page
+- `GET|POST /apm/{sim_id}`: the shopper's approval page of an APM (for UPI, their UPI app)
 - `GET|POST /_sim/config`, `GET /_sim/authorizations`, `GET /_sim/operations`, `GET /_sim/stats`,
   `GET /healthz`: for tests and operators, never faulted
 """
@@ -28,11 +31,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from tender.simulator import cards, pages
+from tender.simulator import apm, cards, pages
 from tender.simulator.config import ConfigError, SimulatorConfig, updated
 from tender.simulator.faults import DroppedResponse, FaultPlan, Stats
 from tender.simulator.notify import Notifier
 from tender.simulator.requests import (
+    AuthorizationInput,
     BadRequest,
     OperationInput,
     json_object,
@@ -79,8 +83,11 @@ class Simulator:
         self.stats = Stats()
         self.rng = random.Random(config.seed)
         self.notifier = Notifier(lambda: (self.config.notify_url, self.config.notify_secret), notify_client)
+        self._timers: set[asyncio.Task[None]] = set()
 
     async def aclose(self) -> None:
+        for timer in list(self._timers):
+            timer.cancel()
         await self.notifier.aclose()
         self.store.close()
 
@@ -93,7 +100,11 @@ class Simulator:
     # -- views ----------------------------------------------------------------------------------
 
     def authorization_object(self, auth: AuthorizationRecord) -> dict[str, Any]:
-        redirect = f"{self.config.public_url}/3ds/{auth.id}" if auth.status == cards.ACTION_REQUIRED else None
+        redirect = None
+        if auth.status == cards.ACTION_REQUIRED:
+            page = "3ds" if auth.method == "card" else "apm"
+            redirect = f"{self.config.public_url}/{page}/{auth.id}"
+        is_card = auth.method == "card"
         return {
             "id": auth.id,
             "object": "authorization",
@@ -109,7 +120,8 @@ class Simulator:
             "decline_code": auth.decline_code,
             "message": auth.message,
             "redirect_url": redirect,
-            "card": {"brand": auth.card_brand, "last4": auth.card_last4},
+            "card": {"brand": auth.card_brand, "last4": auth.card_last4} if is_card else None,
+            "method": {"type": "card"} if is_card else {"type": auth.method, auth.method: auth.method_details},
             "created": auth.created,
         }
 
@@ -178,10 +190,38 @@ class Simulator:
             inp = parse_authorization(body, request.headers.get("idempotency-key"))
         except BadRequest as exc:
             return _bad_request(exc)
-        decision = cards.decide(inp.number, inp.exp_month, inp.exp_year)
-        captured = decision.status == cards.APPROVED and inp.capture
+        record = self._new_record(inp)
+        stored, registration = self.store.register_authorization(record)
+        if registration is Registration.MISMATCH:
+            self.stats.mismatches += 1
+            return _mismatch()
+        if registration is Registration.REPLAYED:
+            self.stats.replays += 1
+            return JSONResponse(self.authorization_object(self._settle_due(stored)), headers=REPLAYED_HEADERS)
+        obj = self.authorization_object(stored)
+        self.stats.charged += 1
+        log.debug("authorization %s reference=%s status=%s", stored.id, stored.reference, stored.status)
+        if self.config.notify_on_create:
+            self.notifier.publish(obj)
+        if stored.decide_at is not None:
+            self._decide_later(stored.id, self.config.upi_delay_ms / 1000)
+        return JSONResponse(obj)
+
+    def _new_record(self, inp: AuthorizationInput) -> AuthorizationRecord:
+        """The authorization as first decided: by the test-card table, or waiting for an APM's shopper."""
         now = int(time.time())
-        record = AuthorizationRecord(
+        decide_at = None
+        if inp.card is not None:
+            decision = cards.decide(inp.card.number, inp.card.exp_month, inp.card.exp_year)
+            brand, last4 = cards.card_brand(inp.card.number), inp.card.number[-4:]
+        else:
+            assert inp.method is not None
+            decision = apm.initial(inp.method.type)
+            brand = last4 = ""
+            if apm.automatic(inp.method.type, inp.method.details) is not None:
+                decide_at = int(time.time() * 1000) + self.config.upi_delay_ms
+        captured = decision.status == cards.APPROVED and inp.capture
+        return AuthorizationRecord(
             id="sim_" + secrets.token_hex(12),
             reference=inp.reference,
             payment=inp.payment,
@@ -194,56 +234,117 @@ class Simulator:
             failure_code=decision.failure_code,
             decline_code=decision.decline_code,
             message=decision.message,
-            card_brand=cards.card_brand(inp.number),
-            card_last4=inp.number[-4:],
+            card_brand=brand,
+            card_last4=last4,
             return_url=inp.return_url,
             request_hash=inp.request_hash(),
             created=now,
             updated=now,
+            method=inp.method_type,
+            method_details=inp.method.details if inp.method else None,
+            decide_at=decide_at,
         )
-        stored, registration = self.store.register_authorization(record)
-        if registration is Registration.MISMATCH:
-            self.stats.mismatches += 1
-            return _mismatch()
-        obj = self.authorization_object(stored)
-        if registration is Registration.REPLAYED:
-            self.stats.replays += 1
-            return JSONResponse(obj, headers=REPLAYED_HEADERS)
-        self.stats.charged += 1
-        log.debug("authorization %s reference=%s status=%s", stored.id, stored.reference, stored.status)
-        if self.config.notify_on_create:
-            self.notifier.publish(obj)
-        return JSONResponse(obj)
 
     async def get_authorization(self, request: Request) -> Response:
         auth = self.store.authorization_by_reference(request.path_params["reference"])
         if auth is None:
             return _error(404, "not_found", "not_found", "No authorization has this reference.")
-        return JSONResponse(self.authorization_object(auth))
+        return JSONResponse(self.authorization_object(self._settle_due(auth)))
+
+    # -- automatic decisions (test UPI addresses) -------------------------------------------------
+
+    def _decide_later(self, sim_id: str, delay_seconds: float) -> None:
+        async def run() -> None:
+            await asyncio.sleep(delay_seconds)
+            auth = self.store.authorization_by_id(sim_id)
+            if auth is not None:
+                self._settle_due(auth, force=True)
+
+        timer = asyncio.get_running_loop().create_task(run())
+        self._timers.add(timer)  # the loop keeps only weak references to tasks
+        timer.add_done_callback(self._timers.discard)
+
+    def _settle_due(self, auth: AuthorizationRecord, *, force: bool = False) -> AuthorizationRecord:
+        """Apply a test UPI address's own decision once it is due, and notify it; the record as it now is.
+
+        The timer normally does it; a look-up does it too, so a restart (which loses timers) only delays it.
+        """
+        if auth.status != cards.ACTION_REQUIRED or auth.decide_at is None:
+            return auth
+        if not force and time.time() * 1000 < auth.decide_at:
+            return auth
+        decision = apm.automatic(auth.method, auth.method_details or {})
+        if decision is None:
+            return auth
+        decided, changed = self.store.resolve_pending(auth.id, decision, int(time.time()))
+        if decided is None:
+            return auth
+        if changed:  # once only: the timer and a look-up may both get here
+            log.info("UPI collect request %s: %s by the test address", decided.id, decided.status)
+            self.notifier.publish(self.authorization_object(decided))
+        return decided
 
     # -- 3-D Secure -----------------------------------------------------------------------------
 
     async def challenge_page(self, request: Request) -> Response:
         auth = self.store.authorization_by_id(request.path_params["sim_id"])
-        if auth is None:
+        if auth is None or auth.method != "card":
             return HTMLResponse(pages.not_found_page(), status_code=404)
         return HTMLResponse(pages.challenge_page(auth))
 
     async def challenge_decision(self, request: Request) -> Response:
-        form = parse_qs((await request.body()).decode("utf-8", "replace"))
-        choice = (form.get("decision") or [""])[0]
-        if choice not in ("approve", "decline"):
+        choice = await _decision(request)
+        if choice is None:
             return HTMLResponse("decision must be approve or decline", status_code=400)
-        decision = cards.CHALLENGE_APPROVED if choice == "approve" else cards.CHALLENGE_FAILED
-        auth, changed = self.store.resolve_challenge(request.path_params["sim_id"], decision, int(time.time()))
-        if auth is None:
+        auth = self.store.authorization_by_id(request.path_params["sim_id"])
+        if auth is None or auth.method != "card":
             return HTMLResponse(pages.not_found_page(), status_code=404)
+        decision = cards.CHALLENGE_APPROVED if choice == "approve" else cards.CHALLENGE_FAILED
+        return self._decided(auth, decision, f"3-D Secure {choice}", pages.done_page)
+
+    def _decided(
+        self,
+        auth: AuthorizationRecord,
+        decision: cards.Decision,
+        what: str,
+        done_page: Callable[[AuthorizationRecord], str],
+    ) -> Response:
+        """Apply the shopper's decision once, notify it, and send them back to the shop."""
+        decided, changed = self.store.resolve_pending(auth.id, decision, int(time.time()))
+        auth = decided or auth
         if changed:  # a second decision is ignored, and so is not notified again
-            log.info("3-D Secure %s for authorization %s", choice, auth.id)
+            log.info("%s for authorization %s", what, auth.id)
             self.notifier.publish(self.authorization_object(auth))
         if auth.return_url:
             return RedirectResponse(auth.return_url, status_code=303)
-        return HTMLResponse(pages.done_page(auth))
+        return HTMLResponse(done_page(auth))
+
+    # -- APM approval pages -----------------------------------------------------------------------
+
+    def _apm_record(self, request: Request) -> AuthorizationRecord | None:
+        auth = self.store.authorization_by_id(request.path_params["sim_id"])
+        return None if auth is None or auth.method == "card" else self._settle_due(auth)
+
+    async def apm_page(self, request: Request) -> Response:
+        auth = self._apm_record(request)
+        if auth is None:
+            return HTMLResponse(pages.not_found_page("payment approval"), status_code=404)
+        automatic = apm.automatic(auth.method, auth.method_details or {}) is not None
+        return HTMLResponse(pages.apm_page(auth, automatic=automatic))
+
+    async def apm_decision(self, request: Request) -> Response:
+        choice = await _decision(request)
+        if choice is None:
+            return HTMLResponse("decision must be approve or decline", status_code=400)
+        auth = self._apm_record(request)
+        if auth is None:
+            return HTMLResponse(pages.not_found_page("payment approval"), status_code=404)
+        automatic = apm.automatic(auth.method, auth.method_details or {}) is not None
+        if automatic and auth.status == cards.ACTION_REQUIRED:
+            # success@upi and failure@upi answer on their own; a click must not pre-empt them.
+            return HTMLResponse(pages.apm_page(auth, automatic=True), status_code=409)
+        decision = apm.APPROVED_BY_SHOPPER if choice == "approve" else apm.declined(auth.method)
+        return self._decided(auth, decision, f"{auth.method} {choice}", pages.apm_done_page)
 
     # -- captures, cancels, refunds -------------------------------------------------------------
 
@@ -334,6 +435,13 @@ class Simulator:
         return JSONResponse({"status": "ok"})
 
 
+async def _decision(request: Request) -> str | None:
+    """The shopper's choice from a page's form: approve, decline, or None for anything else."""
+    form = parse_qs((await request.body()).decode("utf-8", "replace"))
+    choice = (form.get("decision") or [""])[0]
+    return choice if choice in ("approve", "decline") else None
+
+
 def _admin_view(record: AuthorizationRecord | OperationRecord) -> dict[str, Any]:
     view = dataclasses.asdict(record)
     del view["request_hash"]
@@ -393,6 +501,8 @@ def create_app(config: SimulatorConfig, *, notify_client: httpx.AsyncClient | No
         Route("/v1/operations/{reference}", sim.get_operation, methods=["GET"]),
         Route("/3ds/{sim_id}", sim.challenge_page, methods=["GET"]),
         Route("/3ds/{sim_id}", sim.challenge_decision, methods=["POST"]),
+        Route("/apm/{sim_id}", sim.apm_page, methods=["GET"]),
+        Route("/apm/{sim_id}", sim.apm_decision, methods=["POST"]),
         Route("/_sim/config", sim.get_config, methods=["GET"]),
         Route("/_sim/config", sim.set_config, methods=["POST"]),
         Route("/_sim/authorizations", sim.list_authorizations, methods=["GET"]),

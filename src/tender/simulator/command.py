@@ -36,6 +36,10 @@ def simulator_command(
     notify_on_create: Annotated[
         bool, typer.Option(envvar="TENDER_SIM_NOTIFY_ON_CREATE", help="Notify every new authorization too.")
     ] = True,
+    upi_delay_ms: Annotated[
+        int,
+        typer.Option(envvar="TENDER_SIM_UPI_DELAY_MS", help="How long success@upi and failure@upi take to decide."),
+    ] = 1500,
     latency_ms: Annotated[int, typer.Option(envvar="TENDER_SIM_LATENCY_MS", help="Added to every charge.")] = 0,
     latency_jitter_ms: Annotated[
         int, typer.Option(envvar="TENDER_SIM_LATENCY_JITTER_MS", help="Uniform random extra latency, up to this.")
@@ -55,7 +59,8 @@ def simulator_command(
     seed: Annotated[int | None, typer.Option(envvar="TENDER_SIM_SEED", help="Seed for reproducible faults.")] = None,
     log_level: Annotated[str, typer.Option(envvar="TENDER_SIM_LOG_LEVEL", help="uvicorn log level.")] = "info",
 ) -> None:
-    """Run the card-acquirer simulator (test cards, 3-D Secure, faults) as its own HTTP service."""
+    """Run the card-acquirer and APM simulator (test cards, 3-D Secure, approval pages, faults) as its own
+    HTTP service."""
     import uvicorn  # imported here so the main CLI starts fast
 
     from tender.simulator.app import create_app
@@ -67,6 +72,7 @@ def simulator_command(
             notify_url=notify_url,
             notify_secret=notify_secret,
             notify_on_create=notify_on_create,
+            upi_delay_ms=upi_delay_ms,
             latency_ms=latency_ms,
             latency_jitter_ms=latency_jitter_ms,
             error_rate=error_rate,

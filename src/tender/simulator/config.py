@@ -26,6 +26,8 @@ class SimulatorConfig:
     # A real acquirer notifies every authorization, not just 3-D Secure results; that lets Tender
     # learn the outcome of a call whose answer it lost. Off: only asynchronous changes are notified.
     notify_on_create: bool = True
+    # How long the test UPI addresses (success@upi, failure@upi) take to answer a collect request.
+    upi_delay_ms: int = 1500
     # Fault knobs. Rates are probabilities (not money), drawn independently in the order
     # error, drop, timeout for each request to a charging endpoint.
     latency_ms: int = 0
@@ -41,6 +43,8 @@ class SimulatorConfig:
         for name in ("latency_ms", "latency_jitter_ms"):
             if getattr(self, name) < 0:
                 raise ConfigError(name, "must be >= 0")
+        if not 0 <= self.upi_delay_ms <= 3_600_000:
+            raise ConfigError("upi_delay_ms", "must be between 0 and 3600000")
         for name in ("error_rate", "timeout_rate", "drop_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(name, "must be between 0 and 1")
@@ -67,6 +71,7 @@ RUNTIME_KNOBS: dict[str, tuple[type, ...]] = {
     "seed": _INT,
     "notify_url": (str,),
     "notify_on_create": (bool,),
+    "upi_delay_ms": _INT,
 }
 _NULLABLE = {"seed", "notify_url"}
 

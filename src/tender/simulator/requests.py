@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from tender.simulator import apm
+
 MAX_BODY_BYTES = 64 * 1024
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _DIGITS = re.compile(r"[0-9]+")
@@ -77,21 +79,42 @@ def _fingerprint(parts: dict[str, Any]) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class CardInput:
+    number: str
+    exp_month: int
+    exp_year: int
+    cvc: str | None
+    holder_name: str | None
+
+    def __repr__(self) -> str:  # keep the card out of any log line or traceback
+        return f"CardInput(last4={self.number[-4:]!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class MethodInput:
+    """An alternative payment method: its type and its one detail (`vpa`, `provider` or `bank`; may be None)."""
+
+    type: str
+    details: dict[str, str | None]
+
+
+@dataclass(frozen=True, slots=True)
 class AuthorizationInput:
     reference: str
     payment: str
     amount: int
     currency: str
     capture: bool
-    number: str
-    exp_month: int
-    exp_year: int
-    cvc: str | None
-    holder_name: str | None
+    card: CardInput | None  # exactly one of card and method
+    method: MethodInput | None
     return_url: str | None
 
-    def __repr__(self) -> str:  # keep the card out of any log line or traceback
-        return f"AuthorizationInput(reference={self.reference!r}, last4={self.number[-4:]!r})"
+    def __repr__(self) -> str:
+        return f"AuthorizationInput(reference={self.reference!r}, card={self.card!r}, method={self.method!r})"
+
+    @property
+    def method_type(self) -> str:
+        return "card" if self.method is None else self.method.type
 
     def request_hash(self) -> str:
         """Identifies the request for idempotency checks without being a hash of the card number.
@@ -99,18 +122,21 @@ class AuthorizationInput:
         A plain hash of a card number can be reversed by trying the numbers; so only the first six
         and last four digits (the truncation card rules allow to keep) take part, and never the CVC.
         """
-        return _fingerprint(
-            {
-                "reference": self.reference,
-                "payment": self.payment,
-                "amount": self.amount,
-                "currency": self.currency,
-                "capture": self.capture,
-                "card": [self.number[:6], self.number[-4:], len(self.number), self.exp_month, self.exp_year],
-                "holder_name": self.holder_name,
-                "return_url": self.return_url,
-            }
-        )
+        parts: dict[str, Any] = {
+            "reference": self.reference,
+            "payment": self.payment,
+            "amount": self.amount,
+            "currency": self.currency,
+            "capture": self.capture,
+            "return_url": self.return_url,
+        }
+        if self.card is not None:  # the same parts as before APMs existed, so old records still compare
+            c = self.card
+            parts["card"] = [c.number[:6], c.number[-4:], len(c.number), c.exp_month, c.exp_year]
+            parts["holder_name"] = c.holder_name
+        if self.method is not None:
+            parts["method"] = {"type": self.method.type, **self.method.details}
+        return _fingerprint(parts)
 
 
 def _check_key(reference: str, idempotency_key: str | None) -> None:
@@ -118,21 +144,9 @@ def _check_key(reference: str, idempotency_key: str | None) -> None:
         raise BadRequest("The Idempotency-Key header must equal the reference.", "reference")
 
 
-def parse_authorization(body: dict[str, Any], idempotency_key: str | None) -> AuthorizationInput:
-    reference = _required_text(body, "reference")
-    _check_key(reference, idempotency_key)
-    payment = _required_text(body, "payment")
-    amount = _amount(body, required=True)
-    assert amount is not None
-    currency = body.get("currency")
-    if not isinstance(currency, str) or not _CURRENCY.fullmatch(currency):
-        raise BadRequest("currency must be a three-letter upper-case ISO 4217 code.", "currency")
-    capture = body.get("capture", True)
-    if not isinstance(capture, bool):
-        raise BadRequest("capture must be a boolean.", "capture")
-    card = body.get("card")
+def _parse_card(card: Any) -> CardInput:
     if not isinstance(card, dict):
-        raise BadRequest("card must be an object.", "card")
+        raise BadRequest("card must be an object (or give method for an alternative payment method).", "card")
     number = card.get("number")
     if not isinstance(number, str) or not _DIGITS.fullmatch(number) or not 12 <= len(number) <= 19:
         raise BadRequest("card.number must be a string of 12 to 19 digits.", "card.number")
@@ -148,12 +162,60 @@ def parse_authorization(body: dict[str, Any], idempotency_key: str | None) -> Au
     if cvc is not None and (not isinstance(cvc, str) or not _DIGITS.fullmatch(cvc) or not 3 <= len(cvc) <= 4):
         raise BadRequest("card.cvc must be a string of 3 or 4 digits.", "card.cvc")
     holder_name = _text(card, "holder_name", "card.holder_name", required=False, max_len=200)
+    return CardInput(number, exp_month, exp_year, cvc, holder_name)
+
+
+def _parse_method(method: Any) -> MethodInput:
+    """`{"type": T}` or `{"type": T, T: {<its one field>} | null}`, T one of apm.METHOD_TYPES."""
+    if not isinstance(method, dict):
+        raise BadRequest("method must be an object.", "method")
+    kind = method.get("type")
+    if kind not in apm.METHOD_TYPES:
+        raise BadRequest("method.type must be one of " + ", ".join(apm.METHOD_TYPES) + ".", "method.type")
+    for key in method:
+        if key not in ("type", kind):
+            raise BadRequest(f"Unknown parameter: method.{key[:40]}.", f"method.{key[:40]}")
+    field = apm.DETAIL_FIELDS[kind]
+    sub = method.get(kind)
+    if sub is None:
+        sub = {}
+    if not isinstance(sub, dict):
+        raise BadRequest(f"method.{kind} must be an object.", f"method.{kind}")
+    for key in sub:
+        if key != field:
+            raise BadRequest(f"Unknown parameter: method.{kind}.{key[:40]}.", f"method.{kind}.{key[:40]}")
+    param = f"method.{kind}.{field}"
+    value = _text(sub, field, param, required=kind == "upi", max_len=255)
+    if kind == "upi" and not apm.VPA.fullmatch(value or ""):
+        raise BadRequest(f"{param} must be a UPI address of the form name@handle.", param)
+    return MethodInput(kind, {field: value})
+
+
+def parse_authorization(body: dict[str, Any], idempotency_key: str | None) -> AuthorizationInput:
+    reference = _required_text(body, "reference")
+    _check_key(reference, idempotency_key)
+    payment = _required_text(body, "payment")
+    amount = _amount(body, required=True)
+    assert amount is not None
+    currency = body.get("currency")
+    if not isinstance(currency, str) or not _CURRENCY.fullmatch(currency):
+        raise BadRequest("currency must be a three-letter upper-case ISO 4217 code.", "currency")
+    capture = body.get("capture", True)
+    if not isinstance(capture, bool):
+        raise BadRequest("capture must be a boolean.", "capture")
+    card, method = None, None
+    if body.get("method") is not None:
+        if body.get("card") is not None:
+            raise BadRequest("Give either card or method, not both.", "method")
+        method = _parse_method(body["method"])
+    else:
+        card = _parse_card(body.get("card"))
     return_url = _text(body, "return_url", "return_url", required=False, max_len=2048)
     if return_url is not None and not return_url.startswith(("http://", "https://")):
         raise BadRequest("return_url must be an http(s) URL.", "return_url")
-    return AuthorizationInput(
-        reference, payment, amount, currency, capture, number, exp_month, exp_year, cvc, holder_name, return_url
-    )
+    if return_url is None and method is not None and method.type in apm.REDIRECT_TYPES:
+        raise BadRequest(f"return_url is required for {method.type} payments.", "return_url")
+    return AuthorizationInput(reference, payment, amount, currency, capture, card, method, return_url)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,8 @@
 
 It is the ground truth fault tests compare Tender against: one row per authorization reference
 (UNIQUE), so a reference can never be charged twice, and a counter of how often it was asked for.
-Only the card's brand and last four digits are stored, never the number or the security code.
+Only the card's brand and last four digits are stored, never the number or the security code; an
+alternative method's row keeps its type and detail (UPI address, wallet, bank) instead.
 
 Every method is synchronous and short. The app calls them from the event loop without awaiting in
 between, so a check-then-insert cannot interleave with another request's; the lock covers callers
@@ -11,6 +12,7 @@ on other threads, and the UNIQUE constraint covers other processes sharing the f
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -42,7 +44,10 @@ CREATE TABLE IF NOT EXISTS authorizations (
     request_hash TEXT NOT NULL,
     request_count INTEGER NOT NULL DEFAULT 1,
     created INTEGER NOT NULL,
-    updated INTEGER NOT NULL
+    updated INTEGER NOT NULL,
+    method TEXT NOT NULL DEFAULT 'card',
+    method_details TEXT,
+    decide_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS authorizations_payment ON authorizations (payment);
 CREATE TABLE IF NOT EXISTS operations (
@@ -61,6 +66,13 @@ CREATE TABLE IF NOT EXISTS operations (
 );
 CREATE INDEX IF NOT EXISTS operations_authorization ON operations (authorization_id);
 """
+# Columns added since the first version, so a record file kept from then (`tender up` keeps one in its
+# data folder) still opens: its card rows read as card rows.
+_ADDED_COLUMNS = {
+    "method": "TEXT NOT NULL DEFAULT 'card'",
+    "method_details": "TEXT",
+    "decide_at": "INTEGER",
+}
 
 
 class Registration(StrEnum):
@@ -83,7 +95,7 @@ class AuthorizationRecord:
     failure_code: str | None
     decline_code: str | None
     message: str | None
-    card_brand: str
+    card_brand: str  # "" when not a card (the column is NOT NULL in files made before APMs)
     card_last4: str
     return_url: str | None
     request_hash: str
@@ -92,6 +104,9 @@ class AuthorizationRecord:
     amount_captured: int = 0
     amount_refunded: int = 0
     request_count: int = 1
+    method: str = "card"  # card | upi | wallet | netbanking | bnpl
+    method_details: dict[str, str | None] | None = None  # an APM's detail, e.g. {"vpa": "success@upi"}
+    decide_at: int | None = None  # unix ms when a test UPI address decides on its own
 
 
 @dataclass(slots=True)
@@ -128,7 +143,14 @@ _BOOLS = frozenset({"capture", "captured"})
 
 def _auth(row: sqlite3.Row) -> AuthorizationRecord:
     values: dict[str, Any] = {k: (bool(row[k]) if k in _BOOLS else row[k]) for k in row.keys()}  # noqa: SIM118
+    if values.get("method_details") is not None:
+        values["method_details"] = json.loads(values["method_details"])
     return AuthorizationRecord(**values)
+
+
+def _auth_values(record: AuthorizationRecord, columns: list[str]) -> list[Any]:
+    values = [getattr(record, c) for c in columns]
+    return [json.dumps(v) if isinstance(v, dict) else v for v in values]
 
 
 def _op(row: sqlite3.Row) -> OperationRecord:
@@ -149,6 +171,10 @@ class SimulatorStore:
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
+        have = {r["name"] for r in self._db.execute("PRAGMA table_info(authorizations)")}
+        for name, spec in _ADDED_COLUMNS.items():
+            if name not in have:
+                self._db.execute(f"ALTER TABLE authorizations ADD COLUMN {name} {spec}")
 
     def close(self) -> None:
         with self._lock:
@@ -180,7 +206,7 @@ class SimulatorStore:
                 return existing, Registration.REPLAYED if same else Registration.MISMATCH
             db.execute(
                 f"INSERT INTO authorizations ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-                [getattr(new, c) for c in columns],
+                _auth_values(new, columns),
             )
             return new, Registration.CREATED
 
@@ -194,8 +220,12 @@ class SimulatorStore:
             row = self._db.execute("SELECT * FROM authorizations WHERE id = ?", (sim_id,)).fetchone()
         return None if row is None else _auth(row)
 
-    def resolve_challenge(self, sim_id: str, decision: Decision, now: int) -> tuple[AuthorizationRecord | None, bool]:
-        """Apply a 3-D Secure result once: (the row, whether it changed). Later decisions are ignored."""
+    def resolve_pending(self, sim_id: str, decision: Decision, now: int) -> tuple[AuthorizationRecord | None, bool]:
+        """Apply the shopper's (3-D Secure, APM approval) decision once: (the row, whether it changed).
+
+        Only an authorization still `action_required` changes, so a second decision, a late automatic
+        UPI decision or one after a cancel is ignored; an approval captures when the request asked to.
+        """
         with self._transaction() as db:
             cur = db.execute(
                 "UPDATE authorizations SET status = ?, captured = (? AND capture), amount_captured ="

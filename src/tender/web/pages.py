@@ -49,6 +49,12 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
 }
 CARD_FIELDS = ("number", "expiry", "cvc", "holder_name")
+METHOD_NAMES = {
+    "upi": "Pay with UPI",
+    "wallet": "Pay with a wallet",
+    "netbanking": "Pay by net banking",
+    "bnpl": "Buy now, pay later",
+}
 MAX_FORM_BYTES = 4096
 
 
@@ -70,7 +76,9 @@ async def _context(conn: Conn, row: dict[str, Any]) -> dict[str, Any]:
         "merchant_name": merchant.name if merchant else "the shop",
         "description": row["description"],
         "amount": format_amount(row["amount"], row["currency"].strip()),
-        "values": {"expiry": "", "holder_name": ""},
+        "values": {"expiry": "", "holder_name": "", "vpa": ""},
+        "method_types": list(row["payment_method_types"]),
+        "method_names": METHOD_NAMES,
     }
 
 
@@ -120,7 +128,11 @@ def _render(ctx: dict[str, Any], row: dict[str, Any], payment: Payment | None, *
             **ctx,
         )
     if payment is not None and payment.status == "processing":
-        return _page("processing.html", **ctx)
+        return _page("processing.html", payment_status="processing", **ctx)
+    if payment is not None and payment.status == "requires_action" and payment.payment_method.get("type") == "upi":
+        # A collect request: the shopper approves in their UPI app (the simulator's page stands in for it).
+        url = (payment.next_action or {}).get("url")
+        return _page("processing.html", payment_status="requires_action", upi_app_url=url, **ctx)
     if payment is not None and payment.status == "requires_action" and payment.next_action:
         return _page(
             "redirect.html",
@@ -144,7 +156,7 @@ async def pay(session_id: str, request: Request, container: ContainerDep) -> Res
     are never sent back, not even into the form."""
     raw = await request.body()
     fields = {k: v[0] for k, v in parse_qs(raw[:MAX_FORM_BYTES].decode(errors="replace")).items() if k in CARD_FIELDS}
-    values = {"expiry": fields.get("expiry", "")[:7], "holder_name": fields.get("holder_name", "")[:100]}
+    values = {"expiry": fields.get("expiry", "")[:7], "holder_name": fields.get("holder_name", "")[:100], "vpa": ""}
     ctx: dict[str, Any] = {}
     try:
         async with container.db.transaction() as conn:
@@ -185,6 +197,42 @@ def _for_shopper(message: str, param: str | None) -> str:
     if param in _HUMAN_NAMES:
         message = message.replace(param, _HUMAN_NAMES[param])
     return message[:1].upper() + message[1:]
+
+
+@router.post("/checkout/{session_id}/pay_method")
+async def pay_method(session_id: str, request: Request, container: ContainerDep) -> Response:
+    """One of the other methods' buttons: a redirect method goes to its provider's page (via the processing
+    view), UPI sends a collect request to the VPA entered."""
+    raw = await request.body()
+    fields = {k: v[0] for k, v in parse_qs(raw[:MAX_FORM_BYTES].decode(errors="replace")).items()}
+    kind = fields.get("type", "")
+    method: dict[str, Any] = {"type": kind}
+    if kind == "upi":
+        method["upi"] = {"vpa": fields.get("vpa", "")[:255]}
+    ctx: dict[str, Any] = {}
+    try:
+        async with container.db.transaction() as conn:
+            row = await _session_or_none(conn, session_id)
+            if row is None:
+                return _not_found()
+            ctx = await _context(conn, row)
+            try:
+                await checkout.pay_by_method(conn, container.vault, session_id, method)
+            except SessionClosed:
+                row = await checkout.get_row(conn, session_id)
+                return _render(ctx, row, await _payment(conn, row))
+    except (InvalidRequest, ValidationFailed) as exc:
+        text = exc.message if isinstance(exc, InvalidRequest) else str(exc)
+        vpa = exc.param is not None and exc.param.endswith("vpa")
+        message = "Enter your UPI ID as name@bank." if vpa else text
+        return _page(
+            "form.html",
+            status_code=400,
+            error=message,
+            field="vpa" if vpa else None,
+            **{**ctx, "values": {**ctx.get("values", {}), "vpa": fields.get("vpa", "")[:100]}},
+        )
+    return RedirectResponse(f"/checkout/{session_id}", status_code=303, headers=SECURITY_HEADERS)
 
 
 def _card(fields: dict[str, str]) -> dict[str, Any]:

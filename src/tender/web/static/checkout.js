@@ -52,25 +52,34 @@
     });
   }
 
+  // The view shows one status (processing, or a UPI request waiting for the shopper's app): any other
+  // status reloads the page, which then shows what comes next.
   function processing(section) {
-    var id = section.dataset.session;
+    var id = section.dataset.session, shown = section.dataset.status;
     var reload = function () { window.location.replace("/checkout/" + id); };
     var poll = function () {
       fetch("/checkout/" + id + "/status", { cache: "no-store" })
         .then(function (r) { return r.json(); })
-        .then(function (s) { if (s.payment_status !== "processing") reload(); else setTimeout(poll, 2000); })
+        .then(function (s) { if (s.payment_status !== shown) reload(); else setTimeout(poll, 2000); })
         .catch(function () { setTimeout(poll, 2000); });
     };
     if (!window.EventSource) { poll(); return; }
     var source = new EventSource("/checkout/" + id + "/events");
     source.addEventListener("status", function (e) {
-      if (JSON.parse(e.data).status !== "processing") { source.close(); reload(); }
+      if (JSON.parse(e.data).status !== shown) { source.close(); reload(); }
     });
     source.onerror = function () { source.close(); poll(); };  // the stream is gone: fall back to polling
   }
 
   var form = document.getElementById("pay-form");
   if (form) cardForm(form);
+  Array.prototype.forEach.call(document.querySelectorAll(".method-form"), function (f) {
+    f.addEventListener("submit", function (event) {
+      if (f.dataset.sent) { event.preventDefault(); return; }
+      f.dataset.sent = "1";
+      f.querySelector("button").disabled = true;
+    });
+  });
   var section = document.getElementById("processing");
   if (section) processing(section);
 })();
