@@ -5,9 +5,9 @@ Debian's `chromium` (the Makefile's `browser` target) and the tests launch /usr/
 by TENDER_TEST_CHROMIUM. A missing browser fails the tests loudly instead of skipping them: CI must prove them.
 
 Fixtures: `browser` (one Chromium per session), `page` (a fresh context per test, desktop size), `phone_page`
-(390x844, mobile, touch) and `shots`, whose `await shots.shot(page, "step")` saves
-test-artifacts/browser/<test name>/<NN>-<step>.png in order; a failed test also leaves `failed-<fixture>.png`
-of each page it had. The final summary names the folder.
+(390x844, mobile, touch), `no_script_page` (desktop size, JavaScript disabled) and `shots`, whose
+`await shots.shot(page, "step")` saves test-artifacts/browser/<test name>/<NN>-<step>.png in order; a failed
+test also leaves `failed-<fixture>.png` of each page it had. The final summary names the folder.
 """
 
 from __future__ import annotations
@@ -105,6 +105,13 @@ async def page(browser: Browser, request: pytest.FixtureRequest) -> AsyncIterato
 async def phone_page(browser: Browser, request: pytest.FixtureRequest) -> AsyncIterator[Page]:
     """A page in a fresh context the size of a phone: 390x844 CSS pixels, mobile, touch."""
     async with _page(browser, request, **PHONE) as p:
+        yield p
+
+
+@pytest.fixture
+async def no_script_page(browser: Browser, request: pytest.FixtureRequest) -> AsyncIterator[Page]:
+    """A page in a fresh context with JavaScript disabled (as some shoppers browse), 1280x720."""
+    async with _page(browser, request, java_script_enabled=False) as p:
         yield p
 
 

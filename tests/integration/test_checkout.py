@@ -225,7 +225,7 @@ async def test_a_session_stops_taking_cards_after_ten_attempts(api: Any, contain
 async def test_a_wallet_payment_goes_to_the_providers_page_and_completes_the_session(
     api: Any, container: Any, merchant: Any, simulator_url: str
 ) -> None:
-    from tests.integration.test_operations import make_due, shopper_decides
+    from tests.integration.test_operations import shopper_decides
 
     session = await new_session(api, merchant, payment_method_types=["card", "wallet", "upi"])
     path = page_path(session)
@@ -240,8 +240,10 @@ async def test_a_wallet_payment_goes_to_the_providers_page_and_completes_the_ses
     handoff = await api.get(path)
     assert "Continue to your bank" in handoff.text and payment["next_action"]["url"] in handoff.text
     back = await shopper_decides(simulator_url, payment, "approve")
-    assert back.status_code == 303 and back.headers["location"] == session["url"]
-    await make_due(container, payment["id"])  # no notification in this test: the pump's look-up finds it
+    assert back.status_code == 303 and back.headers["location"] == session["url"] + "?returned=1"
+    waiting = await api.get(path, params={"returned": "1"})  # back before Tender heard: wait, don't bounce
+    assert "Payment processing" in waiting.text and 'id="back-to-bank"' in waiting.text
+    # No notification in this test: coming back made the payment due for a look-up at once.
     await drain(authorizer(container))
     assert (await api.get(f"/v1/checkout/sessions/{session['id']}", headers=h)).json()["status"] == "complete"
     assert "Payment successful" in (await api.get(path)).text

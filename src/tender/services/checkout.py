@@ -34,6 +34,8 @@ from tender.worker.claim import claim_due
 DEFAULT_LIFETIME = timedelta(hours=24)
 METHOD_TYPES = ("card", *APM_TYPES)
 IN_PROGRESS = frozenset({PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION})
+# The session's payment ended without money: the shopper may try again (a decline, or a merchant's cancel).
+RETRYABLE = frozenset({PaymentStatus.FAILED, PaymentStatus.CANCELED})
 # Card testing: a stolen-card list tried on one page. After this many payments a session takes no more.
 MAX_PAYMENTS_PER_SESSION = 10
 # A session whose payment is still in progress when it should expire is looked at again this much later.
@@ -218,7 +220,7 @@ async def _pay(conn: Conn, vault: Vault, session_id: str, method: dict[str, Any]
     if row["status"] != "open":
         raise SessionClosed(row["status"])
     current = await _current_payment(conn, row)
-    if current is not None and current.status != PaymentStatus.FAILED:
+    if current is not None and current.status not in RETRYABLE:
         return current
     if now >= row["expires_at"]:
         await _expire(conn, [session_id])
@@ -235,13 +237,21 @@ async def _pay(conn: Conn, vault: Vault, session_id: str, method: dict[str, Any]
         currency=row["currency"].strip(),
         payment_method=method,
         description=row["description"],
-        return_url=row["url"],  # back to the page after 3-D Secure
+        return_url=row["url"] + "?returned=1",  # back to the page after 3-D Secure or the provider's page
     )
     payment = await payments.create_payment(
         conn, vault, row["merchant_id"], request, now=now, checkout_session_id=session_id
     )
     await store.set_payment(conn, session_id, payment.id)
     return payment
+
+
+async def shopper_is_back(db: Database, payment: Payment) -> None:
+    """The shopper came back from 3-D Secure or a provider's page before we heard the outcome: ask the
+    processor now rather than at the next scheduled look-up (the notification may be on its way, or lost)."""
+    if payment.status == PaymentStatus.REQUIRES_ACTION:
+        async with db.transaction() as conn:
+            await payment_store.schedule_now(conn, payment.id)
 
 
 async def on_payment_changes(conn: Conn, changed: list[Payment]) -> None:

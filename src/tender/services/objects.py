@@ -22,7 +22,7 @@ def _payment_method(method: dict[str, Any]) -> dict[str, Any]:
     if method.get("type") == "card":
         card = method.get("card") or {}
         return {"type": "card", "card": {k: card.get(k) for k in _CARD_FIELDS}}
-    return method
+    return {"type": method.get("type"), **{k: v for k, v in method.items() if k != "type"}}
 
 
 def payment_object(p: Payment) -> dict[str, Any]:

@@ -104,13 +104,20 @@ def _back_to_shop(ctx: dict[str, Any], row: dict[str, Any]) -> HTMLResponse:
 
 
 @router.get("/checkout/{session_id}")
-async def checkout_page(session_id: str, container: ContainerDep) -> Response:
+async def checkout_page(session_id: str, container: ContainerDep, returned: str | None = None) -> Response:
+    """`?returned=1`: the shopper is back from 3-D Secure or a provider's page (the payment's return_url)."""
     async with container.db.connection() as conn:
         row = await _session_or_none(conn, session_id)
         if row is None:
             return _not_found()
         ctx = await _context(conn, row)
         payment = await _payment(conn, row)
+    if returned and payment is not None and payment.status == "requires_action":
+        # Back before the outcome reached us: wait here (sending them to the bank's page again would strand
+        # them on an already decided challenge), and have the processor asked at once.
+        await checkout.shopper_is_back(container.db, payment)
+        url = (payment.next_action or {}).get("url")
+        return _page("processing.html", payment_status="requires_action", back_url=url, **ctx)
     return _render(ctx, row, payment)
 
 
@@ -147,6 +154,8 @@ def _render(ctx: dict[str, Any], row: dict[str, Any], payment: Payment | None, *
     error = form.pop("error", None)
     if error is None and payment is not None and payment.status == "failed":
         error = f"{payment.failure_message or 'The payment failed.'} Please try another card."
+    if error is None and payment is not None and payment.status == "canceled":
+        error = "The payment was canceled. You may pay again."
     return _page("form.html", status_code=form.pop("status_code", 200), error=error, **{**ctx, **form})
 
 

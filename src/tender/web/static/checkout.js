@@ -35,8 +35,8 @@
       else hint("number-hint", brand ? brand[0].toUpperCase() : "", false);
     });
     expiry.addEventListener("input", function () {
-      var m = /^(\d{1,2})\s*\/?\s*(\d{2})$/.exec(expiry.value.trim());
-      if (!m) { hint("expiry-hint", "", false); return; }
+      var m = /^(\d{1,2})\s*\/\s*(\d{2})$/.exec(expiry.value.trim());  // MM/YY, as the server wants
+      if (!m) { hint("expiry-hint", expiry.value.trim().length >= 4 ? "Enter it as MM/YY." : "", expiry.value.trim().length >= 4); return; }
       var month = +m[1], year = 2000 + +m[2], now = new Date();
       var past = year < now.getFullYear() || (year === now.getFullYear() && month < now.getMonth() + 1);
       hint("expiry-hint", month < 1 || month > 12 ? "Month 01 to 12" : past ? "This card has expired." : "", month < 1 || month > 12 || past);

@@ -1,0 +1,604 @@
+"""The hosted checkout page (/checkout/{id}) as a shopper meets it, in headless Chromium.
+
+Tender's API app is served on a real loopback port (with its live-status hub, so the processing view's SSE
+stream hears of a change at once) and the session's `url` points there; the shop is a small page served
+here that records how the shopper came back. The payment pump is the test's own: it runs while the
+browser waits on the processing view, as `tender worker` would. What the shopper sees is checked against
+the API: the merchant's payments (`GET /v1/payments`) and the session's `payment` and `status`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from playwright.async_api import Page, Route, expect
+from starlette.applications import Starlette
+from starlette.requests import Request as StarletteRequest
+from starlette.responses import HTMLResponse
+from starlette.routing import Route as StarletteRoute
+
+from tender.api.app import create_app
+from tender.services.checkout import ExpiryPump
+from tests.browser.conftest import TIMEOUT_MS, Shots
+from tests.conftest import auth
+from tests.integration.test_checkout import new_session
+from tests.integration.test_operations import THREE_DS, attempt_of, authorizer, make_due, notification_for
+from tests.serve import serve
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+GOOD = "4242424242424242"
+DECLINED = "4000000000009995"  # insufficient funds
+PHONE_WIDTH = 390
+SHOP_PAGE = (
+    '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Shop</title></head>'
+    "<body><h1>Back at the shop</h1></body></html>"
+)
+
+
+# -- what the test serves: Tender, the shop, the simulator's pages, the worker ------------------------
+
+
+@pytest.fixture(scope="module")
+async def tender_url(container: Any) -> AsyncIterator[str]:
+    """Tender's API (and so its pages) on a loopback port; sessions made meanwhile get their `url` there."""
+    app = create_app(container)
+    await app.state.hub.start()  # serve() runs without lifespan: the hub is started here
+    saved = container.settings.public_url
+    try:
+        async with serve(app) as url:
+            container.settings.public_url = url  # Settings.base_url: the session's `url`, 3-D Secure's return
+            try:
+                yield url
+            finally:
+                container.settings.public_url = saved
+    finally:
+        await app.state.hub.stop()
+
+
+class Shop:
+    """The merchant's site: the thank-you page and the cart, and every path + query string it was opened with."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.visits: list[tuple[str, dict[str, str]]] = []
+
+    async def page(self, request: StarletteRequest) -> HTMLResponse:
+        self.visits.append((request.url.path, dict(request.query_params)))
+        return HTMLResponse(SHOP_PAGE)
+
+
+@pytest.fixture
+async def shop() -> AsyncIterator[Shop]:
+    s = Shop()
+    async with serve(Starlette(routes=[StarletteRoute("/thanks", s.page), StarletteRoute("/cart", s.page)])) as url:
+        s.url = url
+        yield s
+
+
+class Worker:
+    """The payment pump, run by the test: `async with worker.running():` while the browser waits."""
+
+    def __init__(self, container: Any) -> None:
+        self._authorizer = authorizer(container)
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+
+        async def loop() -> None:
+            while not stop.is_set():
+                await self._authorizer.run_batch(100)
+                await asyncio.sleep(0.05)
+
+        task = asyncio.create_task(loop())
+        try:
+            yield
+        finally:
+            stop.set()
+            await task  # not cancelled: a batch ends its transaction
+
+
+@pytest.fixture
+def worker(container: Any) -> Worker:
+    return Worker(container)
+
+
+class Simulator:
+    """The simulator's shopper pages (3-D Secure challenge) for the browser.
+
+    The tests' simulator calls itself http://simulator.test, so that is where the checkout page sends the
+    shopper. A Playwright route forwards those requests to its loopback port, and it is also the one point
+    between the shopper's decision and the browser's way back (the simulator's 303 to the checkout page):
+    `before_return` runs there, so the test decides whether Tender learns the outcome (a notification or a
+    look-up) before the shopper is back. A resolver mapping (--host-resolver-rules) would need its own
+    browser and gives no such hook.
+    """
+
+    def __init__(self, simulator_url: str) -> None:
+        self._base = httpx.URL(simulator_url)
+        self.before_return: Callable[[], Awaitable[None]] | None = None
+        self.errors: list[BaseException] = []
+
+    async def attach(self, page: Page) -> None:
+        await page.context.route("http://simulator.test/**", self._forward)
+
+    async def _forward(self, route: Route) -> None:
+        url = httpx.URL(route.request.url)
+        try:
+            answer = await route.fetch(
+                url=str(self._base.copy_with(path=url.path, query=url.query or None)), max_redirects=0
+            )
+            if answer.status == 303 and self.before_return is not None:
+                await self.before_return()
+            await route.fulfill(response=answer)  # a 303 too: Chromium follows it to the checkout page
+        except Exception as exc:  # the test fails on it at teardown instead of a browser waiting for nothing
+            self.errors.append(exc)
+            await route.abort()
+
+
+@pytest.fixture
+async def simulator(simulator_url: str) -> AsyncIterator[Simulator]:
+    s = Simulator(simulator_url)
+    yield s
+    assert not s.errors, s.errors
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+
+
+async def open_session(api: Any, merchant: Any, shop: Shop, order: str, **overrides: Any) -> dict[str, Any]:
+    return await new_session(
+        api,
+        merchant,
+        order,
+        success_url=f"{shop.url}/thanks?order={order}",
+        cancel_url=f"{shop.url}/cart?order={order}",
+        **overrides,
+    )
+
+
+async def api_get(api: Any, merchant: Any, path: str) -> dict[str, Any]:
+    r = await api.get(path, headers=auth(merchant.secret_key))
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+async def payments_of(api: Any, merchant: Any) -> list[dict[str, Any]]:
+    return list((await api_get(api, merchant, "/v1/payments"))["data"])
+
+
+async def session_now(api: Any, merchant: Any, session: dict[str, Any]) -> dict[str, Any]:
+    return await api_get(api, merchant, f"/v1/checkout/sessions/{session['id']}")
+
+
+async def wait_for_payment(api: Any, merchant: Any, payment_id: str, status: str) -> None:
+    for _ in range(200):
+        if (await api_get(api, merchant, f"/v1/payments/{payment_id}"))["status"] == status:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"payment {payment_id} never became {status}")
+
+
+async def fits_a_phone(page: Page) -> None:
+    width = await page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE_WIDTH, f"horizontal scroll: the page is {width}px wide"
+
+
+async def see_form(page: Page, session: dict[str, Any], merchant: Any, shots: Shots, step: str = "form") -> None:
+    # The page itself, or the same page as the bank's return_url (`?returned=1`).
+    await expect(page).to_have_url(re.compile(re.escape(session["url"]) + r"(\?returned=1)?$"))
+    await expect(page).to_have_title(f"Pay 25.00 BRL · {merchant.merchant.name}")
+    await expect(page.get_by_test_id("amount")).to_have_text("25.00 BRL")
+    await expect(page.get_by_role("button", name="Pay 25.00 BRL")).to_be_enabled()
+    await shots.shot(page, step)
+
+
+async def open_form(page: Page, session: dict[str, Any], merchant: Any, shots: Shots) -> None:
+    response = await page.goto(session["url"])
+    assert response is not None and response.status == 200
+    assert response.headers["cache-control"] == "no-store"
+    await see_form(page, session, merchant, shots)
+
+
+async def fill_card(page: Page, number: str, expiry: str = "10/30", cvc: str = "123") -> None:
+    await page.get_by_label("Card number").fill(number)
+    await page.get_by_label("Expiry (MM/YY)").fill(expiry)
+    await page.get_by_label("Security code").fill(cvc)
+    await page.get_by_label("Name on card").fill("Leia Organa")
+
+
+async def see_processing(page: Page, shots: Shots) -> None:
+    await expect(page.get_by_role("heading", name="Payment processing")).to_be_visible()
+    await expect(page.get_by_text("Please don't close this page.")).to_be_visible()
+    await shots.shot(page, "processing")
+
+
+async def lands_at_the_shop(page: Page, shop: Shop, session: dict[str, Any], order: str, shots: Shots) -> None:
+    """The "Payment successful" view, then (its meta refresh, 1 s) the shop's thank-you page."""
+    await expect(page.get_by_role("heading", name="Payment successful")).to_be_visible(timeout=TIMEOUT_MS)
+    await shots.shot(page, "payment successful")
+    target = f"{shop.url}/thanks?order={order}&session_id={session['id']}&status=succeeded"
+    await expect(page).to_have_url(target, timeout=TIMEOUT_MS)
+    await expect(page.get_by_role("heading", name="Back at the shop")).to_be_visible()
+    assert shop.visits == [("/thanks", {"order": order, "session_id": session["id"], "status": "succeeded"})]
+    await shots.shot(page, "back at the shop")
+
+
+async def paid_once(api: Any, merchant: Any, session: dict[str, Any], *statuses: str) -> dict[str, Any]:
+    """The session is complete, its `payment` is the merchant's succeeded one; `statuses`: all the merchant's
+    payments, oldest first."""
+    payments = await payments_of(api, merchant)
+    assert [p["status"] for p in reversed(payments)] == list(statuses)
+    assert all(p["checkout_session"] == session["id"] for p in payments)
+    now = await session_now(api, merchant, session)
+    [succeeded] = [p for p in payments if p["status"] == "succeeded"]
+    assert (now["status"], now["payment"]) == ("complete", succeeded["id"])
+    return succeeded
+
+
+# -- the tests -------------------------------------------------------------------------------------------
+
+
+async def test_pay_by_card(
+    api: Any, merchant: Any, tender_url: str, shop: Shop, worker: Worker, page: Page, shots: Shots
+) -> None:
+    session = await open_session(api, merchant, shop, "ord_card")
+    assert session["url"] == f"{tender_url}/checkout/{session['id']}"
+    await open_form(page, session, merchant, shots)
+    await fill_card(page, GOOD)
+    await shots.shot(page, "card filled in")
+    await page.get_by_role("button", name="Pay 25.00 BRL").click()
+    await see_processing(page, shots)
+    async with worker.running():
+        await lands_at_the_shop(page, shop, session, "ord_card", shots)
+    payment = await paid_once(api, merchant, session, "succeeded")
+    assert (payment["amount"], payment["currency"], payment["amount_captured"]) == (2500, "BRL", 2500)
+
+
+async def test_a_decline_then_another_card_in_the_same_session_on_a_phone(
+    api: Any, merchant: Any, tender_url: str, shop: Shop, worker: Worker, phone_page: Page, shots: Shots
+) -> None:
+    page = phone_page
+    session = await open_session(api, merchant, shop, "ord_retry")
+    await open_form(page, session, merchant, shots)
+    await fits_a_phone(page)
+    pay = page.get_by_role("button", name="Pay 25.00 BRL")
+    box = await pay.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE_WIDTH
+
+    await fill_card(page, DECLINED)
+    await pay.tap()
+    await see_processing(page, shots)
+    await fits_a_phone(page)
+    async with worker.running():
+        alert = page.get_by_role("alert")
+        await expect(alert).to_contain_text("insufficient funds", timeout=TIMEOUT_MS)
+    await expect(alert).to_contain_text("Please try another card.")
+    await see_form(page, session, merchant, shots, "declined, the form again")
+    await fits_a_phone(page)
+    assert await page.get_by_label("Card number").input_value() == ""  # the number is never sent back
+    [failed] = await payments_of(api, merchant)
+    assert (failed["status"], failed["decline_code"]) == ("failed", "insufficient_funds")
+    assert (await session_now(api, merchant, session))["status"] == "open"
+
+    await fill_card(page, GOOD)
+    await pay.tap()
+    await see_processing(page, shots)
+    async with worker.running():
+        await lands_at_the_shop(page, shop, session, "ord_retry", shots)
+    assert (await paid_once(api, merchant, session, "failed", "succeeded"))["id"] != failed["id"]
+
+
+async def see_challenge(page: Page, shots: Shots) -> None:
+    """The simulator's 3-D Secure challenge page, where the checkout page sent the shopper."""
+    await expect(page).to_have_url(re.compile(r"^http://simulator\.test/3ds/sim_\w+$"), timeout=TIMEOUT_MS)
+    await expect(page).to_have_title("3-D Secure challenge")
+    await expect(page.locator("#amount")).to_have_text("25.00 BRL")
+    await expect(page.get_by_text("ending in 3184")).to_be_visible()
+    await shots.shot(page, "3-D Secure challenge")
+
+
+async def challenged(
+    api: Any, merchant: Any, session: dict[str, Any], worker: Worker, page: Page, shots: Shots
+) -> dict[str, Any]:
+    """Pay with the 3-D Secure card: processing, then (the worker running) on to the challenge page."""
+    await fill_card(page, THREE_DS)
+    await page.get_by_role("button", name="Pay 25.00 BRL").click()
+    await see_processing(page, shots)
+    async with worker.running():
+        await see_challenge(page, shots)
+    [payment] = await payments_of(api, merchant)
+    assert (payment["status"], payment["next_action"]["type"]) == ("requires_action", "redirect_to_url")
+    assert payment["next_action"]["url"] == page.url
+    assert (await session_now(api, merchant, session))["payment"] == payment["id"]
+    return payment
+
+
+async def test_three_d_secure_approved_and_tender_looks_it_up(
+    api: Any,
+    container: Any,
+    merchant: Any,
+    tender_url: str,
+    shop: Shop,
+    worker: Worker,
+    simulator: Simulator,
+    page: Page,
+    shots: Shots,
+) -> None:
+    session = await open_session(api, merchant, shop, "ord_3ds_ok")
+    await simulator.attach(page)
+    await open_form(page, session, merchant, shots)
+    payment = await challenged(api, merchant, session, worker, page, shots)
+
+    async def looked_up() -> None:  # no notification comes: the worker's look-up time has come
+        await make_due(container, payment["id"])
+        await wait_for_payment(api, merchant, payment["id"], "succeeded")
+
+    simulator.before_return = looked_up
+    async with worker.running():
+        await page.get_by_role("button", name="Approve").click()
+        await lands_at_the_shop(page, shop, session, "ord_3ds_ok", shots)
+    assert (await paid_once(api, merchant, session, "succeeded"))["id"] == payment["id"]
+
+
+async def test_three_d_secure_declined_then_another_card(
+    api: Any,
+    container: Any,
+    merchant: Any,
+    tender_url: str,
+    simulator_url: str,
+    shop: Shop,
+    worker: Worker,
+    simulator: Simulator,
+    page: Page,
+    shots: Shots,
+) -> None:
+    session = await open_session(api, merchant, shop, "ord_3ds_no")
+    await simulator.attach(page)
+    await open_form(page, session, merchant, shots)
+    payment = await challenged(api, merchant, session, worker, page, shots)
+
+    async def notified() -> None:  # the simulator's signed notification reaches Tender first
+        body, headers = await notification_for(simulator_url, (await attempt_of(container, payment["id"]))["id"])
+        applied = await api.post("/webhooks/simulator", content=body, headers=headers)
+        assert applied.status_code == 200 and applied.json()["outcome"] == "applied", applied.text
+
+    simulator.before_return = notified
+    await page.get_by_role("button", name="Decline").click()
+    alert = page.get_by_role("alert")
+    await expect(alert).to_contain_text("Please try another card.")
+    await see_form(page, session, merchant, shots, "declined by the bank, the form again")
+    failed = (await payments_of(api, merchant))[0]
+    assert (failed["id"], failed["status"], failed["failure_code"]) == (
+        payment["id"],
+        "failed",
+        "authentication_failed",
+    )
+    await expect(alert).to_contain_text(failed["failure_message"])
+
+    await fill_card(page, GOOD)
+    await page.get_by_role("button", name="Pay 25.00 BRL").click()
+    await see_processing(page, shots)
+    async with worker.running():
+        await lands_at_the_shop(page, shop, session, "ord_3ds_no", shots)
+    await paid_once(api, merchant, session, "failed", "succeeded")
+
+
+async def test_three_d_secure_back_before_tender_knows_the_outcome(
+    api: Any,
+    container: Any,
+    merchant: Any,
+    tender_url: str,
+    shop: Shop,
+    worker: Worker,
+    simulator: Simulator,
+    page: Page,
+    shots: Shots,
+) -> None:
+    """The usual race in production: the simulator answers the shopper (303 to the checkout page) and sends
+    its notification at the same time; here the browser always wins, and Tender learns it by a look-up."""
+    session = await open_session(api, merchant, shop, "ord_3ds_early")
+    await simulator.attach(page)
+    await open_form(page, session, merchant, shots)
+    payment = await challenged(api, merchant, session, worker, page, shots)
+    back = asyncio.get_running_loop().create_future()
+    page.on("framenavigated", lambda f: f.url.startswith(session["url"]) and not back.done() and back.set_result(None))
+    await page.get_by_role("button", name="Approve").click()
+    await asyncio.wait_for(back, TIMEOUT_MS / 1000)  # the browser came back to the checkout page
+    await page.wait_for_load_state()
+    await shots.shot(page, "back from the bank")
+    async with worker.running():
+        await make_due(container, payment["id"])  # harmless if the page already asked for a look-up
+        await wait_for_payment(api, merchant, payment["id"], "succeeded")
+        await shots.shot(page, "tender knows")
+        await expect(page.get_by_role("heading", name="Payment successful")).to_be_visible()
+    await lands_at_the_shop(page, shop, session, "ord_3ds_early", shots)
+
+
+async def test_cancel_goes_back_to_the_shop(
+    api: Any, merchant: Any, tender_url: str, shop: Shop, page: Page, shots: Shots
+) -> None:
+    session = await open_session(api, merchant, shop, "ord_cancel")
+    await open_form(page, session, merchant, shots)
+    await page.get_by_role("link", name=f"Cancel and return to {merchant.merchant.name}").click()
+    await expect(page).to_have_url(f"{shop.url}/cart?order=ord_cancel")
+    await expect(page.get_by_role("heading", name="Back at the shop")).to_be_visible()
+    assert shop.visits == [("/cart", {"order": "ord_cancel"})]
+    await shots.shot(page, "back in the cart")
+    assert await payments_of(api, merchant) == []
+    assert (await session_now(api, merchant, session))["status"] == "open"  # the shopper may still come back
+
+
+async def expire_now(container: Any, session: dict[str, Any]) -> None:
+    """The session's time is up and the worker's expiry pump has run."""
+    async with container.db.connection() as conn:
+        await conn.execute(
+            "UPDATE checkout_sessions SET expires_at = now() - interval '1 s', next_run_at = now() WHERE id = %s",
+            (session["id"],),
+        )
+    await ExpiryPump(container.db).run_batch(100)
+
+
+async def see_expired(page: Page, merchant: Any, shop: Shop, shots: Shots, step: str) -> None:
+    await expect(page.get_by_role("heading", name="This checkout has expired")).to_be_visible()
+    await expect(page.get_by_text("Nothing was charged.")).to_be_visible()
+    await expect(page.locator("form, input, button")).to_have_count(0)  # nothing to pay with
+    await expect(page.get_by_role("link", name=f"Return to {merchant.merchant.name}")).to_have_attribute(
+        "href", f"{shop.url}/cart?order=ord_late"
+    )
+    await shots.shot(page, step)
+
+
+async def test_an_expired_session_says_so_and_takes_no_payment(
+    api: Any, container: Any, merchant: Any, tender_url: str, shop: Shop, page: Page, shots: Shots
+) -> None:
+    session = await open_session(api, merchant, shop, "ord_late", expires_in=60)
+    await open_form(page, session, merchant, shots)
+    await fill_card(page, GOOD)
+    await expire_now(container, session)  # while the shopper was typing
+    await page.get_by_role("button", name="Pay 25.00 BRL").click()
+    await see_expired(page, merchant, shop, shots, "pay after expiry")
+
+    response = await page.goto(session["url"])  # and coming back later
+    assert response is not None and response.status == 410
+    await see_expired(page, merchant, shop, shots, "expired page")
+    # Nor does a form post made by hand (the browser's own request context, so its cookies and all).
+    post = await page.request.post(
+        session["url"] + "/pay", form={"number": GOOD, "expiry": "10/30", "cvc": "123", "holder_name": "Leia"}
+    )
+    assert post.status == 410
+    assert await payments_of(api, merchant) == []
+    now = await session_now(api, merchant, session)
+    assert (now["status"], now["payment"]) == ("expired", None)
+
+    await page.get_by_role("link", name=f"Return to {merchant.merchant.name}").click()
+    await expect(page).to_have_url(f"{shop.url}/cart?order=ord_late")
+    await shots.shot(page, "back in the cart")
+
+
+async def test_a_double_click_on_pay_makes_one_payment(
+    api: Any, merchant: Any, tender_url: str, shop: Shop, worker: Worker, page: Page, shots: Shots
+) -> None:
+    session = await open_session(api, merchant, shop, "ord_twice")
+    posts: list[str] = []
+    page.on("request", lambda r: r.method == "POST" and posts.append(r.url))
+    await open_form(page, session, merchant, shots)
+    await fill_card(page, GOOD)
+    await page.get_by_role("button", name="Pay 25.00 BRL").dblclick()
+    await see_processing(page, shots)
+    assert posts == [session["url"] + "/pay"]  # the page sends the form once
+    async with worker.running():
+        await lands_at_the_shop(page, shop, session, "ord_twice", shots)
+    await paid_once(api, merchant, session, "succeeded")
+
+
+async def test_keyboard_only(
+    api: Any, merchant: Any, tender_url: str, shop: Shop, worker: Worker, page: Page, shots: Shots
+) -> None:
+    session = await open_session(api, merchant, shop, "ord_keys")
+    await open_form(page, session, merchant, shots)
+    # Tab reaches every field in order, each by its label and visibly focused; typing fills it in.
+    for label, text in (
+        ("Card number", "4242 4242 4242 4242"),
+        ("Expiry (MM/YY)", "10/30"),
+        ("Security code", "123"),
+        ("Name on card", "Leia Organa"),
+    ):
+        await page.keyboard.press("Tab")
+        field = page.get_by_label(label, exact=True)
+        await expect(field).to_be_focused()
+        assert await field.evaluate("e => e.matches(':focus-visible')"), label
+        await page.keyboard.type(text)
+    await page.keyboard.press("Tab")
+    pay = page.get_by_role("button", name="Pay 25.00 BRL")
+    await expect(pay).to_be_focused()
+    await shots.shot(page, "pay focused")
+    await page.keyboard.press("Enter")
+    await see_processing(page, shots)
+    async with worker.running():
+        await lands_at_the_shop(page, shop, session, "ord_keys", shots)
+    await paid_once(api, merchant, session, "succeeded")
+
+
+async def test_the_hints_while_typing(
+    api: Any, merchant: Any, tender_url: str, shop: Shop, page: Page, shots: Shots
+) -> None:
+    session = await open_session(api, merchant, shop, "ord_hints")
+    await open_form(page, session, merchant, shots)
+    number, number_hint = page.get_by_label("Card number"), page.locator("#number-hint")
+    expiry, expiry_hint = page.get_by_label("Expiry (MM/YY)"), page.locator("#expiry-hint")
+
+    await number.press_sequentially("4242 4242 4242 4241")  # a typo: the Luhn check fails
+    await expect(number_hint).to_have_text("This card number doesn't look right.")
+    await expect(number_hint).to_have_class("hint bad")
+    await shots.shot(page, "luhn hint")
+    await number.clear()
+    await number.press_sequentially("4242 4242 4242 4242")
+    await expect(number_hint).to_have_text("VISA")
+    await expect(number_hint).to_have_class("hint")
+    await shots.shot(page, "visa")
+    await number.clear()
+    await number.press_sequentially("5555 5555 5555 4444")
+    await expect(number_hint).to_have_text("MASTERCARD")
+
+    await expiry.press_sequentially("13/30")
+    await expect(expiry_hint).to_have_text("Month 01 to 12")
+    await expiry.clear()
+    await expiry.press_sequentially("01/20")
+    await expect(expiry_hint).to_have_text("This card has expired.")
+    await expect(expiry_hint).to_have_class("hint bad")
+    await shots.shot(page, "expiry hint")
+    await expiry.clear()
+    await expiry.press_sequentially("10/30")
+    await expect(expiry_hint).to_have_text("")
+
+    # The hints do not stop a submit: the server checks the card and names the field.
+    await number.clear()
+    await number.press_sequentially("4242 4242 4242 4241")
+    await page.get_by_label("Security code").fill("123")
+    await page.get_by_role("button", name="Pay 25.00 BRL").click()
+    await expect(page.get_by_role("alert")).to_contain_text(re.compile("card number", re.I))
+    await expect(number).to_have_attribute("aria-invalid", "true")
+    await expect(number).to_be_focused()
+    await expect(number).to_have_value("")  # never sent back
+    await expect(expiry).to_have_value("10/30")
+    await shots.shot(page, "the server names the field")
+    assert await payments_of(api, merchant) == []
+
+
+async def test_without_javascript(
+    api: Any,
+    merchant: Any,
+    tender_url: str,
+    shop: Shop,
+    worker: Worker,
+    no_script_page: Page,
+    shots: Shots,
+) -> None:
+    page = no_script_page
+    session = await open_session(api, merchant, shop, "ord_nojs")
+    loads: list[str] = []
+    page.on("request", lambda r: r.url == session["url"] and r.method == "GET" and loads.append(r.url))
+    await open_form(page, session, merchant, shots)
+    await page.get_by_label("Card number").press_sequentially("4242 4242 4242 4241")
+    await expect(page.locator("#number-hint")).to_have_text("")  # no script, no hints
+    await fill_card(page, GOOD)
+    await page.get_by_role("button", name="Pay 25.00 BRL").click()  # a plain form post
+    await see_processing(page, shots)
+    seen = len(loads)
+    for _ in range(int(TIMEOUT_MS / 100)):  # the processing view refreshes itself (meta refresh, 2 s)
+        if len(loads) > seen:
+            break
+        await asyncio.sleep(0.1)
+    assert len(loads) > seen, "the processing view did not refresh itself"
+    await see_processing(page, shots)
+    async with worker.running():
+        await lands_at_the_shop(page, shop, session, "ord_nojs", shots)
+    await paid_once(api, merchant, session, "succeeded")
