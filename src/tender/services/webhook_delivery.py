@@ -151,6 +151,8 @@ class DeliveryPump:
         now = datetime.now(UTC)
         keys = {e["id"]: self._signing_keys(e, now) for e in endpoints.values()}
         bodies = {eid: event_body(row) for eid, row in event_rows.items()}
+        for row in rows:  # counted before any task runs, so a concurrent lane's claim sees them
+            self._in_flight[row["endpoint_id"]] += 1
         tasks = {
             asyncio.create_task(self._deliver_counted(row, endpoints.get(row["endpoint_id"]), keys, bodies)): row
             for row in rows
@@ -183,7 +185,6 @@ class DeliveryPump:
         keys: Mapping[str, list[bytes]],
         bodies: Mapping[str, bytes],
     ) -> _Result:
-        self._in_flight[row["endpoint_id"]] += 1
         try:
             return await self._deliver_safely(row, endpoint, keys, bodies)
         finally:
