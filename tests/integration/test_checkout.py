@@ -238,7 +238,7 @@ async def test_a_wallet_payment_goes_to_the_providers_page_and_completes_the_ses
     [payment] = (await api.get("/v1/payments", headers=h)).json()["data"]
     assert payment["status"] == "requires_action" and payment["payment_method"]["type"] == "wallet"
     handoff = await api.get(path)
-    assert "Continue to your bank" in handoff.text and payment["next_action"]["url"] in handoff.text
+    assert "Continue to your wallet" in handoff.text and payment["next_action"]["url"] in handoff.text
     back = await shopper_decides(simulator_url, payment, "approve")
     assert back.status_code == 303 and back.headers["location"] == session["url"] + "?returned=1"
     waiting = await api.get(path, params={"returned": "1"})  # back before Tender heard: wait, don't bounce

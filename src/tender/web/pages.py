@@ -49,6 +49,9 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
 }
 CARD_FIELDS = ("number", "expiry", "cvc", "holder_name")
+# Where a redirect method sends the shopper, in the page's words (a card's 3-D Secure: "your bank").
+_PROVIDERS = {"wallet": "your wallet", "netbanking": "your bank", "bnpl": "the pay-later provider"}
+_TRY_AGAIN = "Please try again, or choose another way to pay."
 METHOD_NAMES = {
     "upi": "Pay with UPI",
     "wallet": "Pay with a wallet",
@@ -141,19 +144,21 @@ def _render(ctx: dict[str, Any], row: dict[str, Any], payment: Payment | None, *
         url = (payment.next_action or {}).get("url")
         return _page("processing.html", payment_status="requires_action", upi_app_url=url, **ctx)
     if payment is not None and payment.status == "requires_action" and payment.next_action:
+        where = _PROVIDERS.get(str(payment.payment_method.get("type")), "your bank")
         return _page(
             "redirect.html",
             kind="authenticate",
             delay=0,
             target=payment.next_action["url"],
-            heading="Confirm the payment with your bank",
-            message="Taking you to your bank's page…",
-            link_text="Continue to your bank",
+            heading=f"Confirm the payment with {where}",
+            message=f"Taking you to {where}…",
+            link_text=f"Continue to {where}",
             **ctx,
         )
     error = form.pop("error", None)
     if error is None and payment is not None and payment.status == "failed":
-        error = f"{payment.failure_message or 'The payment failed.'} Please try another card."
+        again = "Please try another card." if payment.payment_method.get("type") == "card" else _TRY_AGAIN
+        error = f"{payment.failure_message or 'The payment failed.'} {again}"
     if error is None and payment is not None and payment.status == "canceled":
         error = "The payment was canceled. You may pay again."
     return _page("form.html", status_code=form.pop("status_code", 200), error=error, **{**ctx, **form})
