@@ -124,7 +124,9 @@ async def checkout_page(session_id: str, container: ContainerDep, returned: str 
     return _render(ctx, row, payment)
 
 
-def _render(ctx: dict[str, Any], row: dict[str, Any], payment: Payment | None, **form: Any) -> HTMLResponse:
+def _render(ctx: dict[str, Any], row: dict[str, Any], payment: Payment | None) -> HTMLResponse:
+    """What the session needs now: the way back to the shop, the expiry notice, the processing view, the
+    hand-off to the bank or provider, or the form (with the last payment's failure)."""
     if row["status"] == "complete" or (payment is not None and payment.status == "succeeded"):
         return _back_to_shop(ctx, row)
     if row["status"] == "expired":
@@ -155,13 +157,13 @@ def _render(ctx: dict[str, Any], row: dict[str, Any], payment: Payment | None, *
             link_text=f"Continue to {where}",
             **ctx,
         )
-    error = form.pop("error", None)
-    if error is None and payment is not None and payment.status == "failed":
+    error = None
+    if payment is not None and payment.status == "failed":
         again = "Please try another card." if payment.payment_method.get("type") == "card" else _TRY_AGAIN
         error = f"{payment.failure_message or 'The payment failed.'} {again}"
-    if error is None and payment is not None and payment.status == "canceled":
+    if payment is not None and payment.status == "canceled":
         error = "The payment was canceled. You may pay again."
-    return _page("form.html", status_code=form.pop("status_code", 200), error=error, **{**ctx, **form})
+    return _page("form.html", error=error, **ctx)
 
 
 @router.post("/checkout/{session_id}/pay")
