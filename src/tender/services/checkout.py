@@ -199,22 +199,12 @@ class SessionClosed(Exception):
         self.status = status
 
 
-async def pay_by_card(
-    conn: Conn, vault: Vault, session_id: str, card: dict[str, Any], *, now: datetime | None = None
-) -> Payment:
-    """Start the session's payment with this card, unless one is already in progress or done (a double
-    click): then that one. Raises SessionClosed, NotFound, or InvalidRequest naming the card field."""
-    return await _pay(conn, vault, session_id, {"type": "card", "card": card}, now=now)
-
-
-async def pay_by_method(
+async def pay(
     conn: Conn, vault: Vault, session_id: str, method: dict[str, Any], *, now: datetime | None = None
 ) -> Payment:
-    """The same with an alternative method enabled for the session, e.g. {"type": "upi", "upi": {"vpa": ...}}."""
-    return await _pay(conn, vault, session_id, method, now=now)
-
-
-async def _pay(conn: Conn, vault: Vault, session_id: str, method: dict[str, Any], *, now: datetime | None) -> Payment:
+    """Start the session's payment by `method` (`{"type": "card", "card": {...}}`, or an alternative method
+    the session offers), unless one is already in progress or done (a double click): then that one.
+    Raises SessionClosed, NotFound, or InvalidRequest / ValidationFailed naming the field."""
     now = now or datetime.now(UTC)
     row = await get_row(conn, session_id, lock=True)
     if row["status"] != "open":

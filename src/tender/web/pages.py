@@ -181,7 +181,7 @@ async def pay(session_id: str, request: Request, container: ContainerDep) -> Res
                 return _not_found()
             ctx = await _context(conn, row)
             try:
-                await checkout.pay_by_card(conn, container.vault, session_id, _card(fields))
+                await checkout.pay(conn, container.vault, session_id, {"type": "card", "card": _card(fields)})
             except SessionClosed:  # paid or expired meanwhile: show what it is now
                 row = await checkout.get_row(conn, session_id)
                 return _render(ctx, row, await _payment(conn, row))
@@ -233,7 +233,7 @@ async def pay_method(session_id: str, request: Request, container: ContainerDep)
                 return _not_found()
             ctx = await _context(conn, row)
             try:
-                await checkout.pay_by_method(conn, container.vault, session_id, method)
+                await checkout.pay(conn, container.vault, session_id, method)
             except SessionClosed:
                 row = await checkout.get_row(conn, session_id)
                 return _render(ctx, row, await _payment(conn, row))
