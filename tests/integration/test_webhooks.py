@@ -583,3 +583,25 @@ async def test_a_slow_endpoint_holds_up_nobody_elses_deliveries(api: Any, contai
             assert len({h["webhook-id"] for h, _ in slow.requests}) == 4 and len(fast.requests) == 2
         finally:
             await patient.aclose()
+
+
+async def test_old_delivery_attempts_are_purged_and_the_delivery_keeps_its_last_answer(
+    api: Any, container: Any, merchant: Any, receiver: tuple[Receiver, str], pump: DeliveryPump
+) -> None:
+    from tender.services.maintenance import purge_webhook_attempts
+
+    _, url = receiver
+    endpoint = await make_endpoint(container, merchant, url)
+    await pay_and_process(api, container, merchant, ["4242424242424242"])
+    await deliver_all(pump, container, merchant.merchant.id)
+    [delivery] = await all_deliveries(api, merchant, endpoint["id"])
+    await query_exec(
+        container,
+        "UPDATE webhook_attempts SET attempted = now() - interval '31 days' WHERE delivery_id = %s",
+        delivery["id"],
+    )
+    assert await purge_webhook_attempts(container.db) >= 1
+    [after] = await all_deliveries(api, merchant, endpoint["id"])
+    assert after["attempts"] == [] and after["status"] == "succeeded"
+    rows = await query(container, "SELECT last_status_code FROM webhook_deliveries WHERE id = %s", delivery["id"])
+    assert rows[0]["last_status_code"] == 204

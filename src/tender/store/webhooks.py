@@ -262,3 +262,10 @@ async def attempts_of(conn: Conn, delivery_ids: Sequence[str]) -> dict[str, list
     for row in await cur.fetchall():
         found[row["delivery_id"]].append(row)
     return found
+
+
+async def delete_attempts_older_than(conn: Conn, days: int) -> int:
+    cur = await conn.execute(
+        "DELETE FROM webhook_attempts WHERE attempted < now() - make_interval(days => %s)", (days,)
+    )
+    return cur.rowcount

@@ -119,6 +119,7 @@ class Worker:
         while not stop.is_set():
             try:
                 await maintenance.purge_idempotency_keys(self.container.db)
+                await maintenance.purge_webhook_attempts(self.container.db)
             except Exception:
                 log.exception("housekeeping failed; trying again later")
             with contextlib.suppress(TimeoutError):
