@@ -197,6 +197,14 @@ def running_stack(
         stack.stop()
 
 
+async def worker_started(worker: Process, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while "worker started" not in worker.log.read_text(errors="replace"):
+        assert worker.popen.poll() is None, f"{worker.name} exited before it started; log: {worker.log}"
+        assert time.monotonic() < deadline, f"{worker.name} did not start in {seconds} s; log: {worker.log}"
+        await asyncio.sleep(0.1)
+
+
 def live_workers(stack: Stack) -> list[Process]:
     return [p for p in stack.processes if p.name.startswith("worker") and p.popen.poll() is None]
 
@@ -654,6 +662,9 @@ async def test_payments_survive_processor_faults_and_killed_workers(
             # The survivors stop gracefully (the second test shows it in detail).
             survivors = live_workers(stack)
             for w in survivors:
+                # A replacement started by the last kill may still be importing: SIGTERM before its handler is
+                # installed kills it outright (-15), which says nothing about a graceful stop.
+                await worker_started(w)
                 w.popen.send_signal(signal.SIGTERM)
             survivor_codes = {w.name: await asyncio.to_thread(w.popen.wait, 20) for w in survivors}
     mine = set(payments)
