@@ -158,12 +158,12 @@ class DeliveryPump:
             for row in rows
         }
         done, pending = await asyncio.wait(tasks, timeout=self.policy.patience_seconds) if tasks else (set(), set())
-        await self._write_back(claim.token, [t.result() for t in done], rows)
-        if pending:
+        if pending:  # handed over before writing, so a failed write cannot orphan requests still in flight
             late = Claim(claim.token, [tasks[t] for t in pending])
             straggler = asyncio.create_task(self._finish_late(late, pending), name="webhook-stragglers")
             self._stragglers.add(straggler)
             straggler.add_done_callback(self._stragglers.discard)
+        await self._write_back(claim.token, [t.result() for t in done], rows)
         return len(claim.rows)
 
     def _within_endpoint_caps(self, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -73,15 +73,18 @@ async def get_endpoint(endpoint_id: str, merchant: Merchant, container: Containe
         return _json(await service.get(conn, merchant.merchant_id, endpoint_id))
 
 
-@router.api_route(
-    "/v1/webhook_endpoints/{endpoint_id}",
-    methods=["POST", "PATCH"],
-    summary="Update a webhook endpoint (url, events, description, enabled)",
-    responses=_ERRORS,
-    openapi_extra={
+_UPDATE: dict[str, Any] = {
+    "summary": "Update a webhook endpoint (url, events, description, enabled)",
+    "responses": _ERRORS,
+    "openapi_extra": {
         "requestBody": {"content": {"application/json": {"schema": service.EndpointUpdate.model_json_schema()}}}
     },
-)
+}
+
+
+# POST as Stripe does, PATCH as REST clients expect: one handler, an operation id each.
+@router.post("/v1/webhook_endpoints/{endpoint_id}", operation_id="update_webhook_endpoint", **_UPDATE)
+@router.patch("/v1/webhook_endpoints/{endpoint_id}", operation_id="patch_webhook_endpoint", **_UPDATE)
 async def update_endpoint(
     endpoint_id: str,
     request: Request,
