@@ -32,6 +32,49 @@ class BlockedURL(ValueError):
 
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
+# Every block of IANA's IPv4 and IPv6 Special-Purpose Address Registries (checked 2025), and the
+# reserved and multicast ranges: none of them is where a merchant's webhook receiver lives. Blocks that
+# the registries call globally reachable (protocol anycast such as PCP, TURN, AS112, AMT) are refused
+# too: they serve protocols, not HTTP. Translation prefixes (64:ff9b::/96, ::ffff:0:0/96, 2002::/16)
+# are judged by the IPv4 address they lead to instead. Listed here rather than left to `is_global`,
+# whose lists change between Python releases; `is_global` is still checked as well.
+_SPECIAL_V4 = tuple(
+    ipaddress.IPv4Network(n)
+    for n in (
+        "0.0.0.0/8",  # this network
+        "10.0.0.0/8",  # private
+        "100.64.0.0/10",  # shared address space (carrier-grade NAT)
+        "127.0.0.0/8",  # loopback
+        "169.254.0.0/16",  # link-local
+        "172.16.0.0/12",  # private
+        "192.0.0.0/24",  # IETF protocol assignments (DS-Lite, PCP and TURN anycast, NAT64 discovery)
+        "192.0.2.0/24",  # documentation (TEST-NET-1)
+        "192.31.196.0/24",  # AS112-v4
+        "192.52.193.0/24",  # AMT
+        "192.88.99.0/24",  # deprecated 6to4 relay anycast
+        "192.168.0.0/16",  # private
+        "192.175.48.0/24",  # direct delegation AS112
+        "198.18.0.0/15",  # benchmarking
+        "198.51.100.0/24",  # documentation (TEST-NET-2)
+        "203.0.113.0/24",  # documentation (TEST-NET-3)
+        "224.0.0.0/4",  # multicast
+        "240.0.0.0/4",  # reserved, and the limited broadcast 255.255.255.255
+    )
+)
+# IPv6 unicast on the internet is 2000::/3 (IANA IPv6 Address Space): everything outside it is refused,
+# which covers ::/128, ::1, 64:ff9b:1::/48, 100::/64, 100:0:0:1::/64, 5f00::/16, fc00::/7, fe80::/10,
+# the deprecated site-local fec0::/10 and ff00::/8. Inside it, the special-purpose blocks:
+_GLOBAL_UNICAST_V6 = ipaddress.IPv6Network("2000::/3")
+_SPECIAL_V6 = tuple(
+    ipaddress.IPv6Network(n)
+    for n in (
+        "2001::/23",  # IETF protocol assignments (Teredo, benchmarking, ORCHID, PCP/TURN/AMT/AS112 anycast)
+        "2001:db8::/32",  # documentation
+        "2620:4f:8000::/48",  # direct delegation AS112
+        "3fff::/20",  # documentation
+    )
+)
+
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
     """IPv4 addresses an IPv6 address leads to: mapped, 6to4, NAT64 and the old IPv4-compatible form."""
@@ -41,13 +84,18 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
     return found
 
 
+def _public_v4(ip: ipaddress.IPv4Address) -> bool:
+    return ip.is_global and not any(ip in net for net in _SPECIAL_V4)
+
+
 def is_public(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 zone id is not part of the address
-    if isinstance(ip, ipaddress.IPv6Address):
-        embedded = _embedded_ipv4(ip)
-        if embedded:
-            return all(v4.is_global and not v4.is_multicast for v4 in embedded)
-    return ip.is_global and not ip.is_multicast
+    if isinstance(ip, ipaddress.IPv4Address):
+        return _public_v4(ip)
+    embedded = _embedded_ipv4(ip)
+    if embedded:
+        return all(_public_v4(v4) for v4 in embedded)
+    return ip in _GLOBAL_UNICAST_V6 and not any(ip in net for net in _SPECIAL_V6) and ip.is_global
 
 
 def _address_literal(host: str) -> str | None:
