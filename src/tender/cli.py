@@ -213,6 +213,9 @@ def settle(
             help="Settle payables due by this date. Default: today in TENDER_BUSINESS_TIMEZONE.",
         ),
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Allow an --as-of after today: pays merchants before money is due.")
+    ] = False,
 ) -> None:
     """Settle due payables now: one settlement per merchant, currency and day (the worker does it by itself)."""
     import re
@@ -223,6 +226,7 @@ def settle(
     from rich.table import Table
 
     from tender.domain.money import format_amount
+    from tender.errors import TenderError
     from tender.services import settlement
 
     settings = Settings()
@@ -235,6 +239,13 @@ def settle(
             day = date.fromisoformat(as_of)
         except ValueError:
             raise typer.BadParameter(f"{as_of!r} is not a date: use YYYY-MM-DD", param_hint="--as-of") from None
+    try:
+        settlement.check_as_of(day, settings.business_tz, force=force)
+    except TenderError as exc:
+        typer.echo(f"tender: --as-of {exc.message.removeprefix('as_of: ')}; pass --force to do it anyway", err=True)
+        raise typer.Exit(2) from None
+    if force and day > settlement.business_today(settings.business_tz):
+        typer.echo(f"tender: settling as of {day}, after today (--force)", err=True)
 
     async def work(db: Database) -> settlement.SettleRound:
         groups, payables = await settlement.count_due(db, day)

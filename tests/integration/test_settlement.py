@@ -347,7 +347,7 @@ async def test_tender_settle_balance_and_ledger_verify(
         (CREDIT, 2500, "BRL"), (CREDIT, 2500, "BRL"), (CREDIT, 1000, "JPY"), (CREDIT, 1000, "BHD"),
         (DEBIT, 2000, "BRL"),
     )  # fmt: skip
-    due = today_of(await payables_of(container, mid)) + timedelta(days=30)
+    due = today_of(await payables_of(container, mid)) + timedelta(days=30)  # in the future: --force below
 
     bad = await tender(tender_env, "settle", "--as-of", "2026-13-01")
     assert bad.returncode == 2
@@ -359,7 +359,7 @@ async def test_tender_settle_balance_and_ledger_verify(
     brl = next(line for line in before.stdout.splitlines() if "BRL" in line)
     assert "47.50 BRL" in brl and "19.40 BRL" in brl and "ok" in brl  # pending 2 x 23.75; available 20.00 - 3%
 
-    settled = await tender(tender_env, "settle", "--as-of", due.isoformat())
+    settled = await tender(tender_env, "settle", "--as-of", due.isoformat(), "--force")
     assert settled.returncode == 0, settled.stderr
     rows = {c: line for line in settled.stdout.splitlines() if mid in line for c in CURRENCIES if f" {c} " in line}
     assert set(rows) == {"BRL", "JPY", "BHD"}
@@ -368,7 +368,7 @@ async def test_tender_settle_balance_and_ledger_verify(
     assert "0.950 BHD" in rows["BHD"]
     assert f"as of {due.isoformat()}" in settled.stdout
     await assert_settled_exactly_once(container, mid)
-    again = await tender(tender_env, "settle", "--as-of", due.isoformat())
+    again = await tender(tender_env, "settle", "--as-of", due.isoformat(), "--force")
     assert again.returncode == 0 and mid not in again.stdout
     assert len(await settlements_of(container, mid)) == 3
 

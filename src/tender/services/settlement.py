@@ -17,6 +17,7 @@ from typing import Any
 
 from tender.domain.ids import BALANCE_TRANSACTION, SETTLEMENT, new_id
 from tender.domain.ledger import settlement_entry
+from tender.errors import InvalidRequest
 from tender.services.objects import iso
 from tender.services.payables import PAYABLE_COLUMNS, payable_object
 from tender.store import events
@@ -181,6 +182,19 @@ async def settle_all(db: Database, as_of: date, *, max_groups: int, on_group: On
 
 def business_today(tz: tzinfo) -> date:
     return datetime.now(tz).date()
+
+
+def check_as_of(as_of: date, tz: tzinfo, *, force: bool = False) -> None:
+    """Settling pays merchants: a date after today (in the business time zone) would make money available
+    before it is due, so it needs `force` (an operator who knows why)."""
+    today = business_today(tz)
+    if as_of > today and not force:
+        raise InvalidRequest(
+            f"as_of: {as_of} is after today ({today} in {tz}); settling as of a future date pays merchants"
+            " before their money is due",
+            param="as_of",
+            code="settlement_date_in_future",
+        )
 
 
 class SettlementPump:
