@@ -36,6 +36,10 @@ class Vault:
         self._fingerprint_key = HKDF(
             algorithm=hashes.SHA256(), length=32, salt=None, info=b"tender card fingerprint"
         ).derive(key)
+        # And one for idempotency request fingerprints, so that a stored fingerprint reveals nothing of its body.
+        self._request_key = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=b"tender idempotency request fingerprint"
+        ).derive(key)
 
     def encrypt(self, plaintext: str, *, row_id: str) -> bytes:
         nonce = os.urandom(_NONCE_BYTES)
@@ -51,6 +55,11 @@ class Vault:
         """The same card gives the same fingerprint within one merchant, and nothing across merchants."""
         digest = hmac.new(self._fingerprint_key, f"{merchant_id}:{number}".encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest[:12]).decode()
+
+    def request_digest(self, canonical: bytes) -> bytes:
+        """HMAC-SHA256 of a request's canonical form (an idempotency fingerprint): equal requests match, and
+        without the vault key no guess at a body can be checked against it."""
+        return hmac.new(self._request_key, canonical, hashlib.sha256).digest()
 
 
 def decode_key(text: str) -> bytes:

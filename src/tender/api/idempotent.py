@@ -46,7 +46,7 @@ async def post(
         container.db,
         merchant_id=merchant_id,
         key=key,
-        fingerprint=idempotency.request_fingerprint("POST", path, payload),
+        fingerprint=idempotency.request_fingerprint(container.vault, merchant_id, "POST", path, payload),
         work=work,
         seal=container.vault if sealed else None,
     )

@@ -8,9 +8,26 @@ from psycopg.types.json import Jsonb
 
 from tender.store.db import Conn
 
+# The in-flight lock's key: a 64-bit hash of this prefix, the merchant and the key. Any other advisory lock
+# (the migrations' constant, the settlement's two-int keys) meets it only by a 2**-64 chance, and the cost
+# of such a meeting would be one spurious 409, which a client retries.
+_LOCK_PREFIX = "idempotency:"
+
+
+async def try_lock(conn: Conn, merchant_id: str, key: str) -> bool:
+    """Take the key's transaction-scoped advisory lock without waiting; False while another transaction
+    holds it, i.e. while a request with this key is running. Released at commit or rollback."""
+    cur = await conn.execute(
+        "SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 0)) AS free",
+        (f"{_LOCK_PREFIX}{merchant_id}:{key}",),
+    )
+    row = await cur.fetchone()
+    return bool(row and row["free"])
+
 
 async def reserve(conn: Conn, merchant_id: str, key: str, request_hash: bytes) -> bool:
-    """Insert the key; False if it exists. A concurrent holder of the same key makes this wait for its commit."""
+    """Insert the key; False if it exists. Under `try_lock` no other transaction holds the key uncommitted,
+    so this does not wait (without it, a concurrent holder of the key would make it wait for its commit)."""
     cur = await conn.execute(
         "INSERT INTO idempotency_keys (merchant_id, key, request_hash) VALUES (%s, %s, %s)"
         " ON CONFLICT DO NOTHING RETURNING 1",

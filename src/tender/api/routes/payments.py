@@ -76,7 +76,9 @@ async def create_payment(
         container.db,
         merchant_id=merchant.merchant_id,
         key=idempotency_key,
-        fingerprint=idempotency.request_fingerprint("POST", "/v1/payments", payload),
+        fingerprint=idempotency.request_fingerprint(
+            container.vault, merchant.merchant_id, "POST", "/v1/payments", payload
+        ),
         work=work,
     )
     if not stored.replayed:
