@@ -62,6 +62,9 @@ class ProcessorResult:
     message: str | None = None
     redirect_url: str | None = None
     captured: bool = False
+    # An authorization's look-up: how much of it the processor has captured (None: not said). A capture Tender
+    # did not make itself (a cancel refused as already captured) is booked for this amount, not the authorized one.
+    amount_captured: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

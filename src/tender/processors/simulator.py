@@ -100,7 +100,13 @@ def _authorization_result(data: Mapping[str, Any]) -> ProcessorResult:
         message=data.get("message"),
         redirect_url=data.get("redirect_url") if outcome is Outcome.ACTION_REQUIRED else None,
         captured=bool(data.get("captured")) and outcome is Outcome.APPROVED,
+        amount_captured=_amount(data.get("amount_captured")),
     )
+
+
+def _amount(value: Any) -> int | None:
+    """A minor-unit amount from the simulator's JSON, or None for anything else (never a float)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def _operation_result(data: Mapping[str, Any]) -> ProcessorResult:

@@ -16,7 +16,18 @@ the two count once. A payment is never charged twice, whatever fails and wheneve
 
 Retries back off exponentially with full jitter. After `max_tries` a dead letter is opened for an
 operator, and the work is only looked up from then on, on a slow janitor schedule (a call sent earlier
-may still land); it is never marked failed on a guess. An operator's retry gives it fresh tries.
+may still land); it is never marked failed on a guess. An operator's retry gives it fresh tries. An
+authorization is never sent without its CVC: once housekeeping has erased it (TENDER_CVC_RETENTION_HOURS),
+a payment the processor has no record of fails `processor_unreachable` instead.
+
+No non-final payment is left without a next step (`next_run_at`):
+- processing: the authorization is sent, looked up, retried, or (dead letter) looked up by the janitor;
+- requires_action: looked up until the shopper's result is known; after `action_expiry` Tender voids it;
+- requires_capture: a capture or cancel in progress runs; otherwise the authorization is looked up at the end
+  of `capture_window` and voided if still uncaptured (as Stripe does after 7 days);
+- after a refused capture or cancel: the authorization is looked up at once, since the refusal may mean it
+  is not what Tender thinks (captured after all, or voided), and what the processor says is applied.
+Whatever a batch writes, `_scheduled` checks this rule last; housekeeping checks it in the database too.
 """
 
 from __future__ import annotations
@@ -31,7 +42,7 @@ from typing import Any
 from tender.domain.ids import ATTEMPT, DEAD_LETTER, new_id
 from tender.domain.methods import is_apm
 from tender.domain.models import Attempt, Payment, VaultCard
-from tender.domain.payments import PaymentStatus
+from tender.domain.payments import FINAL_STATUSES, PaymentStatus
 from tender.processors.base import AuthorizeRequest, CardData, Outcome, Processor, ProcessorResult
 from tender.services import events, payables
 from tender.services.outcomes import DEFINITIVE, change_of, settle
@@ -58,7 +69,11 @@ class RetryPolicy:
     # A payment waiting for the shopper (3-D Secure, an APM approval) is looked up if no notification came by then.
     action_lookup_seconds: float = 60.0
     action_lookup_cap_seconds: float = 900.0
-    action_lookup_for: timedelta = timedelta(days=1)
+    # Waiting for the shopper this long, the payment is voided (canceled, failure_code `abandoned`).
+    action_expiry: timedelta = timedelta(days=1)
+    # Authorized and not captured this long, it is voided (canceled, `authorization_expired`): card networks
+    # hold an authorization about a week, and Stripe cancels uncaptured payments after 7 days.
+    capture_window: timedelta = timedelta(days=7)
 
 
 @dataclass(slots=True)
@@ -69,23 +84,35 @@ class _Work:
     is_new: bool  # made by this claim: send it; otherwise ask the processor about it first
     authorization_id: str | None = None  # capture/cancel: the authorize attempt they refer to
     dead: bool = False  # retries exhausted: open a dead letter
+    # Only look the (finished) authorization up: its truth may differ from the payment's status. Its answer
+    # changes the payment, never the attempt's own record.
+    reconcile: bool = False
+    void: bool = False  # Tender gives up waiting (shopper, capture): open a cancel in the write phase
 
 
-def plan(payment: Payment, open_attempts: list[Attempt]) -> tuple[Attempt | None, bool]:
-    """The operation due for a claimed payment: (attempt, is_new). A cancel goes first."""
+def plan(
+    payment: Payment, open_attempts: list[Attempt], authorization: Attempt | None = None
+) -> tuple[Attempt | None, bool, bool]:
+    """The operation due for a claimed payment: (attempt, is_new, reconcile). A cancel goes first.
+    `authorization` is the payment's latest answered authorize attempt, for a look-up when nothing is open."""
     by_operation = {a.operation: a for a in open_attempts}
     if "cancel" in by_operation:
-        return by_operation["cancel"], False
+        return by_operation["cancel"], False, False
     match payment.status:
         case PaymentStatus.PROCESSING:
             if "authorize" in by_operation:
-                return by_operation["authorize"], False
-            return Attempt(new_id(ATTEMPT), payment.id, "authorize", payment.processor), True
+                return by_operation["authorize"], False, False
+            return Attempt(new_id(ATTEMPT), payment.id, "authorize", payment.processor), True, False
         case PaymentStatus.REQUIRES_ACTION:
-            return by_operation.get("authorize"), False
+            if "authorize" in by_operation:
+                return by_operation["authorize"], False, False
+            return authorization, False, authorization is not None
         case PaymentStatus.REQUIRES_CAPTURE:
-            return by_operation.get("capture"), False
-    return None, False
+            if "capture" in by_operation:
+                return by_operation["capture"], False, False
+            # Due with nothing in progress: after a refused capture or cancel, or at the capture window's end.
+            return authorization, False, authorization is not None
+    return None, False, False
 
 
 class Authorizer:
@@ -116,11 +143,13 @@ class Authorizer:
                 return 0
             ids = [r["id"] for r in claim.rows]
             open_attempts = await attempt_store.open_attempts(conn, ids)
+            waiting = [r["id"] for r in claim.rows if r["status"] != PaymentStatus.PROCESSING]
+            answered = await attempt_store.latest_authorizations(conn, waiting) if waiting else {}
             work: list[_Work] = []
             for row in claim.rows:
                 payment = Payment(**{c: row[c] for c in PAYMENT_COLUMNS})
-                attempt, is_new = plan(payment, open_attempts.get(payment.id, []))
-                work.append(_Work(payment, int(row["tries"]), attempt, is_new))
+                attempt, is_new, reconcile = plan(payment, open_attempts.get(payment.id, []), answered.get(payment.id))
+                work.append(_Work(payment, int(row["tries"]), attempt, is_new, reconcile=reconcile))
             await attempt_store.insert(conn, [w.attempt for w in work if w.attempt and w.is_new])
             needs_authorization = [w.payment.id for w in work if w.attempt and w.attempt.operation != "authorize"]
             if needs_authorization:
@@ -144,7 +173,11 @@ class Authorizer:
                     len(work) - len(written),
                 )
             done = [w for w in work if w.payment.id in written]
-            await attempt_store.record_calls(conn, [w.attempt for w in done if w.attempt])
+            await attempt_store.record_calls(conn, [w.attempt for w in done if w.attempt and not w.reconcile])
+            # Tender stops waiting (shopper, capture window): a cancel of its own, due at once.
+            voids = [Attempt(new_id(ATTEMPT), w.payment.id, "cancel", w.payment.processor) for w in done if w.void]
+            for payment_id in await attempt_store.open_voids(conn, voids):
+                log.info("payment %s: waited long enough; Tender voids it", payment_id)
             left_processing = [
                 w.payment.card_id
                 for w, c in zip(work, changes, strict=True)
@@ -196,29 +229,43 @@ class Authorizer:
     async def _run_safely(self, w: _Work, vault_cards: Mapping[str, VaultCard]) -> dict[str, Any]:
         """One payment's bug must not sink its batch: it is retried later and its error kept visible."""
         try:
-            return await self._run(w, vault_cards)
+            change = await self._run(w, vault_cards)
         except Exception as exc:
             log.exception("processing payment %s failed", w.payment.id)
-            return self._retry_later(w, f"internal error: {type(exc).__name__}")
+            change = self._retry_later(w, f"internal error: {type(exc).__name__}")
+        return self._scheduled(w, change)
+
+    def _scheduled(self, w: _Work, change: dict[str, Any]) -> dict[str, Any]:
+        """The house rule, checked on every write: a non-final status always has a next step. Each path
+        above sets its own; this only catches a path that forgot (a bug), loudly, and looks again later."""
+        if change["next_run_at"] is None and change["status"] not in FINAL_STATUSES:
+            log.error("payment %s: %s without a next step; looking again later", w.payment.id, change["status"])
+            change["next_run_at"] = datetime.now(UTC) + timedelta(seconds=self._retry.janitor_seconds)
+        return change
 
     async def _run(self, w: _Work, vault_cards: Mapping[str, VaultCard]) -> dict[str, Any]:
         payment, attempt = w.payment, w.attempt
         if attempt is None:
-            return change_of(payment)  # nothing to ask: just clear the schedule
+            return self._waiting(w)  # nothing to ask the processor about: the status's own next step
         processor = self._processors.get(payment.processor)
         if processor is None:
             return self._retry_later(w, f"no processor named {payment.processor!r} is configured")
         janitor = w.tries > self._retry.max_tries  # past its tries: only look up, until an operator retries
+        if w.reconcile:
+            return self._outcome(w, await processor.lookup(attempt.id))
         if attempt.operation == "authorize":
+            cvc_erased = payment.status == PaymentStatus.PROCESSING and _cvc_erased(payment, vault_cards)
             if not w.is_new:
                 result = await processor.lookup(attempt.id)
-                if (
-                    janitor
-                    or payment.status == PaymentStatus.REQUIRES_ACTION
-                    or result.outcome is not Outcome.NOT_FOUND
-                ):
+                if payment.status == PaymentStatus.REQUIRES_ACTION or result.outcome is not Outcome.NOT_FOUND:
+                    return self._outcome(w, result)
+                if cvc_erased:  # the processor never saw it, and it can never be sent again
+                    return self._never_sent(w)
+                if janitor:
                     return self._outcome(w, result)
                 # No record (yet): send again under the same key, so a call still in flight counts once.
+            elif cvc_erased:
+                return self._never_sent(w)
             request = self._authorize_request(payment, attempt, vault_cards)
             if request is None:
                 return self._retry_later(w, "card data unavailable in the vault")
@@ -272,16 +319,19 @@ class Authorizer:
             return self._await_shopper(w)
         if result.outcome in DEFINITIVE:
             first_look = datetime.now(UTC) + timedelta(seconds=self._retry.action_lookup_seconds)
+            if attempt.operation != "authorize":  # a refused capture or cancel: learn why, at once
+                first_look = datetime.now(UTC) + timedelta(seconds=self._retry.lookup_delay_seconds)
             change = settle(payment, attempt, result, next_run_at=first_look)
-            if change is None:  # the answer no longer applies (the status moved on): just stop
-                log.info(
-                    "payment %s: %s answer %s no longer applies to status %s",
-                    payment.id,
-                    attempt.operation,
-                    result.outcome,
-                    payment.status,
-                )
-                return change_of(payment)
+            if change is None:  # the answer changes nothing (it is what the payment shows, or the status moved on)
+                if not w.reconcile:
+                    log.info(
+                        "payment %s: %s answer %s no longer applies to status %s",
+                        payment.id,
+                        attempt.operation,
+                        result.outcome,
+                        payment.status,
+                    )
+                return self._waiting(w)
             return change
         if result.outcome is Outcome.UNKNOWN:
             attempt.maybe_sent = True  # the call may have been applied: look it up next time
@@ -290,12 +340,64 @@ class Authorizer:
             )
         return self._retry_later(w, f"transient failure: {result.message or 'processor unavailable'}")
 
+    def _waiting(self, w: _Work) -> dict[str, Any]:
+        """The processor's truth is what the payment shows: the next step of its status."""
+        match w.payment.status:
+            case PaymentStatus.REQUIRES_ACTION:
+                return self._await_shopper(w)
+            case PaymentStatus.REQUIRES_CAPTURE:
+                return self._await_capture(w)
+            case PaymentStatus.PROCESSING:
+                return self._retry_later(w, "nothing to send")
+        return change_of(w.payment)  # final: nothing more to do
+
+    def _void(self, w: _Work, code: str, message: str) -> dict[str, Any]:
+        """Tender stops waiting: a cancel is opened with the write (unless one is already under way) and runs
+        at once, like a merchant's; if the processor refuses it, the look-up that follows applies the truth."""
+        w.void = True
+        return change_of(
+            w.payment, failure_code=code, failure_message=message, next_run_at=datetime.now(UTC), reset_tries=True
+        )
+
+    def _await_capture(self, w: _Work) -> dict[str, Any]:
+        """Authorized, nothing in progress: the merchant's move, until the capture window closes."""
+        deadline = w.payment.updated + self._retry.capture_window  # `updated`: when it became requires_capture
+        if datetime.now(UTC) >= deadline:
+            days = self._retry.capture_window / timedelta(days=1)
+            return self._void(
+                w, "authorization_expired", f"Not captured within {days:g} days: the authorization was voided."
+            )
+        return change_of(w.payment, next_run_at=deadline, reset_tries=True)
+
+    def _never_sent(self, w: _Work) -> dict[str, Any]:
+        """The CVC was erased (retention) and the processor has no record of the authorization: it can never be
+        sent, and nothing was charged. Failed, with a code that says so, rather than processing for ever."""
+        assert w.attempt is not None
+        message = (
+            "The processor could not be reached before the card's security code had to be erased;"
+            " nothing was charged. Ask the shopper to pay again."
+        )
+        w.attempt.status, w.attempt.failure_code, w.attempt.message = "declined", "processor_unreachable", message
+        log.warning("payment %s: CVC erased and never sent to the processor; failed", w.payment.id)
+        return change_of(
+            w.payment,
+            status=PaymentStatus.FAILED,
+            failure_code="processor_unreachable",
+            failure_message=message,
+            next_action=None,
+            reset_tries=True,
+        )
+
     def _await_shopper(self, w: _Work) -> dict[str, Any]:
-        """Still waiting for the shopper: look again later, less often the longer it waits, for a day at most."""
+        """Still waiting for the shopper: look again later, less often the longer it waits; past `action_expiry`
+        the payment is voided (a shopper who approves meanwhile makes the void fail, and the look-up wins)."""
         p = w.payment
         waited = datetime.now(UTC) - p.updated
-        if waited > self._retry.action_lookup_for:
-            return change_of(p, reset_tries=True)  # a notification, or a cancel, can still settle it
+        if waited > self._retry.action_expiry:
+            hours = self._retry.action_expiry / timedelta(hours=1)
+            return self._void(
+                w, "abandoned", f"The shopper did not complete the required action within {hours:g} hours."
+            )
         delay = min(
             self._retry.action_lookup_cap_seconds, max(self._retry.action_lookup_seconds, waited.total_seconds() / 2)
         )
@@ -312,3 +414,10 @@ class Authorizer:
             return change_of(w.payment, next_run_at=when, last_error=error)
         delay = extra_delay + backoff_seconds(w.tries, base=self._retry.base_seconds, cap=self._retry.cap_seconds)
         return change_of(w.payment, next_run_at=datetime.now(UTC) + timedelta(seconds=delay), last_error=error)
+
+
+def _cvc_erased(payment: Payment, vault_cards: Mapping[str, VaultCard]) -> bool:
+    """A card payment still processing whose CVC is gone. Every card taken by the API or the hosted page comes
+    with a CVC, and only housekeeping erases one before authorization ends (TENDER_CVC_RETENTION_HOURS)."""
+    stored = vault_cards.get(payment.card_id or "")
+    return not is_apm(payment.payment_method) and stored is not None and stored.cvc_ct is None

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 
 from psycopg.types.json import Jsonb
 
+from tender.domain.payments import FINAL_STATUSES
 from tender.errors import InvalidRequest, NotFound
 from tender.processors.base import InvalidNotification, Processor, ProcessorResult
 from tender.services import events, payables
@@ -75,6 +76,10 @@ async def _apply(conn: Conn, reference: str, result: ProcessorResult, business_t
     if change is None:
         return "stale"
     now = change["updated"] = datetime.now(UTC)
+    if change["next_run_at"] is None and change["status"] not in FINAL_STATUSES:
+        # Authorized for a later capture: the pump takes it from here at once (a capture or cancel the
+        # merchant asked for meanwhile, then the capture window). No non-final status goes unscheduled.
+        change["next_run_at"] = now
     if not await store.apply_change(conn, change):
         return "stale"
     if change["status"] != change["expected_status"]:

@@ -47,7 +47,11 @@ def settle(
     p: Payment, attempt: Attempt, result: ProcessorResult, *, next_run_at: datetime | None = None
 ) -> dict[str, Any] | None:
     """The change a definitive `result` of `attempt` implies, with `attempt` updated to match; None when the
-    result no longer applies to the payment's current status (a stale or repeated answer)."""
+    result no longer applies to the payment's current status (a stale or repeated answer).
+
+    `next_run_at` is when to look again if the result leaves the payment waiting on the processor's truth: for
+    the shopper's result (requires_action), or after a refused capture or cancel, whose refusal may mean the
+    authorization is not what Tender thinks (captured, voided): the look-up then applies what it really is."""
     if result.outcome not in DEFINITIVE:
         raise ValueError(f"not a definitive outcome: {result.outcome}")
     attempt.processor_reference = result.processor_reference or attempt.processor_reference
@@ -67,9 +71,19 @@ def settle(
             return change_of(
                 p,
                 status=new,
-                amount_captured=p.amount if captured else 0,
+                amount_captured=_captured_amount(p, result) if captured else 0,
                 next_action=None,
+                **_NO_FAILURE,  # e.g. a refused cancel's `already_captured`: the truth is a success
                 processor_reference=result.processor_reference,
+                reset_tries=True,
+            )
+        case "authorize", Outcome.DECLINED if status is PaymentStatus.REQUIRES_CAPTURE:
+            # An authorization the processor no longer holds (voided, expired): nothing can be captured.
+            return change_of(
+                p,
+                status=PaymentStatus.CANCELED,
+                failure_code=result.failure_code or "authorization_voided",
+                failure_message=result.message or "The processor no longer holds the authorization.",
                 reset_tries=True,
             )
         case "authorize", Outcome.DECLINED:
@@ -105,7 +119,11 @@ def settle(
                 return None
             attempt.status = "approved"
             return change_of(
-                p, status=PaymentStatus.SUCCEEDED, amount_captured=attempt.amount or p.amount, reset_tries=True
+                p,
+                status=PaymentStatus.SUCCEEDED,
+                amount_captured=attempt.amount or p.amount,
+                reset_tries=True,
+                **_NO_FAILURE,
             )
         case "cancel", Outcome.APPROVED:
             if not can_transition(status, PaymentStatus.CANCELED):
@@ -113,12 +131,23 @@ def settle(
             attempt.status = "approved"
             return change_of(p, status=PaymentStatus.CANCELED, next_action=None, reset_tries=True)
         case (("capture" | "cancel"), Outcome.DECLINED):
-            # The processor refused (e.g. the authorization expired): the payment keeps its status, and says why.
+            # The processor refused (the authorization expired, was voided, or was captured after all): the
+            # payment keeps its status and says why, and its authorization is looked up at `next_run_at`.
             attempt.status = "declined"
             return change_of(
                 p,
                 failure_code=result.failure_code or f"{attempt.operation}_failed",
                 failure_message=result.message or f"The processor refused the {attempt.operation}.",
+                next_run_at=next_run_at,
                 reset_tries=True,
             )
     return None
+
+
+_NO_FAILURE: dict[str, Any] = {"failure_code": None, "decline_code": None, "failure_message": None}
+
+
+def _captured_amount(p: Payment, result: ProcessorResult) -> int:
+    """What the processor says it captured (a capture Tender did not make, found by a look-up), else all."""
+    told = result.amount_captured
+    return told if told is not None and 0 < told <= p.amount else p.amount

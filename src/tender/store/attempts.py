@@ -41,6 +41,35 @@ async def authorization_ids(conn: Conn, payment_ids: Sequence[str]) -> dict[str,
     return {row["payment_id"]: row["id"] for row in await cur.fetchall()}
 
 
+async def latest_authorizations(conn: Conn, payment_ids: Sequence[str]) -> dict[str, Attempt]:
+    """The latest answered authorize attempt by payment (finished or not): what a look-up asks about when
+    nothing is in progress (after a refused capture or cancel, at the capture window's end)."""
+    cur = await conn.execute(
+        f"SELECT DISTINCT ON (payment_id) {_COLUMNS} FROM payment_attempts"
+        " WHERE payment_id = ANY(%s) AND operation = 'authorize' AND status IN ('approved', 'action_required')"
+        " ORDER BY payment_id, id DESC",
+        (list(payment_ids),),
+    )
+    return {row["payment_id"]: Attempt(**row) for row in await cur.fetchall()}
+
+
+async def open_voids(conn: Conn, cancels: Sequence[Attempt]) -> list[str]:
+    """Tender's own cancels, each unless its payment already has a capture or cancel in progress (a merchant's
+    request may have come in meanwhile: it goes first). Returns the payments that got one."""
+    if not cancels:
+        return []
+    cur = await conn.execute(
+        "INSERT INTO payment_attempts (id, payment_id, operation, processor, status)"
+        " SELECT c.id, c.payment_id, 'cancel', c.processor, 'pending'"
+        " FROM unnest(%s::text[], %s::text[], %s::text[]) AS c (id, payment_id, processor)"
+        " WHERE NOT EXISTS (SELECT 1 FROM payment_attempts a WHERE a.payment_id = c.payment_id"
+        "                   AND a.operation IN ('capture', 'cancel') AND a.finished IS NULL)"
+        " RETURNING payment_id",
+        ([c.id for c in cancels], [c.payment_id for c in cancels], [c.processor for c in cancels]),
+    )
+    return [row["payment_id"] for row in await cur.fetchall()]
+
+
 async def insert(conn: Conn, attempts: Sequence[Attempt]) -> None:
     if attempts:
         async with conn.cursor() as cur:
