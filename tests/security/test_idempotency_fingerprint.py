@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 import pytest
@@ -77,11 +78,29 @@ async def test_the_stored_fingerprint_gives_neither_number_nor_cvc_back(
 async def test_no_table_holds_the_number_or_an_unkeyed_hash_of_the_body(
     api: Any, container: Any, merchant: Any
 ) -> None:
-    """After a keyed payment, its authorization (attempts, events), a keyed capture and a sealed webhook
-    endpoint creation, no row of any table holds the card number or an unkeyed hash of the request."""
+    """After a keyed payment, a payment on the hosted page, their authorization (attempts, events), a keyed
+    capture and a sealed webhook endpoint creation, no row of any table holds the card number or an unkeyed
+    hash of the request."""
     body = card_payment(PAN, capture=False, reference=f"scan-{uuid.uuid4().hex[:8]}")
     r = await api.post("/v1/payments", json=body, headers=keyed(merchant, "scan-pay"))
     assert r.status_code == 202, r.text
+    session = await api.post(
+        "/v1/checkout/sessions",
+        json={
+            "amount": 1200,
+            "currency": "BRL",
+            "reference": f"scan-cs-{uuid.uuid4().hex[:8]}",
+            "success_url": "https://shop.example/thanks",
+            "cancel_url": "https://shop.example/cart",
+        },
+        headers=keyed(merchant, "scan-cs"),
+    )
+    assert session.status_code == 201, session.text
+    page = "/checkout/" + session.json()["id"]
+    form = urlencode({"number": PAN, "expiry": "10/30", "cvc": "739", "holder_name": "Leia Organa"})
+    paid = await api.post(page + "/pay", content=form, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert paid.status_code == 303, paid.text
+    assert PAN not in (await api.get(page)).text
     await drain(authorizer(container))
     captured = await api.post(f"/v1/payments/{r.json()['id']}/capture", json={}, headers=keyed(merchant, "scan-cap"))
     assert captured.status_code == 202, captured.text
