@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 
 from tender import __version__
 from tender.api import errors
+from tender.api.retry import RetryOnLostConnection
 from tender.api.routes import (
     admin,
     admin_money,
@@ -52,6 +53,8 @@ def create_app(container: Container) -> FastAPI:
     )
     app.state.container = container
     app.state.hub = hub
+    # Added first, so innermost: the one run it may repeat passes every other middleware once (api/retry.py).
+    app.add_middleware(RetryOnLostConnection)
     errors.install(app)
     app.include_router(payments.router)
     app.include_router(refunds.router)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
+from tender.api import retry
 from tender.api.responses import JSON
 from tender.domain.errors import DomainError, InvalidTransition
 from tender.errors import InvalidRequest, NotFound, TenderError
@@ -61,6 +63,10 @@ def install(app: FastAPI) -> None:
         # The client hung up mid-request: nobody reads this answer, and nothing was written.
         log.info("client disconnected during %s %s", request.method, request.url.path)
         return Response(status_code=400)
+
+    # The database restarting or out of reach (the pool's timeouts too): 503 with Retry-After, never a 500;
+    # after a lost connection, a request safe to repeat runs once more (api/retry.py).
+    app.add_exception_handler(psycopg.OperationalError, retry.database_unavailable)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSON:

@@ -33,6 +33,7 @@ from tender.store.db import Database
 log = logging.getLogger(__name__)
 
 CHANNEL = "payment_status"
+APPLICATION_NAME = "tender-live-status"  # how the LISTEN connection shows in pg_stat_activity
 _LISTEN = "LISTEN payment_status"  # also the keep-alive ping: a no-op that keeps pg_stat_activity telling
 _STABLE_SECONDS = 5.0  # a LISTEN connection that lived this long was not a failed reconnect
 
@@ -182,7 +183,7 @@ class PaymentStatusHub:
             connected_at: float | None = None
             try:
                 async with await psycopg.AsyncConnection.connect(
-                    self._url, autocommit=True, application_name="tender-live-status"
+                    self._url, autocommit=True, application_name=APPLICATION_NAME, connect_timeout=10
                 ) as conn:
                     await conn.execute(_LISTEN)
                     self.backend_pid = conn.info.backend_pid

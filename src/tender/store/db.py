@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
-from psycopg import AsyncConnection, AsyncCursor
+from psycopg import AsyncConnection, AsyncCursor, OperationalError
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import set_json_dumps, set_json_loads
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
+
+log = logging.getLogger(__name__)
 
 Conn = AsyncConnection[DictRow]
+APPLICATION_NAME = "tender"  # how the pool's connections show in pg_stat_activity
+
+# SQLSTATEs of a session the server ended: admin_shutdown (pg_terminate_backend, a fast or immediate
+# shutdown), crash_shutdown (another backend crashed), cannot_connect_now (starting up or shutting down).
+_SESSION_ENDED = {"57P01", "57P02", "57P03"}
 
 # orjson for json/jsonb columns: faster than the stdlib, and it refuses NaN and out-of-range numbers.
 set_json_dumps(orjson.dumps)
@@ -20,16 +29,38 @@ set_json_loads(orjson.loads)
 
 
 class Database:
-    def __init__(self, url: str, *, min_size: int = 2, max_size: int = 20) -> None:
+    """The process's connection pool. It survives a PostgreSQL restart: a connection is checked (one empty
+    round trip) as it leaves the pool, so one the server dropped while idle is replaced, never handed out;
+    one that breaks while in use is discarded when it comes back, and the pool reconnects with back-off.
+    A caller that cannot get a connection within `timeout` seconds gets `PoolTimeout` (the API answers 503)."""
+
+    def __init__(self, url: str, *, min_size: int = 2, max_size: int = 20, timeout: float = 10.0) -> None:
         self.url = url
+        self._purge: asyncio.Task[None] | None = None
         self.pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             url,
             min_size=min_size,
             max_size=max_size,
-            # No statement waits on a lock for more than 10 s: a request queued behind a stuck one fails
-            # clearly (an idempotent replay waiting on a still-running first request gets a 409).
-            kwargs={"row_factory": dict_row, "autocommit": True, "options": "-c lock_timeout=10s"},
+            kwargs={
+                "row_factory": dict_row,
+                "autocommit": True,
+                "application_name": APPLICATION_NAME,
+                # No statement waits on a lock for more than 10 s: a request queued behind a stuck one fails
+                # clearly (an idempotent replay waiting on a still-running first request gets a 409).
+                "options": "-c lock_timeout=10s",
+                # An unreachable server (a black-holed TCP address) fails a connection attempt instead of
+                # hanging the pool's reconnect task; keepalives notice a server gone mid-query over TCP.
+                "connect_timeout": 10,
+                "keepalives_idle": 30,
+                "keepalives_interval": 10,
+                "keepalives_count": 3,
+            },
             connection_class=AsyncConnection[DictRow],
+            check=self._check,
+            # A request waits this long for a connection before a 503 (the default 30 s outlasts clients).
+            timeout=timeout,
+            reconnect_failed=_reconnect_failed,
+            name="tender",
             open=False,
         )
 
@@ -40,15 +71,72 @@ class Database:
         await self.pool.close()
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[Conn]:
-        async with self.pool.connection() as conn:
-            yield conn
+    async def connection(self, *, wait_seconds: float | None = None) -> AsyncIterator[Conn]:
+        """A pooled connection; `wait_seconds` overrides how long to wait for one (a probe waits less)."""
+        try:
+            async with self.pool.connection(timeout=wait_seconds) as conn:
+                yield conn
+        except OperationalError as exc:
+            self._after_error(exc)
+            raise
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Conn]:
         """One unit of work: everything written through `conn` commits or rolls back together."""
-        async with self.pool.connection() as conn, conn.transaction():
-            yield conn
+        try:
+            async with self.pool.connection() as conn, conn.transaction():
+                yield conn
+        except OperationalError as exc:
+            self._after_error(exc)
+            raise
+
+    async def _check(self, conn: Conn) -> None:
+        """Run on every connection leaving the pool: one empty round trip."""
+        try:
+            await AsyncConnectionPool.check_connection(conn)
+        except Exception:
+            self._purge_idle()
+            raise
+
+    def _after_error(self, exc: OperationalError) -> None:
+        if connection_lost(exc):
+            self._purge_idle()
+
+    def _purge_idle(self) -> None:
+        """One connection found dead means the server dropped them all (a restart): test the idle ones
+        now, at once, rather than let each request find one and pay the pool's back-off (1 s, 2 s, ...)
+        before it tries the next."""
+        if self._purge is None or self._purge.done():
+            log.warning("a database connection was lost; testing the pool's idle connections")
+            self._purge = asyncio.get_running_loop().create_task(self._purge_now(), name="db-pool-purge")
+
+    async def _purge_now(self) -> None:
+        try:
+            await self.pool.check()
+        except Exception as exc:  # a pool closing at shutdown: nothing to purge
+            log.info("pool check skipped: %s", type(exc).__name__)
+
+
+async def _reconnect_failed(pool: AsyncConnectionPool[Conn]) -> None:
+    # The pool gave up on one connection after `reconnect_timeout` (5 min) of failures; it grows again
+    # when requests wait, so this is a symptom to report, not a dead end.
+    log.error("PostgreSQL unreachable for %.0f s; the pool keeps trying as requests come", pool.reconnect_timeout)
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """The error says the connection to PostgreSQL broke while in use (the server restarted, crashed or
+    ended the session). What was in flight is in doubt only if it was a COMMIT (or a statement in
+    autocommit): anything else uncommitted was rolled back with the session. Not a pool timeout, which
+    happens before anything is sent."""
+    if not isinstance(exc, OperationalError) or isinstance(exc, (PoolTimeout, PoolClosed, TooManyRequests)):
+        return False
+    return exc.sqlstate is None or exc.sqlstate.startswith("08") or exc.sqlstate in _SESSION_ENDED
+
+
+def unavailable(exc: BaseException) -> bool:
+    """The database could not do the work now, but may in a moment: no connection in time, a lost
+    connection, a server shutting down or starting up, a lock or statement timeout, too many clients."""
+    return isinstance(exc, OperationalError)
 
 
 async def returned_ids(cur: AsyncCursor[DictRow]) -> set[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,10 +20,15 @@ from tender.services.checkout import ExpiryPump
 from tender.services.refunds import RefundPump
 from tender.services.settlement import SettlementPump
 from tender.services.webhook_delivery import DeliveryPolicy, DeliveryPump
+from tender.store.db import unavailable
 
 log = logging.getLogger(__name__)
 
 WORK_CHANNEL = "tender_work"  # notified by triggers on tables with due rows (see the migrations)
+LISTEN_APPLICATION = "tender-worker-listen"  # how the LISTEN connection shows in pg_stat_activity
+_LISTEN_BACKOFF_SECONDS = (0.2, 5.0)  # first and longest pause between attempts to LISTEN again
+_LISTEN_PING_SECONDS = 30.0
+_BATCH_BACKOFF_CAP_SECONDS = 10.0  # the longest pause of a lane after failed batches
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +104,7 @@ class Worker:
     async def _lane(self, pump: Pump, stop: asyncio.Event) -> None:
         """Claim batches until stopped. A batch in flight is finished, never abandoned, on stop."""
         poll = self.container.settings.worker_poll_seconds
+        failures = 0  # batches failed in a row: the pause before the next grows with them
         while not stop.is_set():
             # Cleared before claiming, never after: a notification that arrives during the batch must wake
             # the next wait, or the rows it announced sit until the next poll.
@@ -106,10 +113,17 @@ class Worker:
                 wake.clear()
             try:
                 handled = await pump.run_batch(pump.batch_size)
-            except Exception:  # a database hiccup must not kill the worker; the lease protects the rows
-                log.exception("pump %s failed a batch; retrying shortly", pump.name)
-                handled = 0
-                await asyncio.sleep(poll)
+                failures = 0
+            except Exception as exc:  # nothing kills a lane: the lease protects the rows of a failed batch
+                failures += 1
+                pause = _backoff(failures, poll)
+                if unavailable(exc):  # a database restart or outage: expected, one line, no traceback
+                    kind = type(exc).__name__
+                    log.warning("pump %s: database unavailable (%s); trying again in %.1f s", pump.name, kind, pause)
+                else:
+                    log.exception("pump %s failed a batch; trying again in %.1f s", pump.name, pause)
+                await _pause(stop, pause)  # a wake-up does not cut it short: the next try would fail the same
+                continue
             self.processed += handled
             if handled < pump.batch_size:
                 with contextlib.suppress(TimeoutError):
@@ -126,17 +140,30 @@ class Worker:
                 await asyncio.wait_for(stop.wait(), timeout=every_seconds)
 
     async def _listen(self, stop: asyncio.Event) -> None:
+        """LISTEN for due work. A lost connection (a PostgreSQL restart) is made again with back-off while
+        the pumps poll; on every (re)connect each pump looks once, for the news nobody heard meanwhile."""
+        delay = _LISTEN_BACKOFF_SECONDS[0]
         while not stop.is_set():
             try:
-                async with await psycopg.AsyncConnection.connect(self.container.db.url, autocommit=True) as conn:
+                async with await psycopg.AsyncConnection.connect(
+                    self.container.db.url, autocommit=True, connect_timeout=10, application_name=LISTEN_APPLICATION
+                ) as conn:
                     await conn.execute(f"LISTEN {WORK_CHANNEL}")
-                    async for note in conn.notifies():
-                        woken = self._wakes.get(note.payload)
-                        for event in [woken] if woken else self._wakes.values():  # unknown news: wake all
-                            event.set()
-            except psycopg.Error as exc:
-                log.warning("LISTEN connection lost (%s); polling until it is back", exc)
-                await asyncio.sleep(1)
+                    delay = _LISTEN_BACKOFF_SECONDS[0]
+                    for event in self._wakes.values():
+                        event.set()
+                    while True:
+                        async for note in conn.notifies(timeout=_LISTEN_PING_SECONDS):
+                            woken = self._wakes.get(note.payload)
+                            for event in [woken] if woken else self._wakes.values():  # unknown news: wake all
+                                event.set()
+                        # A half-open TCP connection would stay silent for ever: make sure this one answers.
+                        async with asyncio.timeout(10):
+                            await conn.execute(f"LISTEN {WORK_CHANNEL}")
+            except Exception as exc:  # never let the listener die: the pumps would only poll from then on
+                log.warning("LISTEN connection lost (%s); polling until it is back", type(exc).__name__)
+            await _pause(stop, random.uniform(delay / 2, delay))
+            delay = min(delay * 2, _LISTEN_BACKOFF_SECONDS[1])
 
 
 def webhook_policy(s: Settings) -> DeliveryPolicy:
@@ -150,6 +177,19 @@ def webhook_policy(s: Settings) -> DeliveryPolicy:
         max_connections=2 * s.webhook_batch_size,  # both lanes' batches in flight never wait for a connection
         lease_seconds=s.worker_lease_seconds,
     )
+
+
+def _backoff(failures: int, poll: float) -> float:
+    """The pause after `failures` failed batches in a row: the poll interval doubling up to a cap, jittered
+    so that lanes and workers do not all come back at the same instant."""
+    pause = min(max(poll, _BATCH_BACKOFF_CAP_SECONDS), poll * 2 ** min(failures - 1, 16))
+    return random.uniform(pause / 2, pause)
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep `seconds`, or less if the worker is told to stop."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
 async def _first(*events: asyncio.Event) -> None:
