@@ -138,7 +138,9 @@ async def test_balance_settlements_and_balance_transactions_follow_the_money(
     assert sorted((m["source"], m["net"], m["available_on"]) for m in moves) == sorted(
         (x["id"], x["amount"], due.isoformat()) for x in settlements
     )
-    assert all(m["status"] == "pending" for m in moves)  # settled ahead of its date: available on the day
+    assert all(m["status"] == "available" for m in moves)  # the ledger's word, even when settled ahead of the date
+    settled = (await ok(api, merchant, "/v1/balance_transactions", source=credit_brl))["data"]
+    assert [x["status"] for x in settled] == ["available"]  # moved by the settlement
 
     # Another merchant sees none of it.
     other = await create_merchant(container.db, "Money API other shop")

@@ -6,7 +6,6 @@ always equal it, which `tender ledger verify` and `tender balance` prove.
 
 from __future__ import annotations
 
-from datetime import date, tzinfo
 from typing import Any
 
 from psycopg import sql
@@ -14,7 +13,7 @@ from psycopg import sql
 from tender.errors import InvalidRequest, NotFound
 from tender.services.objects import iso
 from tender.services.payables import PAYABLE_COLUMNS, payable_object
-from tender.services.settlement import SETTLEMENT_COLUMNS, business_today, settlement_object
+from tender.services.settlement import SETTLEMENT_COLUMNS, settlement_object
 from tender.store import ledger as ledger_store
 from tender.store import merchants as merchant_store
 from tender.store.db import Conn, Database
@@ -175,7 +174,9 @@ async def balance_report(db: Database, merchant_id: str) -> list[dict[str, Any]]
 # -- balance transactions --------------------------------------------------------------------------------
 
 
-def balance_transaction_object(row: dict[str, Any], today: date) -> dict[str, Any]:
+def balance_transaction_object(row: dict[str, Any], status: str) -> dict[str, Any]:
+    """`status` is the ledger's (store/ledger.py `entry_statuses`), not `available_on` compared with today:
+    money whose date has come stays pending until the settlement moves it, as the balance shows it."""
     return {
         "id": row["id"],
         "object": "balance_transaction",
@@ -185,7 +186,7 @@ def balance_transaction_object(row: dict[str, Any], today: date) -> dict[str, An
         "net": row["net"],
         "currency": row["currency"],
         "available_on": row["available_on"].isoformat(),
-        "status": "available" if row["available_on"] <= today else "pending",
+        "status": status,
         "source": row["source_id"],
         "created": iso(row["created"]),
     }
@@ -195,7 +196,6 @@ async def list_balance_transactions(
     db: Database,
     merchant_id: str,
     *,
-    tz: tzinfo,
     limit: int = 10,
     starting_after: str | None = None,
     type: str | None = None,
@@ -212,16 +212,17 @@ async def list_balance_transactions(
             starting_after=starting_after,
             filters={"type": type, "source_id": source},
         )
-    today = business_today(tz)
-    return [balance_transaction_object(r, today) for r in rows], more
+        statuses = await ledger_store.entry_statuses(conn, [r["id"] for r in rows])
+    return [balance_transaction_object(r, statuses[r["id"]]) for r in rows], more
 
 
-async def get_balance_transaction(db: Database, merchant_id: str, txn_id: str, *, tz: tzinfo) -> dict[str, Any]:
+async def get_balance_transaction(db: Database, merchant_id: str, txn_id: str) -> dict[str, Any]:
     async with db.connection() as conn:
         cur = await conn.execute(
             f"SELECT {ENTRY_COLUMNS} FROM journal_entries WHERE id = %s AND merchant_id = %s", (txn_id, merchant_id)
         )
         row = await cur.fetchone()
-    if row is None:
-        raise NotFound(f"No such balance transaction: {txn_id[:64]!r}", param="id")
-    return balance_transaction_object(row, business_today(tz))
+        if row is None:
+            raise NotFound(f"No such balance transaction: {txn_id[:64]!r}", param="id")
+        statuses = await ledger_store.entry_statuses(conn, [row["id"]])
+    return balance_transaction_object(row, statuses[row["id"]])

@@ -54,6 +54,32 @@ async def merchant_balances(conn: Conn, merchant_id: str) -> list[dict[str, Any]
     return list(await cur.fetchall())
 
 
+async def entry_statuses(conn: Conn, entry_ids: Sequence[str]) -> dict[str, str]:
+    """`pending` or `available`: where each entry's money is held now. A settlement entry has made its money
+    available; a payment or refund entry follows its payable (`paid` once a settlement moved it from pending
+    to available, or at once for payables that start paid), whose sums by status `tender ledger verify`
+    proves equal to the merchant's pending and available accounts. Never the date: a payable whose date has
+    come is still pending until the settlement runs."""
+    if not entry_ids:
+        return {}
+    cur = await conn.execute(
+        "SELECT e.id, CASE"
+        "  WHEN e.type = 'settlement' THEN 'available'"
+        "  WHEN coalesce(pp.status, pr.status) IS NOT NULL THEN"
+        "   CASE coalesce(pp.status, pr.status) WHEN 'paid' THEN 'available' ELSE 'pending' END"
+        # No payable to follow: where the entry posted the merchant's money.
+        "  WHEN EXISTS (SELECT 1 FROM journal_lines l JOIN ledger_accounts a ON a.id = l.account_id"
+        "   WHERE l.entry_id = e.id AND a.kind = 'merchant_pending') THEN 'pending'"
+        "  ELSE 'available' END AS status"
+        " FROM journal_entries e"
+        " LEFT JOIN payables pp ON e.type = 'payment' AND pp.type = 'payment' AND pp.payment_id = e.source_id"
+        " LEFT JOIN payables pr ON e.type = 'refund' AND pr.type = 'refund' AND pr.refund_id = e.source_id"
+        " WHERE e.id = ANY(%s)",
+        (list(entry_ids),),
+    )
+    return {r["id"]: r["status"] for r in await cur.fetchall()}
+
+
 # -- verification ----------------------------------------------------------------------------------------
 
 

@@ -74,11 +74,11 @@ async def list_balance_transactions(
     type: Annotated[str | None, Query(description="payment, refund or settlement")] = None,
     source: Annotated[str | None, Query(description="The payment, refund or settlement id")] = None,
 ) -> Response:
-    """Every movement of the merchant's money: `status` is `available` once `available_on` has come."""
+    """Every movement of the merchant's money: `status` is the ledger's, `pending` until a settlement makes
+    it `available` (or at once for money that starts available), whatever `available_on` says."""
     rows, has_more = await service.list_balance_transactions(
         container.db,
         merchant.merchant_id,
-        tz=container.settings.business_tz,
         limit=limit,
         starting_after=starting_after,
         type=type,
@@ -89,8 +89,4 @@ async def list_balance_transactions(
 
 @router.get("/v1/balance_transactions/{transaction_id}", summary="Retrieve a balance transaction", responses=_NOT_FOUND)
 async def get_balance_transaction(transaction_id: str, merchant: Merchant, container: ContainerDep) -> Response:
-    return _json(
-        await service.get_balance_transaction(
-            container.db, merchant.merchant_id, transaction_id, tz=container.settings.business_tz
-        )
-    )
+    return _json(await service.get_balance_transaction(container.db, merchant.merchant_id, transaction_id))
