@@ -133,6 +133,41 @@ def merchant_create(
         typer.echo(f"  publishable key: {body['publishable_key']}")
 
 
+@merchant_app.command("roll-keys")
+def merchant_roll_keys(
+    merchant_id: str,
+    expire_old_in: Annotated[
+        int, typer.Option(min=0, help="Seconds the old keys keep working (default 0: they stop at once)")
+    ] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON")] = False,
+) -> None:
+    """Give a merchant new API keys (shown once); the old ones stop working after --expire-old-in seconds,
+    in every API process."""
+    from tender.errors import TenderError
+    from tender.services import merchants
+    from tender.services.objects import iso, merchant_object
+
+    try:
+        seconds = merchants.expire_old_in({"expire_old_in": expire_old_in})
+        rolled = _run_with_database(lambda db: merchants.roll_keys(db, merchant_id, seconds))
+    except TenderError as exc:
+        typer.echo(f"tender: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    body = {
+        **merchant_object(rolled.merchant),
+        "secret_key": rolled.secret_key,
+        "publishable_key": rolled.publishable_key,
+        "old_keys_expire_at": iso(rolled.old_keys_expire_at),
+    }
+    if as_json:
+        typer.echo(json.dumps(body))
+        return
+    typer.echo(f"merchant {body['id']} ({body['name']}): new keys (shown once)")
+    typer.echo(f"  secret key:      {body['secret_key']}")
+    typer.echo(f"  publishable key: {body['publishable_key']}")
+    typer.echo(f"the old keys stop working at {body['old_keys_expire_at']}")
+
+
 def _run_with_database(work: Callable[[Database], Awaitable[T]]) -> T:
     """Run one service call against the configured database, for commands that are not servers."""
     from tender.store.db import Database

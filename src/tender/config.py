@@ -25,6 +25,11 @@ class Settings(BaseSettings):
     # Public base URL of the API, used in Location headers and redirect URLs.
     public_url: str | None = None
 
+    # /metrics answers only the operator key, unless metrics_public. metrics_address ("host:port") also
+    # serves them without a key on a listener of its own, for a Prometheus scraper on a private network.
+    metrics_public: bool = False
+    metrics_address: str | None = None
+
     simulator_url: str = "http://127.0.0.1:8001"
     simulator_notify_secret: SecretStr = SecretStr("simsecret_dev")
     processor_timeout_seconds: float = 10.0
@@ -63,6 +68,13 @@ class Settings(BaseSettings):
         ZoneInfo(value)  # raises for an unknown zone: better at start than at the first capture
         return value
 
+    @field_validator("metrics_address")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            listen_address(value)
+        return value
+
     @property
     def business_tz(self) -> ZoneInfo:
         return ZoneInfo(self.business_timezone)
@@ -70,3 +82,12 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
+
+
+def listen_address(value: str) -> tuple[str, int]:
+    """("host", port) of "host:port" or "[v6]:port", or ValueError."""
+    host, sep, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r} is not host:port")
+    return host, int(port)

@@ -170,7 +170,7 @@ def test_cli_creates_a_merchant_whose_key_works(stack: Stack) -> None:
     assert r.json() == {"object": "list", "data": [], "has_more": False, "url": "/v1/payments"}
 
 
-def test_operations_endpoints(stack: Stack) -> None:
+def test_operations_endpoints(stack: Stack, tender_env: dict[str, str]) -> None:
     assert httpx.get(f"{stack.api_url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{stack.api_url}/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
@@ -179,7 +179,10 @@ def test_operations_endpoints(stack: Stack) -> None:
     assert "amount" in json.dumps(spec["paths"]["/v1/payments"]["post"])
     docs = httpx.get(f"{stack.api_url}/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
-    metrics = httpx.get(f"{stack.api_url}/metrics")
+    assert httpx.get(f"{stack.api_url}/metrics").status_code == 401  # the operator's only (issue 11)
+    metrics = httpx.get(
+        f"{stack.api_url}/metrics", headers={"Authorization": f"Bearer {tender_env['TENDER_ADMIN_KEY']}"}
+    )
     assert "tender_payments_accepted_total" in metrics.text
 
 

@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 
 from tender import __version__
 from tender.api import errors
+from tender.api.metrics import MetricsListener
 from tender.api.retry import RetryOnLostConnection
 from tender.api.routes import (
     admin,
@@ -33,14 +34,24 @@ def create_app(container: Container) -> FastAPI:
     # One LISTEN connection per API process feeds every `Prefer: wait` and SSE stream (services/live.py).
     hub = PaymentStatusHub(container.db.url)
 
+    address = container.settings.metrics_address
+    metrics_listener = MetricsListener(address) if address else None
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await container.open()
         try:
             await hub.start()
+            # Caches API keys only while it hears every key roll (services/merchants.py).
+            await container.authenticator.start()
+            if metrics_listener is not None:
+                metrics_listener.start()
             try:
                 yield
             finally:
+                if metrics_listener is not None:
+                    metrics_listener.stop()
+                await container.authenticator.close()
                 await hub.stop()
         finally:
             await container.close()

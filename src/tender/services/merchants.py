@@ -1,21 +1,35 @@
-"""Merchants and their API keys: created by operators, keys shown once and kept only as hashes."""
+"""Merchants and their API keys: created by operators, keys shown once and kept only as hashes, rolled
+with an optional overlap during which the old keys keep working."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import logging
+import random
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+from psycopg.rows import TupleRow
 
 from tender.domain.ids import MERCHANT, new_id
 from tender.domain.models import Merchant
-from tender.errors import InvalidRequest
+from tender.errors import InvalidRequest, NotFound
 from tender.store import merchants as store
-from tender.store.db import Database
+from tender.store.db import Conn, Database
+
+log = logging.getLogger(__name__)
 
 SECRET_PREFIX = "sk_test_"  # noqa: S105 (a key prefix, not a secret)
 PUBLISHABLE_PREFIX = "pk_test_"
+# Operator requests keep their Idempotency-Key under this scope, as merchants' do under their id.
+OPERATOR_SCOPE = "operator"
+# How long old keys may keep working after a roll, at most: long enough to deploy new keys everywhere.
+MAX_EXPIRE_OLD_IN = 7 * 24 * 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +37,14 @@ class NewMerchant:
     merchant: Merchant
     secret_key: str
     publishable_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class RolledKeys:
+    merchant: Merchant
+    secret_key: str
+    publishable_key: str
+    old_keys_expire_at: datetime  # when the keys that worked before the roll stop working
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,44 +61,178 @@ def _hint(key: str) -> str:
     return key[: key.index("_", 3) + 1] + "..." + key[-4:]
 
 
-async def create_merchant(db: Database, name: object) -> NewMerchant:
+async def _new_keys(conn: Conn, merchant_id: str) -> tuple[str, str]:
+    secret_key = SECRET_PREFIX + secrets.token_urlsafe(32)
+    publishable_key = PUBLISHABLE_PREFIX + secrets.token_urlsafe(32)
+    for key, kind in ((secret_key, "secret"), (publishable_key, "publishable")):
+        await store.insert_api_key(conn, key_hash=hash_key(key), merchant_id=merchant_id, kind=kind, hint=_hint(key))
+    return secret_key, publishable_key
+
+
+async def create_merchant_in(conn: Conn, name: object) -> NewMerchant:
+    """In the caller's transaction (the admin route's, under its Idempotency-Key)."""
     if not isinstance(name, str) or not name.strip() or len(name) > 200:
         raise InvalidRequest("name: must be a non-empty string of at most 200 characters", param="name")
     merchant = Merchant(id=new_id(MERCHANT), name=name.strip(), created=datetime.now(UTC))
-    secret_key = SECRET_PREFIX + secrets.token_urlsafe(32)
-    publishable_key = PUBLISHABLE_PREFIX + secrets.token_urlsafe(32)
-    async with db.transaction() as conn:
-        await store.insert_merchant(conn, merchant)
-        for key, kind in ((secret_key, "secret"), (publishable_key, "publishable")):
-            await store.insert_api_key(
-                conn, key_hash=hash_key(key), merchant_id=merchant.id, kind=kind, hint=_hint(key)
-            )
+    await store.insert_merchant(conn, merchant)
+    secret_key, publishable_key = await _new_keys(conn, merchant.id)
     return NewMerchant(merchant, secret_key, publishable_key)
 
 
-class Authenticator:
-    """Resolves API keys to merchants, with a short in-process cache: auth runs on every request."""
+async def create_merchant(db: Database, name: object) -> NewMerchant:
+    async with db.transaction() as conn:
+        return await create_merchant_in(conn, name)
 
-    def __init__(self, db: Database, *, ttl_seconds: float = 30.0, max_entries: int = 10_000) -> None:
+
+def expire_old_in(payload: dict[str, object]) -> int:
+    """`expire_old_in` of a roll request: whole seconds, 0 (the default: at once) to MAX_EXPIRE_OLD_IN."""
+    unknown = sorted(set(payload) - {"expire_old_in"})
+    if unknown:
+        raise InvalidRequest(f"{unknown[0]}: unknown parameter", param=unknown[0], code="parameter_unknown")
+    value = payload.get("expire_old_in", 0)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_EXPIRE_OLD_IN:
+        raise InvalidRequest(
+            f"expire_old_in: must be a whole number of seconds from 0 to {MAX_EXPIRE_OLD_IN}", param="expire_old_in"
+        )
+    return value
+
+
+async def roll_keys_in(conn: Conn, merchant_id: str, expire_old_in: int) -> RolledKeys:
+    """New secret and publishable keys; every key that works now stops working `expire_old_in` seconds from
+    now (or sooner, if it was already due to). In the caller's transaction, which also tells every API
+    process to forget the keys it cached (see Authenticator)."""
+    merchant = await store.lock_merchant(conn, merchant_id)  # two rolls at once: one after the other
+    if merchant is None:
+        raise NotFound(f"No such merchant: {merchant_id}", param="merchant")
+    expires_at = await store.expire_live_keys(conn, merchant_id, timedelta(seconds=expire_old_in))
+    secret_key, publishable_key = await _new_keys(conn, merchant_id)
+    await store.announce_key_change(conn, merchant_id)
+    return RolledKeys(merchant, secret_key, publishable_key, expires_at)
+
+
+async def roll_keys(db: Database, merchant_id: str, expire_old_in: int) -> RolledKeys:
+    async with db.transaction() as conn:
+        return await roll_keys_in(conn, merchant_id, expire_old_in)
+
+
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    principal: Principal
+    until: float  # monotonic: the cache's own time limit
+    expires_at: datetime | None  # the key's: a rolled key stops working then, cached or not
+
+
+class Authenticator:
+    """Resolves API keys to merchants, with an in-process cache: auth runs on every request.
+
+    A cached key must not outlive a roll (`expire_old_in` 0 means at once, in every API process). So keys
+    are cached only while this process LISTENs on the channel a roll notifies in its transaction
+    (`api_keys`): a notification empties the cache, and so does the listener connecting, losing its
+    connection or stopping. Without a listener (not started, or reconnecting) every request reads the
+    database. A cached key also stops at its own `expires_at`. The roll's own process forgets at once;
+    others when PostgreSQL delivers the notification, on commit (milliseconds).
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        ttl_seconds: float = 30.0,
+        max_entries: int = 10_000,
+        ping_seconds: float = 10.0,
+        backoff_max: float = 5.0,
+    ) -> None:
         self._db = db
         self._ttl = ttl_seconds
         self._max = max_entries
-        self._cache: dict[bytes, tuple[float, Principal]] = {}
+        self._ping_seconds = ping_seconds
+        self._backoff_max = backoff_max
+        self._cache: dict[bytes, _Cached] = {}
+        self._generation = 0  # bumped by every forget(): a look-up that straddles one is not cached
+        self._listening = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
 
     async def authenticate(self, key: str) -> Principal | None:
         if not key.startswith((SECRET_PREFIX, PUBLISHABLE_PREFIX)) or len(key) > 200:
             return None
         digest = hash_key(key)
-        now = time.monotonic()
         hit = self._cache.get(digest)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        if (
+            hit is not None
+            and self._listening.is_set()
+            and hit.until > time.monotonic()
+            and (hit.expires_at is None or hit.expires_at > datetime.now(UTC))
+        ):
+            return hit.principal
+        generation = self._generation
         async with self._db.connection() as conn:
             found = await store.find_api_key(conn, digest)
         if found is None:
+            self._cache.pop(digest, None)
             return None
-        principal = Principal(merchant_id=found[0], kind=found[1])
-        if len(self._cache) >= self._max:
-            self._cache.clear()
-        self._cache[digest] = (now + self._ttl, principal)
+        principal = Principal(merchant_id=found.merchant_id, kind=found.kind)
+        if self._listening.is_set() and generation == self._generation:
+            if len(self._cache) >= self._max:
+                self._cache.clear()
+            self._cache[digest] = _Cached(principal, time.monotonic() + self._ttl, found.expires_at)
         return principal
+
+    def forget(self) -> None:
+        """Drop every cached key (a roll happened, or the listener may have missed one)."""
+        self._generation += 1
+        self._cache.clear()
+
+    @property
+    def caching(self) -> bool:
+        return self._listening.is_set()
+
+    async def start(self, *, start_timeout: float = 10.0) -> None:
+        """Start the listener (in the API's lifespan); returns once it listens, or after `start_timeout`."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="api-key-listener")
+        try:
+            async with asyncio.timeout(start_timeout):
+                await self._listening.wait()
+        except TimeoutError:
+            log.warning("API key listener: not listening yet; keys are read from the database on every request")
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._stop_caching()
+
+    def _stop_caching(self) -> None:
+        self._listening.clear()
+        self.forget()
+
+    async def _run(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self._db.url, autocommit=True, application_name="tender-api-keys", connect_timeout=10
+                ) as conn:
+                    await store.listen_key_changes(conn)
+                    self.forget()  # whatever was rolled while nobody listened
+                    self._listening.set()
+                    delay = 0.1
+                    await self._listen(conn)
+            except (psycopg.Error, OSError, TimeoutError) as exc:
+                log.warning("API key listener: connection lost (%s); reconnecting", type(exc).__name__)
+            except Exception:  # never let a surprise end the listener (it would stay uncached, not wrong)
+                log.exception("API key listener failed; reconnecting")
+            finally:
+                self._stop_caching()
+            await asyncio.sleep(random.uniform(delay / 2, delay))
+            delay = min(delay * 2, self._backoff_max)
+
+    async def _listen(self, conn: psycopg.AsyncConnection[TupleRow]) -> None:
+        while True:
+            async for _note in conn.notifies(timeout=self._ping_seconds):
+                self.forget()
+            # A half-open connection would stay silent for ever: check it is alive every `ping_seconds`.
+            async with asyncio.timeout(10):
+                await store.listen_key_changes(conn)

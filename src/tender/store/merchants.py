@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from psycopg import AsyncConnection
+
 from tender.domain.models import Merchant
 from tender.store.db import Conn
 
@@ -20,13 +26,56 @@ async def insert_api_key(conn: Conn, *, key_hash: bytes, merchant_id: str, kind:
     )
 
 
-async def find_api_key(conn: Conn, key_hash: bytes) -> tuple[str, str] | None:
-    """(merchant id, key kind) of a live key, or None."""
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    merchant_id: str
+    kind: str
+    expires_at: datetime | None  # set when the key was rolled with an overlap
+
+
+# A key works until it is revoked or its expiry (set by a roll) has passed.
+_LIVE = "revoked IS NULL AND (expires_at IS NULL OR expires_at > now())"
+KEYS_CHANNEL = "api_keys"  # notified (merchant id) in every transaction that rolls a merchant's keys
+
+
+async def find_api_key(conn: Conn, key_hash: bytes) -> ApiKey | None:
+    """A live key, or None."""
     cur = await conn.execute(
-        "SELECT merchant_id, kind FROM api_keys WHERE key_hash = %s AND revoked IS NULL", (key_hash,)
+        f"SELECT merchant_id, kind, expires_at FROM api_keys WHERE key_hash = %s AND {_LIVE}",
+        (key_hash,),
     )
     row = await cur.fetchone()
-    return (row["merchant_id"], row["kind"]) if row else None
+    return ApiKey(**row) if row else None
+
+
+async def lock_merchant(conn: Conn, merchant_id: str) -> Merchant | None:
+    cur = await conn.execute("SELECT id, name, created FROM merchants WHERE id = %s FOR UPDATE", (merchant_id,))
+    row = await cur.fetchone()
+    return Merchant(**row) if row else None
+
+
+async def expire_live_keys(conn: Conn, merchant_id: str, after: timedelta) -> datetime:
+    """Every live key of the merchant stops working `after` from now, or sooner if it already would;
+    returns that time."""
+    cur = await conn.execute("SELECT now() + %s AS expires_at", (after,))
+    row = await cur.fetchone()
+    assert row is not None
+    expires_at: datetime = row["expires_at"]
+    await conn.execute(
+        f"UPDATE api_keys SET expires_at = LEAST(expires_at, %s) WHERE merchant_id = %s AND {_LIVE}",
+        (expires_at, merchant_id),
+    )
+    return expires_at
+
+
+async def announce_key_change(conn: Conn, merchant_id: str) -> None:
+    """Delivered on commit to every API process's key listener, which forgets its cached keys."""
+    await conn.execute("SELECT pg_notify(%s, %s)", (KEYS_CHANNEL, merchant_id))
+
+
+async def listen_key_changes(conn: AsyncConnection[Any]) -> None:
+    """LISTEN on the key channel (also the listener's keep-alive: a repeated LISTEN is a no-op)."""
+    await conn.execute(f"LISTEN {KEYS_CHANNEL}")
 
 
 async def get_merchant(conn: Conn, merchant_id: str) -> Merchant | None:

@@ -2,27 +2,100 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 
+from tender.api import idempotent
 from tender.api.deps import ContainerDep, Operator, json_body
+from tender.domain.models import Merchant
 from tender.services import dead_letters, merchants
-from tender.services.objects import dumps, list_object, merchant_object
+from tender.services.objects import dumps, iso, list_object, merchant_object
+from tender.store.db import Conn
 
 router = APIRouter(prefix="/admin/v1", tags=["admin"], dependencies=[Operator])
 
 
-@router.post("/merchants", status_code=201, summary="Create a merchant (its keys are shown once)")
-async def create_merchant(request: Request, container: ContainerDep) -> Response:
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+
+
+def _with_keys(merchant: Merchant, secret_key: str, publishable_key: str) -> dict[str, Any]:
+    return {**merchant_object(merchant), "secret_key": secret_key, "publishable_key": publishable_key}
+
+
+@router.post(
+    "/merchants",
+    status_code=201,
+    summary="Create a merchant (its keys are shown once)",
+    responses={400: {"description": "`name` missing or too long."}},
+)
+async def create_merchant(
+    request: Request, container: ContainerDep, idempotency_key: IdempotencyKey = None
+) -> Response:
+    """A replay of the same `Idempotency-Key` shows the same merchant and keys again (the answer is kept
+    encrypted by the vault key for as long as idempotency keys are kept), and creates nothing."""
     payload = await json_body(request)
-    created = await merchants.create_merchant(container.db, payload.get("name"))
-    body = {
-        **merchant_object(created.merchant),
-        "secret_key": created.secret_key,
-        "publishable_key": created.publishable_key,
-    }
-    return Response(dumps(body), status_code=201, media_type="application/json")
+
+    async def change(conn: Conn) -> dict[str, Any]:
+        created = await merchants.create_merchant_in(conn, payload.get("name"))
+        return _with_keys(created.merchant, created.secret_key, created.publishable_key)
+
+    return await idempotent.post(
+        container, merchants.OPERATOR_SCOPE, idempotency_key, "/admin/v1/merchants", payload, change,
+        status_code=201, sealed=True,
+    )  # fmt: skip
+
+
+@router.post(
+    "/merchants/{merchant_id}/roll_keys",
+    summary="Roll a merchant's API keys (the new ones are shown once)",
+    responses={
+        400: {"description": "`expire_old_in` is not a whole number of seconds in range."},
+        404: {"description": "No such merchant."},
+    },
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "expire_old_in": {
+                                "type": "integer",
+                                "minimum": 0,
+                                "maximum": merchants.MAX_EXPIRE_OLD_IN,
+                                "default": 0,
+                                "description": "Seconds the old keys keep working (0: they stop at once).",
+                            }
+                        },
+                        "additionalProperties": False,
+                    }
+                }
+            }
+        }
+    },
+)
+async def roll_keys(
+    merchant_id: str, request: Request, container: ContainerDep, idempotency_key: IdempotencyKey = None
+) -> Response:
+    """New `secret_key` and `publishable_key`; every key that worked before stops working after
+    `expire_old_in` seconds (`old_keys_expire_at`), in every API process."""
+    payload = await json_body(request)
+    expire_old_in = merchants.expire_old_in(payload)
+
+    async def change(conn: Conn) -> dict[str, Any]:
+        rolled = await merchants.roll_keys_in(conn, merchant_id, expire_old_in)
+        return {
+            **_with_keys(rolled.merchant, rolled.secret_key, rolled.publishable_key),
+            "old_keys_expire_at": iso(rolled.old_keys_expire_at),
+        }
+
+    response = await idempotent.post(
+        container, merchants.OPERATOR_SCOPE, idempotency_key, f"/admin/v1/merchants/{merchant_id}/roll_keys",
+        payload, change, sealed=True,
+    )  # fmt: skip
+    container.authenticator.forget()  # this process at once; the others when the roll's notification arrives
+    return response
 
 
 @router.get("/dead_letters", summary="Work that exhausted its automatic retries")

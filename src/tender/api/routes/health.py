@@ -1,13 +1,13 @@
-"""Liveness, readiness (database reachable, schema current) and Prometheus metrics."""
+"""Liveness, readiness (database reachable, schema current) and Prometheus metrics (operator only)."""
 
 from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from tender.api.deps import ContainerDep
+from tender.api.deps import ContainerDep, operator
 from tender.api.responses import JSON
 from tender.store import migrate
 
@@ -37,6 +37,17 @@ async def readyz(container: ContainerDep) -> JSON:
     return JSON({"status": "ready", "schema": current})
 
 
-@router.get("/metrics", summary="Prometheus metrics")
+async def metrics_reader(request: Request, container: ContainerDep) -> None:
+    """The operator key, unless TENDER_METRICS_PUBLIC (api/metrics.py says why)."""
+    if not container.settings.metrics_public:
+        await operator(request, container)
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (operator key, unless TENDER_METRICS_PUBLIC)",
+    dependencies=[Depends(metrics_reader)],
+    responses={401: {"description": "No operator key (see TENDER_METRICS_ADDRESS for a scraper)."}},
+)
 async def metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
