@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     vault_key: SecretStr | None = None
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
 
+    # A request body over this many bytes is refused (413) before it is read whole (api/limits.py).
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+
     # Public base URL of the API, used in Location headers and redirect URLs.
     public_url: str | None = None
 

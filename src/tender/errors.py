@@ -35,6 +35,12 @@ class InvalidRequest(TenderError):
     default_code = "parameter_invalid"
 
 
+class PayloadTooLarge(TenderError):
+    status_code = 413
+    type = "invalid_request_error"
+    default_code = "body_too_large"
+
+
 class AuthenticationFailed(TenderError):
     status_code = 401
     type = "authentication_error"

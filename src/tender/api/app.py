@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 
 from tender import __version__
 from tender.api import errors
+from tender.api.limits import RequestLimits
 from tender.api.metrics import MetricsListener
 from tender.api.retry import RetryOnLostConnection
 from tender.api.routes import (
@@ -67,6 +68,7 @@ def create_app(container: Container) -> FastAPI:
     # Added first, so innermost: the one run it may repeat passes every other middleware once (api/retry.py).
     app.add_middleware(RetryOnLostConnection)
     errors.install(app)
+    app.add_middleware(RequestLimits, max_body_bytes=container.settings.max_body_bytes)
     app.include_router(payments.router)
     app.include_router(refunds.router)
     app.include_router(payment_events.router)

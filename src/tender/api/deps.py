@@ -14,6 +14,7 @@ from tender.bootstrap import Container
 from tender.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from tender.services.live import PaymentStatusHub
 from tender.services.merchants import Principal
+from tender.services.validation import check_json
 
 
 def get_container(request: Request) -> Container:
@@ -84,7 +85,9 @@ Operator = Depends(operator)
 
 
 async def json_body(request: Request) -> Any:
-    """The body as JSON whatever its Content-Type (curl -d sends form-encoded), or a 400 naming `body`."""
+    """The body as JSON whatever its Content-Type (curl -d sends form-encoded), or a 400 naming `body`.
+    Every route reads its body here, but for the hosted page's forms (web/pages.py) and processors'
+    notifications (read raw for their signature, checked once verified); all three refuse NUL."""
     raw = await request.body()
     if not raw.strip():
         return {}
@@ -94,4 +97,5 @@ async def json_body(request: Request) -> Any:
         raise InvalidRequest("body: the request body is not valid JSON", param="body", code="invalid_json") from None
     if not isinstance(payload, dict):
         raise InvalidRequest("body: the request body must be a JSON object", param="body")
+    check_json(payload)  # a NUL anywhere is a 400 naming its field, before any of it reaches PostgreSQL
     return payload

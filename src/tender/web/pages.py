@@ -28,6 +28,7 @@ from tender.domain.money import format_amount
 from tender.errors import InvalidRequest, NotFound
 from tender.services import checkout
 from tender.services.checkout import SessionClosed
+from tender.services.validation import NUL, nul_error
 from tender.store import merchants as merchant_store
 from tender.store import payments as payment_store
 from tender.store.db import Conn
@@ -172,7 +173,8 @@ async def pay(session_id: str, request: Request, container: ContainerDep) -> Res
     are never sent back, not even into the form."""
     raw = await request.body()
     fields = {k: v[0] for k, v in parse_qs(raw[:MAX_FORM_BYTES].decode(errors="replace")).items() if k in CARD_FIELDS}
-    values = {"expiry": fields.get("expiry", "")[:7], "holder_name": fields.get("holder_name", "")[:100], "vpa": ""}
+    values = {k: fields.get(k, "").replace(NUL, "")[:n] for k, n in (("expiry", 7), ("holder_name", 100))}
+    values["vpa"] = ""
     ctx: dict[str, Any] = {}
     try:
         async with container.db.transaction() as conn:
@@ -232,6 +234,9 @@ async def pay_method(session_id: str, request: Request, container: ContainerDep)
             if row is None:
                 return _not_found()
             ctx = await _context(conn, row)
+            for name, param in (("type", "payment_method.type"), ("vpa", "payment_method.upi.vpa")):
+                if NUL in fields.get(name, ""):
+                    raise nul_error(param)
             try:
                 await checkout.pay(conn, container.vault, session_id, method)
             except SessionClosed:
@@ -246,15 +251,19 @@ async def pay_method(session_id: str, request: Request, container: ContainerDep)
             status_code=400,
             error=message,
             field="vpa" if vpa else None,
-            **{**ctx, "values": {**ctx.get("values", {}), "vpa": fields.get("vpa", "")[:100]}},
+            **{**ctx, "values": {**ctx.get("values", {}), "vpa": fields.get("vpa", "").replace(NUL, "")[:100]}},
         )
     return RedirectResponse(f"/checkout/{session_id}", status_code=303, headers=SECURITY_HEADERS)
 
 
 def _card(fields: dict[str, str]) -> dict[str, Any]:
+    for name, value in fields.items():  # PostgreSQL stores no NUL: refuse it here, naming the field
+        if NUL in value:
+            raise nul_error(f"payment_method.card.{name}")
     expiry = fields.get("expiry", "").replace(" ", "")
     month, _, year = expiry.partition("/")
-    if not (month.isdigit() and year.isdigit() and len(year) in (2, 4)):
+    # ASCII digits only: str.isdigit() also takes "²" and "٣", which int() then refuses or reads.
+    if not (_digits(month) and _digits(year) and len(year) in (2, 4)):
         raise InvalidRequest("expiry: enter the expiry date as MM/YY", param="payment_method.card.expiry")
     return {
         "number": "".join(fields.get("number", "").split())[:30],
@@ -263,6 +272,10 @@ def _card(fields: dict[str, str]) -> dict[str, Any]:
         "cvc": fields.get("cvc", "").strip()[:8],
         "holder_name": fields.get("holder_name", "").strip()[:100] or None,
     }
+
+
+def _digits(value: str) -> bool:
+    return value.isascii() and value.isdigit()
 
 
 def _form_field(param: str | None) -> str | None:
