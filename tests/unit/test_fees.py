@@ -110,3 +110,12 @@ def test_percent_fee_is_the_exact_half_up_product(amount: int, percent: Decimal)
     fee = rule(str(percent)).fee(amount, "BRL")
     assert 0 <= fee <= amount
     assert fee == percent_of(amount, percent / 100, "BRL")
+
+
+@pytest.mark.parametrize(
+    ("percent", "text"),
+    [("10", "10"), ("1E+1", "10"), ("100", "100"), ("2.50", "2.5"), ("0.0125", "0.0125"), ("0", "0"), ("-0", "0"),
+     ("0E-4", "0")],
+)  # fmt: skip
+def test_a_percent_is_shown_normalised(percent: str, text: str) -> None:
+    assert rule(percent).as_dict()["percent"] == text

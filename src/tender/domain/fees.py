@@ -34,6 +34,13 @@ def funding_of(payment_method: Mapping[str, Any]) -> str:
     return "other"
 
 
+def percent_text(percent: Decimal) -> str:
+    """A percent as people write it: "10", "2.5", "0" (never "1E+1", "2.50" or "-0")."""
+    if percent == 0:
+        return "0"
+    return format(percent.normalize(), "f")
+
+
 @dataclass(frozen=True, slots=True)
 class FeeRule:
     payment_method: str
@@ -51,7 +58,7 @@ class FeeRule:
         return {
             "payment_method": self.payment_method,
             "funding": self.funding,
-            "percent": str(self.percent),
+            "percent": percent_text(self.percent),
             "fixed": dict(self.fixed),
             "delay_days": self.delay_days,
             "starts": self.starts,

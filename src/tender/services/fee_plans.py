@@ -2,16 +2,59 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from psycopg.types.json import Jsonb
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from tender.domain.fees import ANY, DEFAULT_PLAN, FeePlan, FeeRule
 from tender.domain.money import MAX_AMOUNT, normalize_currency
+from tender.errors import InvalidRequest
 from tender.store.db import Conn
+
+MAX_PERCENT_PLACES = 4
+_PERCENT_STEP = Decimal(1).scaleb(-MAX_PERCENT_PLACES)
+# ASCII digits only (Python's \d and Decimal() also take other scripts' digits), no sign, exponent,
+# underscore or blank; a bounded length, so a huge string costs nothing.
+_PERCENT_TEXT = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,16})?", re.ASCII)
+_PERCENT_FORMS = 'percent must be a number or a decimal string from 0 to 100, such as 2.9 or "2.9"'
+
+
+def parse_percent(value: object) -> Decimal:
+    """A fee percent, exactly: an int, a Decimal (a JSON number read by `loads_exact`) or a decimal string;
+    never a float (its binary value is not the number the client wrote) nor a boolean (JSON `true` is not 1).
+    Within 0..100 with at most 4 decimal places."""
+    if isinstance(value, bool) or not isinstance(value, int | Decimal | str):
+        raise ValueError(_PERCENT_FORMS)
+    if isinstance(value, str):
+        if not _PERCENT_TEXT.fullmatch(value):
+            raise ValueError(_PERCENT_FORMS)
+        value = Decimal(value)
+    percent = Decimal(value)
+    if not percent.is_finite() or not 0 <= percent <= 100:
+        raise ValueError("percent must be between 0 and 100")
+    # Compared exactly (normalize() would round to the context's 28 digits first): "2.50" has 2.5's places.
+    places = percent.quantize(_PERCENT_STEP)
+    if places != percent:
+        raise ValueError(f"percent takes at most {MAX_PERCENT_PLACES} decimal places")
+    return places.normalize() if places else Decimal(0)  # "-0" is 0
+
+
+def loads_exact(raw: bytes) -> Any:
+    """A JSON body with its numbers exact: fractions as Decimal, integers as int (orjson gives floats for
+    both beyond 64 bits). NaN and Infinity, which json accepts and JSON does not, are refused."""
+
+    def refuse(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+
+    try:
+        return json.loads(raw, parse_float=Decimal, parse_constant=refuse)
+    except (ValueError, RecursionError):
+        raise InvalidRequest("body: the request body is not valid JSON", param="body", code="invalid_json") from None
 
 
 class FeeRuleIn(BaseModel):
@@ -19,24 +62,14 @@ class FeeRuleIn(BaseModel):
 
     payment_method: Literal["card", "upi", "wallet", "netbanking", "bnpl", "*"]
     funding: Literal["credit", "debit", "other", "*"] = "*"
-    # A string ("2.9") keeps every digit; a JSON number is read through its shortest decimal form.
-    percent: Annotated[str | int | float, Field(description="0 to 100, at most 4 decimal places")]
+    percent: Annotated[
+        Decimal,
+        BeforeValidator(parse_percent),
+        Field(description='0 to 100, at most 4 decimal places: a JSON number or a string such as "2.9"'),
+    ]
     fixed: dict[str, Annotated[int, Field(ge=0, le=MAX_AMOUNT)]] = Field(default_factory=dict)
     delay_days: Annotated[int, Field(ge=0, le=3650)]
     starts: Literal["waiting_funds", "paid"]
-
-    @field_validator("percent")
-    @classmethod
-    def _percent(cls, value: str | int | float) -> str:
-        try:
-            d = Decimal(str(value))
-        except InvalidOperation:
-            raise ValueError('percent must be a decimal number such as "2.9"') from None
-        if not d.is_finite() or not (0 <= d <= 100):
-            raise ValueError("percent must be between 0 and 100")
-        if d.as_tuple().exponent < -4:  # type: ignore[operator]
-            raise ValueError("percent takes at most 4 decimal places")
-        return str(d.normalize()) if d == d.to_integral() else str(d)
 
     @field_validator("fixed")
     @classmethod
@@ -60,10 +93,7 @@ class FeePlanIn(BaseModel):
 
     def plan(self) -> FeePlan:
         return FeePlan(
-            tuple(
-                FeeRule(r.payment_method, r.funding, Decimal(str(r.percent)), r.delay_days, r.starts, r.fixed)
-                for r in self.rules
-            )
+            tuple(FeeRule(r.payment_method, r.funding, r.percent, r.delay_days, r.starts, r.fixed) for r in self.rules)
         )
 
 

@@ -59,7 +59,9 @@ async def get_fee_plan(merchant_id: str, container: ContainerDep) -> Response:
 async def put_fee_plan(merchant_id: str, request: Request, container: ContainerDep) -> Response:
     """Applies to captures from now on; payables already made keep their terms. A plan needs a catch-all
     rule (`payment_method` "*", `funding` "*")."""
-    body = _plan_body(await json_body(request))
+    payload = await json_body(request)  # the checks every body gets (size, NUL, a JSON object)
+    # Read again with exact numbers: orjson's floats are not the percent the operator wrote.
+    body = _plan_body(fee_plans.loads_exact(await request.body()) if payload else payload)
     async with container.db.transaction() as conn:
         await _known_merchant(conn, merchant_id)
         return _json(await fee_plans.set_plan(conn, merchant_id, body))
