@@ -68,6 +68,9 @@ def api(
         workers=workers,
         log_level=settings.log_level.lower(),
         access_log=False,
+        # The client address is the connection's: X-Forwarded-For is believed only from TENDER_TRUSTED_PROXIES
+        # (services/velocity.py), not from uvicorn's default of any proxy on 127.0.0.1.
+        proxy_headers=False,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -65,6 +66,18 @@ class Settings(BaseSettings):
     # operator's network. `make run` (local development) turns it on.
     webhook_allow_private: bool = False
 
+    # Card testing (API.md "Security limits", services/velocity.py): card declines counted in a sliding window
+    # of this many seconds; a new card payment over a limit is a 429 with Retry-After. 0 turns a limit off.
+    velocity_window_seconds: int = Field(default=3600, ge=1)
+    velocity_card_declines: int = Field(default=10, ge=0)  # per card fingerprint within a merchant
+    velocity_session_declines: int = Field(default=5, ge=0)  # per checkout session (hosted page)
+    velocity_address_declines: int = Field(default=20, ge=0)  # per shopper's address and merchant (hosted page)
+    # Reverse proxies whose X-Forwarded-For the hosted page believes: comma-separated addresses or networks.
+    # Empty (the default): the shopper's address is the connection's, whatever the headers say.
+    trusted_proxies: str = ""
+    # `?returned=1` on the hosted page asks the processor about a payment at most once per this many seconds.
+    checkout_lookup_interval_seconds: float = Field(default=10.0, ge=0)
+
     @field_validator("business_timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -78,6 +91,16 @@ class Settings(BaseSettings):
             listen_address(value)
         return value
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: str) -> str:
+        _networks(value)  # raises for an entry that is not an address or network: better at start
+        return value
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        return _networks(self.trusted_proxies)
+
     @property
     def business_tz(self) -> ZoneInfo:
         return ZoneInfo(self.business_timezone)
@@ -85,6 +108,10 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
+
+
+def _networks(text: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    return tuple(ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip())
 
 
 def listen_address(value: str) -> tuple[str, int]:

@@ -81,6 +81,22 @@ class IdempotencyMismatch(TenderError):
     default_code = "idempotency_key_reused"
 
 
+class RateLimited(TenderError):
+    """Too many of something in a sliding window (card declines: services/velocity.py). Rendered with a
+    `Retry-After` header: the seconds until the next try can pass."""
+
+    status_code = 429
+    type = "rate_limit_error"
+    default_code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = max(1, retry_after)
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
 class ServiceUnavailable(TenderError):
     status_code = 503
     type = "api_error"

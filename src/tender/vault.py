@@ -36,6 +36,8 @@ class Vault:
         self._fingerprint_key = HKDF(
             algorithm=hashes.SHA256(), length=32, salt=None, info=b"tender card fingerprint"
         ).derive(key)
+        # And one for keyed hashes of personal data that is looked up but never read back (velocity limits).
+        self._hash_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"tender keyed hash").derive(key)
         # And one for idempotency request fingerprints, so that a stored fingerprint reveals nothing of its body.
         self._request_key = HKDF(
             algorithm=hashes.SHA256(), length=32, salt=None, info=b"tender idempotency request fingerprint"
@@ -60,6 +62,11 @@ class Vault:
         """HMAC-SHA256 of a request's canonical form (an idempotency fingerprint): equal requests match, and
         without the vault key no guess at a body can be checked against it."""
         return hmac.new(self._request_key, canonical, hashlib.sha256).digest()
+
+    def keyed_hash(self, purpose: str, value: str) -> bytes:
+        """HMAC-SHA256 of `value` for one `purpose`: equal values match, and without the vault key nobody can
+        tell which value a hash is of (an address has too few possibilities for an unkeyed hash to hide it)."""
+        return hmac.new(self._hash_key, f"{purpose}\x00{value}".encode(), hashlib.sha256).digest()
 
 
 def decode_key(text: str) -> bytes:

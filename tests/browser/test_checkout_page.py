@@ -279,8 +279,8 @@ async def test_a_decline_then_another_card_in_the_same_session_on_a_phone(
     await fits_a_phone(page)
     async with worker.running():
         alert = page.get_by_role("alert")
-        await expect(alert).to_contain_text("insufficient funds", timeout=TIMEOUT_MS)
-    await expect(alert).to_contain_text("Please try another card.")
+        # Never why (a card tester would learn from it): the merchant gets the decline_code, below.
+        await expect(alert).to_have_text("Your card was declined. Try another card.", timeout=TIMEOUT_MS)
     await see_form(page, session, merchant, shots, "declined, the form again")
     await fits_a_phone(page)
     assert await page.get_by_label("Card number").input_value() == ""  # the number is never sent back
@@ -373,7 +373,7 @@ async def test_three_d_secure_declined_then_another_card(
     simulator.before_return = notified
     await page.get_by_role("button", name="Decline").click()
     alert = page.get_by_role("alert")
-    await expect(alert).to_contain_text("Please try another card.")
+    await expect(alert).to_have_text("Your card was declined. Try another card.")
     await see_form(page, session, merchant, shots, "declined by the bank, the form again")
     failed = (await payments_of(api, merchant))[0]
     assert (failed["id"], failed["status"], failed["failure_code"]) == (
@@ -381,7 +381,7 @@ async def test_three_d_secure_declined_then_another_card(
         "failed",
         "authentication_failed",
     )
-    await expect(alert).to_contain_text(failed["failure_message"])
+    await expect(alert).not_to_contain_text(failed["failure_message"])
 
     await fill_card(page, GOOD)
     await page.get_by_role("button", name="Pay 25.00 BRL").click()

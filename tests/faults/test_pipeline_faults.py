@@ -76,6 +76,9 @@ WORKER_ENV = {
     "TENDER_WORKER_MAX_ATTEMPTS": "60",
     "TENDER_WORKER_POLL_SECONDS": "0.5",
     "TENDER_WEBHOOK_ALLOW_PRIVATE": "true",  # the receiver is on loopback
+    # One merchant sends each decline card hundreds of times here: the card-testing limit (10 declines per card
+    # and hour, tests/security/test_velocity_limits.py) would refuse most of them.
+    "TENDER_VELOCITY_CARD_DECLINES": "0",
     "TENDER_WEBHOOK_TIMEOUT_SECONDS": "1",
     "TENDER_WEBHOOK_RETRY_BASE_SECONDS": "0.2",
     "TENDER_WEBHOOK_RETRY_CAP_SECONDS": "2",

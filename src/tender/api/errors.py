@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tender.api import retry
 from tender.api.responses import JSON
 from tender.domain.errors import DomainError, InvalidTransition
-from tender.errors import InvalidRequest, NotFound, TenderError
+from tender.errors import InvalidRequest, NotFound, RateLimited, TenderError
 from tender.services.validation import error_from
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def render(error: TenderError, headers: dict[str, str] | None = None) -> JSON:
 def install(app: FastAPI) -> None:
     @app.exception_handler(TenderError)
     async def tender_error(_: Request, exc: TenderError) -> JSON:
-        return render(exc)
+        return render(exc, exc.headers() if isinstance(exc, RateLimited) else None)
 
     @app.exception_handler(DomainError)
     async def domain_error(_: Request, exc: DomainError) -> JSON:

@@ -22,7 +22,7 @@ from tender.domain.methods import APM_TYPES
 from tender.domain.models import Payment
 from tender.domain.payments import PaymentStatus, validate_reference
 from tender.errors import Conflict, InvalidRequest, NotFound
-from tender.services import payments
+from tender.services import payments, velocity
 from tender.services.objects import iso
 from tender.store import checkout as store
 from tender.store import events
@@ -200,11 +200,19 @@ class SessionClosed(Exception):
 
 
 async def pay(
-    conn: Conn, vault: Vault, session_id: str, method: dict[str, Any], *, now: datetime | None = None
+    conn: Conn,
+    vault: Vault,
+    session_id: str,
+    method: dict[str, Any],
+    *,
+    now: datetime | None = None,
+    guard: velocity.Guard | None = None,
 ) -> Payment:
     """Start the session's payment by `method` (`{"type": "card", "card": {...}}`, or an alternative method
     the session offers), unless one is already in progress or done (a double click): then that one.
-    Raises SessionClosed, NotFound, or InvalidRequest / ValidationFailed naming the field."""
+    Raises SessionClosed, NotFound, InvalidRequest / ValidationFailed naming the field, or RateLimited (a card
+    over one of `guard`'s velocity limits: checked after the session is locked, so a double click is answered
+    its payment in progress rather than a 429)."""
     now = now or datetime.now(UTC)
     row = await get_row(conn, session_id, lock=True)
     if row["status"] != "open":
@@ -230,18 +238,10 @@ async def pay(
         return_url=row["url"] + "?returned=1",  # back to the page after 3-D Secure or the provider's page
     )
     payment = await payments.create_payment(
-        conn, vault, row["merchant_id"], request, now=now, checkout_session_id=session_id
+        conn, vault, row["merchant_id"], request, now=now, checkout_session_id=session_id, guard=guard
     )
     await store.set_payment(conn, session_id, payment.id)
     return payment
-
-
-async def shopper_is_back(db: Database, payment: Payment) -> None:
-    """The shopper came back from 3-D Secure or a provider's page before we heard the outcome: ask the
-    processor now rather than at the next scheduled look-up (the notification may be on its way, or lost)."""
-    if payment.status == PaymentStatus.REQUIRES_ACTION:
-        async with db.transaction() as conn:
-            await payment_store.schedule_now(conn, payment.id)
 
 
 async def on_payment_changes(conn: Conn, changed: list[Payment]) -> None:

@@ -18,6 +18,7 @@ from tender.domain.ids import ATTEMPT, PAYMENT, VAULT_CARD, new_id
 from tender.domain.models import Attempt, Payment
 from tender.domain.payments import PaymentStatus, validate_metadata, validate_reference
 from tender.errors import DuplicateReference, InvalidRequest, NotFound
+from tender.services import velocity
 from tender.services.validation import parse
 from tender.store import attempts as attempt_store
 from tender.store import payments as store
@@ -186,9 +187,10 @@ async def create_payment(
     *,
     now: datetime | None = None,
     checkout_session_id: str | None = None,
+    guard: velocity.Guard | None = None,
 ) -> Payment:
     """Validate, vault the card (if a card) and insert the payment, due at once. Runs in the caller's
-    transaction."""
+    transaction. A card payment over one of `guard`'s velocity limits raises RateLimited before any write."""
     now = now or datetime.now(UTC)
     currency = money.normalize_currency(request.currency)
     amount = money.validate_amount(request.amount, currency)
@@ -217,6 +219,11 @@ async def create_payment(
             code="parameter_missing",
         )
 
+    if card is not None and guard is not None:
+        fingerprint = vault.fingerprint(card.number, merchant_id=merchant_id)
+        await guard.check(
+            conn, merchant_id=merchant_id, fingerprint=fingerprint, session_id=checkout_session_id, now=now
+        )
     if card is not None:
         card_id, payment_method = await _vault_card(conn, vault, merchant_id, card)
     else:
@@ -254,6 +261,8 @@ async def create_payment(
             param="reference",
             payment=existing,
         )
+    if card is not None and guard is not None:
+        await guard.record(conn, payment.id, now)
     return payment  # a trigger on payments wakes the workers when this transaction commits
 
 

@@ -1,7 +1,10 @@
 """The hosted checkout page: /checkout/{session id}.
 
-One URL shows whatever the session needs now: the card form (again with the reason after a decline), the
-"payment processing" view, the way to 3-D Secure, or the way back to the shop. The card form works
+One URL shows whatever the session needs now: the card form (again after a decline), the "payment
+processing" view, the way to 3-D Secure, or the way back to the shop. A card decline is never explained to
+the shopper (a card tester would learn which cards are lost, or which CVC was wrong): the merchant gets the
+precise decline_code through the API and events. Card payments are held to the velocity limits per card,
+session and the shopper's address (services/velocity.py). The card form works
 without JavaScript (a plain POST, checked on the server); the processing view updates from an SSE stream
 and falls back to polling, or, without JavaScript, refreshes itself. The session id in the URL is what
 authorizes the page: it is unguessable, and the card number goes only to Tender.
@@ -11,6 +14,7 @@ Every page forbids framing, caching and any script, style or connection that is 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -22,11 +26,12 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from tender.api.deps import ContainerDep, HubDep
 from tender.api.routes.payment_events import EventStream, status_stream
+from tender.bootstrap import Container
 from tender.domain.errors import ValidationFailed
 from tender.domain.models import Payment
 from tender.domain.money import format_amount
-from tender.errors import InvalidRequest, NotFound
-from tender.services import checkout
+from tender.errors import InvalidRequest, NotFound, RateLimited
+from tender.services import checkout, velocity
 from tender.services.checkout import SessionClosed
 from tender.services.validation import NUL, nul_error
 from tender.store import merchants as merchant_store
@@ -53,6 +58,7 @@ CARD_FIELDS = ("number", "expiry", "cvc", "holder_name")
 # Where a redirect method sends the shopper, in the page's words (a card's 3-D Secure: "your bank").
 _PROVIDERS = {"wallet": "your wallet", "netbanking": "your bank", "bnpl": "the pay-later provider"}
 _TRY_AGAIN = "Please try again, or choose another way to pay."
+GENERIC_DECLINE = "Your card was declined. Try another card."
 METHOD_NAMES = {
     "upi": "Pay with UPI",
     "wallet": "Pay with a wallet",
@@ -118,8 +124,10 @@ async def checkout_page(session_id: str, container: ContainerDep, returned: str 
         payment = await _payment(conn, row)
     if returned and payment is not None and payment.status == "requires_action":
         # Back before the outcome reached us: wait here (sending them to the bank's page again would strand
-        # them on an already decided challenge), and have the processor asked at once.
-        await checkout.shopper_is_back(container.db, payment)
+        # them on an already decided challenge), and have the processor asked at once, but not once per reload
+        # (at most once per interval per payment; beyond it the page just shows the current state).
+        interval = container.settings.checkout_lookup_interval_seconds
+        await velocity.look_up_on_return(container.db, payment.id, interval_seconds=interval)
         url = (payment.next_action or {}).get("url")
         return _page("processing.html", payment_status="requires_action", back_url=url, **ctx)
     return _render(ctx, row, payment)
@@ -160,8 +168,10 @@ def _render(ctx: dict[str, Any], row: dict[str, Any], payment: Payment | None) -
         )
     error = None
     if payment is not None and payment.status == "failed":
-        again = "Please try another card." if payment.payment_method.get("type") == "card" else _TRY_AGAIN
-        error = f"{payment.failure_message or 'The payment failed.'} {again}"
+        if payment.payment_method.get("type") == "card":
+            error = GENERIC_DECLINE  # whatever the reason (API.md "Security limits")
+        else:  # an alternative method's failure says nothing about a card
+            error = f"{payment.failure_message or 'The payment failed.'} {_TRY_AGAIN}"
     if payment is not None and payment.status == "canceled":
         error = "The payment was canceled. You may pay again."
     return _page("form.html", error=error, **ctx)
@@ -182,11 +192,25 @@ async def pay(session_id: str, request: Request, container: ContainerDep) -> Res
             if row is None:
                 return _not_found()
             ctx = await _context(conn, row)
+            guard = _guard(request, container, row["merchant_id"])
             try:
-                await checkout.pay(conn, container.vault, session_id, {"type": "card", "card": _card(fields)})
+                await checkout.pay(
+                    conn, container.vault, session_id, {"type": "card", "card": _card(fields)}, guard=guard
+                )
             except SessionClosed:  # paid or expired meanwhile: show what it is now
                 row = await checkout.get_row(conn, session_id)
                 return _render(ctx, row, await _payment(conn, row))
+    except RateLimited as exc:  # raised before anything was written
+        minutes = math.ceil(exc.retry_after / 60)
+        wait = f"{minutes} minute{'s' if minutes != 1 else ''}"
+        page = _page(
+            "form.html",
+            status_code=429,
+            error=f"Too many declined payments. Please try again in {wait}, or contact the shop.",
+            **{**ctx, "values": values},
+        )
+        page.headers.update(exc.headers())
+        return page
     except (InvalidRequest, ValidationFailed) as exc:  # raised inside the transaction: nothing was written
         text = exc.message if isinstance(exc, InvalidRequest) else str(exc)
         message = _for_shopper(text, exc.param)
@@ -254,6 +278,17 @@ async def pay_method(session_id: str, request: Request, container: ContainerDep)
             **{**ctx, "values": {**ctx.get("values", {}), "vpa": fields.get("vpa", "").replace(NUL, "")[:100]}},
         )
     return RedirectResponse(f"/checkout/{session_id}", status_code=303, headers=SECURITY_HEADERS)
+
+
+def _guard(request: Request, container: Container, merchant_id: str) -> velocity.Guard:
+    """The velocity limits of a card payment from this page: per card, session and the shopper's address (the
+    connection's, or from X-Forwarded-For when the connection is a trusted proxy), kept only as a keyed hash."""
+    settings = container.settings
+    peer = request.client.host if request.client else None
+    forwarded = request.headers.getlist("x-forwarded-for")
+    address = velocity.client_address(peer, forwarded, settings.trusted_proxy_networks)
+    address_hash = velocity.address_hash(container.vault, merchant_id, address)
+    return velocity.Guard(velocity.Limits.from_settings(settings), address_hash=address_hash)
 
 
 def _card(fields: dict[str, str]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import psycopg
 
 from tender.bootstrap import Container
 from tender.config import Settings
-from tender.services import maintenance
+from tender.services import maintenance, velocity
 from tender.services.authorization import Authorizer, RetryPolicy
 from tender.services.checkout import ExpiryPump
 from tender.services.refunds import RefundPump
@@ -134,6 +134,8 @@ class Worker:
             try:
                 await maintenance.purge_idempotency_keys(self.container.db)
                 await maintenance.purge_webhook_attempts(self.container.db)
+                limits = velocity.Limits.from_settings(self.container.settings)
+                await velocity.purge_addresses(self.container.db, limits)
             except Exception:
                 log.exception("housekeeping failed; trying again later")
             with contextlib.suppress(TimeoutError):

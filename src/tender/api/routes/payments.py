@@ -13,7 +13,7 @@ from tender.api.metrics import PAYMENTS_ACCEPTED
 from tender.api.prefer import PREFERENCE_APPLIED_HEADER
 from tender.bootstrap import Container
 from tender.errors import InvalidRequest
-from tender.services import idempotency, live, payments
+from tender.services import idempotency, live, payments, velocity
 from tender.services.idempotency import StoredResponse
 from tender.services.objects import dumps, list_object, payment_object
 from tender.services.payments import CaptureIn, PaymentCreate
@@ -27,6 +27,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or invalid API key."},
     409: {"description": "Duplicate `reference`, or the same Idempotency-Key still running."},
     422: {"description": "Idempotency-Key reused with a different request."},
+}
+_RATE_LIMITED: dict[int | str, dict[str, Any]] = {
+    429: {
+        "description": "Too many declines of this card recently (`rate_limit_error`); nothing was written.",
+        "headers": {"Retry-After": {"description": "Seconds until a try can pass.", "schema": {"type": "integer"}}},
+    },
 }
 
 
@@ -43,6 +49,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
             },
         },
         **_ERRORS,
+        **_RATE_LIMITED,
     },
     openapi_extra={
         "requestBody": {
@@ -66,9 +73,11 @@ async def create_payment(
     payload = await json_body(request)
     body = parse(PaymentCreate, payload)
     accepted: list[str] = []
+    # Declines per card within the merchant; never per address here (a merchant's server is a few addresses).
+    guard = velocity.Guard(velocity.Limits.from_settings(container.settings))
 
     async def work(conn: Conn) -> StoredResponse:
-        payment = await payments.create_payment(conn, container.vault, merchant.merchant_id, body)
+        payment = await payments.create_payment(conn, container.vault, merchant.merchant_id, body, guard=guard)
         accepted.append(payment.id)
         return StoredResponse(202, dumps(payment_object(payment)), {"Location": f"/v1/payments/{payment.id}"})
 
