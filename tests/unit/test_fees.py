@@ -90,8 +90,8 @@ def test_rule_lookup_prefers_exact_then_method_wildcard_then_catch_all() -> None
 def test_funding_of_a_payment_method() -> None:
     assert funding_of({"type": "card", "card": {"funding": "credit"}}) == "credit"
     assert funding_of({"type": "card", "card": {"funding": "debit"}}) == "debit"
-    assert funding_of({"type": "card", "card": {"funding": "prepaid"}}) == "other"
-    assert funding_of({"type": "card", "card": {}}) == "other"
+    assert funding_of({"type": "card", "card": {"funding": "prepaid"}}) == "other"  # prepaid: the `other` rule
+    assert funding_of({"type": "card", "card": {}}) == "credit"  # unknown funding is credit, as an unknown BIN
     assert funding_of({"type": "upi"}) == "other"
 
 

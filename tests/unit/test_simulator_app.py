@@ -122,7 +122,8 @@ async def test_test_card_outcomes(
     assert auth["failure_code"] == failure_code
     assert auth["decline_code"] == decline_code
     assert auth["captured"] is (status == "approved")
-    assert auth["card"] == {"brand": brand, "last4": number[-4:]}
+    funding = "debit" if number == "4000056655665556" else "credit"  # the issuer's answer, which Tender applies
+    assert auth["card"] == {"brand": brand, "last4": number[-4:], "funding": funding}
     assert isinstance(auth["created"], int)
     if status == "action_required":
         assert auth["redirect_url"] == f"{BASE}/3ds/{auth['id']}"
@@ -478,6 +479,33 @@ def authorize_request(number: str = "4242424242424242", **overrides: Any) -> Aut
     }
     fields.update(overrides)
     return AuthorizeRequest(**fields)
+
+
+async def test_client_reads_the_issuers_funding(processor: SimulatorProcessor) -> None:
+    # Tender's BIN table calls 6200000000000047 credit (its range is); the issuer knows it is debit.
+    for number, funding in [
+        ("6200000000000047", "debit"),
+        ("5105105105105100", "prepaid"),
+        ("4242424242424242", "credit"),
+    ]:
+        req = authorize_request(number)
+        assert (await processor.authorize(req)).funding == funding
+        assert (await processor.lookup(req.reference)).funding == funding
+
+
+def test_a_record_file_from_before_funding_still_opens(tmp_path: Path) -> None:
+    from tender.simulator.store import SimulatorStore
+
+    path = tmp_path / "old.db"
+    SimulatorStore(str(path)).close()
+    with sqlite3.connect(path) as db:
+        db.execute("ALTER TABLE authorizations DROP COLUMN card_funding")
+    store = SimulatorStore(str(path))  # adds the column back
+    try:
+        with sqlite3.connect(path) as db:
+            assert "card_funding" in {r[1] for r in db.execute("PRAGMA table_info(authorizations)")}
+    finally:
+        store.close()
 
 
 async def test_client_classifies_answers(sim: Sim, processor: SimulatorProcessor) -> None:

@@ -9,19 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from tender.domain.bins import Funding, funding_of_number
 from tender.domain.errors import CardInvalid, ValidationFailed
 
-FUNDING_TYPES = frozenset({"credit", "debit", "prepaid"})
 MAX_HOLDER_NAME = 200
 MAX_YEARS_AHEAD = 50
-
-# Known funding by BIN prefix (the simulator's and the well-known processor test cards);
-# anything not listed is treated as credit, as processors do when a BIN is unknown.
-_FUNDING_BY_PREFIX: dict[str, str] = {
-    "400005": "debit",  # visa debit test card of API.md
-    "520082": "debit",  # mastercard debit test card
-    "510510": "prepaid",  # mastercard prepaid test card
-}
 
 
 def normalize_number(raw: str) -> str:
@@ -71,14 +63,10 @@ def card_brand(number: str) -> str:
     return "unknown"
 
 
-def card_funding(number: str, declared: str | None) -> str:
-    """The declared funding if any, else what the BIN table knows, else "credit"."""
-    if declared is not None:
-        return declared
-    for prefix, funding in _FUNDING_BY_PREFIX.items():
-        if number.startswith(prefix):
-            return funding
-    return "credit"
+def card_funding(number: str) -> Funding:
+    """What the BIN table says (domain/bins.py), never what a request declares: the processor's answer
+    may correct it later."""
+    return funding_of_number(number)
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -92,7 +80,7 @@ class ValidatedCard:
     holder_name: str | None
     brand: str
     last4: str
-    funding: str
+    funding: Funding  # from the BIN table until the processor answers
 
     def __repr__(self) -> str:
         return f"ValidatedCard(brand={self.brand!r}, last4={self.last4!r})"
@@ -108,7 +96,6 @@ def validate_card(
     exp_year: object,
     cvc: object,
     holder_name: object,
-    funding: object = None,
     today: date,
     param_prefix: str = "payment_method.card",
 ) -> ValidatedCard:
@@ -131,7 +118,6 @@ def validate_card(
     brand = card_brand(pan)
     security_code = _check_cvc(cvc, brand, f"{param_prefix}.cvc")
     name = _check_holder_name(holder_name, f"{param_prefix}.holder_name")
-    declared = _check_funding(funding, f"{param_prefix}.funding")
     return ValidatedCard(
         number=pan,
         exp_month=month,
@@ -140,7 +126,7 @@ def validate_card(
         holder_name=name,
         brand=brand,
         last4=pan[-4:],
-        funding=card_funding(pan, declared),
+        funding=card_funding(pan),
     )
 
 
@@ -199,11 +185,3 @@ def _check_holder_name(value: object, param: str) -> str | None:
     if not name.isprintable():
         raise ValidationFailed(f"{param} must not contain control characters.", param=param)
     return name or None
-
-
-def _check_funding(value: object, param: str) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or value not in FUNDING_TYPES:
-        raise ValidationFailed(f"{param} must be one of: credit, debit, prepaid.", param=param)
-    return value

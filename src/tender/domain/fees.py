@@ -26,11 +26,16 @@ FUNDINGS = ("credit", "debit", "other")
 
 
 def funding_of(payment_method: Mapping[str, Any]) -> str:
-    """`credit`, `debit` or `other` for a payment's public payment_method (a prepaid card is `other`)."""
+    """`credit`, `debit` or `other` for a payment's public payment_method.
+
+    The card's funding there came from the BIN table or the processor, never from the merchant. A prepaid
+    card is `other`: not debit's money-at-once (prepaid is the card tester's favourite, and no bank account
+    stands behind it), not credit's 30 days either; a plan may price it with a `card`/`other` rule. A card
+    whose funding is unknown is credit, as an unknown BIN is (domain/bins.py): the dearer, slower terms.
+    """
     if payment_method.get("type") == "card":
-        funding = (payment_method.get("card") or {}).get("funding")
-        if funding in ("credit", "debit"):
-            return str(funding)
+        funding = str((payment_method.get("card") or {}).get("funding"))
+        return {"debit": "debit", "prepaid": "other"}.get(funding, "credit")
     return "other"
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from tender.domain.bins import Funding
+
 
 class Outcome(StrEnum):
     APPROVED = "approved"
@@ -65,6 +67,9 @@ class ProcessorResult:
     # An authorization's look-up: how much of it the processor has captured (None: not said). A capture Tender
     # did not make itself (a cancel refused as already captured) is booked for this amount, not the authorized one.
     amount_captured: int | None = None
+    # An authorization's card funding as the issuer knows it (credit, debit, prepaid); None if not told.
+    # It overrides Tender's BIN table: the fee and the payable's date follow it.
+    funding: Funding | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
+from tender.domain.bins import known_funding
 from tender.processors.base import AuthorizeRequest, InvalidNotification, Notification, Outcome, ProcessorResult
 
 SIGNATURE_HEADER = "Simulator-Signature"
@@ -100,6 +101,7 @@ def _authorization_result(data: Mapping[str, Any]) -> ProcessorResult:
         message=data.get("message"),
         redirect_url=data.get("redirect_url") if outcome is Outcome.ACTION_REQUIRED else None,
         captured=bool(data.get("captured")) and outcome is Outcome.APPROVED,
+        funding=known_funding(card.get("funding")) if isinstance(card := data.get("card"), dict) else None,
         amount_captured=_amount(data.get("amount_captured")),
     )
 
@@ -268,7 +270,8 @@ class SimulatorProcessor:
         candidates: list[str] = []
         for part in header.split(","):
             key, _, value = part.strip().partition("=")
-            if key == "t" and value.isdigit():
+            # ASCII digits only ("²".isdigit() is true and int() refuses it), and few: int() refuses 4300+.
+            if key == "t" and value.isascii() and value.isdigit() and len(value) <= 12:
                 timestamp = int(value)
             elif key == "v1":
                 candidates.append(value)

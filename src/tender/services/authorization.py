@@ -47,7 +47,7 @@ from tender.processors.base import AuthorizeRequest, CardData, Outcome, Processo
 from tender.services import events, payables
 from tender.services.outcomes import DEFINITIVE, change_of, settle
 from tender.store import attempts as attempt_store
-from tender.store import dead_letters
+from tender.store import card_funding, dead_letters
 from tender.store import payments as store
 from tender.store.db import Database
 from tender.store.payments import PAYMENT_COLUMNS
@@ -172,6 +172,10 @@ class Authorizer:
                     "%d payment(s) changed hands or status meanwhile; their results were dropped",
                     len(work) - len(written),
                 )
+            # Before events and payables: both must see the funding the processor reported.
+            await card_funding.record(
+                conn, {c["id"]: c["card_funding"] for c in changes if c["id"] in written and c.get("card_funding")}
+            )
             done = [w for w in work if w.payment.id in written]
             await attempt_store.record_calls(conn, [w.attempt for w in done if w.attempt and not w.reconcile])
             # Tender stops waiting (shopper, capture window): a cancel of its own, due at once.

@@ -19,7 +19,7 @@ from tender.processors.base import InvalidNotification, Processor, ProcessorResu
 from tender.services import events, payables
 from tender.services.outcomes import DEFINITIVE, settle
 from tender.store import attempts as attempt_store
-from tender.store import dead_letters
+from tender.store import card_funding, dead_letters
 from tender.store import payments as store
 from tender.store.db import Conn, Database
 
@@ -82,6 +82,8 @@ async def _apply(conn: Conn, reference: str, result: ProcessorResult, business_t
         change["next_run_at"] = now
     if not await store.apply_change(conn, change):
         return "stale"
+    if change.get("card_funding"):  # before events and payables: both must see the processor's funding
+        await card_funding.record(conn, {payment.id: change["card_funding"]})
     if change["status"] != change["expected_status"]:
         await events.record_payment_changes(conn, [payment.id])
     if change["status"] == "succeeded" and change["expected_status"] != "succeeded":

@@ -76,6 +76,7 @@ def settle(
                 **_NO_FAILURE,  # e.g. a refused cancel's `already_captured`: the truth is a success
                 processor_reference=result.processor_reference,
                 reset_tries=True,
+                card_funding=result.funding,  # the issuer's word beats the BIN table (store/card_funding.py)
             )
         case "authorize", Outcome.DECLINED if status is PaymentStatus.REQUIRES_CAPTURE:
             # An authorization the processor no longer holds (voided, expired): nothing can be captured.

@@ -39,7 +39,8 @@ class CardIn(_Strict):
     exp_year: int
     cvc: str = Field(description="3 digits, 4 for American Express; erased once authorization ends.")
     holder_name: str | None = None
-    funding: Literal["credit", "debit", "prepaid"] | None = None
+    # No `funding`: it decides the fee and when money is available, so it comes from the BIN or the
+    # processor (domain/bins.py), never from the merchant; sending it is a 400 parameter_unknown.
 
 
 class CardMethodIn(_Strict):
@@ -204,7 +205,6 @@ async def create_payment(
             exp_year=method.card.exp_year,
             cvc=method.card.cvc,
             holder_name=method.card.holder_name,
-            funding=method.card.funding,
             today=now.date(),
         )
     else:

@@ -120,7 +120,9 @@ class Simulator:
             "decline_code": auth.decline_code,
             "message": auth.message,
             "redirect_url": redirect,
-            "card": {"brand": auth.card_brand, "last4": auth.card_last4} if is_card else None,
+            "card": {"brand": auth.card_brand, "last4": auth.card_last4, "funding": auth.card_funding or None}
+            if is_card
+            else None,
             "method": {"type": "card"} if is_card else {"type": auth.method, auth.method: auth.method_details},
             "created": auth.created,
         }
@@ -214,10 +216,11 @@ class Simulator:
         if inp.card is not None:
             decision = cards.decide(inp.card.number, inp.card.exp_month, inp.card.exp_year)
             brand, last4 = cards.card_brand(inp.card.number), inp.card.number[-4:]
+            funding = cards.card_funding(inp.card.number)
         else:
             assert inp.method is not None
             decision = apm.initial(inp.method.type)
-            brand = last4 = ""
+            brand = last4 = funding = ""
             if apm.automatic(inp.method.type, inp.method.details) is not None:
                 decide_at = int(time.time() * 1000) + self.config.upi_delay_ms
         captured = decision.status == cards.APPROVED and inp.capture
@@ -236,6 +239,7 @@ class Simulator:
             message=decision.message,
             card_brand=brand,
             card_last4=last4,
+            card_funding=funding,
             return_url=inp.return_url,
             request_hash=inp.request_hash(),
             created=now,

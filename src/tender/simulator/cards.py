@@ -61,6 +61,23 @@ def card_brand(number: str) -> str:
     return "unknown"
 
 
+# The simulated issuer's own knowledge of funding, by prefix (longest wins). It knows more than Tender's
+# BIN table (tender/domain/bins.py) on purpose: 6200000000000047 is a UnionPay debit account in a range
+# (620000) whose other cards are credit, so only the processor's answer can tell Tender it is debit.
+FUNDING_BY_PREFIX: dict[str, str] = {
+    "400005": "debit",  # 4000056655665556, visa debit (API.md)
+    "520082": "debit",  # 5200828282828210, mastercard debit
+    "510510": "prepaid",  # 5105105105105100, mastercard prepaid
+    "6200000000000047": "debit",  # unionpay debit
+}
+
+
+def card_funding(number: str) -> str:
+    """credit, debit or prepaid, as the issuer knows it; credit when nothing more is known."""
+    matches = [prefix for prefix in FUNDING_BY_PREFIX if number.startswith(prefix)]
+    return FUNDING_BY_PREFIX[max(matches, key=len)] if matches else "credit"
+
+
 def decide(number: str, exp_month: int, exp_year: int, now: datetime | None = None) -> Decision:
     """The issuer's answer. `number` is digits only (the caller validated its shape)."""
     if number in TEST_CARDS:

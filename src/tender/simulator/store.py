@@ -72,6 +72,7 @@ _ADDED_COLUMNS = {
     "method": "TEXT NOT NULL DEFAULT 'card'",
     "method_details": "TEXT",
     "decide_at": "INTEGER",
+    "card_funding": "TEXT NOT NULL DEFAULT ''",
 }
 
 
@@ -107,6 +108,7 @@ class AuthorizationRecord:
     method: str = "card"  # card | upi | wallet | netbanking | bnpl
     method_details: dict[str, str | None] | None = None  # an APM's detail, e.g. {"vpa": "success@upi"}
     decide_at: int | None = None  # unix ms when a test UPI address decides on its own
+    card_funding: str = ""  # credit | debit | prepaid for a card ("" otherwise, and in older files)
 
 
 @dataclass(slots=True)
