@@ -33,7 +33,8 @@ _VPA = re.compile(r"[a-z0-9][a-z0-9._-]{0,199}@[a-z][a-z0-9]{1,63}")
 def validate_vpa(value: str, *, param: str = "payment_method.upi.vpa") -> str:
     """A UPI virtual payment address (`name@handle`), lower-cased; ValidationFailed naming `param`."""
     vpa = value.strip().lower()
-    if len(vpa) > MAX_VPA_LENGTH or not _VPA.fullmatch(vpa):
+    # ASCII before lower-casing too: "\u212a".lower() is an ASCII "k".
+    if len(vpa) > MAX_VPA_LENGTH or not value.isascii() or not _VPA.fullmatch(vpa):
         raise ValidationFailed(
             f"{param} must be a UPI address of the form name@handle (e.g. shopper@okhdfc).", param=param
         )

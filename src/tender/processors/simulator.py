@@ -270,7 +270,8 @@ class SimulatorProcessor:
         candidates: list[str] = []
         for part in header.split(","):
             key, _, value = part.strip().partition("=")
-            if key == "t" and value.isdigit():
+            # ASCII digits only ("²".isdigit() is true and int() refuses it), and few: int() refuses 4300+.
+            if key == "t" and value.isascii() and value.isdigit() and len(value) <= 12:
                 timestamp = int(value)
             elif key == "v1":
                 candidates.append(value)

@@ -18,7 +18,8 @@ METHOD_TYPES = ("upi", "wallet", "netbanking", "bnpl")
 DETAIL_FIELDS = {"upi": "vpa", "wallet": "provider", "netbanking": "bank", "bnpl": "provider"}
 REDIRECT_TYPES = frozenset({"wallet", "netbanking", "bnpl"})  # these need a return_url
 
-VPA = re.compile(r"[a-z0-9][a-z0-9._-]{0,199}@[a-z][a-z0-9]{1,63}", re.IGNORECASE)
+# re.ASCII: with IGNORECASE alone, [a-z] also matches the Kelvin sign and the long s.
+VPA = re.compile(r"[a-z0-9][a-z0-9._-]{0,199}@[a-z][a-z0-9]{1,63}", re.IGNORECASE | re.ASCII)
 SUCCESS_VPA = "success@upi"
 FAILURE_VPA = "failure@upi"
 
