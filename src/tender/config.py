@@ -49,6 +49,15 @@ class Settings(BaseSettings):
     worker_retry_cap_seconds: float = 300.0
     worker_janitor_seconds: float = 600.0  # look-up cadence for work past its tries that may have been applied
     worker_action_lookup_seconds: float = 60.0  # 3-D Secure: look the result up if nobody told us by then
+    # No non-final payment waits for ever: one waiting for the shopper this long, or authorized and not
+    # captured this long, is voided at the processor (canceled; failure_code abandoned | authorization_expired).
+    action_expiry_hours: float = Field(default=24.0, gt=0)
+    capture_window_days: float = Field(default=7.0, gt=0)  # card networks hold an authorization about a week
+    # A CVC may be kept only until authorization (PCI DSS 3.3.1): one whose payment is still processing after
+    # this long (a dead letter: the processor unreachable) is erased, and the payment can then only be looked
+    # up: if the processor never saw it, it fails `processor_unreachable`. 24 h: a checkout session's life,
+    # and a working day for an operator to bring a processor back and retry its dead letters.
+    cvc_retention_hours: float = Field(default=24.0, gt=0)
 
     # Capture dates, payment dates and settlement days are dates in this IANA time zone.
     business_timezone: str = "UTC"

@@ -336,6 +336,9 @@ class Authorizer:
                         payment.status,
                     )
                 return self._waiting(w)
+            if change["status"] == PaymentStatus.REQUIRES_CAPTURE and change["next_run_at"] is None:
+                # Just authorized: the merchant's move, until the capture window closes.
+                change["next_run_at"] = datetime.now(UTC) + self._retry.capture_window
             return change
         if result.outcome is Outcome.UNKNOWN:
             attempt.maybe_sent = True  # the call may have been applied: look it up next time

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
-from tender.store import idempotency, webhooks
+from tender.store import idempotency, stranded, webhooks
+from tender.store import payments as payment_store
 from tender.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -30,3 +32,38 @@ async def purge_webhook_attempts(db: Database, *, days: int = WEBHOOK_ATTEMPT_DA
     if removed:
         log.info("purged %d webhook attempts older than %d days", removed, days)
     return removed
+
+
+async def reschedule_stranded(db: Database) -> dict[str, int]:
+    """The invariant "no non-final row without a next step", checked in the database: stranded rows (a bug, or
+    a hand edit) are given one and named in the log. Returns how many per table (zero when all is well)."""
+    found: dict[str, int] = {}
+    async with db.transaction() as conn:
+        for rows in stranded.TABLES:
+            ids = await stranded.reschedule(conn, rows)
+            found[rows.table] = len(ids)
+            if ids:
+                log.warning(
+                    "%d %s had no next step in a non-final status; rescheduled: %s%s",
+                    len(ids),
+                    rows.table,
+                    ", ".join(ids[:10]),
+                    " ..." if len(ids) > 10 else "",
+                )
+    return found
+
+
+async def erase_expired_cvcs(db: Database, *, hours: float) -> int:
+    """PCI DSS 3.3.1: a CVC is kept only until authorization. The pump erases it when authorization ends; a
+    payment still processing after `hours` (its authorization a dead letter: the processor unreachable) loses
+    it here. It is then only looked up, never sent again: if the processor never saw it, it fails."""
+    async with db.transaction() as conn:
+        erased = await payment_store.erase_expired_cvcs(conn, timedelta(hours=hours))
+    if erased:
+        log.warning(
+            "erased the CVC of %d payment(s) still processing after %g h; each is looked up once more and fails"
+            " (processor_unreachable) if the processor never saw it",
+            len(erased),
+            hours,
+        )
+    return len(erased)

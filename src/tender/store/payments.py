@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from psycopg import sql
@@ -127,6 +127,28 @@ async def erase_cvcs(conn: Conn, card_ids: Sequence[str]) -> None:
         await conn.execute(
             "UPDATE vault_cards SET cvc_ct = NULL WHERE id = ANY(%s) AND cvc_ct IS NOT NULL", (list(card_ids),)
         )
+
+
+async def erase_expired_cvcs(conn: Conn, older_than: timedelta) -> list[str]:
+    """Erase the CVC of card payments still processing that were made more than `older_than` ago, and make
+    them due for a look-up at once (unless a worker holds them: its own write schedules them). Returns the
+    payments. (`next_run_at IS NOT NULL` is true of every processing payment; it lets the small partial
+    index of due rows find them instead of a scan of every card.)"""
+    cur = await conn.execute(
+        "UPDATE vault_cards v SET cvc_ct = NULL FROM payments p"
+        " WHERE p.card_id = v.id AND v.cvc_ct IS NOT NULL AND p.next_run_at IS NOT NULL"
+        " AND p.status = 'processing' AND p.created < now() - %s RETURNING p.id",
+        (older_than,),
+    )
+    ids = [row["id"] for row in await cur.fetchall()]
+    if ids:
+        await conn.execute(
+            "UPDATE payments SET next_run_at = now() WHERE id = ANY(%s) AND status = 'processing'"
+            " AND (lease_token IS NULL OR next_run_at <= now())",
+            (ids,),
+        )
+        await conn.execute("SELECT pg_notify('tender_work', 'payments')")
+    return ids
 
 
 async def update_after_processing(conn: Conn, token: Any, changes: Sequence[dict[str, Any]]) -> set[str]:

@@ -52,6 +52,8 @@ class Worker:
             max_tries=s.worker_max_attempts,
             janitor_seconds=s.worker_janitor_seconds,
             action_lookup_seconds=s.worker_action_lookup_seconds,
+            action_expiry=timedelta(hours=s.action_expiry_hours),
+            capture_window=timedelta(days=s.capture_window_days),
         )
         authorizer = Authorizer(
             container.db,
@@ -132,6 +134,11 @@ class Worker:
     async def _housekeeping(self, stop: asyncio.Event, every_seconds: float = 600.0) -> None:
         while not stop.is_set():
             try:
+                # First what keeps work moving and card data bounded: nothing stranded, no CVC kept past its time.
+                await maintenance.reschedule_stranded(self.container.db)
+                await maintenance.erase_expired_cvcs(
+                    self.container.db, hours=self.container.settings.cvc_retention_hours
+                )
                 await maintenance.purge_idempotency_keys(self.container.db)
                 await maintenance.purge_webhook_attempts(self.container.db)
                 limits = velocity.Limits.from_settings(self.container.settings)
