@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -176,3 +177,39 @@ async def test_an_unreachable_database_is_a_prompt_503_and_readyz_says_so(contai
                 assert answer.json()["error"]["code"] == "service_unavailable"
     finally:
         await db.close()
+
+
+async def test_worker_lanes_log_one_line_and_back_off_while_the_database_is_down(
+    container: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tender.worker.runner import Worker
+
+    db = Database(f"postgresql://postgres@127.0.0.1:{free_port()}/tender", min_size=1, max_size=2, timeout=0.2)
+    await db.pool.open(wait=False)
+    poll = 0.1
+    down = dataclasses.replace(
+        container, db=db, settings=container.settings.model_copy(update={"worker_poll_seconds": poll})
+    )
+    stop = asyncio.Event()
+    try:
+        with caplog.at_level(logging.INFO, logger="tender.worker.runner"):
+            running = asyncio.create_task(Worker(down).run(stop))
+            await asyncio.sleep(3)
+            assert not running.done(), running  # no lane, listener or housekeeping ended the worker
+            stop.set()
+            await asyncio.wait_for(running, 15)  # and it still stops when told
+    finally:
+        stop.set()
+        await db.close()
+    records = [r for r in caplog.records if r.name == "tender.worker.runner"]
+    assert not [r for r in records if r.exc_info or r.levelno >= logging.ERROR], "a traceback per failed poll"
+    pauses = [
+        float(match.group(1))
+        for r in records
+        if r.getMessage().startswith("pump payments: database unavailable")
+        and (match := re.search(r"trying again in ([0-9.]+) s", r.getMessage()))
+    ]
+    # Two lanes, each doubling its pause (jittered within the upper half, so never shorter than the last).
+    assert len(pauses) >= 6, pauses
+    assert max(pauses) >= 4 * poll, pauses
+    assert any("LISTEN connection lost" in r.getMessage() for r in records)

@@ -143,8 +143,11 @@ class Worker:
                 await maintenance.purge_webhook_attempts(self.container.db)
                 limits = velocity.Limits.from_settings(self.container.settings)
                 await velocity.purge_addresses(self.container.db, limits)
-            except Exception:
-                log.exception("housekeeping failed; trying again later")
+            except Exception as exc:
+                if unavailable(exc):
+                    log.warning("housekeeping: database unavailable (%s); trying again later", type(exc).__name__)
+                else:
+                    log.exception("housekeeping failed; trying again later")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=every_seconds)
 
