@@ -223,25 +223,25 @@ def test_default_policy_retries_for_about_three_days() -> None:
         ("https://user@example.com/hooks", "credentials"),
         ("https://example.com/hooks#part", "fragment"),
         ("https://example.com/" + "a" * MAX_URL_LENGTH, str(MAX_URL_LENGTH)),
-        ("http://127.0.0.1/hooks", "127.0.0.1 is not a public address"),
-        ("http://10.1.2.3/", "10.1.2.3 is not a public address"),
-        ("http://192.168.0.1/", "192.168.0.1 is not a public address"),
-        ("http://172.16.0.1/", "172.16.0.1 is not a public address"),
-        ("http://169.254.169.254/latest/meta-data/", "169.254.169.254 is not a public address"),  # cloud metadata
-        ("http://[::1]/", "::1 is not a public address"),
+        ("http://127.0.0.1/hooks", "is not a public address"),
+        ("http://10.1.2.3/", "is not a public address"),
+        ("http://192.168.0.1/", "is not a public address"),
+        ("http://172.16.0.1/", "is not a public address"),
+        ("http://169.254.169.254/latest/meta-data/", "is not a public address"),  # cloud metadata
+        ("http://[::1]/", "is not a public address"),
         ("http://[::ffff:127.0.0.1]/", "is not a public address"),  # IPv4-mapped loopback
-        ("http://[fc00::1]/", "fc00::1 is not a public address"),  # unique local
+        ("http://[fc00::1]/", "is not a public address"),  # unique local
         ("http://[fe80::1%25eth0]/", "is not a public address"),  # link-local with a zone id
-        ("http://0.0.0.0/", "0.0.0.0 is not a public address"),
-        ("http://100.64.0.1/", "100.64.0.1 is not a public address"),  # shared address space (CGNAT)
-        ("http://224.0.0.1/", "224.0.0.1 is not a public address"),  # multicast
+        ("http://0.0.0.0/", "is not a public address"),
+        ("http://100.64.0.1/", "is not a public address"),  # shared address space (CGNAT)
+        ("http://224.0.0.1/", "is not a public address"),  # multicast
         ("http://[ff02::1]/", "is not a public address"),  # IPv6 multicast
-        ("http://localhost/", "localhost is not a public host name"),
-        ("http://LocalHost./", "localhost is not a public host name"),
-        ("http://foo.localhost/", "foo.localhost is not a public host name"),
-        ("http://printer.local/", "printer.local is not a public host name"),
-        ("http://metadata.google.internal/", "metadata.google.internal is not a public host name"),
-        ("http://intranet/", "intranet is not a public host name"),  # a single label: resolved by search domains
+        ("http://localhost/", "not a public host name"),
+        ("http://LocalHost./", "not a public host name"),
+        ("http://foo.localhost/", "not a public host name"),
+        ("http://printer.local/", "not a public host name"),
+        ("http://metadata.google.internal/", "not a public host name"),
+        ("http://intranet/", "not a public host name"),  # a single label: resolved by search domains
         # Address shorthands resolvers accept for 127.0.0.1, and IPv6 forms that lead to private IPv4.
         ("http://2130706433/", "is not a canonical address"),
         ("http://127.1/", "is not a canonical address"),

@@ -18,8 +18,9 @@ from urllib.parse import parse_qsl
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tender.domain.errors import is_shown_name
 from tender.errors import PayloadTooLarge, TenderError
-from tender.services.validation import NUL, is_shown_name, nul_error
+from tender.services.validation import NUL, nul_error
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 

@@ -6,6 +6,18 @@ contain a card number or a CVC.
 
 from __future__ import annotations
 
+import re
+
+_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}", re.ASCII)
+_CARD_LIKE_DIGITS = 12  # a name with this many digits could be a card number: never shown
+
+
+def is_shown_name(name: str) -> bool:
+    """Whether a name the client chose (a metadata key, an unknown parameter) may appear in `param` and
+    messages: ASCII letters, digits and `_.-`, at most 64 characters, too few digits to be a card number.
+    Values are never shown at all."""
+    return _NAME.fullmatch(name) is not None and sum(c.isdigit() for c in name) < _CARD_LIKE_DIGITS
+
 
 class DomainError(Exception):
     """Base of every rule violation the domain can report."""

@@ -63,10 +63,9 @@ def normalize_currency(code: str, *, param: str = "currency") -> str:
     if not isinstance(code, str):
         raise UnknownCurrency(f"{param} must be a string ISO 4217 code such as BRL or USD.", param=param)
     upper = code.upper()
-    if upper not in _EXPONENTS:
-        shown = code if len(code) <= 8 and code.isprintable() else code[:8].encode("unicode_escape").decode()
+    if upper not in _EXPONENTS:  # the value is not quoted back: messages quote no input
         raise UnknownCurrency(
-            f"{param} '{shown}' is not a supported ISO 4217 currency code (e.g. BRL, USD, EUR).",
+            f"{param} is not a supported ISO 4217 currency code (e.g. BRL, USD, EUR).",
             param=param,
         )
     return upper

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from types import MappingProxyType
 
-from tender.domain.errors import InvalidTransition, ValidationFailed
+from tender.domain.errors import InvalidTransition, ValidationFailed, is_shown_name
 
 
 class PaymentStatus(StrEnum):
@@ -66,7 +66,7 @@ def validate_metadata(value: object, *, param: str = "metadata") -> dict[str, st
             raise ValidationFailed(
                 f"{param} keys must be strings of 1 to {MAX_METADATA_KEY_LENGTH} characters.", param=param
             )
-        where = f"{param}.{key}"
+        where = f"{param}.{key}" if is_shown_name(key) else param  # a key is quoted only if name-shaped
         if not isinstance(item, str):
             raise ValidationFailed(
                 f"{where} must be a string (numbers, null and objects are not allowed).", param=where

@@ -89,7 +89,7 @@ async def get_payable(db: Database, merchant_id: str, payable_id: str) -> dict[s
         )
         row = await cur.fetchone()
     if row is None:
-        raise NotFound(f"No such payable: {payable_id[:64]!r}", param="id")
+        raise NotFound("No such payable.", param="id")
     return payable_object(row)
 
 
@@ -114,7 +114,7 @@ async def get_settlement(db: Database, merchant_id: str, settlement_id: str) -> 
         )
         row = await cur.fetchone()
     if row is None:  # another merchant's settlement is as missing as one that does not exist
-        raise NotFound(f"No such settlement: {settlement_id[:64]!r}", param="id")
+        raise NotFound("No such settlement.", param="id")
     return settlement_object(row)
 
 
@@ -143,7 +143,7 @@ async def balance_report(db: Database, merchant_id: str) -> list[dict[str, Any]]
         # One snapshot for both reads: a capture committing in between must not look like a mismatch.
         await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         if await merchant_store.get_merchant(conn, merchant_id) is None:
-            raise NotFound(f"No such merchant: {merchant_id[:64]!r}", param="merchant")
+            raise NotFound("No such merchant.", param="merchant")
         accounts = await ledger_store.merchant_balances(conn, merchant_id)
         cur = await conn.execute(
             "SELECT currency, status, sum(net) AS amount FROM payables WHERE merchant_id = %s"
@@ -223,6 +223,6 @@ async def get_balance_transaction(db: Database, merchant_id: str, txn_id: str) -
         )
         row = await cur.fetchone()
         if row is None:
-            raise NotFound(f"No such balance transaction: {txn_id[:64]!r}", param="id")
+            raise NotFound("No such balance transaction.", param="id")
         statuses = await ledger_store.entry_statuses(conn, [row["id"]])
     return balance_transaction_object(row, statuses[row["id"]])

@@ -100,7 +100,7 @@ async def create(
     for i, kind in enumerate(request.payment_method_types):
         if kind not in METHOD_TYPES:
             raise InvalidRequest(
-                f"payment_method_types[{i}]: {kind[:20]!r} is not available; use one of {', '.join(METHOD_TYPES)}",
+                f"payment_method_types[{i}]: not available; use one of {', '.join(METHOD_TYPES)}",
                 param=f"payment_method_types[{i}]",
             )
     if not request.payment_method_types:
@@ -136,7 +136,7 @@ async def create(
         raise Conflict("A session for this reference just changed; try again.", code="checkout_session_busy")
     if (existing["amount"], existing["currency"].strip()) != (amount, currency):
         raise Conflict(
-            f"Checkout session {existing['id']} already holds reference {reference!r} with another amount",
+            f"Checkout session {existing['id']} already holds this reference with another amount",
             param="reference",
             code="duplicate_reference",
             checkout_session=existing["id"],
@@ -147,7 +147,7 @@ async def create(
 async def get_row(conn: Conn, session_id: str, merchant_id: str | None = None, *, lock: bool = False) -> dict[str, Any]:
     row = await store.get(conn, session_id, merchant_id, lock=lock)
     if row is None:
-        raise NotFound(f"No such checkout session: {session_id[:64]!r}", param="id")
+        raise NotFound("No such checkout session.", param="id")
     return row
 
 
@@ -228,8 +228,7 @@ async def pay(
             "Too many payment attempts for this checkout; please contact the shop.", code="too_many_attempts"
         )
     if method.get("type") not in row["payment_method_types"]:
-        kind = str(method.get("type"))[:20]
-        raise InvalidRequest(f"Paying by {kind} is not offered in this checkout.", param="payment_method.type")
+        raise InvalidRequest("This way of paying is not offered in this checkout.", param="payment_method.type")
     request = payments.PaymentCreate(
         amount=row["amount"],
         currency=row["currency"].strip(),

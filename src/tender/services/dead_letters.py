@@ -46,7 +46,7 @@ async def retry(db: Database, dead_letter_id: str) -> dict[str, Any]:
     async with db.transaction() as conn:
         row = await store.get(conn, dead_letter_id, lock=True)
         if row is None:
-            raise NotFound(f"No such dead letter: {dead_letter_id[:64]!r}", param="id")
+            raise NotFound("No such dead letter.", param="id")
         if row["status"] == "resolved":
             raise InvalidRequest("This dead letter is resolved: the work got done.", code="dead_letter_resolved")
         if row["kind"] == "payment":

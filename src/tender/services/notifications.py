@@ -40,7 +40,7 @@ async def receive(
     """Verify and apply one notification; returns what happened: applied, stale, duplicate, ignored."""
     processor = processors.get(name)
     if processor is None:
-        raise NotFound(f"No processor named {name[:40]!r}")
+        raise NotFound("No such processor.", param="processor")
     try:
         notification = processor.parse_notification(headers, body)
     except InvalidNotification as exc:

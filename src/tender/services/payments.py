@@ -117,8 +117,9 @@ def _check_return_url(url: str | None) -> str | None:
 
 def _parse_method(raw: str | dict[str, Any]) -> CardMethodIn | ApmMethodIn:
     if isinstance(raw, str):
+        # Never quoted back: a card number sent here as a string is the classic mistake.
         raise InvalidRequest(
-            f"payment_method: no such saved payment method: {raw[:40]!r}",
+            "payment_method: no such saved payment method (give a pm_ id or a card object)",
             param="payment_method",
             code="resource_missing",
         )
@@ -257,7 +258,7 @@ async def create_payment(
     if not await store.insert_payment(conn, payment, next_run_at=now):
         existing = await store.find_by_reference(conn, merchant_id, reference or "")
         raise DuplicateReference(
-            f"A payment with reference {reference!r} already exists: {existing}",
+            f"A payment with this reference already exists: {existing}",
             param="reference",
             payment=existing,
         )
@@ -269,7 +270,7 @@ async def create_payment(
 async def get_payment(conn: Conn, merchant_id: str, payment_id: str) -> Payment:
     payment = await store.get_payment(conn, merchant_id, payment_id)
     if payment is None:  # another merchant's payment is indistinguishable from a missing one
-        raise NotFound(f"No such payment: {payment_id[:64]!r}", param="id")
+        raise NotFound("No such payment.", param="id")
     return payment
 
 
@@ -304,7 +305,7 @@ def _unexpected_state(payment: Payment, action: str) -> InvalidRequest:
 async def _locked(conn: Conn, merchant_id: str, payment_id: str) -> Payment:
     payment = await store.lock_payment(conn, payment_id, merchant_id)
     if payment is None:
-        raise NotFound(f"No such payment: {payment_id[:64]!r}", param="id")
+        raise NotFound("No such payment.", param="id")
     return payment
 
 

@@ -110,9 +110,7 @@ async def create_refund(
     now = now or datetime.now(UTC)
     payment = await payment_store.lock_payment(conn, request.payment, merchant_id)
     if payment is None:  # another merchant's payment is indistinguishable from a missing one
-        raise InvalidRequest(
-            f"payment: no such payment: {request.payment[:64]!r}", param="payment", code="resource_missing"
-        )
+        raise InvalidRequest("payment: no such payment", param="payment", code="resource_missing")
     if payment.status != PaymentStatus.SUCCEEDED or payment.amount_captured <= 0:
         raise InvalidRequest(
             f"payment: only a succeeded (captured) payment can be refunded; this one is {payment.status}",
@@ -163,7 +161,7 @@ async def create_refund(
 async def get_refund(conn: Conn, merchant_id: str, refund_id: str) -> dict[str, Any]:
     row = await store.get(conn, merchant_id, refund_id)
     if row is None:
-        raise NotFound(f"No such refund: {refund_id[:64]!r}", param="id")
+        raise NotFound("No such refund.", param="id")
     return row
 
 

@@ -124,12 +124,12 @@ def check_url(url: str, *, allow_private: bool) -> URL:
     host = parsed.host.lower().rstrip(".")
     literal = _address_literal(host)
     if literal is not None and not is_public(literal):
-        raise BlockedURL(f"{host} is not a public address")
+        raise BlockedURL("is not a public address")
     if literal is None and _NUMERIC_LABEL.fullmatch(host.rsplit(".", 1)[-1]):
         # 127.1, 0x7f.0.0.1, 2130706433: address shorthands that resolvers accept; no real name ends so.
-        raise BlockedURL(f"{host} is not a canonical address")
+        raise BlockedURL("has a host that is not a canonical address")
     if host == "localhost" or host.endswith(_LOCAL_NAMES) or (literal is None and "." not in host):
-        raise BlockedURL(f"{host} is not a public host name")
+        raise BlockedURL("has a host that is not a public host name")
     return parsed
 
 

@@ -2,17 +2,17 @@
 request's text gets whatever the route (no NUL character, bounded nesting).
 
 Messages never quote an input value: it may be a card number. Even a field *name* taken from the request
-(a metadata key, an unknown parameter) is shown only when it looks like a name (see `is_shown_name`).
+(a metadata key, an unknown parameter) is shown only when it looks like a name (domain.errors.is_shown_name).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from tender.domain.errors import is_shown_name
 from tender.errors import InvalidRequest
 
 M = TypeVar("M", bound=BaseModel)
@@ -21,14 +21,6 @@ M = TypeVar("M", bound=BaseModel)
 # past about 1000, so a deeper body would otherwise fail later with a 500.
 MAX_JSON_DEPTH = 32
 NUL = "\x00"
-_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}", re.ASCII)
-_CARD_LIKE_DIGITS = 12  # a name with this many digits could be a card number: never shown
-
-
-def is_shown_name(name: str) -> bool:
-    """Whether a name sent by the client may appear in `param` and messages: ASCII letters, digits and
-    `_.-`, at most 64 characters, and too few digits to be a card number."""
-    return _NAME.fullmatch(name) is not None and sum(c.isdigit() for c in name) < _CARD_LIKE_DIGITS
 
 
 def param_name(loc: tuple[int | str, ...], prefix: str | None = None) -> str:

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from tender.domain.errors import is_shown_name
 from tender.simulator import apm
 
 MAX_BODY_BYTES = 64 * 1024
@@ -174,7 +175,8 @@ def _parse_method(method: Any) -> MethodInput:
         raise BadRequest("method.type must be one of " + ", ".join(apm.METHOD_TYPES) + ".", "method.type")
     for key in method:
         if key not in ("type", kind):
-            raise BadRequest(f"Unknown parameter: method.{key[:40]}.", f"method.{key[:40]}")
+            where = f"method.{key}" if is_shown_name(key) else "method"  # a key is quoted only if name-shaped
+            raise BadRequest(f"Unknown parameter: {where}.", where)
     field = apm.DETAIL_FIELDS[kind]
     sub = method.get(kind)
     if sub is None:
@@ -183,7 +185,8 @@ def _parse_method(method: Any) -> MethodInput:
         raise BadRequest(f"method.{kind} must be an object.", f"method.{kind}")
     for key in sub:
         if key != field:
-            raise BadRequest(f"Unknown parameter: method.{kind}.{key[:40]}.", f"method.{kind}.{key[:40]}")
+            where = f"method.{kind}.{key}" if is_shown_name(key) else f"method.{kind}"
+            raise BadRequest(f"Unknown parameter: {where}.", where)
     param = f"method.{kind}.{field}"
     value = _text(sub, field, param, required=kind == "upi", max_len=255)
     if kind == "upi" and not apm.VPA.fullmatch(value or ""):

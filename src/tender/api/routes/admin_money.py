@@ -27,7 +27,7 @@ def _json(body: dict[str, Any]) -> Response:
 
 async def _known_merchant(conn: Conn, merchant_id: str) -> None:
     if await merchant_store.get_merchant(conn, merchant_id) is None:
-        raise NotFound(f"No such merchant: {merchant_id[:64]!r}", param="id")
+        raise NotFound("No such merchant.", param="id")
 
 
 def _plan_body(payload: Any) -> FeePlanIn:

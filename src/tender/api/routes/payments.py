@@ -17,7 +17,7 @@ from tender.services import idempotency, live, payments, velocity
 from tender.services.idempotency import StoredResponse
 from tender.services.objects import dumps, list_object, payment_object
 from tender.services.payments import CaptureIn, PaymentCreate
-from tender.services.validation import parse
+from tender.services.validation import param_name, parse
 from tender.store.db import Conn
 
 router = APIRouter(tags=["payments"])
@@ -155,7 +155,8 @@ async def _queue_operation(
     payload = await json_body(request)
     capture = parse(CaptureIn, payload) if operation == "capture" else None
     if operation == "cancel" and payload:
-        raise InvalidRequest(f"Received unknown parameter: {next(iter(payload))}", code="parameter_unknown")
+        param = param_name((next(iter(payload)),)) or "body"  # the key, if it looks like a name
+        raise InvalidRequest(f"Received unknown parameter: {param}", param=param, code="parameter_unknown")
 
     async def change(conn: Conn) -> dict[str, Any]:
         if capture is not None:
