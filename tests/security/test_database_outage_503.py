@@ -54,8 +54,8 @@ async def _terminate(database_url: str, pids: list[int]) -> None:
 
 
 @pytest.fixture
-async def payments_locked(database_url: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-    """A transaction holding an ACCESS EXCLUSIVE lock on `payments`: a request touching the table waits."""
+async def locker(database_url: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """A connection whose transaction takes table locks (ACCESS EXCLUSIVE): a request touching the table waits."""
     conn = await psycopg.AsyncConnection.connect(database_url)
     try:
         yield conn
@@ -64,8 +64,8 @@ async def payments_locked(database_url: str) -> AsyncIterator[psycopg.AsyncConne
         await conn.close()
 
 
-async def _lock_payments(conn: psycopg.AsyncConnection[Any]) -> None:
-    await conn.execute("LOCK TABLE payments IN ACCESS EXCLUSIVE MODE")
+async def _lock_payments(conn: psycopg.AsyncConnection[Any], table: str = "payments") -> None:
+    await conn.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
 
 
 async def _lost_mid_request(
@@ -106,28 +106,28 @@ async def test_a_get_whose_connection_breaks_runs_once_more(
     api: httpx.AsyncClient,
     merchant: Any,
     database_url: str,
-    payments_locked: psycopg.AsyncConnection[Any],
+    locker: psycopg.AsyncConnection[Any],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     created = await api.post("/v1/payments", json=card_payment(), headers=auth(merchant.secret_key))
     assert created.status_code == 202, created.text
-    await _lock_payments(payments_locked)
+    await _lock_payments(locker)
     request = asyncio.create_task(api.get(f"/v1/payments/{created.json()['id']}", headers=auth(merchant.secret_key)))
     with caplog.at_level(logging.WARNING, logger="tender.api.retry"):
-        answer = await _lost_mid_request(database_url, payments_locked, request)
+        answer = await _lost_mid_request(database_url, locker, request)
     assert answer.status_code == 200, answer.text
     assert answer.json()["id"] == created.json()["id"]
     assert "GET /v1/payments/{payment_id}: database connection lost; running it once more" in caplog.text
 
 
 async def test_a_post_with_an_idempotency_key_runs_once_more_and_applies_once(
-    api: httpx.AsyncClient, merchant: Any, database_url: str, payments_locked: psycopg.AsyncConnection[Any]
+    api: httpx.AsyncClient, merchant: Any, database_url: str, locker: psycopg.AsyncConnection[Any]
 ) -> None:
     reference = f"outage-{uuid.uuid4().hex[:8]}"
     headers = {**auth(merchant.secret_key), "Idempotency-Key": f"k-{reference}"}
-    await _lock_payments(payments_locked)
+    await _lock_payments(locker)
     request = asyncio.create_task(api.post("/v1/payments", json=card_payment(reference=reference), headers=headers))
-    answer = await _lost_mid_request(database_url, payments_locked, request)
+    answer = await _lost_mid_request(database_url, locker, request)
     # The first run died before COMMIT (it waited on the lock), so it left nothing: the second is the first.
     assert answer.status_code == 202, answer.text
     assert "Idempotent-Replayed" not in answer.headers
@@ -139,21 +139,41 @@ async def test_a_post_with_an_idempotency_key_runs_once_more_and_applies_once(
 
 
 async def test_a_post_without_a_key_is_a_503_with_retry_after_and_writes_nothing(
-    api: httpx.AsyncClient, merchant: Any, database_url: str, payments_locked: psycopg.AsyncConnection[Any]
+    api: httpx.AsyncClient, merchant: Any, database_url: str, locker: psycopg.AsyncConnection[Any]
 ) -> None:
     reference = f"outage-{uuid.uuid4().hex[:8]}"
-    await _lock_payments(payments_locked)
+    await _lock_payments(locker)
     request = asyncio.create_task(
         api.post("/v1/payments", json=card_payment(reference=reference), headers=auth(merchant.secret_key))
     )
-    answer = await _lost_mid_request(database_url, payments_locked, request)
+    answer = await _lost_mid_request(database_url, locker, request)
     assert answer.status_code == 503, answer.text
     assert answer.headers["Retry-After"] == "2"
     error = answer.json()["error"]
     assert (error["type"], error["code"]) == ("api_error", "service_unavailable")
-    assert "may or may not have been applied" in error["message"]
+    assert "may or may not have been applied. An Idempotency-Key makes a retry safe." in error["message"]
     found = await api.get("/v1/payments", params={"reference": reference}, headers=auth(merchant.secret_key))
     assert found.status_code == 200 and found.json()["data"] == []
+
+
+async def test_a_delete_is_not_repeated_even_with_a_key(
+    api: httpx.AsyncClient, merchant: Any, database_url: str, locker: psycopg.AsyncConnection[Any]
+) -> None:
+    # DELETE does not take an Idempotency-Key (nothing stores its answer): a second run could answer 404 for
+    # an endpoint the first run deleted, so the client gets the 503 and decides.
+    h = auth(merchant.secret_key)
+    endpoint = {"url": "https://shop.example/hooks", "events": ["*"]}
+    created = await api.post("/v1/webhook_endpoints", json=endpoint, headers=h)
+    assert created.status_code == 201, created.text
+    path = f"/v1/webhook_endpoints/{created.json()['id']}"
+    await _lock_payments(locker, "webhook_endpoints")
+    request = asyncio.create_task(api.delete(path, headers={**h, "Idempotency-Key": f"k-{uuid.uuid4().hex}"}))
+    answer = await _lost_mid_request(database_url, locker, request)
+    assert (answer.status_code, answer.headers["Retry-After"]) == (503, "2"), answer.text
+    assert answer.json()["error"]["message"].endswith("may or may not have been applied."), answer.text
+    # It waited on the lock, so it was rolled back: the endpoint is still there. (Tests delete theirs.)
+    assert (await api.get(path, headers=h)).status_code == 200
+    assert (await api.delete(path, headers=h)).status_code == 200
 
 
 async def test_an_unreachable_database_is_a_prompt_503_and_readyz_says_so(container: Any, merchant: Any) -> None:

@@ -7,15 +7,15 @@ request whether running it again is safe; this middleware then drops that answer
 request once more on a fresh connection, with the same body. Safe means:
 
 - GET and HEAD: they change nothing that matters twice (a processor look-up only applies the truth).
-- A POST carrying an `Idempotency-Key` to a route that takes one: such a route commits its change and its
-  stored answer in one transaction under the key (`services/idempotency.py`). If the connection broke
-  before COMMIT, nothing was written and the second run is the first; if it broke during COMMIT (the one
-  case whose outcome is unknown), the second run either replays the committed answer
-  (`Idempotent-Replayed: true`) or, if the commit did not happen, does the work once.
+- A request carrying an `Idempotency-Key` to a route that takes one (every such route goes through
+  `services/idempotency.py`): it commits its change and its stored answer in one transaction under the
+  key. If the connection broke before COMMIT, nothing was written and the second run is the first; if it
+  broke during COMMIT (the one case whose outcome is unknown), the second run either replays the
+  committed answer (`Idempotent-Replayed: true`) or, if the commit did not happen, does the work once.
 
-Anything else (a POST without a key, DELETE, PUT, the hosted page's forms, processor notifications) is
-not repeated: the client gets the 503, which says the request may or may not have been applied. Only
-one retry: a database still down answers 503 rather than keeping the client waiting.
+Anything else (a POST without a key, a DELETE, the fee plan's PUT, the hosted page's forms, processor
+notifications) is not repeated: the client gets the 503, which says the request may or may not have been
+applied. Only one more run: a database still down answers 503 rather than keeping the client waiting.
 """
 
 from __future__ import annotations
@@ -51,10 +51,12 @@ def may_repeat(request: Request) -> bool:
     """True when running this request a second time cannot apply it twice (see the module docstring)."""
     if request.method in _SAFE_METHODS:
         return True
-    if request.method != "POST" or not request.headers.get(IDEMPOTENCY_HEADER):
-        return False
-    route = request.scope.get("route")
-    dependant = getattr(route, "dependant", None)
+    return bool(request.headers.get(IDEMPOTENCY_HEADER)) and _takes_idempotency_key(request)
+
+
+def _takes_idempotency_key(request: Request) -> bool:
+    """The matched route declares the `Idempotency-Key` header (and so runs under it)."""
+    dependant = getattr(request.scope.get("route"), "dependant", None)
     params = getattr(dependant, "header_params", ())
     return any(getattr(p, "alias", "").lower() == IDEMPOTENCY_HEADER for p in params)
 
@@ -78,14 +80,16 @@ async def database_unavailable(request: Request, exc: Exception) -> Response:
         sqlstate = getattr(exc, "sqlstate", None)
         kind = type(exc).__name__ + (f" [{sqlstate}]" if sqlstate else "")
         log.warning("%s %s: database unavailable (%s); answered 503", request.method, _route(request.scope), kind)
-    if request.method in _SAFE_METHODS:
-        message = "The database is unavailable for a moment; retry shortly."
-    else:
+    message = "The database is unavailable for a moment; retry shortly."
+    if request.method not in _SAFE_METHODS:
         # A lost connection leaves the outcome of a COMMIT unknown, and a timeout may follow a committed step.
-        message = (
-            "The database is unavailable for a moment; this request may or may not have been applied. "
-            "Retry it with the same Idempotency-Key."
-        )
+        message = "The database is unavailable for a moment; this request may or may not have been applied."
+        if _takes_idempotency_key(request):
+            message += (
+                " Retry it with the same Idempotency-Key."
+                if request.headers.get(IDEMPOTENCY_HEADER)
+                else " An Idempotency-Key makes a retry safe."
+            )
     error = ServiceUnavailable(message)
     return JSON(error.body(), status_code=error.status_code, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
@@ -122,27 +126,26 @@ class RetryOnLostConnection:
             if not dropped:
                 await send(message)
 
-        first = _fresh(scope, attempt)
-        await self.app(first, recording_receive, holding_send)
+        # The first run gets the server's scope itself (the middlewares outside see the route it matched);
+        # a second run starts from a copy of it as it came: routing and request state write into the scope.
+        pristine = _copy(scope)
+        scope[_SCOPE_KEY] = attempt
+        await self.app(scope, recording_receive, holding_send)
         if not dropped or gone:
             return
-        log.warning("%s %s: database connection lost; running it once more", scope["method"], _route(first))
+        log.warning("%s %s: database connection lost; running it once more", scope["method"], _route(scope))
         replay = deque(body)
 
         async def replaying_receive() -> Message:
             return replay.popleft() if replay else await receive()
 
-        await self.app(_fresh(scope, None), replaying_receive, send)
+        await self.app(pristine, replaying_receive, send)
 
 
-def _fresh(scope: Scope, attempt: _Attempt | None) -> Scope:
-    """The scope as the server gave it: routing writes into the scope, and request state must not leak
-    from the first run into the second."""
+def _copy(scope: Scope) -> Scope:
     copy = dict(scope)
     if isinstance(scope.get("state"), dict):
         copy["state"] = dict(scope["state"])
-    if attempt is not None:
-        copy[_SCOPE_KEY] = attempt
     return copy
 
 
