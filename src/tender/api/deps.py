@@ -7,14 +7,23 @@ import hmac
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Query, Request
 
 from tender.api import prefer
 from tender.bootstrap import Container
+from tender.domain.ids import MAX_ID_LENGTH
 from tender.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from tender.services.live import PaymentStatusHub
 from tender.services.merchants import Principal
 from tender.services.validation import check_json
+
+
+def text_query(description: str, max_length: int = MAX_ID_LENGTH) -> Any:
+    """A text query parameter with its documented maximum length (API.md "Security limits"): longer is a 400."""
+    return Query(max_length=max_length, description=f"{description} (at most {max_length} characters).")
+
+
+StartingAfter = Annotated[str | None, text_query("The last id of the previous page")]
 
 
 def get_container(request: Request) -> Container:

@@ -28,6 +28,9 @@ ATTEMPT = "att"
 BALANCE_TRANSACTION = "txn"  # a journal entry, as the merchant sees it
 VAULT_CARD = "card"
 
+# The longest id an input may name (ours have 30 characters): anything longer cannot exist.
+MAX_ID_LENGTH = 64
+
 _PREFIX_SHAPE = re.compile(r"[a-z]+")
 # Crockford base32 without I, L, O, U; the first char is at most 7 because a ULID is 128 bits.
 _ULID_SHAPE = r"[0-7][0-9A-HJKMNP-TV-Z]{25}"

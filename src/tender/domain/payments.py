@@ -50,6 +50,9 @@ MAX_METADATA_KEYS = 50
 MAX_METADATA_KEY_LENGTH = 40
 MAX_METADATA_VALUE_LENGTH = 500
 MAX_REFERENCE_LENGTH = 255
+MAX_DESCRIPTION_LENGTH = 1000
+MAX_CUSTOMER_LENGTH = 255
+MAX_URL_LENGTH = 2048  # return_url, success_url, cancel_url
 
 
 def validate_metadata(value: object, *, param: str = "metadata") -> dict[str, str]:

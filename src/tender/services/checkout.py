@@ -12,7 +12,7 @@ unless a payment is still in progress then.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,7 +20,7 @@ from tender.domain import money
 from tender.domain.ids import CHECKOUT_SESSION, new_id
 from tender.domain.methods import APM_TYPES
 from tender.domain.models import Payment
-from tender.domain.payments import PaymentStatus, validate_reference
+from tender.domain.payments import MAX_REFERENCE_LENGTH, MAX_URL_LENGTH, PaymentStatus, validate_reference
 from tender.errors import Conflict, InvalidRequest, NotFound
 from tender.services import payments, velocity
 from tender.services.objects import iso
@@ -46,14 +46,22 @@ class SessionCreate(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
     amount: int = Field(description="In the currency's minor unit.")
-    currency: str
-    reference: str = Field(description="Your order id: one open (or paid) session per reference.")
-    success_url: str = Field(
-        max_length=2048, description="Where the shopper goes after paying; gets ?session_id=&status=."
+    currency: str = Field(max_length=3, description="ISO 4217 code, e.g. BRL.")
+    reference: str = Field(
+        max_length=MAX_REFERENCE_LENGTH,
+        description="Your order id, 1 to 255 characters: one open (or paid) session per reference.",
     )
-    cancel_url: str = Field(max_length=2048, description="Where the shopper goes on Cancel.")
-    payment_method_types: list[str] = Field(default_factory=lambda: ["card"])
-    description: str | None = Field(default=None, max_length=500, description="Shown to the shopper.")
+    success_url: str = Field(
+        max_length=MAX_URL_LENGTH,
+        description="Where the shopper goes after paying; gets ?session_id=&status=. At most 2048 characters.",
+    )
+    cancel_url: str = Field(max_length=MAX_URL_LENGTH, description="Where the shopper goes on Cancel (at most 2048).")
+    payment_method_types: list[Annotated[str, Field(max_length=32)]] = Field(
+        default_factory=lambda: ["card"], max_length=10, description="card, upi, wallet, netbanking, bnpl"
+    )
+    description: str | None = Field(
+        default=None, max_length=500, description="Shown to the shopper: at most 500 characters."
+    )
     expires_in: int | None = Field(default=None, description="Seconds until it expires: 60 to 86400 (default).")
 
 

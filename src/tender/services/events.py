@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from tender.domain.ids import MAX_ID_LENGTH
 from tender.domain.webhooks import EVENT_TYPES, subscribes
 from tender.errors import InvalidRequest, NotFound
 from tender.services import checkout
@@ -99,7 +100,8 @@ async def list_(
 class Redeliver(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    endpoint: str | None = None  # one endpoint; default: every enabled endpoint listening to the type
+    # One endpoint; default: every enabled endpoint listening to the type.
+    endpoint: str | None = Field(default=None, max_length=MAX_ID_LENGTH, description="A webhook endpoint id.")
 
 
 async def redeliver(conn: Conn, merchant_id: str, event_id: str, request: Redeliver) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from psycopg.types.json import Jsonb
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from tender.domain.fees import ANY, DEFAULT_PLAN, FeePlan, FeeRule
 from tender.domain.money import MAX_AMOUNT, normalize_currency
@@ -21,6 +21,12 @@ _PERCENT_STEP = Decimal(1).scaleb(-MAX_PERCENT_PLACES)
 # ASCII digits only (Python's \d and Decimal() also take other scripts' digits), no sign, exponent,
 # underscore or blank; a bounded length, so a huge string costs nothing.
 _PERCENT_TEXT = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,16})?", re.ASCII)
+_PERCENT_SCHEMA = {  # what parse_percent takes, for the OpenAPI document (pydantic's Decimal schema is unbounded)
+    "anyOf": [
+        {"type": "number", "minimum": 0, "maximum": 100},
+        {"type": "string", "maxLength": 20, "pattern": f"^{_PERCENT_TEXT.pattern}$"},
+    ]
+}
 _PERCENT_FORMS = 'percent must be a number or a decimal string from 0 to 100, such as 2.9 or "2.9"'
 
 
@@ -66,8 +72,11 @@ class FeeRuleIn(BaseModel):
         Decimal,
         BeforeValidator(parse_percent),
         Field(description='0 to 100, at most 4 decimal places: a JSON number or a string such as "2.9"'),
+        WithJsonSchema(_PERCENT_SCHEMA),
     ]
-    fixed: dict[str, Annotated[int, Field(ge=0, le=MAX_AMOUNT)]] = Field(default_factory=dict)
+    fixed: dict[str, Annotated[int, Field(ge=0, le=MAX_AMOUNT)]] = Field(
+        default_factory=dict, max_length=200, description="Minor units per currency code (at most 200 currencies)."
+    )
     delay_days: Annotated[int, Field(ge=0, le=3650)]
     starts: Literal["waiting_funds", "paid"]
 

@@ -69,10 +69,13 @@ async def _new_keys(conn: Conn, merchant_id: str) -> tuple[str, str]:
     return secret_key, publishable_key
 
 
+MAX_NAME_LENGTH = 200
+
+
 async def create_merchant_in(conn: Conn, name: object) -> NewMerchant:
     """In the caller's transaction (the admin route's, under its Idempotency-Key)."""
-    if not isinstance(name, str) or not name.strip() or len(name) > 200:
-        raise InvalidRequest("name: must be a non-empty string of at most 200 characters", param="name")
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_LENGTH:
+        raise InvalidRequest(f"name: must be a non-empty string of at most {MAX_NAME_LENGTH} characters", param="name")
     merchant = Merchant(id=new_id(MERCHANT), name=name.strip(), created=datetime.now(UTC))
     await store.insert_merchant(conn, merchant)
     secret_key, publishable_key = await _new_keys(conn, merchant.id)

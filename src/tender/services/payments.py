@@ -9,14 +9,23 @@ Nothing slow happens here: the worker's authorization pump does the processor ca
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tender.domain import cards, methods, money
-from tender.domain.ids import ATTEMPT, PAYMENT, VAULT_CARD, new_id
+from tender.domain.ids import ATTEMPT, MAX_ID_LENGTH, PAYMENT, VAULT_CARD, new_id
 from tender.domain.models import Attempt, Payment
-from tender.domain.payments import PaymentStatus, validate_metadata, validate_reference
+from tender.domain.payments import (
+    MAX_CUSTOMER_LENGTH,
+    MAX_DESCRIPTION_LENGTH,
+    MAX_METADATA_KEYS,
+    MAX_REFERENCE_LENGTH,
+    MAX_URL_LENGTH,
+    PaymentStatus,
+    validate_metadata,
+    validate_reference,
+)
 from tender.errors import DuplicateReference, InvalidRequest, NotFound
 from tender.services import velocity
 from tender.services.validation import parse
@@ -34,11 +43,15 @@ class _Strict(BaseModel):
 
 
 class CardIn(_Strict):
-    number: str = Field(description="The card number (PAN); only ever stored encrypted.")
+    number: str = Field(
+        max_length=32, description="The card number (PAN), 12 to 19 digits, spaces or dashes allowed; stored encrypted."
+    )
     exp_month: int
     exp_year: int
-    cvc: str = Field(description="3 digits, 4 for American Express; erased once authorization ends.")
-    holder_name: str | None = None
+    cvc: str = Field(max_length=4, description="3 digits, 4 for American Express; erased once authorization ends.")
+    holder_name: str | None = Field(
+        default=None, max_length=cards.MAX_HOLDER_NAME, description="At most 200 characters."
+    )
     # No `funding`: it decides the fee and when money is available, so it comes from the BIN or the
     # processor (domain/bins.py), never from the merchant; sending it is a 400 parameter_unknown.
 
@@ -95,18 +108,36 @@ _APM_MODELS: dict[str, type[ApmMethodIn]] = {
 
 class PaymentCreate(_Strict):
     amount: int = Field(description="In the currency's minor unit (cents; 0 decimals for JPY, 3 for BHD).")
-    currency: str = Field(description="ISO 4217 code, e.g. BRL.")
-    payment_method: str | dict[str, Any] = Field(
+    currency: str = Field(max_length=3, description="ISO 4217 code, e.g. BRL.")
+    payment_method: Annotated[str, Field(max_length=MAX_ID_LENGTH)] | dict[str, Any] = Field(
         description='A saved method id ("pm_..."), {"type": "card", "card": {...}}, {"type": "upi", "upi":'
         ' {"vpa"}}, or {"type": "wallet"|"netbanking"|"bnpl"} with an optional {"wallet": {"provider"}},'
         ' {"netbanking": {"bank"}} or {"bnpl": {"provider"}}. Wallet, netbanking and bnpl need return_url.'
     )
     capture: bool = True
-    reference: str | None = Field(default=None, description="Your order id; unique per merchant.")
-    description: str | None = Field(default=None, max_length=1000)
-    metadata: dict[str, Any] | None = None
-    customer: str | None = None
-    return_url: str | None = Field(default=None, max_length=2048)
+    reference: str | None = Field(
+        default=None,
+        max_length=MAX_REFERENCE_LENGTH,
+        description="Your order id, unique per merchant: 1 to 255 characters.",
+    )
+    description: str | None = Field(
+        default=None, max_length=MAX_DESCRIPTION_LENGTH, description="At most 1000 characters."
+    )
+    metadata: dict[str, Any] | None = Field(
+        default=None,
+        max_length=MAX_METADATA_KEYS,
+        description="Your key-value pairs: at most 50 keys of 1 to 40 characters, each value a string of at"
+        " most 500 characters.",
+    )
+    customer: str | None = Field(
+        default=None, max_length=MAX_CUSTOMER_LENGTH, description="Your customer's id or name: at most 255 characters."
+    )
+    return_url: str | None = Field(
+        default=None,
+        max_length=MAX_URL_LENGTH,
+        description="Where the shopper comes back after 3-D Secure or a provider's page: an http(s) URL of"
+        " at most 2048 characters.",
+    )
 
 
 def _check_return_url(url: str | None) -> str | None:

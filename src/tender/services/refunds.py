@@ -38,9 +38,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tender.domain import money
 from tender.domain.fees import funding_of
-from tender.domain.ids import BALANCE_TRANSACTION, DEAD_LETTER, PAYABLE, REFUND, new_id
+from tender.domain.ids import BALANCE_TRANSACTION, DEAD_LETTER, MAX_ID_LENGTH, PAYABLE, REFUND, new_id
 from tender.domain.ledger import Entry, refund_entry
-from tender.domain.payments import PaymentStatus, validate_metadata
+from tender.domain.payments import MAX_METADATA_KEYS, PaymentStatus, validate_metadata
 from tender.errors import InvalidRequest, NotFound
 from tender.processors.base import Outcome, ProcessorResult
 from tender.services.authorization import RetryPolicy
@@ -75,14 +75,18 @@ class RefundingProcessor(Protocol):
 class RefundCreate(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    payment: str = Field(description="The id of the succeeded payment to refund.")
+    payment: str = Field(max_length=MAX_ID_LENGTH, description="The id of the succeeded payment to refund.")
     amount: int | None = Field(default=None, description="Minor units; default: all that is left to refund.")
     reason: str | None = Field(
         default=None,
         max_length=MAX_REASON_LENGTH,
-        description="Free text, e.g. requested_by_customer, duplicate, fraudulent.",
+        description="Free text of at most 500 characters, e.g. requested_by_customer, duplicate, fraudulent.",
     )
-    metadata: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = Field(
+        default=None,
+        max_length=MAX_METADATA_KEYS,
+        description="At most 50 keys of 1 to 40 characters, each value a string of at most 500 characters.",
+    )
 
 
 def refund_object(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -36,9 +36,13 @@ def param_name(loc: tuple[int | str, ...], prefix: str | None = None) -> str:
     return ".".join(parts)
 
 
+def _is_branch(part: str) -> bool:
+    return "[" in part or part in {"str", "int"} or part.startswith("constrained-")
+
+
 def error_from(detail: ErrorDetails, prefix: str | None = None) -> InvalidRequest:
     # Pydantic adds union-branch names (e.g. "str", "dict[str,any]") to locations; they mean nothing to clients.
-    loc = tuple(p for p in detail["loc"] if not (isinstance(p, str) and ("[" in p or p in {"str", "int"})))
+    loc = tuple(p for p in detail["loc"] if not (isinstance(p, str) and _is_branch(p)))
     param = param_name(loc, prefix) or "body"
     kind = detail["type"]
     if kind == "missing":

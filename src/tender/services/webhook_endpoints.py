@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,33 +17,40 @@ from tender.domain.ids import WEBHOOK_ENDPOINT, new_id
 from tender.domain.webhooks import ALL_EVENTS, EVENT_TYPES, new_secret
 from tender.errors import InvalidRequest, NotFound
 from tender.services.objects import iso
-from tender.services.url_guard import BlockedURL, check_url
+from tender.services.url_guard import MAX_URL_LENGTH, BlockedURL, check_url
 from tender.store import webhooks as store
 from tender.store.db import Conn
 from tender.vault import Vault
 
 SECRET_OVERLAP = timedelta(hours=24)
 MAX_DESCRIPTION_LENGTH = 500
+# Event types are at most 40 characters and fewer than 64 exist: a longer list or name cannot be valid.
+EventList = Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=64)]
+EVENTS_DESCRIPTION = 'Event types to send (at most 64), or ["*"] for all.'
 DELIVERY_STATUSES = ("pending", "succeeded", "failed")
 
 
 class EndpointCreate(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    url: str = Field(description="Where events are POSTed: a public http(s) URL.")
-    events: list[str] = Field(
-        default_factory=lambda: [ALL_EVENTS], description='Event types to send, or ["*"] for all.'
+    url: str = Field(
+        max_length=MAX_URL_LENGTH, description="Where events are POSTed: a public http(s) URL (at most 2048)."
     )
-    description: str | None = Field(default=None, max_length=MAX_DESCRIPTION_LENGTH)
+    events: EventList = Field(default_factory=lambda: [ALL_EVENTS], description=EVENTS_DESCRIPTION)
+    description: str | None = Field(
+        default=None, max_length=MAX_DESCRIPTION_LENGTH, description="At most 500 characters."
+    )
     enabled: bool = True
 
 
 class EndpointUpdate(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    url: str | None = None
-    events: list[str] | None = None
-    description: str | None = Field(default=None, max_length=MAX_DESCRIPTION_LENGTH)
+    url: str | None = Field(default=None, max_length=MAX_URL_LENGTH, description="A public http(s) URL (at most 2048).")
+    events: EventList | None = Field(default=None, description=EVENTS_DESCRIPTION)
+    description: str | None = Field(
+        default=None, max_length=MAX_DESCRIPTION_LENGTH, description="At most 500 characters."
+    )
     enabled: bool | None = Field(default=None, description="false stops deliveries; true resumes new ones.")
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from tender.api import idempotent
-from tender.api.deps import ContainerDep, Operator, json_body
+from tender.api.deps import ContainerDep, Operator, StartingAfter, json_body, text_query
 from tender.domain.models import Merchant
 from tender.services import dead_letters, merchants
 from tender.services.objects import dumps, iso, list_object, merchant_object
@@ -23,11 +23,26 @@ def _with_keys(merchant: Merchant, secret_key: str, publishable_key: str) -> dic
     return {**merchant_object(merchant), "secret_key": secret_key, "publishable_key": publishable_key}
 
 
+_MERCHANT_BODY = {
+    "type": "object",
+    "required": ["name"],
+    "properties": {
+        "name": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": merchants.MAX_NAME_LENGTH,
+            "description": "At most 200 characters.",
+        }
+    },
+}
+
+
 @router.post(
     "/merchants",
     status_code=201,
     summary="Create a merchant (its keys are shown once)",
     responses={400: {"description": "`name` missing or too long."}},
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _MERCHANT_BODY}}}},
 )
 async def create_merchant(
     request: Request, container: ContainerDep, idempotency_key: IdempotencyKey = None
@@ -101,9 +116,9 @@ async def roll_keys(
 @router.get("/dead_letters", summary="Work that exhausted its automatic retries")
 async def list_dead_letters(
     container: ContainerDep,
-    status: str | None = None,
+    status: Annotated[str | None, text_query("Only dead letters of this status", 32)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
-    starting_after: str | None = None,
+    starting_after: StartingAfter = None,
 ) -> Response:
     rows, has_more = await dead_letters.list_dead_letters(
         container.db, status=status, limit=limit, starting_after=starting_after

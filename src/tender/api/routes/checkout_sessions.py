@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from tender.api import idempotent
-from tender.api.deps import ContainerDep, Merchant, json_body
+from tender.api.deps import ContainerDep, Merchant, StartingAfter, json_body, text_query
 from tender.services import checkout
 from tender.services.objects import dumps, list_object
 from tender.services.validation import parse
@@ -57,8 +57,8 @@ async def list_sessions(
     merchant: Merchant,
     container: ContainerDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
-    starting_after: str | None = None,
-    status: Annotated[str | None, Query(description="open, complete or expired")] = None,
+    starting_after: StartingAfter = None,
+    status: Annotated[str | None, text_query("open, complete or expired", 32)] = None,
 ) -> Response:
     async with container.db.connection() as conn:
         rows, has_more = await checkout.list_(

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from tender.api import idempotent
-from tender.api.deps import ContainerDep, Merchant, json_body
+from tender.api.deps import ContainerDep, Merchant, StartingAfter, json_body, text_query
 from tender.services import events as service
 from tender.services.objects import dumps, list_object
 from tender.services.validation import parse
@@ -21,11 +21,11 @@ async def list_events(
     merchant: Merchant,
     container: ContainerDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
-    starting_after: str | None = None,
+    starting_after: StartingAfter = None,
     type: Annotated[
-        str | None, Query(description="A type (payment.succeeded), a family (payment.*) or a comma-separated list")
+        str | None, text_query("A type (payment.succeeded), a family (payment.*) or a comma-separated list", 1024)
     ] = None,
-    object: Annotated[str | None, Query(description="Only events about this object id")] = None,
+    object: Annotated[str | None, text_query("Only events about this object id")] = None,
 ) -> Response:
     """Every event carries `sequence`: 1, 2, 3... per object, in the order the changes happened."""
     async with container.db.connection() as conn:

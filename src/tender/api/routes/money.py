@@ -7,14 +7,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from tender.api.deps import ContainerDep, Merchant
+from tender.api.deps import ContainerDep, Merchant, StartingAfter, text_query
 from tender.services import balance as service
 from tender.services.objects import dumps, list_object
 
 router = APIRouter(tags=["money"])
 
 Limit = Annotated[int, Query(ge=1, le=100, description="1 to 100")]
-After = Annotated[str | None, Query(description="The last id of the previous page")]
+After = StartingAfter
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such object (or another merchant's)."}}
 
 
@@ -28,8 +28,8 @@ async def list_payables(
     container: ContainerDep,
     limit: Limit = 10,
     starting_after: After = None,
-    status: Annotated[str | None, Query(description="waiting_funds or paid")] = None,
-    payment: Annotated[str | None, Query(description="Only this payment's payables")] = None,
+    status: Annotated[str | None, text_query("waiting_funds or paid", 32)] = None,
+    payment: Annotated[str | None, text_query("Only this payment's payables")] = None,
 ) -> Response:
     """What each capture earns (and each refund takes back): amount, fee, net and the payment date."""
     rows, has_more = await service.list_payables(
@@ -71,8 +71,8 @@ async def list_balance_transactions(
     container: ContainerDep,
     limit: Limit = 10,
     starting_after: After = None,
-    type: Annotated[str | None, Query(description="payment, refund or settlement")] = None,
-    source: Annotated[str | None, Query(description="The payment, refund or settlement id")] = None,
+    type: Annotated[str | None, text_query("payment, refund or settlement", 32)] = None,
+    source: Annotated[str | None, text_query("The payment, refund or settlement id")] = None,
 ) -> Response:
     """Every movement of the merchant's money: `status` is the ledger's, `pending` until a settlement makes
     it `available` (or at once for money that starts available), whatever `available_on` says."""

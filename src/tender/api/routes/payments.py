@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from tender.api import idempotent
-from tender.api.deps import ContainerDep, HubDep, Merchant, PreferWait, json_body
+from tender.api.deps import ContainerDep, HubDep, Merchant, PreferWait, StartingAfter, json_body, text_query
 from tender.api.idempotent import to_response
 from tender.api.metrics import PAYMENTS_ACCEPTED
 from tender.api.prefer import PREFERENCE_APPLIED_HEADER
@@ -131,9 +131,9 @@ async def list_payments(
     merchant: Merchant,
     container: ContainerDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
-    starting_after: str | None = None,
-    status: str | None = None,
-    reference: str | None = None,
+    starting_after: StartingAfter = None,
+    status: Annotated[str | None, text_query("Only payments of this status", 32)] = None,
+    reference: Annotated[str | None, text_query("Only the payment of this reference", 255)] = None,
 ) -> Response:
     async with container.db.connection() as conn:
         rows, has_more = await payments.list_payments(

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from tender.api import idempotent
-from tender.api.deps import ContainerDep, Merchant, json_body
+from tender.api.deps import ContainerDep, Merchant, StartingAfter, json_body, text_query
 from tender.services import refunds
 from tender.services.objects import dumps, list_object
 from tender.services.refunds import RefundCreate, refund_object
@@ -77,8 +77,8 @@ async def list_refunds(
     merchant: Merchant,
     container: ContainerDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
-    starting_after: str | None = None,
-    payment: str | None = None,
+    starting_after: StartingAfter = None,
+    payment: Annotated[str | None, text_query("Only this payment's refunds")] = None,
 ) -> Response:
     async with container.db.connection() as conn:
         rows, has_more = await refunds.list_refunds(

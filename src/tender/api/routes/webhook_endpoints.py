@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from tender.api import idempotent
-from tender.api.deps import ContainerDep, Merchant, json_body
+from tender.api.deps import ContainerDep, Merchant, StartingAfter, json_body, text_query
 from tender.services import webhook_endpoints as service
 from tender.services.objects import dumps, list_object
 from tender.services.validation import parse
@@ -60,7 +60,7 @@ async def list_endpoints(
     merchant: Merchant,
     container: ContainerDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
-    starting_after: str | None = None,
+    starting_after: StartingAfter = None,
 ) -> Response:
     async with container.db.connection() as conn:
         rows, has_more = await service.list_(conn, merchant.merchant_id, limit=limit, starting_after=starting_after)
@@ -146,9 +146,9 @@ async def list_deliveries(
     merchant: Merchant,
     container: ContainerDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
-    starting_after: str | None = None,
-    status: Annotated[str | None, Query(description="pending, succeeded or failed")] = None,
-    event: Annotated[str | None, Query(description="Only this event's delivery")] = None,
+    starting_after: StartingAfter = None,
+    status: Annotated[str | None, text_query("pending, succeeded or failed", 32)] = None,
+    event: Annotated[str | None, text_query("Only this event's delivery")] = None,
 ) -> Response:
     """Each delivery is one event for this endpoint; `attempts` lists every request sent, with its status
     code (null: no answer), latency and error."""
