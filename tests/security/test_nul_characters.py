@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+import orjson
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
@@ -17,6 +19,7 @@ from starlette.routing import BaseRoute
 
 from tender.api import errors
 from tender.api.app import create_app
+from tender.errors import InvalidRequest
 from tests.conftest import auth, card_payment
 from tests.integration.test_checkout import FORM, card_form, new_session, page_path
 
@@ -239,3 +242,18 @@ async def test_a_database_error_is_logged_without_its_message_and_goes_no_furthe
     logged = "\n".join(rec.getMessage() + str(rec.exc_info or "") for rec in ours)
     assert "InvalidTextRepresentation" in logged and "/boom/{thing}" in logged
     assert "secret4242" not in logged
+
+
+async def test_a_signed_notification_holding_a_nul_is_a_400_not_a_500(container: Any, simulator_url: str) -> None:
+    """/webhooks/{processor} reads its body raw (for the signature): checked once verified, before it is stored."""
+    from tender.processors.simulator import SimulatorProcessor
+    from tender.services import notifications
+    from tender.simulator.notify import sign
+
+    processor = SimulatorProcessor(simulator_url, notify_secret="nul-test")
+    event = {"id": "simevt_nul", "type": "authorization.updated", "created": int(time.time())}
+    body = orjson.dumps({**event, "data": {"reference": "att_nul", "status": "declined", "message": "a\x00b"}})
+    headers = {"Simulator-Signature": sign("nul-test", body, int(time.time()))}
+    with pytest.raises(InvalidRequest) as caught:
+        await notifications.receive(container.db, {"simulator": processor}, "simulator", headers, body)
+    assert caught.value.param == "data.message" and caught.value.code == "invalid_character"

@@ -18,6 +18,7 @@ from tender.errors import InvalidRequest, NotFound
 from tender.processors.base import InvalidNotification, Processor, ProcessorResult
 from tender.services import events, payables
 from tender.services.outcomes import DEFINITIVE, settle
+from tender.services.validation import check_json
 from tender.store import attempts as attempt_store
 from tender.store import card_funding, dead_letters
 from tender.store import payments as store
@@ -45,6 +46,7 @@ async def receive(
         notification = processor.parse_notification(headers, body)
     except InvalidNotification as exc:
         raise InvalidRequest(f"Notification rejected: {exc}", code="invalid_signature") from None
+    check_json(notification.payload, "notification")  # signed, yet PostgreSQL's jsonb cannot hold a NUL
 
     async with db.transaction() as conn:
         cur = await conn.execute(
