@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-stamp
 # The browser tests' Chromium, from Debian's package (tests/browser/conftest.py launches it from here).
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test test-integration browser lint format bench clean
+.PHONY: run test test-integration fuzz browser lint format bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -38,6 +38,11 @@ test: $(STAMP) $(CHROMIUM)
 ## test-integration: the database-backed tests only (CI also runs these against an external PostgreSQL)
 test-integration: $(STAMP) $(CHROMIUM)
 	$(BIN)/pytest -m "integration or e2e"
+
+## fuzz: Schemathesis against the app's own OpenAPI (real PostgreSQL, fixed seed, bounded examples): any 5xx
+## fails, and so does an operation the fuzzer never got past authentication or look-ups; prints a status table
+fuzz: $(STAMP)
+	$(BIN)/pytest -m fuzz tests/fuzz
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
