@@ -108,6 +108,14 @@ async def test_a_declared_length_over_the_limit_is_refused_before_any_byte_is_re
     assert orjson.loads(sent[1]["body"])["error"]["code"] == "body_too_large"
 
 
+async def test_an_absurd_declared_length_is_a_413_too() -> None:
+    async def receive() -> Message:
+        raise AssertionError("the body was read")
+
+    sent = await _call(RequestLimits(_echo, max_body_bytes=4096), _scope([(b"content-length", b"9" * 5000)]), receive)
+    assert sent[0]["status"] == 413
+
+
 async def test_an_endless_chunked_body_is_cut_off_just_past_the_limit() -> None:
     pulled = 0
 

@@ -51,7 +51,9 @@ def _nul_in_request(scope: Scope) -> TenderError | None:
 def _declared_length(scope: Scope) -> int | None:
     for name, value in scope["headers"]:
         if name == b"content-length":
-            return int(value) if value.isdigit() else None  # bytes.isdigit is ASCII only
+            if not value.isdigit():  # bytes.isdigit is ASCII only; anything else is the server's to refuse
+                return None
+            return int(value) if len(value) <= 18 else 10**18  # int() refuses 4300+ digits
     return None
 
 
