@@ -25,8 +25,8 @@ PoolsFor = Callable[[World, str, str], Pools]
 MAX_FUZZ_WAIT = 1
 
 # Values that have broken services like this one (Tender too: issue 11). A generator left to itself almost
-# never draws a NUL, a Unicode digit or a number past 64 bits, so a third of the cases get one of these in one
-# place (a path or query parameter, or any leaf of the body, however deep).
+# never draws a NUL, a Unicode digit or a number past 64 bits, so many cases get one of these in one place
+# (a path or query parameter, or any leaf of the body, however deep): see `mix`.
 HOSTILE: tuple[str | int, ...] = (
     "\x00",
     "pay_\x00",
@@ -114,22 +114,35 @@ def body_pools(world: World, method: str, path: str) -> Pools:
 
 
 def valid_core(world: World, method: str, path: str) -> dict[str, Any] | None:
-    """The fields a create needs to succeed. Laid over a generated body they leave its optional fields
+    """The fields a create (or a fee plan) needs to succeed. Laid over a generated body they leave its optional fields
     (descriptions, metadata, references) to the fuzzer, and those then reach the service and the database
     instead of stopping at the first invalid required field."""
+    if method.upper() == "PUT" and path.endswith("/fee_plan"):
+        catch_all = {"payment_method": "*", "funding": "*", "percent": "2.5", "delay_days": 1, "starts": "paid"}
+        return {"rules": [catch_all]}
     if method.upper() != "POST":
         return None
+    # With the optional text fields filled in too, so that a hostile leaf often lands in one that is stored.
     cores: dict[str, dict[str, Any]] = {
-        "/v1/payments": {"amount": 2500, "currency": "BRL", "payment_method": card(CREDIT)},
-        "/v1/refunds": {"payment": world.refundable[-1], "amount": 1},
+        "/v1/payments": {
+            "amount": 2500,
+            "currency": "BRL",
+            "payment_method": card(CREDIT),
+            "description": "Fuzz order",
+            "customer": "cus-fuzz",
+            "metadata": {"order": "42"},
+            "return_url": "https://shop.example/back",
+        },
+        "/v1/refunds": {"payment": world.refundable[-1], "amount": 1, "metadata": {"ticket": "7"}},
         "/v1/checkout/sessions": {
             "amount": 1500,
             "currency": "BRL",
             "success_url": "https://shop.example/thanks",
             "cancel_url": "https://shop.example/cart",
             "reference": "fuzz-core",  # one open session per reference: the same one again answers 200
+            "description": "Fuzz cart",
         },
-        "/v1/webhook_endpoints": {"url": "https://receiver.example/fuzz", "events": ["*"]},
+        "/v1/webhook_endpoints": {"url": "https://receiver.example/fuzz", "events": ["*"], "description": "fuzz"},
     }
     return cores.get(path)
 
@@ -163,8 +176,10 @@ def one_hostile(values: Any) -> st.SearchStrategy[Any]:
 
 
 def mix(values: Any, pools: Pools, core: dict[str, Any] | None = None) -> st.SearchStrategy[Any]:
-    """`values` with each key that has a pool either kept or replaced by one of the pool's values; with a
-    `core`, also (as often) `values` with the core laid over them; and a third of the time one hostile leaf."""
+    """`values` with each key that has a pool either kept or replaced by one of the pool's values, and a
+    third of the time one hostile leaf. With a `core` (a create), as often: the core laid over `values`,
+    or the core alone; and half of all cases get a hostile leaf, since a hostile value inside an otherwise
+    valid create is what reaches the service and the database."""
     if not isinstance(values, dict):
         return st.just(values)
     parts = {
@@ -172,9 +187,10 @@ def mix(values: Any, pools: Pools, core: dict[str, Any] | None = None) -> st.Sea
         for key, value in values.items()
     }
     mixed: st.SearchStrategy[Any] = st.fixed_dictionaries(parts)
-    if core is not None:
-        mixed = st.one_of(mixed, st.just({**values, **core}))
-    return st.one_of(mixed, mixed, mixed.flatmap(one_hostile))  # one_of picks a branch uniformly
+    if core is None:
+        return st.one_of(mixed, mixed, mixed.flatmap(one_hostile))  # one_of picks a branch uniformly
+    creates = st.one_of(mixed, st.just({**values, **core}), st.just(core))
+    return st.one_of(creates, creates.flatmap(one_hostile))
 
 
 def headers(values: Any) -> st.SearchStrategy[Any]:
