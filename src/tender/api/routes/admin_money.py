@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from tender.api.deps import ContainerDep, Operator, json_body
+from tender.api.openapi import body_schema
 from tender.errors import InvalidRequest, NotFound
 from tender.services import fee_plans
 from tender.services import ledger as ledger_service
@@ -53,7 +54,7 @@ async def get_fee_plan(merchant_id: str, container: ContainerDep) -> Response:
     summary="Set a merchant's fee plan",
     responses={400: {"description": "Invalid plan; `error.param` names the field."}, **_NO_MERCHANT},
     openapi_extra={
-        "requestBody": {"required": True, "content": {"application/json": {"schema": FeePlanIn.model_json_schema()}}}
+        "requestBody": {"required": True, "content": {"application/json": {"schema": body_schema(FeePlanIn)}}}
     },
 )
 async def put_fee_plan(merchant_id: str, request: Request, container: ContainerDep) -> Response:
