@@ -149,9 +149,10 @@ def merchant_roll_keys(
     from tender.errors import TenderError
     from tender.services import merchants
     from tender.services.objects import iso, merchant_object
+    from tender.services.validation import parse
 
     try:
-        seconds = merchants.expire_old_in({"expire_old_in": expire_old_in})
+        seconds = parse(merchants.RollKeysRequest, {"expire_old_in": expire_old_in}).expire_old_in
         rolled = _run_with_database(lambda db: merchants.roll_keys(db, merchant_id, seconds))
     except TenderError as exc:
         typer.echo(f"tender: {exc.message}", err=True)

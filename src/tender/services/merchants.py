@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 from psycopg.rows import TupleRow
+from pydantic import BaseModel, ConfigDict, Field
 
 from tender.domain.ids import MERCHANT, new_id
 from tender.domain.models import Merchant
@@ -87,17 +88,15 @@ async def create_merchant(db: Database, name: object) -> NewMerchant:
         return await create_merchant_in(conn, name)
 
 
-def expire_old_in(payload: dict[str, object]) -> int:
-    """`expire_old_in` of a roll request: whole seconds, 0 (the default: at once) to MAX_EXPIRE_OLD_IN."""
-    unknown = sorted(set(payload) - {"expire_old_in"})
-    if unknown:
-        raise InvalidRequest(f"{unknown[0]}: unknown parameter", param=unknown[0], code="parameter_unknown")
-    value = payload.get("expire_old_in", 0)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_EXPIRE_OLD_IN:
-        raise InvalidRequest(
-            f"expire_old_in: must be a whole number of seconds from 0 to {MAX_EXPIRE_OLD_IN}", param="expire_old_in"
-        )
-    return value
+class RollKeysRequest(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    expire_old_in: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_EXPIRE_OLD_IN,
+        description="Seconds the old keys keep working: 0 (the default) stops them at once; at most 7 days.",
+    )
 
 
 async def roll_keys_in(conn: Conn, merchant_id: str, expire_old_in: int) -> RolledKeys:
@@ -106,7 +105,7 @@ async def roll_keys_in(conn: Conn, merchant_id: str, expire_old_in: int) -> Roll
     process to forget the keys it cached (see Authenticator)."""
     merchant = await store.lock_merchant(conn, merchant_id)  # two rolls at once: one after the other
     if merchant is None:
-        raise NotFound(f"No such merchant: {merchant_id}", param="merchant")
+        raise NotFound("No such merchant.", param="merchant")
     expires_at = await store.expire_live_keys(conn, merchant_id, timedelta(seconds=expire_old_in))
     secret_key, publishable_key = await _new_keys(conn, merchant_id)
     await store.announce_key_change(conn, merchant_id)

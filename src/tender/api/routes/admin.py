@@ -11,6 +11,7 @@ from tender.api.deps import ContainerDep, Operator, StartingAfter, json_body, te
 from tender.domain.models import Merchant
 from tender.services import dead_letters, merchants
 from tender.services.objects import dumps, iso, list_object, merchant_object
+from tender.services.validation import parse
 from tender.store.db import Conn
 
 router = APIRouter(prefix="/admin/v1", tags=["admin"], dependencies=[Operator])
@@ -69,25 +70,7 @@ async def create_merchant(
         404: {"description": "No such merchant."},
     },
     openapi_extra={
-        "requestBody": {
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {
-                            "expire_old_in": {
-                                "type": "integer",
-                                "minimum": 0,
-                                "maximum": merchants.MAX_EXPIRE_OLD_IN,
-                                "default": 0,
-                                "description": "Seconds the old keys keep working (0: they stop at once).",
-                            }
-                        },
-                        "additionalProperties": False,
-                    }
-                }
-            }
-        }
+        "requestBody": {"content": {"application/json": {"schema": merchants.RollKeysRequest.model_json_schema()}}}
     },
 )
 async def roll_keys(
@@ -96,10 +79,10 @@ async def roll_keys(
     """New `secret_key` and `publishable_key`; every key that worked before stops working after
     `expire_old_in` seconds (`old_keys_expire_at`), in every API process."""
     payload = await json_body(request)
-    expire_old_in = merchants.expire_old_in(payload)
+    body = parse(merchants.RollKeysRequest, payload)
 
     async def change(conn: Conn) -> dict[str, Any]:
-        rolled = await merchants.roll_keys_in(conn, merchant_id, expire_old_in)
+        rolled = await merchants.roll_keys_in(conn, merchant_id, body.expire_old_in)
         return {
             **_with_keys(rolled.merchant, rolled.secret_key, rolled.publishable_key),
             "old_keys_expire_at": iso(rolled.old_keys_expire_at),
