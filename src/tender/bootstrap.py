@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from tender import keyfiles
 from tender.config import Settings
 from tender.processors.base import Processor
 from tender.processors.simulator import SimulatorProcessor
@@ -46,11 +47,16 @@ def load_vault(settings: Settings) -> Vault:
     return Vault(load_or_create_key_file(settings.data_dir.expanduser().resolve() / "vault.key"))
 
 
+def notify_secret(settings: Settings) -> str:
+    configured = settings.simulator_notify_secret
+    return keyfiles.notify_secret(configured.get_secret_value() if configured else None, settings.data_dir)
+
+
 def build_processors(settings: Settings) -> dict[str, Processor]:
     simulator = SimulatorProcessor(
         settings.simulator_url,
         timeout=settings.processor_timeout_seconds,
-        notify_secret=settings.simulator_notify_secret.get_secret_value(),
+        notify_secret=notify_secret(settings),
     )
     return {simulator.name: simulator}
 

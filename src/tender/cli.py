@@ -422,7 +422,12 @@ def demo_checkout(
         str | None, typer.Option(help="Default: TENDER_PUBLIC_URL or http://TENDER_HOST:TENDER_PORT")
     ] = None,
     key: Annotated[
-        str | None, typer.Option(help="A secret key; default: the demo merchant's, saved by `tender up`")
+        str | None,
+        typer.Option(
+            envvar="TENDER_DEMO_KEY",
+            help="A secret key (better from the environment: `ps` shows command lines to every user);"
+            " default: the demo merchant's, saved by `tender up`",
+        ),
     ] = None,
 ) -> None:
     """Open a checkout session over the API, as a merchant's backend would, and print its page's URL."""
@@ -465,7 +470,9 @@ def demo_checkout(
 @app.command()
 def up(
     port: Annotated[int | None, typer.Option(help="API port (default TENDER_PORT or 8000)")] = None,
-    simulator_port: Annotated[int, typer.Option(help="Simulator port")] = 8001,
+    simulator_port: Annotated[
+        int | None, typer.Option(help="Simulator port (default: the API's + 1 when free, else any free port)")
+    ] = None,
 ) -> None:
     """Everything for development: embedded PostgreSQL, migrations, API, worker and simulator."""
     from tender.devserver import run_all

@@ -35,7 +35,9 @@ class Settings(BaseSettings):
     metrics_address: str | None = None
 
     simulator_url: str = "http://127.0.0.1:8001"
-    simulator_notify_secret: SecretStr = SecretStr("simsecret_dev")
+    # HMAC key of the simulator's notifications. Unset: a random one generated in data_dir
+    # (simulator-notify.key, mode 0600), which `tender simulator` reads too. Set it in production.
+    simulator_notify_secret: SecretStr | None = None
     processor_timeout_seconds: float = 10.0
 
     db_pool_min: int = 2

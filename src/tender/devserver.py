@@ -1,7 +1,8 @@
 """`tender up`: the whole of Tender on one machine, for development and demos.
 
 Starts (or joins) the embedded PostgreSQL, migrates, makes sure a demo merchant exists, then runs the
-simulator, the API and one worker as child processes until Ctrl-C, which stops them all cleanly.
+simulator, the API and one worker as child processes until Ctrl-C or SIGTERM, which stop them all cleanly.
+A child that dies is restarted with back-off (the others keep running); one that keeps dying stops it all.
 """
 
 from __future__ import annotations
@@ -9,17 +10,23 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from tender import keyfiles
 from tender.config import Settings
 from tender.runtime import resolve_database
 from tender.services import merchants
@@ -29,27 +36,23 @@ from tender.store.db import Database
 from tender.vault import load_or_create_key_file
 
 DEMO_NAME = "Demo Shop"
+# A child that exits unasked is started again after BACKOFF_FIRST seconds, doubling per crash up to
+# BACKOFF_CAP; CRASH_LIMIT crashes within CRASH_WINDOW seconds stop everything (it will not get better).
+BACKOFF_FIRST, BACKOFF_CAP = 1.0, 30.0
+CRASH_LIMIT, CRASH_WINDOW = 5, 60.0
 
-
-def _secret_file(path: Path, make: str) -> str:
-    """A development secret kept in the data folder (mode 0600) so restarts keep the same value."""
-    if path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(make + "\n")
-    return make
+log = logging.getLogger("tender.up")
 
 
 async def _demo_merchant(url: str, saved: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The demo merchant's keys: the saved ones while that merchant exists, else a new merchant's."""
+    """The demo merchant's keys: the saved ones while they work (an operator may have rolled them), else a
+    new merchant's."""
     db = Database(url, min_size=1, max_size=1)
     await db.open()
     try:
         if saved is not None:
             async with db.connection() as conn:
-                if await merchant_store.get_merchant(conn, saved["id"]) is not None:
+                if await merchant_store.find_api_key(conn, merchants.hash_key(saved["secret_key"])) is not None:
                     return None
         created = await merchants.create_merchant(db, DEMO_NAME)
     finally:
@@ -75,10 +78,10 @@ def _demo_keys(url: str, keys_file: Path) -> dict[str, Any]:
     return created
 
 
-def _wait_healthy(url: str, procs: list[subprocess.Popen[bytes]], timeout: float = 60) -> bool:
+def _wait_healthy(url: str, children: list[Child], stopping: Callable[[], bool], timeout: float = 60) -> bool:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(p.poll() is not None for p in procs):
+    while time.monotonic() < deadline and not stopping():
+        if any(c.proc.poll() is not None for c in children):
             return False
         try:
             if httpx.get(url, timeout=1).status_code == 200:
@@ -89,7 +92,95 @@ def _wait_healthy(url: str, procs: list[subprocess.Popen[bytes]], timeout: float
     return False
 
 
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+def _port_free(host: str, port: int) -> bool:
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no clash
+            s.bind((host, port))
+    except OSError:
+        return False
+    return True
+
+
+def choose_simulator_port(api_port: int, requested: int | None) -> int:
+    """The requested port, else the API's + 1 when free (two `make run` with different TENDER_PORT do not
+    clash), else any free port."""
+    if requested is not None:
+        return requested
+    if api_port + 1 < 65536 and _port_free("127.0.0.1", api_port + 1):
+        return api_port + 1
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Child:
+    """One supervised process: restarted when it exits unasked, after a back-off that doubles per crash."""
+
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] = field(init=False)
+    started: float = field(init=False)
+    backoff: float = BACKOFF_FIRST
+    restart_at: float | None = None
+    crashes: deque[float] = field(default_factory=deque)
+
+    def __post_init__(self) -> None:
+        self.start()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.command, env=self.env)  # noqa: S603 (our own command, no shell)
+        self.started = time.monotonic()
+        self.restart_at = None
+
+    def crashed(self, now: float) -> bool:
+        """Note an exit; False when it is one crash too many (CRASH_LIMIT within CRASH_WINDOW seconds)."""
+        if now - self.started > CRASH_WINDOW:
+            self.backoff = BACKOFF_FIRST  # it had been running fine: start the back-off over
+        self.crashes.append(now)
+        while self.crashes and now - self.crashes[0] > CRASH_WINDOW:
+            self.crashes.popleft()
+        if len(self.crashes) >= CRASH_LIMIT:
+            return False
+        self.restart_at = now + self.backoff
+        self.backoff = min(self.backoff * 2, BACKOFF_CAP)
+        return True
+
+
+def supervise(children: list[Child], stopping: Callable[[], bool], *, poll: float = 0.2) -> int:
+    """Restart children that exit until `stopping()`: 0, or 1 when one keeps crashing."""
+    while not stopping():
+        now = time.monotonic()
+        for c in children:
+            if c.restart_at is not None:
+                if now >= c.restart_at:
+                    c.start()
+                    log.warning("%s restarted (pid %d)", c.name, c.proc.pid)
+                continue
+            code = c.proc.poll()
+            if code is None or stopping():
+                continue
+            pid, delay = c.proc.pid, c.backoff
+            if not c.crashed(now):
+                log.error(
+                    "%s (pid %d) exited with code %s, its %d%s exit within %d s: it keeps crashing; stopping"
+                    " everything",
+                    c.name, pid, code, len(c.crashes), _ordinal(len(c.crashes)), CRASH_WINDOW,
+                )  # fmt: skip
+                return 1
+            log.warning("%s (pid %d) exited with code %s; restarting it in %g s", c.name, pid, code, delay)
+        time.sleep(poll)
+    return 0
+
+
+def _ordinal(n: int) -> str:
+    return "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+
+
+def _stop(children: list[Child]) -> None:
+    procs = [c.proc for c in children]
     for p in procs:
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
@@ -102,29 +193,43 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
             p.wait()
 
 
-def run_all(settings: Settings, *, simulator_port: int) -> int:
+def run_all(settings: Settings, *, simulator_port: int | None = None) -> int:
     data_dir = settings.data_dir.expanduser().resolve()
+    if not _port_free(settings.host, settings.port):
+        print(
+            f"tender: {settings.host}:{settings.port} is in use (another `tender up`?): set TENDER_PORT",
+            file=sys.stderr,
+        )
+        return 1
+    sim_port = choose_simulator_port(settings.port, simulator_port)
     db = resolve_database(settings)
     migrate.upgrade(db.url)
     admin_key = (
         settings.admin_key.get_secret_value()
         if settings.admin_key
-        else _secret_file(data_dir / "admin.key", "adm_" + secrets.token_urlsafe(24))
+        else keyfiles.load_or_create(data_dir / "admin.key", lambda: "adm_" + secrets.token_urlsafe(24))
     )
     vault_key = (
         settings.vault_key.get_secret_value()
         if settings.vault_key
         else base64.b64encode(load_or_create_key_file(data_dir / "vault.key")).decode()
     )
+    configured_secret = settings.simulator_notify_secret
+    notify_secret = keyfiles.notify_secret(
+        configured_secret.get_secret_value() if configured_secret else None, data_dir
+    )
     demo = _demo_keys(db.url, data_dir / "demo-merchant.json")
 
     api_url = f"http://{settings.host}:{settings.port}"
-    simulator_url = f"http://127.0.0.1:{simulator_port}"
+    simulator_url = f"http://127.0.0.1:{sim_port}"
+    # Secrets go to the children by environment only: a command line is visible to every user (`ps`).
     env = {
         **os.environ,
         "TENDER_DATABASE_URL": db.url,
         "TENDER_ADMIN_KEY": admin_key,
         "TENDER_VAULT_KEY": vault_key,
+        "TENDER_SIMULATOR_NOTIFY_SECRET": notify_secret,
+        "TENDER_SIM_NOTIFY_SECRET": notify_secret,
         "TENDER_SIMULATOR_URL": simulator_url,
         "TENDER_HOST": settings.host,
         "TENDER_PORT": str(settings.port),
@@ -136,7 +241,7 @@ def run_all(settings: Settings, *, simulator_port: int) -> int:
             *me,
             "simulator",
             "--port",
-            str(simulator_port),
+            str(sim_port),
             "--db-path",
             str(data_dir / "simulator.sqlite3"),
             "--log-level",
@@ -145,14 +250,11 @@ def run_all(settings: Settings, *, simulator_port: int) -> int:
             # already has are not notified again: that would double the API's load for nothing.
             "--notify-url",
             f"{api_url}/webhooks/simulator",
-            "--notify-secret",
-            settings.simulator_notify_secret.get_secret_value(),
             "--no-notify-on-create",
         ],
         "api": [*me, "api"],
         "worker": [*me, "worker"],
     }
-    procs = [subprocess.Popen(cmd, env=env) for cmd in commands.values()]  # noqa: S603
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -161,21 +263,24 @@ def run_all(settings: Settings, *, simulator_port: int) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    children: list[Child] = []
     try:
-        if not (_wait_healthy(f"{simulator_url}/healthz", procs) and _wait_healthy(f"{api_url}/readyz", procs)):
+        children.extend(Child(name, command, env) for name, command in commands.items())
+        ready = _wait_healthy(f"{simulator_url}/healthz", children, lambda: stopping) and _wait_healthy(
+            f"{api_url}/readyz", children, lambda: stopping
+        )
+        if stopping:
+            return 0
+        if not ready:
             print("tender: a component failed to start; see the log above", file=sys.stderr)
             return 1
         _banner(api_url, simulator_url, admin_key, demo)
-        while not stopping:
-            for name, p in zip(commands, procs, strict=True):
-                if p.poll() is not None:
-                    print(f"tender: {name} exited with code {p.returncode}; stopping", file=sys.stderr)
-                    return 1
-            time.sleep(0.3)
-        print("\ntender: stopping...", file=sys.stderr)
-        return 0
+        code = supervise(children, lambda: stopping)
+        if code == 0:
+            print("\ntender: stopping...", file=sys.stderr)
+        return code
     finally:
-        _stop(procs)
+        _stop(children)
 
 
 def _banner(api_url: str, simulator_url: str, admin_key: str, demo: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Annotated
 
 import typer
@@ -15,6 +16,19 @@ class _IntentionalDropFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "without completing response" not in record.getMessage()
+
+
+def notify_secret() -> str:
+    """From the environment or Tender's data folder, as Tender resolves its own (bootstrap.notify_secret)."""
+    from tender.config import Settings
+    from tender.keyfiles import notify_secret as resolve
+
+    own = os.environ.get("TENDER_SIM_NOTIFY_SECRET")
+    if own:
+        return own
+    settings = Settings()
+    configured = settings.simulator_notify_secret
+    return resolve(configured.get_secret_value() if configured else None, settings.data_dir)
 
 
 def simulator_command(
@@ -30,9 +44,6 @@ def simulator_command(
     notify_url: Annotated[
         str | None, typer.Option(envvar="TENDER_SIM_NOTIFY_URL", help="Where to POST signed notifications.")
     ] = None,
-    notify_secret: Annotated[
-        str, typer.Option(envvar="TENDER_SIM_NOTIFY_SECRET", help="HMAC key of the notifications.")
-    ] = "simsecret_dev",  # noqa: S107 - development default, as in Tender's settings
     notify_on_create: Annotated[
         bool, typer.Option(envvar="TENDER_SIM_NOTIFY_ON_CREATE", help="Notify every new authorization too.")
     ] = True,
@@ -60,7 +71,11 @@ def simulator_command(
     log_level: Annotated[str, typer.Option(envvar="TENDER_SIM_LOG_LEVEL", help="uvicorn log level.")] = "info",
 ) -> None:
     """Run the card-acquirer and APM simulator (test cards, 3-D Secure, approval pages, faults) as its own
-    HTTP service."""
+    HTTP service.
+
+    Notifications are signed with TENDER_SIM_NOTIFY_SECRET, else Tender's TENDER_SIMULATOR_NOTIFY_SECRET,
+    else the secret generated in TENDER_DATA_DIR that Tender uses by default (never a command-line option:
+    `ps` shows command lines to every user)."""
     import uvicorn  # imported here so the main CLI starts fast
 
     from tender.simulator.app import create_app
@@ -70,7 +85,7 @@ def simulator_command(
             db_path=db_path,
             public_url=public_url or f"http://{host}:{port}",
             notify_url=notify_url,
-            notify_secret=notify_secret,
+            notify_secret=notify_secret(),
             notify_on_create=notify_on_create,
             upi_delay_ms=upi_delay_ms,
             latency_ms=latency_ms,

@@ -22,7 +22,8 @@ class SimulatorConfig:
     db_path: str | None = None  # None: in memory, gone with the process
     public_url: str = "http://127.0.0.1:8001"  # base of the 3-D Secure challenge page URLs
     notify_url: str | None = None  # where signed notifications go; None: none are sent
-    notify_secret: str = "simsecret_dev"  # noqa: S105 - development default
+    # In-process default (tests); `tender simulator` always passes a configured or generated secret.
+    notify_secret: str = "simsecret_dev"  # noqa: S105
     # A real acquirer notifies every authorization, not just 3-D Secure results; that lets Tender
     # learn the outcome of a call whose answer it lost. Off: only asynchronous changes are notified.
     notify_on_create: bool = True
