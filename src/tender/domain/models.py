@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from tender.domain.payments import PaymentStatus
+
 
 @dataclass(frozen=True, slots=True)
 class Merchant:
@@ -20,7 +22,7 @@ class Payment:
     merchant_id: str
     amount: int
     currency: str
-    status: str
+    status: PaymentStatus
     capture: bool
     amount_captured: int
     amount_refunded: int
@@ -40,6 +42,50 @@ class Payment:
     updated: datetime
     processor_reference: str | None = None
     checkout_session_id: str | None = None  # made on the hosted checkout page of this session
+
+    def __post_init__(self) -> None:
+        # Rows from the database carry the text; one enum from here on (a StrEnum: JSON and SQL see the text).
+        self.status = PaymentStatus(self.status)
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentChange:
+    """A payment's row after one step of its processing (a processor's answer, a retry, a wait): unchanged
+    fields as they were. Written only while the payment still has `expected_status`; a change whose
+    `status` differs from it is a status change (events, payables...)."""
+
+    id: str
+    expected_status: PaymentStatus
+    status: PaymentStatus
+    amount_captured: int
+    failure_code: str | None
+    decline_code: str | None
+    failure_message: str | None
+    next_action: dict[str, Any] | None
+    processor_reference: str | None = None  # None keeps the stored one
+    next_run_at: datetime | None = None  # the next step; None only for a final status
+    last_error: str | None = None
+    reset_tries: bool = False  # the work advanced: the retry count starts again
+    updated: datetime | None = None  # set when written
+    card_funding: str | None = None  # an approved authorization's funding, as the processor says
+
+    @classmethod
+    def unchanged(cls, p: Payment) -> PaymentChange:
+        """The payment as it is, with no next step: the start of every change (`dataclasses.replace`)."""
+        return cls(
+            id=p.id,
+            expected_status=p.status,
+            status=p.status,
+            amount_captured=p.amount_captured,
+            failure_code=p.failure_code,
+            decline_code=p.decline_code,
+            failure_message=p.failure_message,
+            next_action=p.next_action,
+        )
+
+    @property
+    def status_changed(self) -> bool:
+        return self.status != self.expected_status
 
 
 @dataclass(frozen=True, slots=True)
