@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from tender.domain.payments import PaymentStatus
@@ -49,46 +50,6 @@ class Payment:
 
 
 @dataclass(frozen=True, slots=True)
-class PaymentChange:
-    """A payment's row after one step of its processing (a processor's answer, a retry, a wait): unchanged
-    fields as they were. Written only while the payment still has `expected_status`; a change whose
-    `status` differs from it is a status change (events, payables...)."""
-
-    id: str
-    expected_status: PaymentStatus
-    status: PaymentStatus
-    amount_captured: int
-    failure_code: str | None
-    decline_code: str | None
-    failure_message: str | None
-    next_action: dict[str, Any] | None
-    processor_reference: str | None = None  # None keeps the stored one
-    next_run_at: datetime | None = None  # the next step; None only for a final status
-    last_error: str | None = None
-    reset_tries: bool = False  # the work advanced: the retry count starts again
-    updated: datetime | None = None  # set when written
-    card_funding: str | None = None  # an approved authorization's funding, as the processor says
-
-    @classmethod
-    def unchanged(cls, p: Payment) -> PaymentChange:
-        """The payment as it is, with no next step: the start of every change (`dataclasses.replace`)."""
-        return cls(
-            id=p.id,
-            expected_status=p.status,
-            status=p.status,
-            amount_captured=p.amount_captured,
-            failure_code=p.failure_code,
-            decline_code=p.decline_code,
-            failure_message=p.failure_message,
-            next_action=p.next_action,
-        )
-
-    @property
-    def status_changed(self) -> bool:
-        return self.status != self.expected_status
-
-
-@dataclass(frozen=True, slots=True)
 class VaultCard:
     """A vault row as the worker reads it: still ciphertext."""
 
@@ -121,3 +82,138 @@ class Attempt:
     @property
     def is_open(self) -> bool:
         return self.status in ("pending", "action_required")
+
+
+def _as(kind: type[Any], record: object, name: str) -> None:
+    """Rows from the database carry a status as text: one enum from here on (frozen records set it once)."""
+    object.__setattr__(record, name, kind(getattr(record, name)))
+
+
+class CheckoutStatus(StrEnum):
+    OPEN = "open"
+    COMPLETE = "complete"  # its payment succeeded
+    EXPIRED = "expired"  # past expires_at, or expired by the merchant
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutSession:
+    id: str
+    merchant_id: str
+    amount: int
+    currency: str
+    reference: str
+    description: str | None
+    success_url: str
+    cancel_url: str
+    url: str  # the hosted page
+    payment_method_types: list[str]
+    status: CheckoutStatus
+    payment_id: str | None  # the latest payment made on the page (a declined one may be followed by another)
+    expires_at: datetime
+    created: datetime
+    updated: datetime
+
+    def __post_init__(self) -> None:
+        _as(CheckoutStatus, self, "status")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One change of one object, as recorded in the change's transaction (the outbox)."""
+
+    id: str
+    merchant_id: str
+    type: str
+    object_id: str
+    sequence: int  # 1, 2, 3... per object, in the order the changes happened
+    data: dict[str, Any]  # {"object": the object as it was right after the change}
+    created: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEndpoint:
+    id: str
+    merchant_id: str
+    url: str
+    description: str | None
+    events: list[str]  # ["*"] or event types
+    enabled: bool
+    disabled_reason: str | None  # "failing" when Tender disabled it; None when the merchant did
+    secret_ct: bytes  # encrypted by the vault key: it must be read back to sign
+    previous_secret_ct: bytes | None  # a rotated-out secret, signing beside the new one until it expires
+    previous_secret_expires: datetime | None
+    failing_since: datetime | None
+    created: datetime
+    updated: datetime
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDelivery:
+    """One event for one endpoint."""
+
+    id: str
+    merchant_id: str
+    endpoint_id: str
+    event_id: str
+    status: DeliveryStatus
+    tries: int  # claims since created or redelivered
+    next_run_at: datetime | None
+    retry_from: datetime  # the retry window starts here (created, or redelivered)
+    attempts: int  # requests sent, ever
+    last_status_code: int | None
+    last_error: str | None
+    last_attempt_at: datetime | None
+    created: datetime
+    updated: datetime
+    event_type: str | None = None  # read with the event when listed
+
+    def __post_init__(self) -> None:
+        _as(DeliveryStatus, self, "status")
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookAttempt:
+    """One request sent for a delivery."""
+
+    delivery_id: str
+    attempted: datetime
+    status_code: int | None  # None: no answer
+    latency_ms: int
+    error: str | None
+
+
+class DeadLetterStatus(StrEnum):
+    OPEN = "open"
+    RETRIED = "retried"  # an operator gave the work fresh tries
+    RESOLVED = "resolved"  # the work got done after all
+
+
+class DeadLetterKind(StrEnum):
+    PAYMENT = "payment"
+    REFUND = "refund"
+    WEBHOOK_DELIVERY = "webhook_delivery"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Work that exhausted its automatic retries."""
+
+    id: str
+    kind: str  # a DeadLetterKind's value (text: a row of a kind this version does not know stays readable)
+    object_id: str
+    operation: str
+    status: DeadLetterStatus
+    tries: int
+    last_error: str | None
+    history: list[dict[str, Any]]
+    created: datetime
+    updated: datetime
+
+    def __post_init__(self) -> None:
+        _as(DeadLetterStatus, self, "status")
