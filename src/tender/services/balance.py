@@ -8,47 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from psycopg import sql
-
 from tender.errors import InvalidRequest, NotFound
 from tender.services.objects import iso
 from tender.services.payables import PAYABLE_COLUMNS, payable_object
 from tender.services.settlement import SETTLEMENT_COLUMNS, settlement_object
 from tender.store import ledger as ledger_store
 from tender.store import merchants as merchant_store
-from tender.store.db import Conn, Database
+from tender.store.db import Database, newest_first
 
 PAYABLE_STATUSES = ("waiting_funds", "paid")
 TRANSACTION_TYPES = ("payment", "refund", "settlement")
 ENTRY_COLUMNS = "id, merchant_id, type, source_id, currency, amount, fee, net, available_on, created"
-
-
-async def _page(
-    conn: Conn,
-    table: str,
-    columns: str,
-    merchant_id: str,
-    *,
-    limit: int,
-    starting_after: str | None,
-    filters: dict[str, Any],
-) -> tuple[list[dict[str, Any]], bool]:
-    """Newest first; ids sort by creation time, so the cursor is the last id seen (like /v1/payments)."""
-    where: list[sql.Composable] = [sql.SQL("merchant_id = %(merchant)s")]
-    params: dict[str, Any] = {"merchant": merchant_id, "limit": limit + 1}
-    if starting_after is not None:
-        where.append(sql.SQL("id < %(after)s"))
-        params["after"] = starting_after
-    for column, value in filters.items():
-        if value is not None:
-            where.append(sql.SQL("{} = {}").format(sql.Identifier(column), sql.Placeholder(column)))
-            params[column] = value
-    query = sql.SQL("SELECT {columns} FROM {table} WHERE {where} ORDER BY id DESC LIMIT %(limit)s").format(
-        columns=sql.SQL(columns), table=sql.Identifier(table), where=sql.SQL(" AND ").join(where)
-    )
-    cur = await conn.execute(query, params)
-    rows = await cur.fetchall()
-    return rows[:limit], len(rows) > limit
 
 
 def _one_of(value: str | None, allowed: tuple[str, ...], param: str) -> None:
@@ -70,14 +40,13 @@ async def list_payables(
 ) -> tuple[list[dict[str, Any]], bool]:
     _one_of(status, PAYABLE_STATUSES, "status")
     async with db.connection() as conn:
-        rows, more = await _page(
+        rows, more = await newest_first(
             conn,
             "payables",
             PAYABLE_COLUMNS,
-            merchant_id,
             limit=limit,
             starting_after=starting_after,
-            filters={"status": status, "payment_id": payment},
+            equal={"merchant_id": merchant_id, "status": status, "payment_id": payment},
         )
     return [payable_object(r) for r in rows], more
 
@@ -100,9 +69,10 @@ async def list_settlements(
     db: Database, merchant_id: str, *, limit: int = 10, starting_after: str | None = None
 ) -> tuple[list[dict[str, Any]], bool]:
     async with db.connection() as conn:
-        rows, more = await _page(
-            conn, "settlements", SETTLEMENT_COLUMNS, merchant_id, limit=limit, starting_after=starting_after, filters={}
-        )
+        rows, more = await newest_first(
+            conn, "settlements", SETTLEMENT_COLUMNS, limit=limit, starting_after=starting_after,
+            equal={"merchant_id": merchant_id},
+        )  # fmt: skip
     return [settlement_object(r) for r in rows], more
 
 
@@ -203,14 +173,13 @@ async def list_balance_transactions(
 ) -> tuple[list[dict[str, Any]], bool]:
     _one_of(type, TRANSACTION_TYPES, "type")
     async with db.connection() as conn:
-        rows, more = await _page(
+        rows, more = await newest_first(
             conn,
             "journal_entries",
             ENTRY_COLUMNS,
-            merchant_id,
             limit=limit,
             starting_after=starting_after,
-            filters={"type": type, "source_id": source},
+            equal={"merchant_id": merchant_id, "type": type, "source_id": source},
         )
         statuses = await ledger_store.entry_statuses(conn, [r["id"] for r in rows])
     return [balance_transaction_object(r, statuses[r["id"]]) for r in rows], more

@@ -164,8 +164,8 @@ async def list_(
 ) -> tuple[list[dict[str, Any]], bool]:
     if status is not None and status not in ("open", "complete", "expired"):
         raise InvalidRequest("status: must be open, complete or expired", param="status")
-    rows = await store.list_(conn, merchant_id, limit=limit + 1, starting_after=starting_after, status=status)
-    return [session_object(r) for r in rows[:limit]], len(rows) > limit
+    page = await store.list_(conn, merchant_id, limit=limit, starting_after=starting_after, status=status)
+    return [session_object(r) for r in page.rows], page.has_more
 
 
 async def _current_payment(conn: Conn, row: dict[str, Any]) -> Payment | None:

@@ -37,8 +37,8 @@ async def list_dead_letters(
     if status is not None and status not in STATUSES:
         raise InvalidRequest("status: must be one of " + ", ".join(STATUSES), param="status")
     async with db.connection() as conn:
-        rows = await store.list_(conn, status=status, limit=limit + 1, starting_after=starting_after)
-    return [dead_letter_object(r) for r in rows[:limit]], len(rows) > limit
+        page = await store.list_(conn, status=status, limit=limit, starting_after=starting_after)
+    return [dead_letter_object(r) for r in page.rows], page.has_more
 
 
 async def retry(db: Database, dead_letter_id: str) -> dict[str, Any]:

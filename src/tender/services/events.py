@@ -85,16 +85,16 @@ async def list_(
     object_id: str | None,
 ) -> tuple[list[dict[str, Any]], bool]:
     types, prefix = _type_filter(type)
-    rows = await store.list_(
+    page = await store.list_(
         conn,
         merchant_id,
-        limit=limit + 1,
+        limit=limit,
         starting_after=starting_after,
         types=types,
         type_prefix=prefix,
         object_id=object_id,
     )
-    return [event_object(r) for r in rows[:limit]], len(rows) > limit
+    return [event_object(r) for r in page.rows], page.has_more
 
 
 class Redeliver(BaseModel):
@@ -119,7 +119,7 @@ async def redeliver(conn: Conn, merchant_id: str, event_id: str, request: Redeli
             raise InvalidRequest("endpoint: the webhook endpoint is disabled", param="endpoint")
         targets = [endpoint["id"]]
     else:
-        rows = await webhook_store.list_endpoints(conn, merchant_id, limit=1000, starting_after=None)
+        rows = (await webhook_store.list_endpoints(conn, merchant_id, limit=1000, starting_after=None)).rows
         targets = [r["id"] for r in rows if r["enabled"] and subscribes(r["events"], event["type"])]
         if not targets:
             raise InvalidRequest(

@@ -316,10 +316,9 @@ async def list_payments(
 ) -> tuple[list[Payment], bool]:
     if status is not None and status not in PaymentStatus.__members__.values():
         raise InvalidRequest("status: must be one of " + ", ".join(s.value for s in PaymentStatus), param="status")
-    rows = await store.list_payments(
-        conn, merchant_id, limit=limit + 1, starting_after=starting_after, status=status, reference=reference
+    return await store.list_payments(
+        conn, merchant_id, limit=limit, starting_after=starting_after, status=status, reference=reference
     )
-    return rows[:limit], len(rows) > limit
 
 
 class CaptureIn(_Strict):

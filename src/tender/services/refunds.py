@@ -172,8 +172,7 @@ async def get_refund(conn: Conn, merchant_id: str, refund_id: str) -> dict[str, 
 async def list_refunds(
     conn: Conn, merchant_id: str, *, limit: int, starting_after: str | None, payment: str | None
 ) -> tuple[list[dict[str, Any]], bool]:
-    rows = await store.list_(conn, merchant_id, limit=limit + 1, starting_after=starting_after, payment_id=payment)
-    return rows[:limit], len(rows) > limit
+    return await store.list_(conn, merchant_id, limit=limit, starting_after=starting_after, payment_id=payment)
 
 
 async def retry_dead_letter(conn: Conn, refund_id: str) -> bool:

@@ -158,8 +158,8 @@ async def get(conn: Conn, merchant_id: str, endpoint_id: str) -> dict[str, Any]:
 async def list_(
     conn: Conn, merchant_id: str, *, limit: int, starting_after: str | None
 ) -> tuple[list[dict[str, Any]], bool]:
-    rows = await store.list_endpoints(conn, merchant_id, limit=limit + 1, starting_after=starting_after)
-    return [endpoint_object(r) for r in rows[:limit]], len(rows) > limit
+    page = await store.list_endpoints(conn, merchant_id, limit=limit, starting_after=starting_after)
+    return [endpoint_object(r) for r in page.rows], page.has_more
 
 
 async def update(
@@ -225,9 +225,8 @@ async def list_deliveries(
     await _get(conn, merchant_id, endpoint_id)
     if status is not None and status not in DELIVERY_STATUSES:
         raise InvalidRequest("status: must be one of " + ", ".join(DELIVERY_STATUSES), param="status")
-    rows = await store.list_deliveries(
-        conn, endpoint_id, limit=limit + 1, starting_after=starting_after, status=status, event_id=event
+    rows, has_more = await store.list_deliveries(
+        conn, endpoint_id, limit=limit, starting_after=starting_after, status=status, event_id=event
     )
-    has_more, rows = len(rows) > limit, rows[:limit]
     attempts = await store.attempts_of(conn, [r["id"] for r in rows])
     return [delivery_object(r, attempts[r["id"]]) for r in rows], has_more

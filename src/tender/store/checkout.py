@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tender.store.db import Conn, newest_first
+from tender.store.db import Conn, Page, newest_first
 
 COLUMNS = (
     "id, merchant_id, amount, currency, reference, description, success_url, cancel_url, url, payment_method_types,"
@@ -48,7 +48,7 @@ async def get(
 
 async def list_(
     conn: Conn, merchant_id: str, *, limit: int, starting_after: str | None, status: str | None
-) -> list[dict[str, Any]]:
+) -> Page[dict[str, Any]]:
     return await newest_first(
         conn, "checkout_sessions", COLUMNS, limit=limit, starting_after=starting_after,
         equal={"merchant_id": merchant_id, "status": status},

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Generic, NamedTuple, TypeVar, overload
 
 import orjson
 from psycopg import AsyncConnection, AsyncCursor, OperationalError
-from psycopg.rows import DictRow, dict_row
+from psycopg.rows import AsyncRowFactory, DictRow, dict_row
 from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
 
 log = logging.getLogger(__name__)
 
 Conn = AsyncConnection[DictRow]
+R = TypeVar("R")
+T = TypeVar("T")
 APPLICATION_NAME = "tender"  # how the pool's connections show in pg_stat_activity
 
 # SQLSTATEs of a session the server ended: admin_shutdown (pg_terminate_backend, a fast or immediate
@@ -150,6 +152,18 @@ async def returned_ids(cur: AsyncCursor[DictRow]) -> set[str]:
             return ids
 
 
+class Page(NamedTuple, Generic[R]):
+    """One page of a list endpoint: its rows, newest first, and whether more follow. A tuple, so
+    `rows, has_more = page` reads it."""
+
+    rows: list[R]
+    has_more: bool
+
+    def map(self, make: Callable[[R], T]) -> Page[T]:
+        return Page([make(r) for r in self.rows], self.has_more)
+
+
+@overload
 async def newest_first(
     conn: Conn,
     table: str,
@@ -159,10 +173,38 @@ async def newest_first(
     starting_after: str | None,
     equal: dict[str, Any],
     conditions: tuple[tuple[str, Any], ...] = (),
-) -> list[DictRow]:
-    """One page of a list endpoint: rows where each `equal` column that is not None equals its value and
-    each (condition, value) holds, newest first. Ids sort by creation time, so the cursor is the last id
-    seen. Table, column names and conditions come from our code, never from a request."""
+) -> Page[DictRow]: ...
+
+
+@overload
+async def newest_first(
+    conn: Conn,
+    table: str,
+    columns: str,
+    *,
+    limit: int,
+    starting_after: str | None,
+    equal: dict[str, Any],
+    conditions: tuple[tuple[str, Any], ...] = (),
+    row_factory: AsyncRowFactory[R],
+) -> Page[R]: ...
+
+
+async def newest_first(
+    conn: Conn,
+    table: str,
+    columns: str,
+    *,
+    limit: int,
+    starting_after: str | None,
+    equal: dict[str, Any],
+    conditions: tuple[tuple[str, Any], ...] = (),
+    row_factory: AsyncRowFactory[Any] = dict_row,
+) -> Page[Any]:
+    """The one pager of every list: up to `limit` rows where each `equal` column that is not None equals its
+    value and each (condition, value) holds, newest first, and whether more follow (one row more is read to
+    know). Ids sort by creation time, so the cursor is the last id seen. Table, column names and conditions
+    come from our code, never from a request; `row_factory` makes typed records (psycopg's `class_row`)."""
     where: list[str] = []
     params: list[Any] = []
     for column, value in equal.items():
@@ -175,8 +217,10 @@ async def newest_first(
     if starting_after is not None:
         where.append("id < %s")
         params.append(starting_after)
-    cur = await conn.execute(
-        f"SELECT {columns} FROM {table} WHERE {' AND '.join(where) or 'true'} ORDER BY id DESC LIMIT %s",
-        (*params, limit),
-    )
-    return await cur.fetchall()
+    async with conn.cursor(row_factory=row_factory) as cur:
+        await cur.execute(
+            f"SELECT {columns} FROM {table} WHERE {' AND '.join(where) or 'true'} ORDER BY id DESC LIMIT %s",
+            (*params, limit + 1),
+        )
+        rows = await cur.fetchall()
+    return Page(rows[:limit], len(rows) > limit)

@@ -6,7 +6,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from tender.store.db import Conn, newest_first
+from tender.store.db import Conn, Page, newest_first
 
 _COLUMNS = "id, kind, object_id, operation, status, tries, last_error, history, created, updated"
 
@@ -53,7 +53,7 @@ async def mark_retried(conn: Conn, dead_letter_id: str) -> None:
     await conn.execute("UPDATE dead_letters SET status = 'retried', updated = now() WHERE id = %s", (dead_letter_id,))
 
 
-async def list_(conn: Conn, *, status: str | None, limit: int, starting_after: str | None) -> list[dict[str, Any]]:
+async def list_(conn: Conn, *, status: str | None, limit: int, starting_after: str | None) -> Page[dict[str, Any]]:
     return await newest_first(
         conn, "dead_letters", _COLUMNS, limit=limit, starting_after=starting_after, equal={"status": status}
     )

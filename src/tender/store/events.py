@@ -11,7 +11,7 @@ from psycopg.types.json import Jsonb
 
 from tender.domain.ids import EVENT, new_id
 from tender.store import webhooks
-from tender.store.db import Conn, newest_first
+from tender.store.db import Conn, Page, newest_first
 
 EVENT_COLUMNS = "id, merchant_id, type, object_id, sequence, data, created"
 
@@ -65,7 +65,7 @@ async def list_(
     type_prefix: str | None = None,
     object_id: str | None = None,
     created_gte: datetime | None = None,
-) -> list[dict[str, Any]]:
+) -> Page[dict[str, Any]]:
     conditions: list[tuple[str, Any]] = []
     if types:
         conditions.append(("type = ANY(%s)", list(types)))

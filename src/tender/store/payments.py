@@ -11,10 +11,11 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from tender.domain.models import Payment, VaultCard
-from tender.store.db import Conn, returned_ids
+from tender.store.db import Conn, Page, newest_first, returned_ids
 
 PAYMENT_COLUMNS = [f.name for f in fields(Payment)]
-_SELECT = sql.SQL("SELECT {} FROM payments").format(sql.SQL(", ").join(map(sql.Identifier, PAYMENT_COLUMNS)))
+_COLUMN_LIST = sql.SQL(", ").join(map(sql.Identifier, PAYMENT_COLUMNS)).as_string()
+_SELECT = sql.SQL(f"SELECT {_COLUMN_LIST} FROM payments")
 
 
 def _payment(row: dict[str, Any]) -> Payment:
@@ -91,22 +92,12 @@ async def list_payments(
     starting_after: str | None = None,
     status: str | None = None,
     reference: str | None = None,
-) -> list[Payment]:
-    """Newest first; ids sort by creation time, so the cursor is simply the last id seen."""
-    where = [sql.SQL("merchant_id = %(merchant)s")]
-    params: dict[str, Any] = {"merchant": merchant_id, "limit": limit}
-    if starting_after is not None:
-        where.append(sql.SQL("id < %(after)s"))
-        params["after"] = starting_after
-    if status is not None:
-        where.append(sql.SQL("status = %(status)s"))
-        params["status"] = status
-    if reference is not None:
-        where.append(sql.SQL("reference = %(reference)s"))
-        params["reference"] = reference
-    query = _SELECT + sql.SQL(" WHERE {} ORDER BY id DESC LIMIT %(limit)s").format(sql.SQL(" AND ").join(where))
-    cur = await conn.execute(query, params)
-    return [_payment(row) for row in await cur.fetchall()]
+) -> Page[Payment]:
+    page = await newest_first(
+        conn, "payments", _COLUMN_LIST, limit=limit, starting_after=starting_after,
+        equal={"merchant_id": merchant_id, "status": status, "reference": reference},
+    )  # fmt: skip
+    return page.map(_payment)
 
 
 async def get_payments_by_ids(conn: Conn, ids: Sequence[str]) -> list[Payment]:

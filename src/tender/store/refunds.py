@@ -8,7 +8,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from tender.store.db import Conn, newest_first, returned_ids
+from tender.store.db import Conn, Page, newest_first, returned_ids
 
 REFUND_COLUMNS = (
     "id, merchant_id, payment_id, amount, currency, status, reason, metadata, failure_code, failure_message,"
@@ -53,7 +53,7 @@ async def get_many(conn: Conn, refund_ids: Sequence[str]) -> list[dict[str, Any]
 
 async def list_(
     conn: Conn, merchant_id: str, *, limit: int, starting_after: str | None, payment_id: str | None
-) -> list[dict[str, Any]]:
+) -> Page[dict[str, Any]]:
     return await newest_first(
         conn, "refunds", REFUND_COLUMNS, limit=limit, starting_after=starting_after,
         equal={"merchant_id": merchant_id, "payment_id": payment_id},

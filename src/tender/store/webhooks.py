@@ -8,7 +8,7 @@ from typing import Any
 
 from tender.domain.ids import WEBHOOK_DELIVERY, new_id
 from tender.domain.webhooks import subscribes
-from tender.store.db import Conn, newest_first
+from tender.store.db import Conn, Page, newest_first
 
 ENDPOINT_COLUMNS = (
     "id, merchant_id, url, description, events, enabled, disabled_reason, secret_ct, previous_secret_ct,"
@@ -53,7 +53,7 @@ async def get_endpoints(conn: Conn, ids: Sequence[str]) -> dict[str, dict[str, A
 
 async def list_endpoints(
     conn: Conn, merchant_id: str, *, limit: int, starting_after: str | None
-) -> list[dict[str, Any]]:
+) -> Page[dict[str, Any]]:
     return await newest_first(
         conn, "webhook_endpoints", ENDPOINT_COLUMNS, limit=limit, starting_after=starting_after,
         equal={"merchant_id": merchant_id},
@@ -244,7 +244,7 @@ async def list_deliveries(
     starting_after: str | None,
     status: str | None,
     event_id: str | None,
-) -> list[dict[str, Any]]:
+) -> Page[dict[str, Any]]:
     return await newest_first(
         conn, "webhook_deliveries", f"{DELIVERY_COLUMNS}, {_EVENT_TYPE}",
         limit=limit, starting_after=starting_after,
