@@ -44,10 +44,12 @@ test-integration: $(STAMP) $(CHROMIUM)
 fuzz: $(STAMP)
 	$(BIN)/pytest -m fuzz tests/fuzz
 
+## lint: ruff, strict mypy, and the layers as import contracts (pyproject.toml [tool.importlinter])
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check src
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -92,8 +92,7 @@ class LedgerMachine(RuleBasedStateMachine):
     async def _pump_payments(self, payment_id: str, until: frozenset[str]) -> dict[str, Any]:
         for _ in range(500):
             await self.h.authorizer.run_batch(100)
-            async with self.h.db.connection() as conn:
-                p = await payments.get_payment(conn, self.merchant_id, payment_id)
+            p = await payments.get_payment(self.h.db, self.merchant_id, payment_id)
             if p.status in until:
                 return {"status": p.status, "amount_captured": p.amount_captured}
             await asyncio.sleep(0.01)

@@ -364,9 +364,9 @@ async def test_sse_for_another_merchants_payment_is_a_json_404(
 async def test_sse_keeps_alive_and_lets_go_when_the_client_disconnects(
     server_url: str, client: httpx.AsyncClient, merchant: Any, hub: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tender.api.routes import payment_events
+    from tender.http import sse as stream
 
-    monkeypatch.setattr(payment_events, "KEEPALIVE_SECONDS", 0.2)
+    monkeypatch.setattr(stream, "KEEPALIVE_SECONDS", 0.2)
     pid = await create(client, merchant)
     async with asyncio.timeout(10), httpx.AsyncClient(base_url=server_url, timeout=10) as http:
         async with http.stream("GET", f"/v1/payments/{pid}/events", headers=auth(merchant.secret_key)) as r:

@@ -1,5 +1,5 @@
-"""Request dependencies: the container, the live status hub, API-key and operator authentication,
-`Prefer: wait`, the JSON body."""
+"""Request dependencies: API-key and operator authentication, `Prefer: wait`, the JSON body; the container
+and the live status hub come from tender.http.deps (shared with the hosted pages) and are re-exported here."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import orjson
 from fastapi import Depends, Header, Query, Request
 
 from tender.api import prefer
-from tender.bootstrap import Container
 from tender.domain.ids import MAX_ID_LENGTH
 from tender.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
-from tender.services.live import PaymentStatusHub
+from tender.http.deps import ContainerDep as ContainerDep
+from tender.http.deps import HubDep as HubDep
 from tender.services.merchants import Principal
 from tender.services.validation import check_json
 
@@ -24,22 +24,6 @@ def text_query(description: str, max_length: int = MAX_ID_LENGTH) -> Any:
 
 
 StartingAfter = Annotated[str | None, text_query("The last id of the previous page")]
-
-
-def get_container(request: Request) -> Container:
-    container: Container = request.app.state.container
-    return container
-
-
-ContainerDep = Annotated[Container, Depends(get_container)]
-
-
-def get_hub(request: Request) -> PaymentStatusHub:
-    hub: PaymentStatusHub = request.app.state.hub
-    return hub
-
-
-HubDep = Annotated[PaymentStatusHub, Depends(get_hub)]
 
 
 def prefer_wait(

@@ -228,16 +228,11 @@ async def payment_when_settled(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     async with hub.subscribe(payment_id) as sub:  # before the read: a change right after it still wakes us
-        payment = await _read(db, merchant_id, payment_id)
+        payment = await payments.get_payment(db, merchant_id, payment_id)
         while payment.status == PaymentStatus.PROCESSING:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
             await sub.wait(min(remaining, hub.recheck_seconds))
-            payment = await _read(db, merchant_id, payment_id)
+            payment = await payments.get_payment(db, merchant_id, payment_id)
         return payment
-
-
-async def _read(db: Database, merchant_id: str, payment_id: str) -> Payment:
-    async with db.connection() as conn:
-        return await payments.get_payment(conn, merchant_id, payment_id)

@@ -31,7 +31,7 @@ from tender.services import velocity
 from tender.services.validation import parse
 from tender.store import attempts as attempt_store
 from tender.store import payments as store
-from tender.store.db import Conn
+from tender.store.db import Conn, Database
 from tender.vault import Vault
 
 DEFAULT_PROCESSOR = "simulator"
@@ -298,15 +298,16 @@ async def create_payment(
     return payment  # a trigger on payments wakes the workers when this transaction commits
 
 
-async def get_payment(conn: Conn, merchant_id: str, payment_id: str) -> Payment:
-    payment = await store.get_payment(conn, merchant_id, payment_id)
+async def get_payment(db: Database, merchant_id: str, payment_id: str) -> Payment:
+    async with db.connection() as conn:
+        payment = await store.get_payment(conn, merchant_id, payment_id)
     if payment is None:  # another merchant's payment is indistinguishable from a missing one
         raise NotFound("No such payment.", param="id")
     return payment
 
 
 async def list_payments(
-    conn: Conn,
+    db: Database,
     merchant_id: str,
     *,
     limit: int,
@@ -316,9 +317,10 @@ async def list_payments(
 ) -> tuple[list[Payment], bool]:
     if status is not None and status not in PaymentStatus.__members__.values():
         raise InvalidRequest("status: must be one of " + ", ".join(s.value for s in PaymentStatus), param="status")
-    return await store.list_payments(
-        conn, merchant_id, limit=limit, starting_after=starting_after, status=status, reference=reference
-    )
+    async with db.connection() as conn:
+        return await store.list_payments(
+            conn, merchant_id, limit=limit, starting_after=starting_after, status=status, reference=reference
+        )
 
 
 class CaptureIn(_Strict):

@@ -24,14 +24,14 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from tender.api.deps import ContainerDep, HubDep
-from tender.api.routes.payment_events import EventStream, status_stream
 from tender.bootstrap import Container
 from tender.domain.errors import ValidationFailed
 from tender.domain.models import Payment
 from tender.domain.money import format_amount
 from tender.errors import InvalidRequest, NotFound, RateLimited
 from tender.services import checkout, velocity
+from tender.http.deps import ContainerDep, HubDep
+from tender.http.sse import EventStream, status_stream
 from tender.services.checkout import SessionClosed
 from tender.services.validation import NUL, nul_error
 from tender.store import merchants as merchant_store

@@ -6,34 +6,22 @@
 
 One event at once, one more at every status change, and the stream ends after a final status
 (succeeded, failed, canceled). A `: keep-alive` comment every 15 s keeps proxies from closing an idle
-stream. Waiting costs no database connection: the process's PaymentStatusHub wakes the stream.
+stream. Waiting costs no database connection: the process's PaymentStatusHub wakes the stream
+(the stream itself is tender.http.sse's, shared with the hosted page).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import AsyncGenerator, Callable
-
-import anyio
-import psycopg
 from fastapi import APIRouter, Response
-from starlette.responses import StreamingResponse
-from starlette.types import Send
 
 from tender.api.deps import ContainerDep, HubDep, Merchant
 from tender.domain.models import Payment
-from tender.domain.payments import FINAL_STATUSES, PaymentStatus
+from tender.http.sse import EventStream, status_stream
 from tender.services import payments
-from tender.services.live import PaymentStatusHub
 from tender.services.objects import dumps, payment_object
-from tender.store.db import Database
-
-log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["payments"])
 
-KEEPALIVE_SECONDS = 15.0
 EVENT_TYPE = "payment.updated"
 
 _EXAMPLE = (
@@ -47,24 +35,6 @@ _EXAMPLE = (
 )
 
 
-class EventStream(StreamingResponse):
-    """A StreamingResponse that always closes its event generator, also when the client hangs up
-    mid-send (Starlette cancels the sender then, which would leave the generator to the garbage collector)."""
-
-    media_type = "text/event-stream"
-
-    def __init__(self, events: AsyncGenerator[bytes, None], headers: dict[str, str]) -> None:
-        super().__init__(events, headers=headers)
-        self._events = events
-
-    async def stream_response(self, send: Send) -> None:
-        try:
-            await super().stream_response(send)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self._events.aclose()
-
-
 def _event(payment: Payment, n: int) -> bytes:
     # orjson never emits a newline, so the object is one `data:` line.
     return b"id: %s.%d\nevent: %s\ndata: %s\n\n" % (
@@ -73,51 +43,6 @@ def _event(payment: Payment, n: int) -> bytes:
         EVENT_TYPE.encode(),
         dumps(payment_object(payment)),
     )
-
-
-async def _read(db: Database, merchant_id: str, payment_id: str) -> Payment:
-    async with db.connection() as conn:
-        return await payments.get_payment(conn, merchant_id, payment_id)
-
-
-async def status_stream(
-    db: Database,
-    hub: PaymentStatusHub,
-    merchant_id: str,
-    payment_id: str,
-    render: Callable[[Payment, int], bytes] = _event,
-) -> AsyncGenerator[bytes, None]:
-    """SSE bytes: `render(payment, n)` now and at every status change, until a final status."""
-    loop = asyncio.get_running_loop()
-    n = 0
-    last_status: str | None = None
-    async with hub.subscribe(payment_id) as sub:  # before each read: no change falls between read and wait
-        last_write = loop.time()
-        try:
-            while True:
-                payment = await _read(db, merchant_id, payment_id)
-                if payment.status != last_status:
-                    n += 1
-                    last_status = payment.status
-                    yield render(payment, n)
-                    last_write = loop.time()
-                    if PaymentStatus(payment.status) in FINAL_STATUSES:
-                        return
-                # Wait for a change, writing a keep-alive comment whenever the stream was quiet for 15 s;
-                # re-read at least every `recheck_seconds` in case a notification was lost.
-                recheck_at = loop.time() + hub.recheck_seconds
-                while True:
-                    now = loop.time()
-                    if await sub.wait(min(recheck_at, last_write + KEEPALIVE_SECONDS) - now):
-                        break
-                    now = loop.time()
-                    if now - last_write >= KEEPALIVE_SECONDS:
-                        yield b": keep-alive\n\n"
-                        last_write = now
-                    if now >= recheck_at:
-                        break
-        except psycopg.Error as exc:  # the database went away mid-stream: end it; EventSource reconnects
-            log.warning("payment event stream ended early: %s", type(exc).__name__)
 
 
 @router.get(
@@ -141,6 +66,7 @@ async def status_stream(
 )
 async def payment_events(payment_id: str, merchant: Merchant, container: ContainerDep, hub: HubDep) -> Response:
     # Unknown ids and other merchants' payments are a JSON 404 here, before the stream begins.
-    await _read(container.db, merchant.merchant_id, payment_id)
+    await payments.get_payment(container.db, merchant.merchant_id, payment_id)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return EventStream(status_stream(container.db, hub, merchant.merchant_id, payment_id), headers=headers)
+    stream = status_stream(container.db, hub, merchant.merchant_id, payment_id, render=_event)
+    return EventStream(stream, headers=headers)

@@ -117,8 +117,7 @@ async def get_payment(
     """With `Prefer: wait=N`, a `processing` payment is answered when its status changes or after N
     seconds, whichever comes first; no database connection is held meanwhile."""
     if wait is None:
-        async with container.db.connection() as conn:
-            payment = await payments.get_payment(conn, merchant.merchant_id, payment_id)
+        payment = await payments.get_payment(container.db, merchant.merchant_id, payment_id)
         return Response(dumps(payment_object(payment)), media_type="application/json")
     payment = await live.payment_when_settled(container.db, hub, merchant.merchant_id, payment_id, wait)
     return Response(
@@ -135,10 +134,14 @@ async def list_payments(
     status: Annotated[str | None, text_query("Only payments of this status", 32)] = None,
     reference: Annotated[str | None, text_query("Only the payment of this reference", 255)] = None,
 ) -> Response:
-    async with container.db.connection() as conn:
-        rows, has_more = await payments.list_payments(
-            conn, merchant.merchant_id, limit=limit, starting_after=starting_after, status=status, reference=reference
-        )
+    rows, has_more = await payments.list_payments(
+        container.db,
+        merchant.merchant_id,
+        limit=limit,
+        starting_after=starting_after,
+        status=status,
+        reference=reference,
+    )
     body = list_object([payment_object(p) for p in rows], has_more=has_more, url="/v1/payments")
     return Response(dumps(body), media_type="application/json")
 

@@ -1,0 +1,26 @@
+"""Request dependencies of every HTTP route, the API's and the hosted pages': the container and the hub."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from tender.bootstrap import Container
+from tender.services.live import PaymentStatusHub
+
+
+def get_container(request: Request) -> Container:
+    container: Container = request.app.state.container
+    return container
+
+
+ContainerDep = Annotated[Container, Depends(get_container)]
+
+
+def get_hub(request: Request) -> PaymentStatusHub:
+    hub: PaymentStatusHub = request.app.state.hub
+    return hub
+
+
+HubDep = Annotated[PaymentStatusHub, Depends(get_hub)]
