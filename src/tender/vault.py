@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from tender import keyfiles
+
 log = logging.getLogger(__name__)
 
 _VERSION = b"\x01"
@@ -80,13 +82,16 @@ def decode_key(text: str) -> bytes:
 
 
 def load_or_create_key_file(path: Path) -> bytes:
-    """The embedded default: a key file made on first run, readable by its owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return decode_key(path.read_text())
-    with os.fdopen(fd, "w") as f:
-        f.write(base64.b64encode(os.urandom(32)).decode() + "\n")
-    log.warning("generated a new vault key in %s: back it up, card data cannot be read without it", path)
-    return decode_key(path.read_text())
+    """The embedded default: a key file made on first run, readable by its owner only. Written whole and
+    linked into place (keyfiles.load_or_create), so a process starting beside another never reads it
+    half-written."""
+    made: list[str] = []
+
+    def make() -> str:
+        made.append(base64.b64encode(os.urandom(32)).decode())
+        return made[-1]
+
+    text = keyfiles.load_or_create(path, make)
+    if made and made[-1] == text:
+        log.warning("generated a new vault key in %s: back it up, card data cannot be read without it", path)
+    return decode_key(text)

@@ -61,3 +61,14 @@ def test_key_file_is_created_once_and_private(tmp_path: Path) -> None:
 def test_card_data_repr_hides_the_number_and_cvc() -> None:
     card = CardData(NUMBER, 12, 2030, "123", "Luke")
     assert NUMBER not in repr(card) and "123" not in repr(card) and "4242" in repr(card)
+
+
+def test_processes_starting_at_once_agree_on_one_key(tmp_path: Path) -> None:
+    # Each would once have read the file while another was still writing it (an empty or partial key).
+    from concurrent.futures import ProcessPoolExecutor
+
+    path = tmp_path / "data" / "vault.key"
+    with ProcessPoolExecutor(max_workers=8) as pool:
+        keys = list(pool.map(load_or_create_key_file, [path] * 32))
+    assert len(set(keys)) == 1
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
