@@ -30,7 +30,6 @@ from tender import keyfiles
 from tender.config import Settings
 from tender.runtime import resolve_database
 from tender.services import merchants
-from tender.store import merchants as merchant_store
 from tender.store import migrate
 from tender.store.db import Database
 from tender.vault import load_or_create_key_file
@@ -50,10 +49,8 @@ async def _demo_merchant(url: str, saved: dict[str, Any] | None) -> dict[str, An
     db = Database(url, min_size=1, max_size=1)
     await db.open()
     try:
-        if saved is not None:
-            async with db.connection() as conn:
-                if await merchant_store.find_api_key(conn, merchants.hash_key(saved["secret_key"])) is not None:
-                    return None
+        if saved is not None and await merchants.key_is_known(db, saved["secret_key"]):
+            return None
         created = await merchants.create_merchant(db, DEMO_NAME)
     finally:
         await db.close()

@@ -144,8 +144,7 @@ class LedgerMachine(RuleBasedStateMachine):
             )
         for _ in range(200):
             await self.h.refund_pump.run_batch(100)
-            async with self.h.db.connection() as conn:
-                got = await refunds.get_refund(conn, self.merchant_id, created["id"])
+            got = await refunds.get_refund(self.h.db, self.merchant_id, created["id"])
             if got["status"] != "pending":
                 return str(got["status"])
             await asyncio.sleep(0.01)

@@ -13,8 +13,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 
 from tender.domain.fees import ANY, DEFAULT_PLAN, FeePlan, FeeRule
 from tender.domain.money import MAX_AMOUNT, normalize_currency
-from tender.errors import InvalidRequest
-from tender.store.db import Conn
+from tender.errors import InvalidRequest, NotFound
+from tender.store import merchants as merchant_store
+from tender.store.db import Conn, Database
 
 MAX_PERCENT_PLACES = 4
 _PERCENT_STEP = Decimal(1).scaleb(-MAX_PERCENT_PLACES)
@@ -118,7 +119,33 @@ async def plans_for(conn: Conn, merchant_ids: Iterable[str]) -> dict[str, FeePla
     return {m: found.get(m, DEFAULT_PLAN) for m in ids}
 
 
-async def get_plan(conn: Conn, merchant_id: str) -> dict[str, Any]:
+async def get_plan(db: Database, merchant_id: str) -> dict[str, Any]:
+    """The merchant's plan, `default: true` when it has none of its own; 404 for an unknown merchant."""
+    async with db.connection() as conn:
+        await _known_merchant(conn, merchant_id)
+        return await _plan(conn, merchant_id)
+
+
+async def set_plan(db: Database, merchant_id: str, body: FeePlanIn) -> dict[str, Any]:
+    """Applies to captures from now on; payables already made keep the terms they were made with."""
+    async with db.transaction() as conn:
+        await _known_merchant(conn, merchant_id)
+        return await _set_plan(conn, merchant_id, body)
+
+
+async def reset_plan(db: Database, merchant_id: str) -> dict[str, Any]:
+    """Back to the default plan."""
+    async with db.transaction() as conn:
+        await _known_merchant(conn, merchant_id)
+        return await _reset_plan(conn, merchant_id)
+
+
+async def _known_merchant(conn: Conn, merchant_id: str) -> None:
+    if await merchant_store.get_merchant(conn, merchant_id) is None:
+        raise NotFound("No such merchant.", param="id")
+
+
+async def _plan(conn: Conn, merchant_id: str) -> dict[str, Any]:
     cur = await conn.execute("SELECT rules FROM fee_plans WHERE merchant_id = %s", (merchant_id,))
     row = await cur.fetchone()
     if row is None:
@@ -126,8 +153,7 @@ async def get_plan(conn: Conn, merchant_id: str) -> dict[str, Any]:
     return plan_object(merchant_id, FeePlan.from_list(row["rules"]), default=False)
 
 
-async def set_plan(conn: Conn, merchant_id: str, body: FeePlanIn) -> dict[str, Any]:
-    """Applies to captures from now on; payables already made keep the terms they were made with."""
+async def _set_plan(conn: Conn, merchant_id: str, body: FeePlanIn) -> dict[str, Any]:
     plan = body.plan()
     await conn.execute(
         "INSERT INTO fee_plans (merchant_id, rules) VALUES (%s, %s)"
@@ -137,6 +163,6 @@ async def set_plan(conn: Conn, merchant_id: str, body: FeePlanIn) -> dict[str, A
     return plan_object(merchant_id, plan, default=False)
 
 
-async def reset_plan(conn: Conn, merchant_id: str) -> dict[str, Any]:
+async def _reset_plan(conn: Conn, merchant_id: str) -> dict[str, Any]:
     await conn.execute("DELETE FROM fee_plans WHERE merchant_id = %s", (merchant_id,))
     return plan_object(merchant_id, DEFAULT_PLAN, default=True)

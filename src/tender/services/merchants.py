@@ -117,6 +117,12 @@ async def roll_keys(db: Database, merchant_id: str, expire_old_in: int) -> Rolle
         return await roll_keys_in(conn, merchant_id, expire_old_in)
 
 
+async def key_is_known(db: Database, key: str) -> bool:
+    """Whether `key` is a live API key (`tender up` keeps showing the demo keys it saved while they work)."""
+    async with db.connection() as conn:
+        return await store.find_api_key(conn, hash_key(key)) is not None
+
+
 @dataclass(frozen=True, slots=True)
 class _Cached:
     principal: Principal

@@ -162,17 +162,19 @@ async def create_refund(
     return refund
 
 
-async def get_refund(conn: Conn, merchant_id: str, refund_id: str) -> dict[str, Any]:
-    row = await store.get(conn, merchant_id, refund_id)
+async def get_refund(db: Database, merchant_id: str, refund_id: str) -> dict[str, Any]:
+    async with db.connection() as conn:
+        row = await store.get(conn, merchant_id, refund_id)
     if row is None:
         raise NotFound("No such refund.", param="id")
     return row
 
 
 async def list_refunds(
-    conn: Conn, merchant_id: str, *, limit: int, starting_after: str | None, payment: str | None
+    db: Database, merchant_id: str, *, limit: int, starting_after: str | None, payment: str | None
 ) -> tuple[list[dict[str, Any]], bool]:
-    return await store.list_(conn, merchant_id, limit=limit, starting_after=starting_after, payment_id=payment)
+    async with db.connection() as conn:
+        return await store.list_(conn, merchant_id, limit=limit, starting_after=starting_after, payment_id=payment)
 
 
 async def retry_dead_letter(conn: Conn, refund_id: str) -> bool:

@@ -10,6 +10,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, pool
 
+from tender.store.db import Conn
+
 
 def sqlalchemy_url(url: str) -> str:
     """Alembic speaks SQLAlchemy: the same libpq URL, with the psycopg (v3) driver named."""
@@ -45,3 +47,10 @@ def current_revision(url: str) -> str | None:
             return MigrationContext.configure(conn).get_current_revision()
     finally:
         engine.dispose()
+
+
+async def schema_revision(conn: Conn) -> str | None:
+    """The revision the database's schema is at, on a pooled connection (readiness asks it every probe)."""
+    cur = await conn.execute("SELECT version_num FROM alembic_version")
+    row = await cur.fetchone()
+    return row["version_num"] if row else None

@@ -8,14 +8,12 @@ from fastapi import APIRouter, Request, Response
 
 from tender.api.deps import ContainerDep, Operator, json_body
 from tender.api.openapi import body_schema
-from tender.errors import InvalidRequest, NotFound
+from tender.errors import InvalidRequest
 from tender.services import fee_plans
 from tender.services import ledger as ledger_service
 from tender.services.fee_plans import FeePlanIn
 from tender.services.objects import dumps
 from tender.services.validation import parse
-from tender.store import merchants as merchant_store
-from tender.store.db import Conn
 
 router = APIRouter(prefix="/admin/v1", tags=["admin"], dependencies=[Operator])
 
@@ -24,11 +22,6 @@ _NO_MERCHANT: dict[int | str, dict[str, Any]] = {404: {"description": "No such m
 
 def _json(body: dict[str, Any]) -> Response:
     return Response(dumps(body), media_type="application/json")
-
-
-async def _known_merchant(conn: Conn, merchant_id: str) -> None:
-    if await merchant_store.get_merchant(conn, merchant_id) is None:
-        raise NotFound("No such merchant.", param="id")
 
 
 def _plan_body(payload: Any) -> FeePlanIn:
@@ -44,9 +37,7 @@ def _plan_body(payload: Any) -> FeePlanIn:
 @router.get("/merchants/{merchant_id}/fee_plan", summary="A merchant's fee plan", responses=_NO_MERCHANT)
 async def get_fee_plan(merchant_id: str, container: ContainerDep) -> Response:
     """`default: true` when the merchant has no plan of its own."""
-    async with container.db.connection() as conn:
-        await _known_merchant(conn, merchant_id)
-        return _json(await fee_plans.get_plan(conn, merchant_id))
+    return _json(await fee_plans.get_plan(container.db, merchant_id))
 
 
 @router.put(
@@ -63,16 +54,12 @@ async def put_fee_plan(merchant_id: str, request: Request, container: ContainerD
     payload = await json_body(request)  # the checks every body gets (size, NUL, a JSON object)
     # Read again with exact numbers: orjson's floats are not the percent the operator wrote.
     body = _plan_body(fee_plans.loads_exact(await request.body()) if payload else payload)
-    async with container.db.transaction() as conn:
-        await _known_merchant(conn, merchant_id)
-        return _json(await fee_plans.set_plan(conn, merchant_id, body))
+    return _json(await fee_plans.set_plan(container.db, merchant_id, body))
 
 
 @router.delete("/merchants/{merchant_id}/fee_plan", summary="Back to the default fee plan", responses=_NO_MERCHANT)
 async def delete_fee_plan(merchant_id: str, container: ContainerDep) -> Response:
-    async with container.db.transaction() as conn:
-        await _known_merchant(conn, merchant_id)
-        return _json(await fee_plans.reset_plan(conn, merchant_id))
+    return _json(await fee_plans.reset_plan(container.db, merchant_id))
 
 
 @router.get("/ledger/verify", summary="Verify the ledger (200 whether or not it balances)")

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tender.api.deps import ContainerDep, operator
 from tender.api.responses import JSON
-from tender.store import migrate
+from tender.services import readiness
 
 router = APIRouter(tags=["operations"])
 READY_TIMEOUT_SECONDS = 2.0
@@ -22,19 +20,12 @@ async def healthz() -> JSON:
 
 @router.get("/readyz", summary="The database answers and its schema is current")
 async def readyz(container: ContainerDep) -> JSON:
-    head = await asyncio.to_thread(migrate.head_revision)
-    try:
-        # A probe answers in time: a database that is down is a 503 within seconds, not after the
-        # pool's own wait for a connection.
-        async with container.db.connection(wait_seconds=READY_TIMEOUT_SECONDS) as conn:
-            cur = await conn.execute("SELECT version_num FROM alembic_version")
-            row = await cur.fetchone()
-    except Exception as exc:
-        return JSON({"status": "unavailable", "database": type(exc).__name__}, status_code=503)
-    current = row["version_num"] if row else None
-    if current != head:
-        return JSON({"status": "migrating", "schema": current, "expected": head}, status_code=503)
-    return JSON({"status": "ready", "schema": current})
+    ready = await readiness.readiness(container.db, wait_seconds=READY_TIMEOUT_SECONDS)
+    if ready.error is not None:
+        return JSON({"status": "unavailable", "database": ready.error}, status_code=503)
+    if ready.current != ready.expected:
+        return JSON({"status": "migrating", "schema": ready.current, "expected": ready.expected}, status_code=503)
+    return JSON({"status": "ready", "schema": ready.current})
 
 
 async def metrics_reader(request: Request, container: ContainerDep) -> None:

@@ -67,8 +67,7 @@ async def create_refund(
 
 @router.get("/v1/refunds/{refund_id}", summary="Retrieve a refund", responses={404: {"description": "No such refund."}})
 async def get_refund(refund_id: str, merchant: Merchant, container: ContainerDep) -> Response:
-    async with container.db.connection() as conn:
-        refund = await refunds.get_refund(conn, merchant.merchant_id, refund_id)
+    refund = await refunds.get_refund(container.db, merchant.merchant_id, refund_id)
     return Response(dumps(refund_object(refund)), media_type="application/json")
 
 
@@ -80,9 +79,8 @@ async def list_refunds(
     starting_after: StartingAfter = None,
     payment: Annotated[str | None, text_query("Only this payment's refunds")] = None,
 ) -> Response:
-    async with container.db.connection() as conn:
-        rows, has_more = await refunds.list_refunds(
-            conn, merchant.merchant_id, limit=limit, starting_after=starting_after, payment=payment
-        )
+    rows, has_more = await refunds.list_refunds(
+        container.db, merchant.merchant_id, limit=limit, starting_after=starting_after, payment=payment
+    )
     body = list_object([refund_object(r) for r in rows], has_more=has_more, url="/v1/refunds")
     return Response(dumps(body), media_type="application/json")
