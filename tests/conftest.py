@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import os
 import secrets
-import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -16,12 +15,6 @@ from typing import Any
 import pytest
 
 from tender.store import engine, migrate
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -96,7 +89,7 @@ def simulator_app() -> Any:
 
 @pytest.fixture(scope="session")
 async def simulator_url(simulator_app: Any) -> AsyncIterator[str]:
-    from tests.serve import serve
+    from tests.support.serve import serve
 
     async with serve(simulator_app) as url:
         yield url
@@ -131,20 +124,3 @@ async def merchant(container: Any) -> Any:
     from tender.services.merchants import create_merchant
 
     return await create_merchant(container.db, f"Shop {uuid.uuid4().hex[:6]}")
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-def card_payment(number: str = "4242424242424242", **overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "amount": 2500,
-        "currency": "BRL",
-        "payment_method": {
-            "type": "card",
-            "card": {"number": number, "exp_month": 10, "exp_year": 2030, "cvc": "123", "holder_name": "Luke"},
-        },
-    }
-    body.update(overrides)
-    return body

@@ -8,12 +8,15 @@ Fixtures: `browser` (one Chromium per session), `page` (a fresh context per test
 (390x844, mobile, touch), `no_script_page` (desktop size, JavaScript disabled) and `shots`, whose
 `await shots.shot(page, "step")` saves test-artifacts/browser/<test name>/<NN>-<step>.png in order; a failed
 test also leaves `failed-<fixture>.png` of each page it had. The final summary names the folder.
+
+The hosted checkout page's tests share `tender_url` (Tender's API and pages on a loopback port, per module),
+`shop`, `worker` (the payment pump, run while the browser waits) and `simulator` (simulator.test forwarded to
+the simulator's port); their classes and the shopper's steps are in tests/support/checkout_page.py.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -22,6 +25,13 @@ from typing import Any
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
+from starlette.applications import Starlette
+from starlette.routing import Route as StarletteRoute
+
+from tender.api.app import create_app
+from tests.support.browser import ARTIFACTS, TIMEOUT_MS, Shots, folder_of
+from tests.support.checkout_page import Shop, Simulator, Worker
+from tests.support.serve import serve
 
 CHROMIUM = os.environ.get("TENDER_TEST_CHROMIUM", "/usr/bin/chromium")
 # Playwright passes several of these by itself today (seen: --no-sandbox, --no-first-run and the three below);
@@ -37,16 +47,10 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-TIMEOUT_MS = 10_000  # a step that hangs fails in seconds, not Playwright's default 30 s
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}
 
 _SHOTS_KEY = pytest.StashKey[dict[str, int]]()  # test folder -> screenshots saved, for the summary
 _CALL_REPORT = pytest.StashKey[pytest.TestReport]()
-
-
-def folder_of(item: pytest.Item) -> Path:
-    return ARTIFACTS / re.sub(r"[^\w.-]+", "_", item.name).strip("_")
 
 
 @pytest.hookimpl(wrapper=True)
@@ -115,22 +119,6 @@ async def no_script_page(browser: Browser, request: pytest.FixtureRequest) -> As
         yield p
 
 
-class Shots:
-    """Numbered screenshots of one test's steps: <folder>/01-<step>.png, 02-..."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.count = 0
-
-    async def shot(self, page: Page, step: str) -> Path:
-        self.count += 1
-        self.folder.mkdir(parents=True, exist_ok=True)
-        name = re.sub(r"[^\w-]+", "-", step.lower()).strip("-") or "step"
-        path = self.folder / f"{self.count:02d}-{name}.png"
-        await page.screenshot(path=path, full_page=True)
-        return path
-
-
 @pytest.fixture
 def shots(request: pytest.FixtureRequest) -> Iterator[Shots]:
     folder = folder_of(request.node)
@@ -150,3 +138,40 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         where = ARTIFACTS
     terminalreporter.section("browser screenshots")
     terminalreporter.write_line(f"{sum(saved.values())} screenshots from {len(saved)} tests in {where}/")
+
+
+@pytest.fixture(scope="module")
+async def tender_url(container: Any) -> AsyncIterator[str]:
+    """Tender's API (and so its pages) on a loopback port; sessions made meanwhile get their `url` there."""
+    app = create_app(container)
+    await app.state.hub.start()  # serve() runs without lifespan: the hub is started here
+    saved = container.settings.public_url
+    try:
+        async with serve(app) as url:
+            container.settings.public_url = url  # Settings.base_url: the session's `url`, 3-D Secure's return
+            try:
+                yield url
+            finally:
+                container.settings.public_url = saved
+    finally:
+        await app.state.hub.stop()
+
+
+@pytest.fixture
+async def shop() -> AsyncIterator[Shop]:
+    s = Shop()
+    async with serve(Starlette(routes=[StarletteRoute("/thanks", s.page), StarletteRoute("/cart", s.page)])) as url:
+        s.url = url
+        yield s
+
+
+@pytest.fixture
+def worker(container: Any) -> Worker:
+    return Worker(container)
+
+
+@pytest.fixture
+async def simulator(simulator_url: str) -> AsyncIterator[Simulator]:
+    s = Simulator(simulator_url)
+    yield s
+    assert not s.errors, s.errors

@@ -9,7 +9,8 @@ scheduled look-up would) or the simulator's signed notification, posted to `/web
 the simulator's 303 reaches the browser (the session's simulator notifies nobody by itself). What the shopper
 sees is checked against the API: the payment's method and status, its payable, the session.
 
-The app, the shop, the pump and the simulator's routing are test_checkout_page.py's fixtures and helpers.
+The app, the shop, the pump and the simulator's routing are the card page's fixtures (tests/browser/conftest.py)
+and helpers (tests/support/checkout_page.py).
 """
 
 from __future__ import annotations
@@ -25,9 +26,8 @@ from playwright.async_api import Page, expect
 
 from tender.simulator import apm
 from tender.web.pages import METHOD_NAMES
-from tests.browser import test_checkout_page as checkout_page
-from tests.browser.conftest import TIMEOUT_MS, Shots
-from tests.browser.test_checkout_page import (
+from tests.support.browser import TIMEOUT_MS, Shots
+from tests.support.checkout_page import (
     GOOD,
     Shop,
     Simulator,
@@ -43,17 +43,9 @@ from tests.browser.test_checkout_page import (
     see_processing,
     session_now,
 )
-from tests.integration.test_apm_payments import notification_outcomes
-from tests.integration.test_operations import attempt_of, make_due, notification_for
+from tests.support.payments import attempt_of, make_due, notification_for, notification_outcomes
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
-
-# The same fixtures as the card page's tests (Tender on a loopback port, the shop, the pump, simulator.test).
-tender_url = checkout_page.tender_url
-shop = checkout_page.shop
-worker = checkout_page.worker
-simulator = checkout_page.simulator
-
 
 # -- helpers ---------------------------------------------------------------------------------------------
 

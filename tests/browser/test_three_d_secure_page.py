@@ -19,10 +19,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
-from tests.browser.conftest import Shots
-from tests.integration.test_authorization import drain, get, pay
-from tests.integration.test_operations import THREE_DS, attempt_of, authorizer, make_due, notification_for
-from tests.serve import serve
+from tests.support.browser import Shots
+from tests.support.payments import THREE_DS, attempt_of, authorizer, drain, get, make_due, notification_for, pay
+from tests.support.serve import serve
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 

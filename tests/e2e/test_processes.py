@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import free_port
-from tests.e2e.stack import Stack, environment, wait_until_healthy
+from tests.support.processes import Stack, environment, wait_until_healthy
+from tests.support.serve import free_port
 
 pytestmark = pytest.mark.e2e
 

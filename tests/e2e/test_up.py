@@ -8,7 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -16,25 +15,10 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import free_port
+from tests.support.processes import read_banner
+from tests.support.serve import free_port
 
 pytestmark = pytest.mark.e2e
-
-
-def read_banner(proc: subprocess.Popen[str], lines: list[str], timeout: float = 90) -> str:
-    """Collect output (a thread keeps reading, so the pipe never fills) until the banner's curl line."""
-    assert proc.stdout is not None
-    stdout = proc.stdout
-    threading.Thread(target=lambda: lines.extend(iter(stdout.readline, "")), daemon=True).start()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        seen = "".join(lines)
-        if "Try it:" in seen and "Idempotency-Key" in seen.split("Try it:")[1]:
-            return seen
-        if proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    raise AssertionError("no banner from tender up:\n" + "".join(lines)[-4000:])
 
 
 def test_up_runs_everything_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:

@@ -23,8 +23,8 @@ import psutil
 import pytest
 
 from tender.keyfiles import NOTIFY_SECRET_FILE
-from tests.conftest import free_port
-from tests.e2e.test_up import read_banner
+from tests.support.processes import read_banner
+from tests.support.serve import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-FIGURES_PROPERTY = "fault_figures"
+from tests.support.faults import FIGURES_PROPERTY
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -42,7 +42,7 @@ from psycopg.conninfo import conninfo_to_dict
 from tender.services.live import APPLICATION_NAME as HUB_APPLICATION
 from tender.store import engine, migrate
 from tender.worker.runner import LISTEN_APPLICATION as WORKER_APPLICATION
-from tests.faults.test_pipeline_faults import (
+from tests.support.faults import (
     SIMULATOR_FAULTS,
     WORKER_ENV,
     Chaos,

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from tests.fuzz import mapping
-from tests.fuzz.report import TABLE
-from tests.fuzz.stack import ServedStack
-from tests.fuzz.world import World, seed
+from tests.support.fuzz import mapping
+from tests.support.fuzz.report import TABLE
+from tests.support.fuzz.stack import ServedStack
+from tests.support.fuzz.world import World, seed
 
 
 @pytest.fixture(scope="session")

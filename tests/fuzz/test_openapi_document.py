@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.fuzz.schema import load, openapi_document, operations
+from tests.support.fuzz.schema import load, openapi_document, operations
 
 pytestmark = pytest.mark.fuzz
 

@@ -14,10 +14,10 @@ import pytest
 from schemathesis import Case
 from schemathesis.checks import not_a_server_error
 
-from tests.fuzz.report import TABLE, TURNED_AWAY
-from tests.fuzz.schema import REQUEST_TIMEOUT, load, operations
-from tests.fuzz.stack import ServedStack
-from tests.fuzz.world import World
+from tests.support.fuzz.report import TABLE, TURNED_AWAY
+from tests.support.fuzz.schema import REQUEST_TIMEOUT, load, operations
+from tests.support.fuzz.stack import ServedStack
+from tests.support.fuzz.world import World
 
 pytestmark = pytest.mark.fuzz
 

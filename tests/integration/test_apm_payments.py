@@ -14,12 +14,11 @@ import httpx
 import pytest
 
 from tender.services.merchants import create_merchant
-from tests.conftest import auth
-from tests.integration.test_authorization import drain, get, sim_records
-from tests.integration.test_operations import attempt_of, authorizer, make_due
-from tests.integration.test_refunds import drain_refunds, pump
-from tests.integration.test_settlement import set_fee_plan
-from tests.serve import serve
+from tests.support.api import auth
+from tests.support.money import set_fee_plan
+from tests.support.payments import attempt_of, authorizer, drain, get, make_due, notification_outcomes, sim_records
+from tests.support.refunds import drain_refunds, pump
+from tests.support.serve import serve
 
 pytestmark = pytest.mark.integration
 
@@ -77,15 +76,6 @@ async def settled(api: Any, merchant: Any, payment_id: str, seconds: float = 10.
         while (p := await get(api, merchant, payment_id))["status"] == "requires_action":  # noqa: ASYNC110
             await asyncio.sleep(0.05)
     return p
-
-
-async def notification_outcomes(container: Any, reference: str) -> list[str]:
-    async with container.db.connection() as conn:
-        cur = await conn.execute(
-            "SELECT outcome FROM processor_events WHERE payload->'data'->>'reference' = %s ORDER BY received",
-            (reference,),
-        )
-        return [r["outcome"] for r in await cur.fetchall()]
 
 
 async def event_types(api: Any, merchant: Any, payment_id: str) -> list[str]:

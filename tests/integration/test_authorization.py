@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tender.services.authorization import Authorizer, RetryPolicy
-from tests.conftest import auth, card_payment
+from tender.services.authorization import Authorizer
+from tests.support.payments import authorizer, drain, get, pay, sim_records
 
 pytestmark = pytest.mark.integration
 
@@ -26,43 +26,6 @@ CARD_OUTCOMES = [
     ("4000002760003184", "requires_action", None, None, "visa", "credit"),
     ("6011111111111117", "succeeded", None, None, "discover", "credit"),  # any other Luhn-valid number
 ]
-
-
-def authorizer(container: Any, lease: float = 30.0) -> Authorizer:
-    return Authorizer(
-        container.db,
-        container.vault,
-        container.processors,
-        lease_seconds=lease,
-        retry=RetryPolicy(base_seconds=0.01, cap_seconds=0.05, lookup_delay_seconds=0.0),
-    )
-
-
-async def drain(a: Authorizer, rounds: int = 80) -> None:
-    """Run batches until nothing is due for a few rounds in a row (the test back-off is at most 0.05 s)."""
-    idle = 0
-    for _ in range(rounds):
-        idle = idle + 1 if await a.run_batch(100) == 0 else 0
-        if idle == 3:
-            return
-        await asyncio.sleep(0.06)
-
-
-async def pay(api: Any, merchant: Any, number: str = "4242424242424242", **kw: Any) -> dict[str, Any]:
-    r = await api.post("/v1/payments", json=card_payment(number, **kw), headers=auth(merchant.secret_key))
-    assert r.status_code == 202, r.text
-    return dict(r.json())
-
-
-async def get(api: Any, merchant: Any, payment_id: str) -> dict[str, Any]:
-    return dict((await api.get(f"/v1/payments/{payment_id}", headers=auth(merchant.secret_key))).json())
-
-
-async def sim_records(simulator_app: Any, payment_id: str) -> list[dict[str, Any]]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=simulator_app), base_url="http://s") as c:
-        r = await c.get("/_sim/authorizations", params={"payment": payment_id})
-    data = r.json()
-    return list(data["data"] if isinstance(data, dict) else data)
 
 
 @pytest.mark.parametrize(("number", "status", "failure", "decline", "brand", "funding"), CARD_OUTCOMES)
@@ -194,6 +157,7 @@ async def test_crash_before_the_call_arrived_resends_under_the_same_key(
 
 
 async def test_a_worker_whose_lease_was_taken_over_writes_nothing(api: Any, container: Any, merchant: Any) -> None:
+    from tender.domain.transitions import PaymentChange
     from tender.store.payments import update_after_processing
     from tender.worker.claim import claim_due
 
@@ -214,21 +178,21 @@ async def test_a_worker_whose_lease_was_taken_over_writes_nothing(api: Any, cont
             conn,
             first.token,
             [
-                {
-                    "id": created["id"],
-                    "expected_status": "processing",
-                    "status": "failed",
-                    "amount_captured": 0,
-                    "failure_code": "x",
-                    "decline_code": None,
-                    "failure_message": None,
-                    "next_action": None,
-                    "processor_reference": None,
-                    "next_run_at": None,
-                    "last_error": None,
-                    "reset_tries": True,
-                    "updated": created["created"],
-                }
+                PaymentChange(
+                    id=created["id"],
+                    expected_status="processing",
+                    status="failed",
+                    amount_captured=0,
+                    failure_code="x",
+                    decline_code=None,
+                    failure_message=None,
+                    next_action=None,
+                    processor_reference=None,
+                    next_run_at=None,
+                    last_error=None,
+                    reset_tries=True,
+                    updated=created["created"],
+                )
             ],
         )
     assert written == set()

@@ -12,43 +12,21 @@ from psycopg.types.json import Jsonb
 
 from tender.services.merchants import create_merchant
 from tender.store import ledger as ledger_store
-from tests.integration.test_authorization import drain, get, pay
-from tests.integration.test_operations import (
+from tests.support.money import assert_ledger_clean, entries_of, payment_payables
+from tests.support.payments import (
     attempt_of,
     authorized,
     authorizer,
+    drain,
+    get,
     notification_for,
+    pay,
     post,
     shopper_decides,
     three_ds_payment,
 )
 
 pytestmark = pytest.mark.integration
-
-
-async def payables_of(container: Any, payment_id: str) -> list[dict[str, Any]]:
-    async with container.db.connection() as conn:
-        cur = await conn.execute("SELECT * FROM payables WHERE payment_id = %s ORDER BY id", (payment_id,))
-        return list(await cur.fetchall())
-
-
-async def entries_of(container: Any, payment_id: str) -> list[dict[str, Any]]:
-    async with container.db.connection() as conn:
-        cur = await conn.execute(
-            "SELECT e.id, e.type, e.amount, e.fee, e.net, e.available_on,"
-            " jsonb_object_agg(l.account_id, l.amount) AS lines"
-            " FROM journal_entries e JOIN journal_lines l ON l.entry_id = e.id WHERE e.source_id = %s"
-            " GROUP BY e.id ORDER BY e.id",
-            (payment_id,),
-        )
-        return list(await cur.fetchall())
-
-
-async def assert_ledger_clean(container: Any) -> None:
-    async with container.db.connection() as conn:
-        assert await ledger_store.unbalanced_entries(conn) == []
-        assert await ledger_store.drifted_accounts(conn) == []
-        assert await ledger_store.balances_against_payables(conn) == []
 
 
 async def fresh_merchant(container: Any) -> Any:
@@ -61,7 +39,7 @@ async def test_an_automatic_capture_earns_one_payable_and_one_entry(api: Any, co
     await drain(authorizer(container))
     assert (await get(api, merchant, created["id"]))["status"] == "succeeded"
 
-    [payable] = await payables_of(container, created["id"])
+    [payable] = await payment_payables(container, created["id"])
     today = datetime.now(UTC).date()
     assert (payable["type"], payable["status"], payable["amount"], payable["fee"], payable["net"]) == (
         "payment", "waiting_funds", 2500, 125, 2375,
@@ -86,7 +64,7 @@ async def test_a_debit_card_is_paid_at_once_at_three_percent(api: Any, container
     merchant = await fresh_merchant(container)
     created = await pay(api, merchant, "4000056655665556", amount=1050, currency="USD")
     await drain(authorizer(container))
-    [payable] = await payables_of(container, created["id"])
+    [payable] = await payment_payables(container, created["id"])
     # 3% of 1050 = 31.5 -> 32 (half up)
     assert (payable["status"], payable["fee"], payable["net"]) == ("paid", 32, 1018)
     assert payable["payment_date"] == datetime.now(UTC).date()
@@ -106,8 +84,8 @@ async def test_no_payable_for_a_decline_or_an_authorization_only(api: Any, conta
     await drain(authorizer(container))
     assert (await get(api, merchant, declined["id"]))["status"] == "failed"
     assert (await get(api, merchant, held["id"]))["status"] == "requires_capture"
-    assert await payables_of(container, declined["id"]) == []
-    assert await payables_of(container, held["id"]) == []
+    assert await payment_payables(container, declined["id"]) == []
+    assert await payment_payables(container, held["id"]) == []
 
 
 async def test_a_partial_capture_pays_the_fee_on_the_captured_amount(api: Any, container: Any) -> None:
@@ -116,7 +94,7 @@ async def test_a_partial_capture_pays_the_fee_on_the_captured_amount(api: Any, c
     r = await post(api, merchant, f"/v1/payments/{p['id']}/capture", {"amount": 1010})
     assert r.status_code == 202
     await drain(authorizer(container))
-    [payable] = await payables_of(container, p["id"])
+    [payable] = await payment_payables(container, p["id"])
     assert (payable["amount"], payable["fee"], payable["net"]) == (1010, 51, 959)  # 5% of 1010 = 50.5 -> 51
     await assert_ledger_clean(container)
 
@@ -135,7 +113,7 @@ async def test_a_3ds_approval_by_notification_posts_once_however_often_it_is_tol
     body2, headers2 = await notification_for(simulator_url, reference)
     assert (await api.post("/webhooks/simulator", content=body2, headers=headers2)).json()["outcome"] == "stale"
     await drain(authorizer(container))
-    assert len(await payables_of(container, p["id"])) == 1
+    assert len(await payment_payables(container, p["id"])) == 1
     assert len(await entries_of(container, p["id"])) == 1
     await assert_ledger_clean(container)
 
@@ -153,7 +131,7 @@ async def test_a_capture_that_cannot_be_posted_does_not_happen(api: Any, contain
     with pytest.raises(LookupError):
         await authorizer(container).run_batch(1000)
     assert (await get(api, merchant, created["id"]))["status"] == "processing"
-    assert await payables_of(container, created["id"]) == []
+    assert await payment_payables(container, created["id"]) == []
     assert await entries_of(container, created["id"]) == []
     # With a usable plan the next run captures it, once (the simulator replays the same authorization).
     async with container.db.connection() as conn:
@@ -161,7 +139,7 @@ async def test_a_capture_that_cannot_be_posted_does_not_happen(api: Any, contain
         await conn.execute("UPDATE payments SET next_run_at = now() WHERE id = %s", (created["id"],))
     await drain(authorizer(container))
     assert (await get(api, merchant, created["id"]))["status"] == "succeeded"
-    assert len(await payables_of(container, created["id"])) == 1
+    assert len(await payment_payables(container, created["id"])) == 1
     await assert_ledger_clean(container)
 
 

@@ -11,46 +11,11 @@ from urllib.parse import urlencode
 import pytest
 
 from tender.services.checkout import ExpiryPump
-from tests.conftest import auth
-from tests.integration.test_authorization import authorizer, drain
+from tests.support.api import auth
+from tests.support.checkout import FORM, card_form, events_of, new_session, page_path, session_body
+from tests.support.payments import authorizer, drain
 
 pytestmark = pytest.mark.integration
-
-FORM = {"Content-Type": "application/x-www-form-urlencoded"}
-
-
-def session_body(ref: str, **overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "amount": 2500,
-        "currency": "BRL",
-        "reference": ref,
-        "success_url": "https://shop.example/thanks?order=1",
-        "cancel_url": "https://shop.example/cart",
-        "description": "Order #1",
-    }
-    body.update(overrides)
-    return body
-
-
-async def new_session(api: Any, merchant: Any, reference: str = "order-1", **overrides: Any) -> dict[str, Any]:
-    r = await api.post(
-        "/v1/checkout/sessions", json=session_body(reference, **overrides), headers=auth(merchant.secret_key)
-    )
-    assert r.status_code == 201, r.text
-    return dict(r.json())
-
-
-def page_path(session: dict[str, Any]) -> str:
-    return "/checkout/" + session["id"]
-
-
-def card_form(number: str = "4242424242424242", expiry: str = "10/30", cvc: str = "123") -> str:
-    return urlencode({"number": number, "expiry": expiry, "cvc": cvc, "holder_name": "Leia Organa"})
-
-
-async def events_of(api: Any, merchant: Any, type_: str) -> list[dict[str, Any]]:
-    r = await api.get("/v1/events", params={"type": type_}, headers=auth(merchant.secret_key))
-    return list(r.json()["data"])
 
 
 async def test_a_session_is_registered_once_per_reference(api: Any, merchant: Any) -> None:
@@ -232,7 +197,7 @@ async def test_a_session_stops_taking_cards_after_ten_attempts(api: Any, contain
 async def test_a_wallet_payment_goes_to_the_providers_page_and_completes_the_session(
     api: Any, container: Any, merchant: Any, simulator_url: str
 ) -> None:
-    from tests.integration.test_operations import shopper_decides
+    from tests.support.payments import shopper_decides
 
     session = await new_session(api, merchant, payment_method_types=["card", "wallet", "upi"])
     path = page_path(session)

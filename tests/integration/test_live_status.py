@@ -16,7 +16,7 @@ import pytest
 
 from tender.services.authorization import Authorizer
 from tender.services.merchants import create_merchant
-from tests.conftest import auth, card_payment
+from tests.support.api import auth, card_payment
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +54,7 @@ async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture(scope="module")
 async def server_url(app: Any) -> AsyncIterator[str]:
     """The same app on a real loopback port: the ASGI test transport does not stream."""
-    from tests.serve import serve
+    from tests.support.serve import serve
 
     async with serve(app) as url:
         yield url

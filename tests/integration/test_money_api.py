@@ -10,15 +10,8 @@ import pytest
 
 from tender.services.merchants import create_merchant
 from tender.services.settlement import settle_all
-from tests.conftest import auth
-from tests.integration.test_settlement import (
-    CREDIT,
-    DEBIT,
-    admin,
-    capture,
-    plan_rule,
-    set_fee_plan,
-)
+from tests.support.api import auth
+from tests.support.money import CREDIT, DEBIT, admin, capture, plan_rule, set_fee_plan
 
 pytestmark = pytest.mark.integration
 

@@ -3,59 +3,32 @@ served on a loopback port, the API in process."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import timedelta
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 
-from tender.services.authorization import Authorizer, RetryPolicy
-from tender.simulator.notify import sign
-from tests.conftest import auth
-from tests.integration.test_authorization import drain, get, pay
+from tests.support.api import auth
+from tests.support.payments import (
+    attempt_of,
+    authorized,
+    authorizer,
+    drain,
+    get,
+    make_due,
+    notification_for,
+    pay,
+    post,
+    shopper_decides,
+    three_ds_payment,
+)
 
 pytestmark = pytest.mark.integration
 
-THREE_DS = "4000002760003184"
-
-
-def authorizer(container: Any, **retry: Any) -> Authorizer:
-    policy = RetryPolicy(base_seconds=0.01, cap_seconds=0.05, lookup_delay_seconds=0.0, **retry)
-    return Authorizer(container.db, container.vault, container.processors, lease_seconds=30, retry=policy)
-
-
-async def post(api: Any, merchant: Any, path: str, body: dict[str, Any] | None = None, **headers: str) -> Any:
-    return await api.post(path, json=body or {}, headers={**auth(merchant.secret_key), **headers})
-
-
-async def attempt_of(container: Any, payment_id: str, operation: str = "authorize") -> dict[str, Any]:
-    async with container.db.connection() as conn:
-        cur = await conn.execute(
-            "SELECT * FROM payment_attempts WHERE payment_id = %s AND operation = %s ORDER BY id DESC LIMIT 1",
-            (payment_id, operation),
-        )
-        row = await cur.fetchone()
-    assert row is not None
-    return dict(row)
-
-
-async def make_due(container: Any, payment_id: str) -> None:
-    async with container.db.connection() as conn:
-        await conn.execute("UPDATE payments SET next_run_at = now() WHERE id = %s", (payment_id,))
-
 
 # -- capture and cancel ------------------------------------------------------------------------
-
-
-async def authorized(api: Any, container: Any, merchant: Any, number: str = "4242424242424242") -> dict[str, Any]:
-    created = await pay(api, merchant, number, capture=False)
-    await drain(authorizer(container))
-    p = await get(api, merchant, created["id"])
-    assert p["status"] == "requires_capture"
-    return p
 
 
 async def test_full_capture(api: Any, container: Any, merchant: Any, simulator_url: str) -> None:
@@ -135,22 +108,6 @@ async def test_cancel_an_authorized_payment(api: Any, container: Any, merchant: 
 # -- 3-D Secure ---------------------------------------------------------------------------------
 
 
-async def three_ds_payment(api: Any, container: Any, merchant: Any) -> dict[str, Any]:
-    created = await pay(api, merchant, THREE_DS, return_url="https://shop.example/back")
-    await drain(authorizer(container))
-    p = await get(api, merchant, created["id"])
-    assert p["status"] == "requires_action"
-    return p
-
-
-async def shopper_decides(simulator_url: str, payment: dict[str, Any], decision: str) -> httpx.Response:
-    path = httpx.URL(payment["next_action"]["url"]).path
-    async with httpx.AsyncClient(base_url=simulator_url) as sim:
-        page = await sim.get(path)
-        assert page.status_code == 200 and "Approve" in page.text
-        return await sim.post(path, data={"decision": decision}, follow_redirects=False)
-
-
 async def test_3ds_result_is_found_by_lookup_when_no_notification_comes(
     api: Any, container: Any, merchant: Any, simulator_url: str
 ) -> None:
@@ -185,25 +142,6 @@ async def test_cancel_while_waiting_for_the_shopper(api: Any, container: Any, me
 
 
 # -- inbound notifications ----------------------------------------------------------------------
-
-
-async def notification_for(
-    simulator_url: str, reference: str, event_id: str | None = None, **override: Any
-) -> tuple[bytes, dict[str, str]]:
-    async with httpx.AsyncClient(base_url=simulator_url) as sim:
-        data = (await sim.get(f"/v1/authorizations/{reference}")).json()
-    data.update(override)
-    event = {
-        "id": event_id or f"simevt_{uuid.uuid4().hex}",
-        "type": "authorization.updated",
-        "created": int(time.time()),
-        "data": data,
-    }
-    body = orjson.dumps(event)
-    return body, {
-        "Simulator-Signature": sign("simsecret_dev", body, int(time.time())),
-        "Content-Type": "application/json",
-    }
 
 
 async def test_a_3ds_notification_settles_the_payment_once(

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import auth, card_payment
+from tests.support.api import auth, card_payment
 
 pytestmark = pytest.mark.integration
 

@@ -15,31 +15,17 @@ import pytest
 from tender.processors.base import Outcome, ProcessorResult
 from tender.processors.simulator import SimulatorProcessor
 from tender.services import refunds as refund_service
-from tender.services.authorization import RetryPolicy
 from tender.services.merchants import create_merchant
 from tender.services.refunds import RefundPump
 from tender.store import ledger as ledger_store
-from tests.conftest import auth
-from tests.integration.test_authorization import authorizer, drain, get, pay
+from tests.support.api import auth
+from tests.support.payments import authorizer, drain, get, pay
+from tests.support.refunds import drain_refunds, pump, refund
 
 pytestmark = pytest.mark.integration
 
 CREDIT = "4242424242424242"  # its capture payable waits 30 days under the default plan
 DEBIT = "4000056655665556"  # its capture payable is paid at once
-
-
-def pump(container: Any, processors: Any = None, **retry: Any) -> RefundPump:
-    policy = RetryPolicy(base_seconds=0.01, cap_seconds=0.05, lookup_delay_seconds=0.0, **retry)
-    return RefundPump(container.db, processors or container.processors, lease_seconds=30, retry=policy)
-
-
-async def drain_refunds(p: RefundPump, rounds: int = 60) -> None:
-    idle = 0
-    for _ in range(rounds):
-        idle = idle + 1 if await p.run_batch(100) == 0 else 0
-        if idle == 3:
-            return
-        await asyncio.sleep(0.06)
 
 
 async def captured(api: Any, container: Any, merchant: Any, number: str = CREDIT, amount: int = 2500) -> str:
@@ -48,13 +34,6 @@ async def captured(api: Any, container: Any, merchant: Any, number: str = CREDIT
     payment = await get(api, merchant, created["id"])
     assert (payment["status"], payment["amount_captured"]) == ("succeeded", amount)
     return str(created["id"])
-
-
-async def refund(api: Any, merchant: Any, body: dict[str, Any], **headers: str) -> httpx.Response:
-    response: httpx.Response = await api.post(
-        "/v1/refunds", json=body, headers={**auth(merchant.secret_key), **headers}
-    )
-    return response
 
 
 async def fetch(api: Any, merchant: Any, refund_id: str) -> dict[str, Any]:

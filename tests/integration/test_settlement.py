@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 from collections import Counter, defaultdict
 from datetime import date, timedelta
 from typing import Any
@@ -15,58 +13,26 @@ from typing import Any
 import psycopg
 import pytest
 
-from tender.services import ledger as ledger_service
 from tender.services.settlement import SettlementPump, settle_all, settle_due
-from tests.conftest import auth
-from tests.e2e.stack import environment
-from tests.integration.test_authorization import authorizer, drain, pay
+from tests.support.money import (
+    CREDIT,
+    DEBIT,
+    assert_ledger_clean,
+    capture,
+    payables_of,
+    plan_rule,
+    query,
+    set_fee_plan,
+    settlements_of,
+)
+from tests.support.processes import tender
 
 pytestmark = pytest.mark.integration
 
-CREDIT = "4242424242424242"
-DEBIT = "4000056655665556"
 CURRENCIES = ("BRL", "JPY", "BHD")
 
 
 # -- helpers (test_money_api.py uses them too) --------------------------------------------------------------
-
-
-def admin(settings: Any) -> dict[str, str]:
-    return auth(settings.admin_key.get_secret_value())
-
-
-def plan_rule(percent: str, delay_days: int, starts: str = "waiting_funds", **kw: Any) -> dict[str, Any]:
-    return {"payment_method": "*", "funding": "*", "percent": percent, "delay_days": delay_days, "starts": starts, **kw}
-
-
-async def set_fee_plan(api: Any, settings: Any, merchant_id: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
-    r = await api.put(f"/admin/v1/merchants/{merchant_id}/fee_plan", json={"rules": rules}, headers=admin(settings))
-    assert r.status_code == 200, r.text
-    return dict(r.json())
-
-
-async def capture(api: Any, container: Any, merchant: Any, *payments: tuple[str, int, str]) -> list[str]:
-    """Pay (card number, amount, currency) each and run the worker's authorization pump until done."""
-    ids = [
-        (await pay(api, merchant, number, amount=amount, currency=currency))["id"]
-        for number, amount, currency in payments
-    ]
-    await drain(authorizer(container))
-    return ids
-
-
-async def query(container: Any, sql: str, *params: Any) -> list[dict[str, Any]]:
-    async with container.db.connection() as conn:
-        cur = await conn.execute(sql, params)
-        return [dict(r) for r in await cur.fetchall()]
-
-
-async def payables_of(container: Any, merchant_id: str) -> list[dict[str, Any]]:
-    return await query(container, "SELECT * FROM payables WHERE merchant_id = %s ORDER BY id", merchant_id)
-
-
-async def settlements_of(container: Any, merchant_id: str) -> list[dict[str, Any]]:
-    return await query(container, "SELECT * FROM settlements WHERE merchant_id = %s ORDER BY id", merchant_id)
 
 
 async def account_balance(container: Any, account_id: str) -> int:
@@ -103,13 +69,6 @@ async def assert_settled_exactly_once(container: Any, merchant_id: str) -> None:
     assert set(paid_events) == {p["id"] for p in payables if p["status"] == "paid"}
     created = Counter(e["object_id"] for e in await events_of(container, merchant_id, "settlement.created"))
     assert created == Counter({s["id"]: 1 for s in settlements})
-
-
-async def assert_ledger_clean(container: Any) -> dict[str, Any]:
-    report = await ledger_service.verify(container.db)
-    assert report["balanced"] is True, report
-    assert report["unbalanced_entries"] == report["drifted_accounts"] == report["balance_mismatches"] == []
-    return report
 
 
 def today_of(payables: list[dict[str, Any]]) -> date:
@@ -323,19 +282,6 @@ async def test_an_unbalanced_entry_is_refused(container: Any, merchant: Any) -> 
 
 
 # -- the commands, as separate processes -----------------------------------------------------------------
-
-
-async def tender(tender_env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    env = environment(tender_env, COLUMNS="200")  # wide enough that rich never folds an id
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "tender", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 async def test_tender_settle_balance_and_ledger_verify(

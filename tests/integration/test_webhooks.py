@@ -22,14 +22,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tender.services import webhook_endpoints
 from tender.services.merchants import create_merchant
 from tender.services.settlement import settle_all
 from tender.services.webhook_delivery import DeliveryPolicy, DeliveryPump
-from tests.conftest import auth
-from tests.integration.test_authorization import authorizer, drain, get, pay
-from tests.integration.test_operations import notification_for, shopper_decides, three_ds_payment
-from tests.serve import serve
+from tests.support.api import auth
+from tests.support.payments import authorizer, drain, get, notification_for, pay, shopper_decides, three_ds_payment
+from tests.support.serve import serve
+from tests.support.webhooks import delete_made_endpoints, make_endpoint
 
 pytestmark = pytest.mark.integration
 
@@ -93,28 +92,12 @@ async def pump(container: Any) -> AsyncIterator[DeliveryPump]:
     await p.aclose()
 
 
-_made: list[str] = []
-
-
 @pytest.fixture(autouse=True)
 async def delete_endpoints_afterwards(container: Any) -> AsyncIterator[None]:
     """The database is shared by the session: an endpoint left behind would get later tests' events (a
     settlement run settles every merchant) and send them to a receiver that is gone."""
     yield
-    async with container.db.connection() as conn:
-        await conn.execute("DELETE FROM webhook_endpoints WHERE id = ANY(%s)", (_made,))
-    _made.clear()
-
-
-async def make_endpoint(container: Any, merchant: Any, url: str, events: list[str] | None = None) -> dict[str, Any]:
-    """Created through the service, as the API would with TENDER_WEBHOOK_ALLOW_PRIVATE (the receiver is local)."""
-    request = webhook_endpoints.EndpointCreate(url=url, events=events or ["*"])
-    async with container.db.transaction() as conn:
-        endpoint = await webhook_endpoints.create(
-            conn, container.vault, merchant.merchant.id, request, allow_private=True
-        )
-    _made.append(endpoint["id"])
-    return endpoint
+    await delete_made_endpoints(container)
 
 
 async def query(container: Any, sql: str, *params: Any) -> list[dict[str, Any]]:

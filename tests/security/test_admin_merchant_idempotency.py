@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tender.services.merchants import OPERATOR_SCOPE
-from tests.conftest import auth
+from tests.support.api import auth
 
 pytestmark = pytest.mark.integration
 

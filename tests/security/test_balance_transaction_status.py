@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from tender.services.settlement import settle_all
-from tests.conftest import auth
-from tests.integration.test_refunds import drain_refunds, pump, refund
-from tests.integration.test_settlement import assert_ledger_clean, capture, payables_of, plan_rule, set_fee_plan
+from tests.support.api import auth
+from tests.support.money import assert_ledger_clean, capture, payables_of, plan_rule, set_fee_plan
+from tests.support.refunds import drain_refunds, pump, refund
 
 pytestmark = pytest.mark.integration
 

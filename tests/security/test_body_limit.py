@@ -16,9 +16,9 @@ from starlette.types import Message, Receive, Scope, Send
 from tender.api.app import create_app
 from tender.api.limits import RequestLimits
 from tender.config import Settings
-from tests.conftest import auth, card_payment
-from tests.integration.test_checkout import FORM, card_form, new_session, page_path
-from tests.serve import serve
+from tests.support.api import auth, card_payment
+from tests.support.checkout import FORM, card_form, new_session, page_path
+from tests.support.serve import serve
 
 pytestmark = pytest.mark.integration
 

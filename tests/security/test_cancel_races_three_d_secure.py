@@ -12,18 +12,19 @@ import pytest
 
 from tender.processors.simulator import SimulatorProcessor
 from tender.services.authorization import Authorizer, RetryPolicy
-from tests.conftest import free_port
-from tests.integration.test_authorization import drain, get
-from tests.integration.test_capture_money import assert_ledger_clean, entries_of, payables_of
-from tests.integration.test_operations import (
+from tests.support.money import assert_ledger_clean, entries_of, payment_payables
+from tests.support.payments import (
     attempt_of,
     authorized,
     authorizer,
+    drain,
+    get,
     make_due,
     post,
     shopper_decides,
     three_ds_payment,
 )
+from tests.support.serve import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +60,7 @@ async def test_cancel_after_an_approved_challenge_whose_notification_was_lost_en
     done = await get(api, merchant, p["id"])
     assert (done["status"], done["amount_captured"], done["next_action"]) == ("succeeded", 2500, None)
     assert (done["failure_code"], done["failure_message"]) == (None, None)  # the refused cancel is not a failure
-    [payable] = await payables_of(container, p["id"])
+    [payable] = await payment_payables(container, p["id"])
     assert (payable["type"], payable["amount"]) == ("payment", 2500)
     [entry] = await entries_of(container, p["id"])
     assert entry["amount"] == 2500
@@ -113,7 +114,7 @@ async def test_a_refused_capture_of_an_authorization_voided_at_the_processor_end
     assert (await attempt_of(container, p["id"], "capture"))["status"] == "declined"
     done = await get(api, merchant, p["id"])
     assert (done["status"], done["amount_captured"]) == ("canceled", 0)
-    assert await payables_of(container, p["id"]) == []
+    assert await payment_payables(container, p["id"]) == []
     assert (await event_types(container, p["id"]))[-1] == "payment.canceled"
 
 
@@ -135,6 +136,6 @@ async def test_a_refused_cancel_of_a_partly_captured_authorization_books_what_th
 
     done = await get(api, merchant, p["id"])
     assert (done["status"], done["amount_captured"]) == ("succeeded", 1000)
-    [payable] = await payables_of(container, p["id"])
+    [payable] = await payment_payables(container, p["id"])
     assert payable["amount"] == 1000
     await assert_ledger_clean(container)

@@ -23,7 +23,8 @@ import pytest
 
 from tender.api.app import create_app
 from tender.store.db import APPLICATION_NAME, Database
-from tests.conftest import auth, card_payment, free_port
+from tests.support.api import auth, card_payment
+from tests.support.serve import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,8 @@ import pytest
 from tender.config import Settings
 from tender.processors.base import AuthorizeRequest, CardData
 from tender.services import maintenance
-from tests.conftest import auth
-from tests.integration.test_authorization import drain, get, pay
-from tests.integration.test_operations import attempt_of, authorizer, make_due
+from tests.support.api import auth
+from tests.support.payments import attempt_of, authorizer, drain, get, make_due, pay
 
 pytestmark = pytest.mark.integration
 

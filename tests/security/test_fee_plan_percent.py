@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tender.services.fee_plans import parse_percent
-from tests.integration.test_settlement import admin, plan_rule
+from tests.support.money import admin, plan_rule
 
 pytestmark = pytest.mark.integration
 

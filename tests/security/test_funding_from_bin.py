@@ -7,10 +7,18 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import auth, card_payment
-from tests.integration.test_authorization import authorizer, drain, get, pay
-from tests.integration.test_operations import attempt_of, notification_for, shopper_decides, three_ds_payment
-from tests.integration.test_settlement import assert_ledger_clean, payables_of, query
+from tests.support.api import auth, card_payment
+from tests.support.money import assert_ledger_clean, payables_of, query
+from tests.support.payments import (
+    attempt_of,
+    authorizer,
+    drain,
+    get,
+    notification_for,
+    pay,
+    shopper_decides,
+    three_ds_payment,
+)
 
 pytestmark = pytest.mark.integration
 

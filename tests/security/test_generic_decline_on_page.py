@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from tender.services.outcomes import DECLINE_MESSAGES
-from tests.conftest import auth
-from tests.integration.test_authorization import authorizer, drain
-from tests.integration.test_checkout import FORM, card_form, events_of, new_session, page_path
+from tests.support.api import auth
+from tests.support.checkout import FORM, card_form, events_of, new_session, page_path
+from tests.support.payments import authorizer, drain
 
 pytestmark = pytest.mark.integration
 

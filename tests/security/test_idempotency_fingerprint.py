@@ -15,8 +15,8 @@ import pytest
 from tender.domain.cards import luhn_valid
 from tender.services.idempotency import request_fingerprint
 from tender.vault import Vault
-from tests.conftest import auth, card_payment
-from tests.integration.test_authorization import authorizer, drain
+from tests.support.api import auth, card_payment
+from tests.support.payments import authorizer, drain
 
 pytestmark = pytest.mark.integration
 

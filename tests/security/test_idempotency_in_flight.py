@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.conftest import auth, card_payment
+from tests.support.api import auth, card_payment
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,9 @@ import httpx
 import pytest
 
 from tender.config import Settings
-from tests.conftest import auth, free_port
-from tests.e2e.stack import environment
+from tests.support.api import auth
+from tests.support.processes import environment
+from tests.support.serve import free_port
 
 pytestmark = pytest.mark.integration
 

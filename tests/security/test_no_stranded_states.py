@@ -14,14 +14,16 @@ import pytest
 
 from tender.services import maintenance
 from tender.services.merchants import create_merchant
-from tests.conftest import auth
-from tests.integration.test_authorization import drain, get, pay
-from tests.integration.test_operations import (
+from tests.support.api import auth
+from tests.support.payments import (
     attempt_of,
     authorized,
     authorizer,
+    drain,
+    get,
     make_due,
     notification_for,
+    pay,
     post,
     shopper_decides,
     three_ds_payment,
@@ -167,7 +169,7 @@ async def test_a_capture_asked_for_at_the_windows_end_goes_first(api: Any, conta
 async def test_housekeeping_reschedules_stranded_rows_of_every_table(
     api: Any, container: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from tests.integration.test_webhooks import make_endpoint
+    from tests.support.webhooks import make_endpoint
 
     shop = await create_merchant(container.db, "Stranded shop")
     h = auth(shop.secret_key)

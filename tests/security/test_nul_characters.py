@@ -20,8 +20,8 @@ from starlette.routing import BaseRoute
 from tender.api import errors
 from tender.api.app import create_app
 from tender.errors import InvalidRequest
-from tests.conftest import auth, card_payment
-from tests.integration.test_checkout import FORM, card_form, new_session, page_path
+from tests.support.api import auth, card_payment
+from tests.support.checkout import FORM, card_form, new_session, page_path
 
 pytestmark = pytest.mark.integration
 

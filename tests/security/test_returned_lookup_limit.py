@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import auth
-from tests.integration.test_authorization import authorizer, drain
-from tests.integration.test_checkout import FORM, card_form, new_session, page_path
+from tests.support.api import auth
+from tests.support.checkout import FORM, card_form, new_session, page_path
+from tests.support.payments import authorizer, drain
 
 pytestmark = pytest.mark.integration
 

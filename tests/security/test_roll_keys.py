@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from tender.services.merchants import Authenticator, create_merchant, roll_keys
-from tests.conftest import auth
-from tests.integration.test_settlement import tender
+from tests.support.api import auth
+from tests.support.processes import tender
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,8 @@ import pytest
 
 from tender.errors import InvalidRequest
 from tender.services.settlement import business_today, check_as_of
-from tests.integration.test_settlement import CREDIT, capture, payables_of, settlements_of, tender
+from tests.support.money import CREDIT, capture, payables_of, settlements_of
+from tests.support.processes import tender
 
 # Kiritimati is UTC+14 and Pago Pago UTC-11: Kiritimati's date is always a day or two ahead of Pago Pago's.
 AHEAD, BEHIND = ZoneInfo("Pacific/Kiritimati"), ZoneInfo("Pacific/Pago_Pago")

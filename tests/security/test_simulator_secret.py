@@ -26,8 +26,7 @@ from tender import keyfiles
 from tender.bootstrap import notify_secret
 from tender.config import Settings
 from tender.processors.simulator import InvalidSignature, SimulatorProcessor
-from tests.conftest import free_port
-from tests.serve import serve
+from tests.support.serve import free_port, serve
 
 OLD_DEFAULT = "simsecret_dev"
 

@@ -9,7 +9,7 @@ import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from tender.services.url_guard import BlockedURL, GuardedResolver, check_url, is_public
-from tests.conftest import auth
+from tests.support.api import auth
 
 # Blocks of the IANA special-purpose registries (and the IPv6 space outside 2000::/3) that the guard let
 # through before: Python's `is_global` calls them global.

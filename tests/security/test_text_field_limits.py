@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tender.api.app import create_app
-from tests.conftest import auth, card_payment
+from tests.support.api import auth, card_payment
 
 pytestmark = pytest.mark.integration
 

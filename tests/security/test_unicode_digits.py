@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import auth, card_payment
-from tests.integration.test_checkout import FORM, new_session, page_path
+from tests.support.api import auth, card_payment
+from tests.support.checkout import FORM, new_session, page_path
 
 pytestmark = pytest.mark.integration
 

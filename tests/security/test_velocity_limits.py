@@ -16,9 +16,9 @@ import pytest
 
 from tender.config import Settings
 from tender.services import velocity
-from tests.conftest import auth, card_payment
-from tests.integration.test_authorization import authorizer, drain
-from tests.integration.test_checkout import FORM, card_form, new_session, page_path
+from tests.support.api import auth, card_payment
+from tests.support.checkout import FORM, card_form, new_session, page_path
+from tests.support.payments import authorizer, drain
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ from tender.processors.base import AuthorizeRequest, CardData, Outcome
 from tender.processors.simulator import SimulatorProcessor
 from tender.simulator import SimulatorConfig
 from tender.simulator.store import SimulatorStore
-from tests.unit.test_simulator_app import BASE, SECRET, Receiver, Sim, _open, ref
+from tests.support.simulator import BASE, SECRET, Receiver, Sim, open_sim, ref
 
 RETURN_URL = "https://shop.test/back?order=7"
 REDIRECT_METHODS = [
@@ -51,7 +51,7 @@ def upi(vpa: str, **overrides: Any) -> dict[str, Any]:
 
 @pytest.fixture
 async def sim(tmp_path: Path) -> AsyncIterator[Sim]:
-    s, client = await _open(SimulatorConfig(db_path=str(tmp_path / "sim.db"), public_url=BASE))
+    s, client = await open_sim(SimulatorConfig(db_path=str(tmp_path / "sim.db"), public_url=BASE))
     yield s
     await client.aclose()
     await s.app.state.simulator.aclose()
@@ -70,7 +70,7 @@ async def notified(tmp_path: Path) -> AsyncIterator[tuple[Sim, Receiver]]:
         notify_on_create=False,  # only the decisions, so the counts below are exact
         upi_delay_ms=100,
     )
-    sim, client = await _open(config, notify_client)
+    sim, client = await open_sim(config, notify_client)
     yield sim, receiver
     await client.aclose()
     await sim.app.state.simulator.aclose()
@@ -352,7 +352,7 @@ def test_a_record_file_from_before_apms_is_upgraded(tmp_path: Path) -> None:
 
 
 async def test_client_sends_apms_without_a_card(sim: Sim) -> None:
-    from tests.serve import serve
+    from tests.support.serve import serve
 
     async with serve(sim.app) as url:
         processor = SimulatorProcessor(url, notify_secret=SECRET)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sqlite3
@@ -14,20 +13,13 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.applications import Starlette
 
 from tender.processors.base import AuthorizeRequest, CardData, Outcome
 from tender.processors.simulator import InvalidSignature, SimulatorProcessor
-from tender.simulator import SimulatorConfig, create_app
+from tender.simulator import SimulatorConfig
 from tender.simulator.notify import sign
-from tests.serve import serve
-
-BASE = "http://sim.test"
-SECRET = "simsecret_unit"
-
-
-def ref() -> str:
-    return "att_" + uuid.uuid4().hex
+from tests.support.serve import serve
+from tests.support.simulator import BASE, SECRET, Receiver, Sim, open_sim, ref
 
 
 def auth_body(number: str = "4242424242424242", **overrides: Any) -> dict[str, Any]:
@@ -43,37 +35,9 @@ def auth_body(number: str = "4242424242424242", **overrides: Any) -> dict[str, A
     return body
 
 
-class Sim:
-    """An in-process simulator and an HTTP client on it."""
-
-    def __init__(self, app: Starlette, client: httpx.AsyncClient) -> None:
-        self.app = app
-        self.http = client
-
-    async def authorize(self, body: dict[str, Any]) -> httpx.Response:
-        return await self.http.post("/v1/authorizations", json=body, headers={"Idempotency-Key": body["reference"]})
-
-    async def records(self, payment: str | None = None) -> list[dict[str, Any]]:
-        params = {"payment": payment} if payment else {}
-        response = await self.http.get("/_sim/authorizations", params=params)
-        assert response.status_code == 200
-        data: list[dict[str, Any]] = response.json()["data"]
-        return data
-
-    async def stats(self) -> dict[str, Any]:
-        stats: dict[str, Any] = (await self.http.get("/_sim/stats")).json()
-        return stats
-
-
-async def _open(config: SimulatorConfig, notify_client: httpx.AsyncClient | None = None) -> tuple[Sim, Any]:
-    app = create_app(config, notify_client=notify_client)
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE)
-    return Sim(app, client), client
-
-
 @pytest.fixture
 async def sim(tmp_path: Path) -> AsyncIterator[Sim]:
-    s, client = await _open(SimulatorConfig(db_path=str(tmp_path / "sim.db"), public_url=BASE, seed=7))
+    s, client = await open_sim(SimulatorConfig(db_path=str(tmp_path / "sim.db"), public_url=BASE, seed=7))
     yield s
     await client.aclose()
     await s.app.state.simulator.aclose()
@@ -397,31 +361,11 @@ def _stored(tmp_path: Path) -> tuple[bytes, list[str]]:
 # -- notifications -----------------------------------------------------------------------------
 
 
-class Receiver:
-    """Tender's notification endpoint, played by an httpx MockTransport; fails its first call."""
-
-    def __init__(self, fail_first: int = 1) -> None:
-        self.calls: list[httpx.Request] = []
-        self.fail_first = fail_first
-        self.arrived = asyncio.Event()
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.calls.append(request)
-        self.arrived.set()
-        return httpx.Response(500 if len(self.calls) <= self.fail_first else 204)
-
-    async def wait_for(self, n: int, seconds: float = 5.0) -> None:
-        async with asyncio.timeout(seconds):
-            while len(self.calls) < n:
-                self.arrived.clear()
-                await self.arrived.wait()
-
-
 async def test_notifications_are_signed_retried_and_verify(tmp_path: Path) -> None:
     receiver = Receiver(fail_first=1)
     notify_client = httpx.AsyncClient(transport=httpx.MockTransport(receiver))
     config = SimulatorConfig(public_url=BASE, notify_url="http://tender.test/webhooks/simulator", notify_secret=SECRET)
-    sim, client = await _open(config, notify_client)
+    sim, client = await open_sim(config, notify_client)
     processor = SimulatorProcessor(BASE, notify_secret=SECRET)
     try:
         body = auth_body("4000002760003184")

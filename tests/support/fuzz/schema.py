@@ -12,7 +12,7 @@ import schemathesis
 from schemathesis import APIOperation, BaseSchema
 from schemathesis.core.result import Ok
 
-from tests.fuzz.mapping import install_hooks
+from tests.support.fuzz.mapping import install_hooks
 
 SEED = 20251111
 # Per operation, in the fuzzing phase; the examples and coverage phases add their own (deterministic) cases.

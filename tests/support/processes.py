@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,3 +75,32 @@ def environment(base: dict[str, str], **extra: str) -> dict[str, str]:
     env.update(base)
     env.update(extra)
     return env
+
+
+async def tender(tender_env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    env = environment(tender_env, COLUMNS="200")  # wide enough that rich never folds an id
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "tender", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def read_banner(proc: subprocess.Popen[str], lines: list[str], timeout: float = 90) -> str:
+    """Collect output (a thread keeps reading, so the pipe never fills) until the banner's curl line."""
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    threading.Thread(target=lambda: lines.extend(iter(stdout.readline, "")), daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen = "".join(lines)
+        if "Try it:" in seen and "Idempotency-Key" in seen.split("Try it:")[1]:
+            return seen
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    raise AssertionError("no banner from tender up:\n" + "".join(lines)[-4000:])

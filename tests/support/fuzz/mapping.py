@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from schemathesis import BaseSchema, HookContext
 
 from tender.api.prefer import wait_seconds
-from tests.fuzz.world import CREDIT, World, card
+from tests.support.fuzz.world import CREDIT, World, card
 
 Pools = Mapping[str, tuple[Any, ...]]
 PoolsFor = Callable[[World, str, str], Pools]
