@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tender.services.outcomes import DECLINE_MESSAGES
+from tender.domain.transitions import DECLINE_MESSAGES
 from tests.support.api import auth
 from tests.support.checkout import FORM, card_form, events_of, new_session, page_path
 from tests.support.payments import authorizer, drain

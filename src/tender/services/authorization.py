@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
@@ -43,9 +43,9 @@ from tender.domain.ids import ATTEMPT, DEAD_LETTER, new_id
 from tender.domain.methods import is_apm
 from tender.domain.models import Attempt, Payment, VaultCard
 from tender.domain.payments import FINAL_STATUSES, PaymentStatus
+from tender.domain.transitions import DEFINITIVE, PaymentChange, change_of, decide
 from tender.processors.base import AuthorizeRequest, CardData, Outcome, Processor, ProcessorResult
 from tender.services import events, payables
-from tender.services.outcomes import DEFINITIVE, change_of, settle
 from tender.store import attempts as attempt_store
 from tender.store import card_funding, dead_letters
 from tender.store import payments as store
@@ -164,8 +164,7 @@ class Authorizer:
 
         now = datetime.now(UTC)
         async with self._db.transaction() as conn:
-            for change in changes:
-                change["updated"] = now
+            changes = [replace(c, updated=now) for c in changes]
             written = await store.update_after_processing(conn, claim.token, changes)
             if len(written) < len(work):
                 log.info(
@@ -174,7 +173,7 @@ class Authorizer:
                 )
             # Before events and payables: both must see the funding the processor reported.
             await card_funding.record(
-                conn, {c["id"]: c["card_funding"] for c in changes if c["id"] in written and c.get("card_funding")}
+                conn, {c.id: c.card_funding for c in changes if c.id in written and c.card_funding}
             )
             done = [w for w in work if w.payment.id in written]
             await attempt_store.record_calls(conn, [w.attempt for w in done if w.attempt and not w.reconcile])
@@ -187,28 +186,22 @@ class Authorizer:
                 for w, c in zip(work, changes, strict=True)
                 if w.payment.id in written
                 and w.payment.card_id
-                and c["expected_status"] == "processing"
-                and c["status"] != "processing"
+                and c.expected_status == "processing"
+                and c.status != "processing"
             ]
             await store.erase_cvcs(conn, left_processing)
             for w in done:
                 if w.dead:
                     await self._open_dead_letter(conn, w)
             settled = [
-                w.payment.id for w, c in zip(work, changes, strict=True) if w.payment.id in written and c["reset_tries"]
+                w.payment.id for w, c in zip(work, changes, strict=True) if w.payment.id in written and c.reset_tries
             ]
             await dead_letters.resolve(conn, "payment", settled)
-            canceled = [c["id"] for c in changes if c["id"] in written and c["status"] == PaymentStatus.CANCELED]
+            canceled = [c.id for c in changes if c.id in written and c.status == PaymentStatus.CANCELED]
             await attempt_store.close_authorizations(conn, canceled)
-            await events.record_payment_changes(
-                conn, [c["id"] for c in changes if c["id"] in written and c["status"] != c["expected_status"]]
-            )
+            await events.record_payment_changes(conn, [c.id for c in changes if c.id in written and c.moved])
             # The money side of a capture commits with it: payable, ledger entry, events.
-            captured = [
-                c["id"]
-                for c in changes
-                if c["id"] in written and c["status"] == PaymentStatus.SUCCEEDED and c["expected_status"] != c["status"]
-            ]
+            captured = [c.id for c in changes if c.id in written and c.status == PaymentStatus.SUCCEEDED and c.moved]
             await payables.record_captures(conn, captured, tz=self._tz, now=now)
         return len(work)
 
@@ -230,7 +223,7 @@ class Authorizer:
                 "payment %s: %s exhausted %d tries; dead letter opened", w.payment.id, w.attempt.operation, w.tries
             )
 
-    async def _run_safely(self, w: _Work, vault_cards: Mapping[str, VaultCard]) -> dict[str, Any]:
+    async def _run_safely(self, w: _Work, vault_cards: Mapping[str, VaultCard]) -> PaymentChange:
         """One payment's bug must not sink its batch: it is retried later and its error kept visible."""
         try:
             change = await self._run(w, vault_cards)
@@ -239,15 +232,15 @@ class Authorizer:
             change = self._retry_later(w, f"internal error: {type(exc).__name__}")
         return self._scheduled(w, change)
 
-    def _scheduled(self, w: _Work, change: dict[str, Any]) -> dict[str, Any]:
+    def _scheduled(self, w: _Work, change: PaymentChange) -> PaymentChange:
         """The house rule, checked on every write: a non-final status always has a next step. Each path
         above sets its own; this only catches a path that forgot (a bug), loudly, and looks again later."""
-        if change["next_run_at"] is None and change["status"] not in FINAL_STATUSES:
-            log.error("payment %s: %s without a next step; looking again later", w.payment.id, change["status"])
-            change["next_run_at"] = datetime.now(UTC) + timedelta(seconds=self._retry.janitor_seconds)
+        if change.next_run_at is None and change.status not in FINAL_STATUSES:
+            log.error("payment %s: %s without a next step; looking again later", w.payment.id, change.status)
+            return replace(change, next_run_at=datetime.now(UTC) + timedelta(seconds=self._retry.janitor_seconds))
         return change
 
-    async def _run(self, w: _Work, vault_cards: Mapping[str, VaultCard]) -> dict[str, Any]:
+    async def _run(self, w: _Work, vault_cards: Mapping[str, VaultCard]) -> PaymentChange:
         payment, attempt = w.payment, w.attempt
         if attempt is None:
             return self._waiting(w)  # nothing to ask the processor about: the status's own next step
@@ -316,7 +309,7 @@ class Authorizer:
             return_url=payment.return_url,
         )
 
-    def _outcome(self, w: _Work, result: ProcessorResult) -> dict[str, Any]:
+    def _outcome(self, w: _Work, result: ProcessorResult) -> PaymentChange:
         assert w.attempt is not None
         payment, attempt = w.payment, w.attempt
         if payment.status == PaymentStatus.REQUIRES_ACTION and result.outcome is Outcome.ACTION_REQUIRED:
@@ -325,7 +318,7 @@ class Authorizer:
             first_look = datetime.now(UTC) + timedelta(seconds=self._retry.action_lookup_seconds)
             if attempt.operation != "authorize":  # a refused capture or cancel: learn why, at once
                 first_look = datetime.now(UTC) + timedelta(seconds=self._retry.lookup_delay_seconds)
-            change = settle(payment, attempt, result, next_run_at=first_look)
+            change = decide(payment, attempt, result, next_run_at=first_look)
             if change is None:  # the answer changes nothing (it is what the payment shows, or the status moved on)
                 if not w.reconcile:
                     log.info(
@@ -336,9 +329,9 @@ class Authorizer:
                         payment.status,
                     )
                 return self._waiting(w)
-            if change["status"] == PaymentStatus.REQUIRES_CAPTURE and change["next_run_at"] is None:
+            if change.status == PaymentStatus.REQUIRES_CAPTURE and change.next_run_at is None:
                 # Just authorized: the merchant's move, until the capture window closes.
-                change["next_run_at"] = datetime.now(UTC) + self._retry.capture_window
+                return replace(change, next_run_at=datetime.now(UTC) + self._retry.capture_window)
             return change
         if result.outcome is Outcome.UNKNOWN:
             attempt.maybe_sent = True  # the call may have been applied: look it up next time
@@ -347,7 +340,7 @@ class Authorizer:
             )
         return self._retry_later(w, f"transient failure: {result.message or 'processor unavailable'}")
 
-    def _waiting(self, w: _Work) -> dict[str, Any]:
+    def _waiting(self, w: _Work) -> PaymentChange:
         """The processor's truth is what the payment shows: the next step of its status."""
         match w.payment.status:
             case PaymentStatus.REQUIRES_ACTION:
@@ -358,7 +351,7 @@ class Authorizer:
                 return self._retry_later(w, "nothing to send")
         return change_of(w.payment)  # final: nothing more to do
 
-    def _void(self, w: _Work, code: str, message: str) -> dict[str, Any]:
+    def _void(self, w: _Work, code: str, message: str) -> PaymentChange:
         """Tender stops waiting: a cancel is opened with the write (unless one is already under way) and runs
         at once, like a merchant's; if the processor refuses it, the look-up that follows applies the truth."""
         w.void = True
@@ -366,7 +359,7 @@ class Authorizer:
             w.payment, failure_code=code, failure_message=message, next_run_at=datetime.now(UTC), reset_tries=True
         )
 
-    def _await_capture(self, w: _Work) -> dict[str, Any]:
+    def _await_capture(self, w: _Work) -> PaymentChange:
         """Authorized, nothing in progress: the merchant's move, until the capture window closes."""
         deadline = w.payment.updated + self._retry.capture_window  # `updated`: when it became requires_capture
         if datetime.now(UTC) >= deadline:
@@ -376,7 +369,7 @@ class Authorizer:
             )
         return change_of(w.payment, next_run_at=deadline, reset_tries=True)
 
-    def _never_sent(self, w: _Work) -> dict[str, Any]:
+    def _never_sent(self, w: _Work) -> PaymentChange:
         """The CVC was erased (retention) and the processor has no record of the authorization: it can never be
         sent, and nothing was charged. Failed, with a code that says so, rather than processing for ever."""
         assert w.attempt is not None
@@ -395,7 +388,7 @@ class Authorizer:
             reset_tries=True,
         )
 
-    def _await_shopper(self, w: _Work) -> dict[str, Any]:
+    def _await_shopper(self, w: _Work) -> PaymentChange:
         """Still waiting for the shopper: look again later, less often the longer it waits; past `action_expiry`
         the payment is voided (a shopper who approves meanwhile makes the void fail, and the look-up wins)."""
         p = w.payment
@@ -410,7 +403,7 @@ class Authorizer:
         )
         return change_of(p, next_run_at=datetime.now(UTC) + timedelta(seconds=delay), reset_tries=True)
 
-    def _retry_later(self, w: _Work, error: str, *, extra_delay: float = 0.0) -> dict[str, Any]:
+    def _retry_later(self, w: _Work, error: str, *, extra_delay: float = 0.0) -> PaymentChange:
         if w.attempt is not None:
             w.attempt.last_error = error
         if w.tries >= self._retry.max_tries:

@@ -11,6 +11,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from tender.domain.models import Payment, VaultCard
+from tender.domain.transitions import PaymentChange
 from tender.store.db import Conn, Page, newest_first, returned_ids
 
 PAYMENT_COLUMNS = [f.name for f in fields(Payment)]
@@ -142,7 +143,25 @@ async def erase_expired_cvcs(conn: Conn, older_than: timedelta) -> list[str]:
     return ids
 
 
-async def update_after_processing(conn: Conn, token: Any, changes: Sequence[dict[str, Any]]) -> set[str]:
+def _change_params(c: PaymentChange) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "expected_status": c.expected_status,
+        "status": c.status,
+        "amount_captured": c.amount_captured,
+        "failure_code": c.failure_code,
+        "decline_code": c.decline_code,
+        "failure_message": c.failure_message,
+        "next_action": Jsonb(c.next_action) if c.next_action is not None else None,
+        "processor_reference": c.processor_reference,
+        "next_run_at": c.next_run_at,
+        "last_error": c.last_error,
+        "reset_tries": c.reset_tries,
+        "updated": c.updated,
+    }
+
+
+async def update_after_processing(conn: Conn, token: Any, changes: Sequence[PaymentChange]) -> set[str]:
     """Write the outcome of claimed payments where our lease still holds AND the status is still the one we
     claimed (an inbound notification may have moved it meanwhile: never move a status backwards).
     Returns the ids written."""
@@ -159,20 +178,13 @@ async def update_after_processing(conn: Conn, token: Any, changes: Sequence[dict
             # `status` on the right is the old value: only a visible change moves `updated`.
             " updated = CASE WHEN status IS DISTINCT FROM %(status)s THEN %(updated)s ELSE updated END"
             " WHERE id = %(id)s AND lease_token = %(token)s AND status = %(expected_status)s RETURNING id",
-            [
-                {
-                    **c,
-                    "token": token,
-                    "next_action": Jsonb(c["next_action"]) if c["next_action"] is not None else None,
-                }
-                for c in changes
-            ],
+            [{**_change_params(c), "token": token} for c in changes],
             returning=True,
         )
         return await returned_ids(cur)
 
 
-async def apply_change(conn: Conn, change: dict[str, Any]) -> bool:
+async def apply_change(conn: Conn, change: PaymentChange) -> bool:
     """Apply one change outside a claim (an inbound notification): guarded by the expected status only, and
     it takes the row from any worker holding it (that worker's later write then finds the status moved)."""
     cur = await conn.execute(
@@ -182,7 +194,7 @@ async def apply_change(conn: Conn, change: dict[str, Any]) -> bool:
         " processor_reference = coalesce(%(processor_reference)s, processor_reference),"
         " next_run_at = %(next_run_at)s, last_error = NULL, tries = 0, lease_token = NULL, updated = %(updated)s"
         " WHERE id = %(id)s AND status = %(expected_status)s RETURNING id",
-        {**change, "next_action": Jsonb(change["next_action"]) if change["next_action"] is not None else None},
+        _change_params(change),
     )
     return await cur.fetchone() is not None
 

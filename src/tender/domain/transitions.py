@@ -1,14 +1,21 @@
-"""What a processor's definitive answer means for a payment: one pure function, shared by the worker's
-pump and by inbound processor notifications, so both paths agree and neither moves a status backwards."""
+"""What a processor's definitive answer means for a payment: one pure function, `decide`, shared by the worker's
+pump and by inbound processor notifications (through services/payment_transitions.py, the one place that writes
+a payment's status), so both paths agree and neither moves a status backwards.
+
+`PaymentChange` is the payment's row after one step (a new status, or the same one with a new schedule), as
+the services write it; `change_of` makes one from the payment as it is.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from tender.domain.bins import Funding
 from tender.domain.models import Attempt, Payment
+from tender.domain.outcomes import Outcome, ProcessorResult
 from tender.domain.payments import PaymentStatus, can_transition
-from tender.processors.base import Outcome, ProcessorResult
 
 DEFINITIVE = frozenset({Outcome.APPROVED, Outcome.DECLINED, Outcome.ACTION_REQUIRED})
 
@@ -22,30 +29,55 @@ DECLINE_MESSAGES = {
 }
 
 
-def change_of(p: Payment, **fields: Any) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class PaymentChange:
+    """A payment's row after one step. Written only where the status is still `expected_status` (and, for the
+    pump, its lease still holds): an answer that arrives after the payment moved on changes nothing."""
+
+    id: str
+    expected_status: str  # the status the step was decided on
+    status: str
+    amount_captured: int
+    failure_code: str | None
+    decline_code: str | None
+    failure_message: str | None
+    next_action: dict[str, Any] | None
+    processor_reference: str | None  # None keeps the stored one
+    next_run_at: datetime | None  # the next step; None only in a final status
+    last_error: str | None
+    reset_tries: bool  # the work moved on: fresh tries, and its dead letters are resolved
+    updated: datetime | None  # when it was written (set by the writer)
+    card_funding: Funding | None = None  # the issuer's word on the card's funding (an approved authorization)
+
+    @property
+    def moved(self) -> bool:
+        """The status changed: events, and for a capture the money, follow."""
+        return self.status != self.expected_status
+
+
+def change_of(p: Payment, **fields: Any) -> PaymentChange:
     """The payment's row after this step: unchanged fields as they were, no schedule unless one is given."""
-    change: dict[str, Any] = {
-        "id": p.id,
-        "expected_status": p.status,
-        "status": p.status,
-        "amount_captured": p.amount_captured,
-        "failure_code": p.failure_code,
-        "decline_code": p.decline_code,
-        "failure_message": p.failure_message,
-        "next_action": p.next_action,
-        "processor_reference": None,
-        "next_run_at": None,
-        "last_error": None,
-        "reset_tries": False,
-        "updated": None,
-    }
-    change.update(fields)
-    return change
+    change = PaymentChange(
+        id=p.id,
+        expected_status=p.status,
+        status=p.status,
+        amount_captured=p.amount_captured,
+        failure_code=p.failure_code,
+        decline_code=p.decline_code,
+        failure_message=p.failure_message,
+        next_action=p.next_action,
+        processor_reference=None,
+        next_run_at=None,
+        last_error=None,
+        reset_tries=False,
+        updated=None,
+    )
+    return replace(change, **fields) if fields else change
 
 
-def settle(
+def decide(
     p: Payment, attempt: Attempt, result: ProcessorResult, *, next_run_at: datetime | None = None
-) -> dict[str, Any] | None:
+) -> PaymentChange | None:
     """The change a definitive `result` of `attempt` implies, with `attempt` updated to match; None when the
     result no longer applies to the payment's current status (a stale or repeated answer).
 
