@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import APIRouter, Request, Response
 
 from tender.api.deps import ContainerDep
@@ -22,5 +24,6 @@ async def receive(processor: str, request: Request, container: ContainerDep) -> 
         request.headers,
         await request.body(),
         business_tz=container.settings.business_tz,
+        action_lookup=timedelta(seconds=container.settings.worker_action_lookup_seconds),
     )
     return Response(dumps({"received": True, "outcome": outcome}), media_type="application/json")
