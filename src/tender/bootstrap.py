@@ -8,10 +8,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from tender import keyfiles
 from tender.config import Settings
+from tender.processors import registry
 from tender.processors.base import Processor
-from tender.processors.simulator import SimulatorProcessor
 from tender.services.merchants import Authenticator
 from tender.store.db import Database
 from tender.vault import Vault, decode_key, load_or_create_key_file
@@ -30,6 +29,11 @@ class Container:
     def __post_init__(self) -> None:
         self.authenticator = Authenticator(self.db)
 
+    @property
+    def default_processor(self) -> str:
+        """The processor new payments go to (TENDER_DEFAULT_PROCESSOR; processors/registry.py checks it is on)."""
+        return self.settings.default_processor
+
     async def open(self) -> None:
         await self.db.open()
 
@@ -47,20 +51,7 @@ def load_vault(settings: Settings) -> Vault:
     return Vault(load_or_create_key_file(settings.data_dir.expanduser().resolve() / "vault.key"))
 
 
-def notify_secret(settings: Settings) -> str:
-    configured = settings.simulator_notify_secret
-    return keyfiles.notify_secret(configured.get_secret_value() if configured else None, settings.data_dir)
-
-
-def build_processors(settings: Settings) -> dict[str, Processor]:
-    simulator = SimulatorProcessor(
-        settings.simulator_url,
-        timeout=settings.processor_timeout_seconds,
-        notify_secret=notify_secret(settings),
-    )
-    return {simulator.name: simulator}
-
-
 def build(settings: Settings, database_url: str) -> Container:
+    processors = registry.build(settings)  # first: a processor misconfigured stops the start before anything opens
     db = Database(database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
-    return Container(settings=settings, db=db, vault=load_vault(settings), processors=build_processors(settings))
+    return Container(settings=settings, db=db, vault=load_vault(settings), processors=processors)

@@ -34,7 +34,10 @@ class Settings(BaseSettings):
     metrics_public: bool = False
     metrics_address: str | None = None
 
-    simulator_url: str = "http://127.0.0.1:8001"
+    # Processors (processors/registry.py): each is on while its settings are given; new payments go to
+    # default_processor, which must be on. The simulator is on while simulator_url is set (empty: off).
+    default_processor: str = "simulator"
+    simulator_url: str | None = "http://127.0.0.1:8001"
     # HMAC key of the simulator's notifications. Unset: a random one generated in data_dir
     # (simulator-notify.key, mode 0600), which `tender simulator` reads too. Set it in production.
     simulator_notify_secret: SecretStr | None = None
@@ -50,7 +53,9 @@ class Settings(BaseSettings):
     worker_retry_base_seconds: float = 1.0
     worker_retry_cap_seconds: float = 300.0
     worker_janitor_seconds: float = 600.0  # look-up cadence for work past its tries that may have been applied
-    worker_action_lookup_seconds: float = 60.0  # 3-D Secure: look the result up if nobody told us by then
+    # 3-D Secure and other shopper steps: look the result up if no notification told us by then (the pump, and
+    # a notification that leaves a payment waiting for the shopper).
+    worker_action_lookup_seconds: float = 60.0
     # No non-final payment waits for ever: one waiting for the shopper this long, or authorized and not
     # captured this long, is voided at the processor (canceled; failure_code abandoned | authorization_expired).
     action_expiry_hours: float = Field(default=24.0, gt=0)
@@ -60,6 +65,12 @@ class Settings(BaseSettings):
     # up: if the processor never saw it, it fails `processor_unreachable`. 24 h: a checkout session's life,
     # and a working day for an operator to bring a processor back and retry its dead letters.
     cvc_retention_hours: float = Field(default=24.0, gt=0)
+
+    # Housekeeping (services/maintenance.py): Idempotency-Keys are kept this long (API.md promises at least 24
+    # hours; a second day covers clients retrying across a long outage), webhook delivery attempts this many
+    # days (they are for debugging an endpoint; the delivery rows stay, with their last status and error).
+    idempotency_key_hours: int = Field(default=48, ge=24)
+    webhook_attempt_days: int = Field(default=30, ge=1)
 
     # Capture dates, payment dates and settlement days are dates in this IANA time zone.
     business_timezone: str = "UTC"
@@ -88,6 +99,11 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
     # `?returned=1` on the hosted page asks the processor about a payment at most once per this many seconds.
     checkout_lookup_interval_seconds: float = Field(default=10.0, ge=0)
+
+    @field_validator("simulator_url")
+    @classmethod
+    def _empty_is_off(cls, value: str | None) -> str | None:
+        return value or None  # TENDER_SIMULATOR_URL= (empty) turns the simulator off
 
     @field_validator("business_timezone")
     @classmethod

@@ -109,7 +109,7 @@ class LedgerMachine(RuleBasedStateMachine):
             },
         )
         async with self.h.db.transaction() as conn:
-            created = await payments.create_payment(conn, self.h.vault, self.merchant_id, body)
+            created = await payments.create_payment(conn, self.h.vault, self.merchant_id, body, processor="simulator")
         state = await self._pump_payments(created.id, frozenset({"succeeded", "requires_capture", "failed"}))
         if partial is not None:
             assert state["status"] == "requires_capture", state

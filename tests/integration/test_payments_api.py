@@ -290,7 +290,7 @@ async def test_idempotency_keys_are_kept_two_days_then_purged(api: Any, containe
             " WHERE merchant_id = %s AND key = 'old-key'",
             (merchant.merchant.id,),
         )
-    assert await purge_idempotency_keys(container.db) >= 1
+    assert await purge_idempotency_keys(container.db, hours=container.settings.idempotency_key_hours) >= 1
     async with container.db.connection() as conn:
         cur = await conn.execute("SELECT key FROM idempotency_keys WHERE merchant_id = %s", (merchant.merchant.id,))
         assert [r["key"] for r in await cur.fetchall()] == ["recent-key"]

@@ -583,7 +583,7 @@ async def test_old_delivery_attempts_are_purged_and_the_delivery_keeps_its_last_
         "UPDATE webhook_attempts SET attempted = now() - interval '31 days' WHERE delivery_id = %s",
         delivery["id"],
     )
-    assert await purge_webhook_attempts(container.db) >= 1
+    assert await purge_webhook_attempts(container.db, days=container.settings.webhook_attempt_days) >= 1
     [after] = await all_deliveries(api, merchant, endpoint["id"])
     assert after["attempts"] == [] and after["status"] == "succeeded"
     rows = await query(container, "SELECT last_status_code FROM webhook_deliveries WHERE id = %s", delivery["id"])

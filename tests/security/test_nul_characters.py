@@ -7,6 +7,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -255,5 +256,7 @@ async def test_a_signed_notification_holding_a_nul_is_a_400_not_a_500(container:
     body = orjson.dumps({**event, "data": {"reference": "att_nul", "status": "declined", "message": "a\x00b"}})
     headers = {"Simulator-Signature": sign("nul-test", body, int(time.time()))}
     with pytest.raises(InvalidRequest) as caught:
-        await notifications.receive(container.db, {"simulator": processor}, "simulator", headers, body)
+        await notifications.receive(
+            container.db, {"simulator": processor}, "simulator", headers, body, action_lookup=timedelta(seconds=60)
+        )
     assert caught.value.param == "data.message" and caught.value.code == "invalid_character"

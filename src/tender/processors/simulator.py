@@ -22,6 +22,8 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
+from tender import keyfiles
+from tender.config import Settings
 from tender.domain.bins import known_funding
 from tender.processors.base import AuthorizeRequest, InvalidNotification, Notification, Outcome, ProcessorResult
 
@@ -289,6 +291,19 @@ class SimulatorProcessor:
         if not isinstance(event, dict):
             raise InvalidSignature("body is not a JSON object")
         return event
+
+
+def from_settings(settings: Settings) -> SimulatorProcessor | None:
+    """The simulator's client, on while TENDER_SIMULATOR_URL is set (processors/registry.py). Its notification
+    secret is TENDER_SIMULATOR_NOTIFY_SECRET, else the data folder's, which `tender simulator` reads too."""
+    if not settings.simulator_url:
+        return None
+    configured = settings.simulator_notify_secret
+    return SimulatorProcessor(
+        settings.simulator_url,
+        timeout=settings.processor_timeout_seconds,
+        notify_secret=keyfiles.notify_secret(configured.get_secret_value() if configured else None, settings.data_dir),
+    )
 
 
 def _notification(event: dict[str, Any]) -> Notification:

@@ -213,6 +213,7 @@ async def pay(
     session_id: str,
     method: dict[str, Any],
     *,
+    processor: str,
     now: datetime | None = None,
     guard: velocity.Guard | None = None,
 ) -> Payment:
@@ -245,7 +246,14 @@ async def pay(
         return_url=row["url"] + "?returned=1",  # back to the page after 3-D Secure or the provider's page
     )
     payment = await payments.create_payment(
-        conn, vault, row["merchant_id"], request, now=now, checkout_session_id=session_id, guard=guard
+        conn,
+        vault,
+        row["merchant_id"],
+        request,
+        processor=processor,
+        now=now,
+        checkout_session_id=session_id,
+        guard=guard,
     )
     await store.set_payment(conn, session_id, payment.id)
     return payment

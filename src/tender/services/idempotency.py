@@ -115,7 +115,7 @@ def _replay(row: dict[str, Any] | None, fingerprint: bytes) -> StoredResponse:
         raise IdempotencyInProgress(_IN_PROGRESS)
     stored = row["request_hash"]
     # NULL: stored before migration 0006 erased the unkeyed hashes. It cannot be compared, so the key alone
-    # decides and a replay replays (such rows are purged within IDEMPOTENCY_KEY_HOURS of the upgrade).
+    # decides and a replay replays (such rows are purged within TENDER_IDEMPOTENCY_KEY_HOURS of the upgrade).
     if stored is not None and not hmac.compare_digest(bytes(stored), fingerprint):
         raise IdempotencyMismatch(
             "This Idempotency-Key was already used with a different request; use a new key.",

@@ -11,14 +11,10 @@ from tender.store.db import Database
 
 log = logging.getLogger(__name__)
 
-# API.md promises at least 24 hours; a second day covers clients retrying across a long outage.
-IDEMPOTENCY_KEY_HOURS = 48
-# Delivery attempts are for debugging an endpoint; a month is plenty. The delivery rows (one per event and
-# endpoint) stay, with their last status code and error.
-WEBHOOK_ATTEMPT_DAYS = 30
 
-
-async def purge_idempotency_keys(db: Database, *, hours: int = IDEMPOTENCY_KEY_HOURS) -> int:
+async def purge_idempotency_keys(db: Database, *, hours: int) -> int:
+    """Idempotency-Keys older than `hours` (TENDER_IDEMPOTENCY_KEY_HOURS, 48: API.md promises at least 24 hours,
+    a second day covers clients retrying across a long outage)."""
     async with db.connection() as conn:
         removed = await idempotency.delete_older_than(conn, hours)
     if removed:
@@ -26,7 +22,9 @@ async def purge_idempotency_keys(db: Database, *, hours: int = IDEMPOTENCY_KEY_H
     return removed
 
 
-async def purge_webhook_attempts(db: Database, *, days: int = WEBHOOK_ATTEMPT_DAYS) -> int:
+async def purge_webhook_attempts(db: Database, *, days: int) -> int:
+    """Webhook delivery attempts older than `days` (TENDER_WEBHOOK_ATTEMPT_DAYS, 30: they are for debugging an
+    endpoint; the delivery rows, one per event and endpoint, stay with their last status code and error)."""
     async with db.connection() as conn:
         removed = await webhooks.delete_attempts_older_than(conn, days)
     if removed:

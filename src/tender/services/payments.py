@@ -34,7 +34,6 @@ from tender.store import payments as store
 from tender.store.db import Conn, Database
 from tender.vault import Vault
 
-DEFAULT_PROCESSOR = "simulator"
 APM_TYPES = methods.APM_TYPES
 
 
@@ -218,12 +217,14 @@ async def create_payment(
     merchant_id: str,
     request: PaymentCreate,
     *,
+    processor: str,
     now: datetime | None = None,
     checkout_session_id: str | None = None,
     guard: velocity.Guard | None = None,
 ) -> Payment:
-    """Validate, vault the card (if a card) and insert the payment, due at once. Runs in the caller's
-    transaction. A card payment over one of `guard`'s velocity limits raises RateLimited before any write."""
+    """Validate, vault the card (if a card) and insert the payment, due at once, for `processor` (the
+    container's default_processor: processors/registry.py). Runs in the caller's transaction. A card payment
+    over one of `guard`'s velocity limits raises RateLimited before any write."""
     now = now or datetime.now(UTC)
     currency = money.normalize_currency(request.currency)
     amount = money.validate_amount(request.amount, currency)
@@ -281,7 +282,7 @@ async def create_payment(
         decline_code=None,
         failure_message=None,
         next_action=None,
-        processor=DEFAULT_PROCESSOR,
+        processor=processor,
         created=now,
         updated=now,
         checkout_session_id=checkout_session_id,

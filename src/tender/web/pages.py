@@ -195,7 +195,12 @@ async def pay(session_id: str, request: Request, container: ContainerDep) -> Res
             guard = _guard(request, container, row["merchant_id"])
             try:
                 await checkout.pay(
-                    conn, container.vault, session_id, {"type": "card", "card": _card(fields)}, guard=guard
+                    conn,
+                    container.vault,
+                    session_id,
+                    {"type": "card", "card": _card(fields)},
+                    processor=container.default_processor,
+                    guard=guard,
                 )
             except SessionClosed:  # paid or expired meanwhile: show what it is now
                 row = await checkout.get_row(conn, session_id)
@@ -262,7 +267,7 @@ async def pay_method(session_id: str, request: Request, container: ContainerDep)
                 if NUL in fields.get(name, ""):
                     raise nul_error(param)
             try:
-                await checkout.pay(conn, container.vault, session_id, method)
+                await checkout.pay(conn, container.vault, session_id, method, processor=container.default_processor)
             except SessionClosed:
                 row = await checkout.get_row(conn, session_id)
                 return _render(ctx, row, await _payment(conn, row))

@@ -139,8 +139,9 @@ class Worker:
                 await maintenance.erase_expired_cvcs(
                     self.container.db, hours=self.container.settings.cvc_retention_hours
                 )
-                await maintenance.purge_idempotency_keys(self.container.db)
-                await maintenance.purge_webhook_attempts(self.container.db)
+                s = self.container.settings
+                await maintenance.purge_idempotency_keys(self.container.db, hours=s.idempotency_key_hours)
+                await maintenance.purge_webhook_attempts(self.container.db, days=s.webhook_attempt_days)
                 limits = velocity.Limits.from_settings(self.container.settings)
                 await velocity.purge_addresses(self.container.db, limits)
             except Exception as exc:

@@ -77,7 +77,9 @@ async def create_payment(
     guard = velocity.Guard(velocity.Limits.from_settings(container.settings))
 
     async def work(conn: Conn) -> StoredResponse:
-        payment = await payments.create_payment(conn, container.vault, merchant.merchant_id, body, guard=guard)
+        payment = await payments.create_payment(
+            conn, container.vault, merchant.merchant_id, body, processor=container.default_processor, guard=guard
+        )
         accepted.append(payment.id)
         return StoredResponse(202, dumps(payment_object(payment)), {"Location": f"/v1/payments/{payment.id}"})
 

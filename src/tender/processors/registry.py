@@ -1,0 +1,47 @@
+"""Which processors this Tender talks to, built once from Settings by the composition root (bootstrap.py).
+
+Each processor kind is one entry of FACTORIES: a function from Settings to its client, or to None when its
+settings leave it off. The simulator is on while TENDER_SIMULATOR_URL is set (by default `tender simulator`
+on 127.0.0.1:8001; set it empty to turn the simulator off). Adding a processor (Stripe) is adding its module,
+with a client that is a `Processor` and a `from_settings`, and naming it here.
+
+New payments go to TENDER_DEFAULT_PROCESSOR ("simulator" by default), which must be on. A payment keeps the
+processor it was created with (payments.processor), so every processor that is on stays reachable for the
+look-ups, captures, cancels, refunds and notifications of its payments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from tender.config import Settings
+from tender.processors import simulator
+from tender.processors.base import Processor
+
+Factory = Callable[[Settings], Processor | None]
+
+FACTORIES: Mapping[str, Factory] = {
+    "simulator": simulator.from_settings,
+}
+
+
+class ProcessorNotConfigured(ValueError):
+    """The settings name a processor that is unknown or off: Tender refuses to start rather than take payments
+    it cannot send anywhere."""
+
+
+def build(settings: Settings, factories: Mapping[str, Factory] = FACTORIES) -> dict[str, Processor]:
+    """The processors that are on, by name; the default processor is among them."""
+    built: dict[str, Processor] = {}
+    for name, factory in factories.items():
+        processor = factory(settings)
+        if processor is not None:
+            built[name] = processor
+    default = settings.default_processor
+    if default not in built:
+        known = "unknown" if default not in factories else "off (its settings are missing)"
+        on = ", ".join(built) or "none"
+        raise ProcessorNotConfigured(
+            f"TENDER_DEFAULT_PROCESSOR={default!r} is {known}; processors on: {on}; known: {', '.join(factories)}"
+        )
+    return built
