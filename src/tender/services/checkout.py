@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tender.domain import money
 from tender.domain.ids import CHECKOUT_SESSION, new_id
 from tender.domain.methods import APM_TYPES
-from tender.domain.models import Payment
+from tender.domain.models import CheckoutSession, CheckoutStatus, Payment
 from tender.domain.payments import MAX_REFERENCE_LENGTH, MAX_URL_LENGTH, PaymentStatus, validate_reference
 from tender.errors import Conflict, InvalidRequest, NotFound
 from tender.services import payments, velocity
@@ -27,7 +27,7 @@ from tender.services.objects import iso
 from tender.store import checkout as store
 from tender.store import events
 from tender.store import payments as payment_store
-from tender.store.db import Conn, Database
+from tender.store.db import Conn, Database, Page
 from tender.vault import Vault
 from tender.worker.claim import claim_due
 
@@ -69,23 +69,23 @@ class Expire(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")  # no parameters
 
 
-def session_object(row: dict[str, Any]) -> dict[str, Any]:
+def session_object(s: CheckoutSession) -> dict[str, Any]:
     return {
-        "id": row["id"],
+        "id": s.id,
         "object": "checkout_session",
-        "url": row["url"],
-        "status": row["status"],
-        "amount": row["amount"],
-        "currency": row["currency"].strip(),
-        "reference": row["reference"],
-        "description": row["description"],
-        "payment_method_types": list(row["payment_method_types"]),
-        "success_url": row["success_url"],
-        "cancel_url": row["cancel_url"],
-        "payment": row["payment_id"],
-        "expires_at": iso(row["expires_at"]),
-        "created": iso(row["created"]),
-        "updated": iso(row["updated"]),
+        "url": s.url,
+        "status": s.status,
+        "amount": s.amount,
+        "currency": s.currency.strip(),
+        "reference": s.reference,
+        "description": s.description,
+        "payment_method_types": list(s.payment_method_types),
+        "success_url": s.success_url,
+        "cancel_url": s.cancel_url,
+        "payment": s.payment_id,
+        "expires_at": iso(s.expires_at),
+        "created": iso(s.created),
+        "updated": iso(s.updated),
     }
 
 
@@ -97,7 +97,7 @@ def _url(value: str, param: str) -> str:
 
 async def create(
     conn: Conn, merchant_id: str, request: SessionCreate, *, base_url: str, now: datetime | None = None
-) -> tuple[dict[str, Any], bool]:
+) -> tuple[CheckoutSession, bool]:
     """(session, created). An open or paid session of the same reference is answered instead of a new one."""
     now = now or datetime.now(UTC)
     currency = money.normalize_currency(request.currency)
@@ -121,88 +121,85 @@ async def create(
     if request.description is not None and not request.description.isprintable():
         raise InvalidRequest("description: must be printable text", param="description")
     session_id = new_id(CHECKOUT_SESSION)
-    row = await store.insert(
+    session = await store.insert(
         conn,
-        {
-            "id": session_id,
-            "merchant_id": merchant_id,
-            "amount": amount,
-            "currency": currency,
-            "reference": reference,
-            "description": request.description,
-            "success_url": _url(request.success_url, "success_url"),
-            "cancel_url": _url(request.cancel_url, "cancel_url"),
-            "url": f"{base_url.rstrip('/')}/checkout/{session_id}",
-            "payment_method_types": list(dict.fromkeys(request.payment_method_types)),
-            "expires_at": now + lifetime,
-        },
+        id=session_id,
+        merchant_id=merchant_id,
+        amount=amount,
+        currency=currency,
+        reference=reference,
+        description=request.description,
+        success_url=_url(request.success_url, "success_url"),
+        cancel_url=_url(request.cancel_url, "cancel_url"),
+        url=f"{base_url.rstrip('/')}/checkout/{session_id}",
+        payment_method_types=list(dict.fromkeys(request.payment_method_types)),
+        expires_at=now + lifetime,
     )
-    if row is not None:
-        return session_object(row), True
+    if session is not None:
+        return session, True
     existing = await store.by_reference(conn, merchant_id, reference)
     if existing is None:  # it expired between the two statements: the caller may simply try again
         raise Conflict("A session for this reference just changed; try again.", code="checkout_session_busy")
-    if (existing["amount"], existing["currency"].strip()) != (amount, currency):
+    if (existing.amount, existing.currency.strip()) != (amount, currency):
         raise Conflict(
-            f"Checkout session {existing['id']} already holds this reference with another amount",
+            f"Checkout session {existing.id} already holds this reference with another amount",
             param="reference",
             code="duplicate_reference",
-            checkout_session=existing["id"],
+            checkout_session=existing.id,
         )
-    return session_object(existing), False
+    return existing, False
 
 
-async def get_row(conn: Conn, session_id: str, merchant_id: str | None = None, *, lock: bool = False) -> dict[str, Any]:
-    row = await store.get(conn, session_id, merchant_id, lock=lock)
-    if row is None:
+async def get(conn: Conn, session_id: str, merchant_id: str | None = None, *, lock: bool = False) -> CheckoutSession:
+    session = await store.get(conn, session_id, merchant_id, lock=lock)
+    if session is None:
         raise NotFound("No such checkout session.", param="id")
-    return row
+    return session
 
 
 async def list_(
     conn: Conn, merchant_id: str, *, limit: int, starting_after: str | None, status: str | None
-) -> tuple[list[dict[str, Any]], bool]:
-    if status is not None and status not in ("open", "complete", "expired"):
-        raise InvalidRequest("status: must be open, complete or expired", param="status")
-    page = await store.list_(conn, merchant_id, limit=limit, starting_after=starting_after, status=status)
-    return [session_object(r) for r in page.rows], page.has_more
+) -> Page[CheckoutSession]:
+    try:
+        wanted = CheckoutStatus(status) if status is not None else None
+    except ValueError:
+        raise InvalidRequest("status: must be open, complete or expired", param="status") from None
+    return await store.list_(conn, merchant_id, limit=limit, starting_after=starting_after, status=wanted)
 
 
-async def _current_payment(conn: Conn, row: dict[str, Any]) -> Payment | None:
-    if row["payment_id"] is None:
+async def _current_payment(conn: Conn, session: CheckoutSession) -> Payment | None:
+    if session.payment_id is None:
         return None
-    found = await payment_store.get_payments_by_ids(conn, [row["payment_id"]])
+    found = await payment_store.get_payments_by_ids(conn, [session.payment_id])
     return found[0] if found else None
 
 
-async def _expire(conn: Conn, ids: list[str]) -> list[dict[str, Any]]:
-    expired = await store.finish(conn, ids, "expired")
-    await events.record(
-        conn, [(r["merchant_id"], "checkout.session.expired", r["id"], session_object(r)) for r in expired]
-    )
+async def _expire(conn: Conn, ids: list[str]) -> list[CheckoutSession]:
+    expired = await store.finish(conn, ids, CheckoutStatus.EXPIRED)
+    await events.record(conn, [(s.merchant_id, "checkout.session.expired", s.id, session_object(s)) for s in expired])
     return expired
 
 
-async def expire(conn: Conn, merchant_id: str, session_id: str) -> dict[str, Any]:
+async def expire(conn: Conn, merchant_id: str, session_id: str) -> CheckoutSession:
     """The merchant closes an open session (the order was cancelled): the page then refuses to take payment."""
-    row = await get_row(conn, session_id, merchant_id, lock=True)
-    if row["status"] != "open":
+    session = await get(conn, session_id, merchant_id, lock=True)
+    if session.status is not CheckoutStatus.OPEN:
         raise InvalidRequest(
-            f"Only an open session can be expired; this one is {row['status']}.", code="session_not_open"
+            f"Only an open session can be expired; this one is {session.status}.", code="session_not_open"
         )
-    current = await _current_payment(conn, row)
-    if current is not None and PaymentStatus(current.status) in IN_PROGRESS:
+    current = await _current_payment(conn, session)
+    if current is not None and current.status in IN_PROGRESS:
         raise InvalidRequest(
             "A payment of this session is in progress; try again when it ends.", code="payment_in_progress"
         )
     [expired] = await _expire(conn, [session_id])
-    return session_object(expired)
+    return expired
 
 
 class SessionClosed(Exception):
     """The session takes no more payments: `status` says why (complete or expired)."""
 
-    def __init__(self, status: str) -> None:
+    def __init__(self, status: CheckoutStatus) -> None:
         super().__init__(status)
         self.status = status
 
@@ -213,7 +210,6 @@ async def pay(
     session_id: str,
     method: dict[str, Any],
     *,
-    processor: str,
     now: datetime | None = None,
     guard: velocity.Guard | None = None,
 ) -> Payment:
@@ -223,37 +219,30 @@ async def pay(
     over one of `guard`'s velocity limits: checked after the session is locked, so a double click is answered
     its payment in progress rather than a 429)."""
     now = now or datetime.now(UTC)
-    row = await get_row(conn, session_id, lock=True)
-    if row["status"] != "open":
-        raise SessionClosed(row["status"])
-    current = await _current_payment(conn, row)
+    session = await get(conn, session_id, lock=True)
+    if session.status is not CheckoutStatus.OPEN:
+        raise SessionClosed(session.status)
+    current = await _current_payment(conn, session)
     if current is not None and current.status not in RETRYABLE:
         return current
-    if now >= row["expires_at"]:
+    if now >= session.expires_at:
         await _expire(conn, [session_id])
-        raise SessionClosed("expired")
+        raise SessionClosed(CheckoutStatus.EXPIRED)
     if await store.payment_count(conn, session_id) >= MAX_PAYMENTS_PER_SESSION:
         raise InvalidRequest(
             "Too many payment attempts for this checkout; please contact the shop.", code="too_many_attempts"
         )
-    if method.get("type") not in row["payment_method_types"]:
+    if method.get("type") not in session.payment_method_types:
         raise InvalidRequest("This way of paying is not offered in this checkout.", param="payment_method.type")
     request = payments.PaymentCreate(
-        amount=row["amount"],
-        currency=row["currency"].strip(),
+        amount=session.amount,
+        currency=session.currency.strip(),
         payment_method=method,
-        description=row["description"],
-        return_url=row["url"] + "?returned=1",  # back to the page after 3-D Secure or the provider's page
+        description=session.description,
+        return_url=session.url + "?returned=1",  # back to the page after 3-D Secure or the provider's page
     )
     payment = await payments.create_payment(
-        conn,
-        vault,
-        row["merchant_id"],
-        request,
-        processor=processor,
-        now=now,
-        checkout_session_id=session_id,
-        guard=guard,
+        conn, vault, session.merchant_id, request, now=now, checkout_session_id=session_id, guard=guard
     )
     await store.set_payment(conn, session_id, payment.id)
     return payment
@@ -263,9 +252,9 @@ async def on_payment_changes(conn: Conn, changed: list[Payment]) -> None:
     """A session whose payment just succeeded is complete, in the same transaction."""
     paid = [p.checkout_session_id for p in changed if p.checkout_session_id and p.status == PaymentStatus.SUCCEEDED]
     if paid:
-        done = await store.finish(conn, [s for s in paid if s], "complete")
+        done = await store.finish(conn, [s for s in paid if s], CheckoutStatus.COMPLETE)
         await events.record(
-            conn, [(r["merchant_id"], "checkout.session.completed", r["id"], session_object(r)) for r in done]
+            conn, [(s.merchant_id, "checkout.session.completed", s.id, session_object(s)) for s in done]
         )
 
 
@@ -284,11 +273,7 @@ class ExpiryPump:
             if not claim.rows:
                 return 0
             busy = [r["payment_id"] for r in claim.rows if r["payment_id"]]
-            in_progress = {
-                p.id
-                for p in await payment_store.get_payments_by_ids(conn, busy)
-                if PaymentStatus(p.status) in IN_PROGRESS
-            }
+            in_progress = {p.id for p in await payment_store.get_payments_by_ids(conn, busy) if p.status in IN_PROGRESS}
             waiting = [r["id"] for r in claim.rows if r["payment_id"] in in_progress]
             await store.reschedule(conn, claim.token, waiting, EXPIRY_RECHECK_SECONDS)
             await _expire(conn, [r["id"] for r in claim.rows if r["id"] not in waiting])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tender.domain.models import DeadLetter, DeadLetterKind, DeadLetterStatus
 from tender.errors import InvalidRequest, NotFound
 from tender.services.objects import iso
 from tender.store import dead_letters as store
@@ -12,52 +13,55 @@ from tender.store import refunds as refund_store
 from tender.store import webhooks as webhook_store
 from tender.store.db import Database
 
-STATUSES = ("open", "retried", "resolved")
+STATUSES = tuple(DeadLetterStatus)
 
 
-def dead_letter_object(row: dict[str, Any]) -> dict[str, Any]:
+def dead_letter_object(d: DeadLetter) -> dict[str, Any]:
     return {
-        "id": row["id"],
+        "id": d.id,
         "object": "dead_letter",
-        "kind": row["kind"],
-        "object_id": row["object_id"],
-        "operation": row["operation"],
-        "status": row["status"],
-        "tries": row["tries"],
-        "last_error": row["last_error"],
-        "history": row["history"],
-        "created": iso(row["created"]),
-        "updated": iso(row["updated"]),
+        "kind": d.kind,
+        "object_id": d.object_id,
+        "operation": d.operation,
+        "status": d.status,
+        "tries": d.tries,
+        "last_error": d.last_error,
+        "history": d.history,
+        "created": iso(d.created),
+        "updated": iso(d.updated),
     }
 
 
 async def list_dead_letters(
     db: Database, *, status: str | None = None, limit: int = 10, starting_after: str | None = None
 ) -> tuple[list[dict[str, Any]], bool]:
-    if status is not None and status not in STATUSES:
-        raise InvalidRequest("status: must be one of " + ", ".join(STATUSES), param="status")
+    """The dead letters' objects (for the API and the CLI) and whether more follow."""
+    try:
+        wanted = DeadLetterStatus(status) if status is not None else None
+    except ValueError:
+        raise InvalidRequest("status: must be one of " + ", ".join(STATUSES), param="status") from None
     async with db.connection() as conn:
-        page = await store.list_(conn, status=status, limit=limit, starting_after=starting_after)
-    return [dead_letter_object(r) for r in page.rows], page.has_more
+        page = await store.list_(conn, status=wanted, limit=limit, starting_after=starting_after)
+    return [dead_letter_object(d) for d in page.rows], page.has_more
 
 
 async def retry(db: Database, dead_letter_id: str) -> dict[str, Any]:
     """Give the work a fresh set of tries, due at once."""
     async with db.transaction() as conn:
-        row = await store.get(conn, dead_letter_id, lock=True)
-        if row is None:
+        letter = await store.get(conn, dead_letter_id, lock=True)
+        if letter is None:
             raise NotFound("No such dead letter.", param="id")
-        if row["status"] == "resolved":
+        if letter.status is DeadLetterStatus.RESOLVED:
             raise InvalidRequest("This dead letter is resolved: the work got done.", code="dead_letter_resolved")
-        if row["kind"] == "payment":
-            await payment_store.schedule_now(conn, row["object_id"], reset_tries=True)
-        elif row["kind"] == "refund":
-            await refund_store.schedule_now(conn, row["object_id"])
-        elif row["kind"] == "webhook_delivery":
-            await webhook_store.schedule_now(conn, row["object_id"])
+        if letter.kind == DeadLetterKind.PAYMENT:
+            await payment_store.schedule_now(conn, letter.object_id, reset_tries=True)
+        elif letter.kind == DeadLetterKind.REFUND:
+            await refund_store.schedule_now(conn, letter.object_id)
+        elif letter.kind == DeadLetterKind.WEBHOOK_DELIVERY:
+            await webhook_store.schedule_now(conn, letter.object_id)
         else:
-            raise InvalidRequest(f"Cannot retry work of kind {row['kind']!r} yet.", code="dead_letter_unsupported")
+            raise InvalidRequest(f"Cannot retry work of kind {letter.kind!r} yet.", code="dead_letter_unsupported")
         await store.mark_retried(conn, dead_letter_id)
-        row = await store.get(conn, dead_letter_id)
-    assert row is not None
-    return dead_letter_object(row)
+        letter = await store.get(conn, dead_letter_id)
+    assert letter is not None
+    return dead_letter_object(letter)

@@ -8,22 +8,23 @@ is also the `webhook-id` of every delivery and every retry of it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from tender.domain.ids import MAX_ID_LENGTH
+from tender.domain.models import Event
 from tender.domain.webhooks import EVENT_TYPES, subscribes
 from tender.errors import InvalidRequest, NotFound
 from tender.services import checkout
 from tender.services.objects import iso, payment_object
-from tender.services.webhook_endpoints import delivery_object
+from tender.services.webhook_endpoints import DeliveryReport, with_attempts
 from tender.store import events as store
 from tender.store import payments as payment_store
 from tender.store import webhooks as webhook_store
-from tender.store.db import Conn
+from tender.store.db import Conn, Page
 
 
 async def record_payment_changes(conn: Conn, payment_ids: list[str]) -> None:
@@ -36,27 +37,27 @@ async def record_payment_changes(conn: Conn, payment_ids: list[str]) -> None:
         await checkout.on_payment_changes(conn, changed)
 
 
-def event_object(row: Mapping[str, Any]) -> dict[str, Any]:
+def event_object(e: Event) -> dict[str, Any]:
     return {
-        "id": row["id"],
+        "id": e.id,
         "object": "event",
-        "type": row["type"],
-        "created": iso(row["created"]),
-        "sequence": row["sequence"],
-        "data": row["data"],
+        "type": e.type,
+        "created": iso(e.created),
+        "sequence": e.sequence,
+        "data": e.data,
     }
 
 
-def event_body(row: Mapping[str, Any]) -> bytes:
+def event_body(e: Event) -> bytes:
     """The bytes a webhook delivery POSTs (and signs): the same for every retry of the event."""
-    return orjson.dumps(event_object(row))
+    return orjson.dumps(event_object(e))
 
 
-async def get(conn: Conn, merchant_id: str, event_id: str) -> dict[str, Any]:
-    row = await store.get(conn, merchant_id, event_id)
-    if row is None:
+async def get(conn: Conn, merchant_id: str, event_id: str) -> Event:
+    event = await store.get(conn, merchant_id, event_id)
+    if event is None:
         raise NotFound("No such event.", param="id")
-    return row
+    return event
 
 
 def _type_filter(value: str | None) -> tuple[list[str], str | None]:
@@ -83,9 +84,9 @@ async def list_(
     starting_after: str | None,
     type: str | None,
     object_id: str | None,
-) -> tuple[list[dict[str, Any]], bool]:
+) -> Page[Event]:
     types, prefix = _type_filter(type)
-    page = await store.list_(
+    return await store.list_(
         conn,
         merchant_id,
         limit=limit,
@@ -94,7 +95,6 @@ async def list_(
         type_prefix=prefix,
         object_id=object_id,
     )
-    return [event_object(r) for r in page.rows], page.has_more
 
 
 class Redeliver(BaseModel):
@@ -104,7 +104,7 @@ class Redeliver(BaseModel):
     endpoint: str | None = Field(default=None, max_length=MAX_ID_LENGTH, description="A webhook endpoint id.")
 
 
-async def redeliver(conn: Conn, merchant_id: str, event_id: str, request: Redeliver) -> list[dict[str, Any]]:
+async def redeliver(conn: Conn, merchant_id: str, event_id: str, request: Redeliver) -> list[DeliveryReport]:
     """Send the event again, now, with a fresh retry window; returns the deliveries it will make."""
     event = await get(conn, merchant_id, event_id)
     if request.endpoint is not None:
@@ -115,18 +115,17 @@ async def redeliver(conn: Conn, merchant_id: str, event_id: str, request: Redeli
                 param="endpoint",
                 code="resource_missing",
             )
-        if not endpoint["enabled"]:
+        if not endpoint.enabled:
             raise InvalidRequest("endpoint: the webhook endpoint is disabled", param="endpoint")
-        targets = [endpoint["id"]]
+        targets = [endpoint.id]
     else:
-        rows = (await webhook_store.list_endpoints(conn, merchant_id, limit=1000, starting_after=None)).rows
-        targets = [r["id"] for r in rows if r["enabled"] and subscribes(r["events"], event["type"])]
+        endpoints = (await webhook_store.list_endpoints(conn, merchant_id, limit=1000, starting_after=None)).rows
+        targets = [e.id for e in endpoints if e.enabled and subscribes(e.events, event.type)]
         if not targets:
             raise InvalidRequest(
-                f"No enabled webhook endpoint listens to {event['type']}; name one in `endpoint`.",
+                f"No enabled webhook endpoint listens to {event.type}; name one in `endpoint`.",
                 param="endpoint",
                 code="no_webhook_endpoint",
             )
     deliveries = await webhook_store.redeliver(conn, event_id, targets)
-    attempts = await webhook_store.attempts_of(conn, [d["id"] for d in deliveries])
-    return [delivery_object({**d, "event_type": event["type"]}, attempts[d["id"]]) for d in deliveries]
+    return await with_attempts(conn, [replace(d, event_type=event.type) for d in deliveries])

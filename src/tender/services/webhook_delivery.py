@@ -28,6 +28,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver
 
 from tender.domain.ids import DEAD_LETTER, new_id
+from tender.domain.models import DeadLetterKind, DeliveryStatus, WebhookEndpoint
 from tender.domain.webhooks import retry_delay_seconds, secret_key, signature_header
 from tender.services.events import event_body
 from tender.services.url_guard import BlockedURL, GuardedResolver, check_url
@@ -65,7 +66,7 @@ class DeliveryPolicy:
 class _Result:
     id: str
     endpoint_id: str
-    status: str = "pending"
+    status: DeliveryStatus = DeliveryStatus.PENDING
     next_run_at: datetime | None = None
     attempted: datetime | None = None  # None: nothing was sent (the endpoint went away)
     status_code: int | None = None
@@ -145,12 +146,12 @@ class DeliveryPump:
                 return 0
             rows, crowded = self._within_endpoint_caps(claim.rows)
             await store.postpone(conn, claim.token, [r["id"] for r in crowded], CROWDED_DELAY)
-            event_rows = await events.get_many(conn, list({r["event_id"] for r in rows}))
+            found_events = await events.get_many(conn, list({r["event_id"] for r in rows}))
             endpoints = await store.get_endpoints(conn, list({r["endpoint_id"] for r in rows}))
 
         now = datetime.now(UTC)
-        keys = {e["id"]: self._signing_keys(e, now) for e in endpoints.values()}
-        bodies = {eid: event_body(row) for eid, row in event_rows.items()}
+        keys = {e.id: self._signing_keys(e, now) for e in endpoints.values()}
+        bodies = {event_id: event_body(event) for event_id, event in found_events.items()}
         for row in rows:  # counted before any task runs, so a concurrent lane's claim sees them
             self._in_flight[row["endpoint_id"]] += 1
         tasks = {
@@ -181,7 +182,7 @@ class DeliveryPump:
     async def _deliver_counted(
         self,
         row: Mapping[str, Any],
-        endpoint: Mapping[str, Any] | None,
+        endpoint: WebhookEndpoint | None,
         keys: Mapping[str, list[bytes]],
         bodies: Mapping[str, bytes],
     ) -> _Result:
@@ -205,53 +206,57 @@ class DeliveryPump:
             return
         now = datetime.now(UTC)
         async with self._db.transaction() as conn:
-            written = await store.write_results(conn, token, [_row(r) for r in results])
+            written = await store.write_results(conn, token, results)
             done = [r for r in results if r.id in written]
             if len(done) < len(results):
                 log.info(
                     "%d webhook deliveries changed hands meanwhile; their results were dropped",
                     len(results) - len(done),
                 )
-            await store.insert_attempts(conn, [_attempt(r) for r in done if r.attempted is not None])
+            await store.insert_attempts(conn, [r for r in done if r.attempted is not None])
             sent = [r for r in done if r.attempted is not None]
             await store.note_endpoint_health(
                 conn,
-                succeeded=[r.endpoint_id for r in sent if r.status == "succeeded"],
-                failed=[r.endpoint_id for r in sent if r.status != "succeeded"],
+                succeeded=[r.endpoint_id for r in sent if r.status is DeliveryStatus.SUCCEEDED],
+                failed=[r.endpoint_id for r in sent if r.status is not DeliveryStatus.SUCCEEDED],
                 now=now,
             )
-            await self._disable_failing(conn, [r.endpoint_id for r in sent if r.status != "succeeded"], now)
-            await dead_letters.resolve(conn, "webhook_delivery", [r.id for r in done if r.status == "succeeded"])
+            await self._disable_failing(
+                conn, [r.endpoint_id for r in sent if r.status is not DeliveryStatus.SUCCEEDED], now
+            )
+            await dead_letters.resolve(
+                conn, DeadLetterKind.WEBHOOK_DELIVERY, [r.id for r in done if r.status is DeliveryStatus.SUCCEEDED]
+            )
             for r in done:
                 if r.gave_up:
                     await self._open_dead_letter(conn, r, rows)
 
-    def _signing_keys(self, endpoint: Mapping[str, Any], now: datetime) -> list[bytes]:
+    def _signing_keys(self, endpoint: WebhookEndpoint, now: datetime) -> list[bytes]:
         """The current secret's key, and the previous one's while its overlap lasts."""
-        keys = [secret_key(self._vault.decrypt(endpoint["secret_ct"], row_id=endpoint["id"]))]
-        expires = endpoint["previous_secret_expires"]
-        if endpoint["previous_secret_ct"] is not None and expires is not None and expires > now:
-            keys.append(secret_key(self._vault.decrypt(endpoint["previous_secret_ct"], row_id=endpoint["id"])))
+        keys = [secret_key(self._vault.decrypt(endpoint.secret_ct, row_id=endpoint.id))]
+        expires = endpoint.previous_secret_expires
+        if endpoint.previous_secret_ct is not None and expires is not None and expires > now:
+            keys.append(secret_key(self._vault.decrypt(endpoint.previous_secret_ct, row_id=endpoint.id)))
         return keys
 
     async def _deliver_safely(
         self,
         row: Mapping[str, Any],
-        endpoint: Mapping[str, Any] | None,
+        endpoint: WebhookEndpoint | None,
         keys: Mapping[str, list[bytes]],
         bodies: Mapping[str, bytes],
     ) -> _Result:
         result = _Result(id=row["id"], endpoint_id=row["endpoint_id"])
-        if endpoint is None or not endpoint["enabled"]:
-            result.status, result.error = "failed", "the endpoint was disabled"
+        if endpoint is None or not endpoint.enabled:
+            result.status, result.error = DeliveryStatus.FAILED, "the endpoint was disabled"
             return result
         try:
-            await self._send(result, endpoint["url"], keys[endpoint["id"]], row["event_id"], bodies[row["event_id"]])
+            await self._send(result, endpoint.url, keys[endpoint.id], row["event_id"], bodies[row["event_id"]])
         except Exception as exc:  # one delivery's bug must not sink the batch: it is retried like a failure
             log.exception("webhook delivery %s failed unexpectedly", row["id"])
             result.status_code, result.error = None, f"internal error: {type(exc).__name__}"
             result.attempted = result.attempted or datetime.now(UTC)
-        if result.status != "succeeded":
+        if result.status is not DeliveryStatus.SUCCEEDED:
             self._schedule_retry(result, row)
         return result
 
@@ -271,7 +276,7 @@ class DeliveryPump:
                 result.status_code = response.status
                 await response.content.read(MAX_RESPONSE_BYTES)
             if 200 <= response.status < 300:
-                result.status = "succeeded"
+                result.status = DeliveryStatus.SUCCEEDED
             else:
                 result.error = f"HTTP {response.status}"
         except BlockedURL as exc:
@@ -290,30 +295,31 @@ class DeliveryPump:
         )
         when = datetime.now(UTC) + delay
         if when > row["retry_from"] + p.retry_for:
-            result.status, result.next_run_at, result.gave_up = "failed", None, True
+            result.status, result.next_run_at, result.gave_up = DeliveryStatus.FAILED, None, True
         else:
-            result.status, result.next_run_at = "pending", when
+            result.status, result.next_run_at = DeliveryStatus.PENDING, when
 
     async def _disable_failing(self, conn: Any, endpoint_ids: list[str], now: datetime) -> None:
         if not endpoint_ids:
             return
         for endpoint in await store.failing_since_before(conn, endpoint_ids, now - self.policy.disable_after):
-            since = endpoint["failing_since"]
-            row = await store.update_endpoint(conn, endpoint["id"], {"enabled": False, "disabled_reason": "failing"})
+            since = endpoint.failing_since
+            assert since is not None  # selected for failing since before the cut-off
+            disabled = await store.update_endpoint(conn, endpoint.id, {"enabled": False, "disabled_reason": "failing"})
             await store.stop_pending(
-                conn, endpoint["id"], "the endpoint was disabled after failing since " + since.isoformat()
+                conn, endpoint.id, "the endpoint was disabled after failing since " + since.isoformat()
             )
             await events.record(
-                conn, [(row["merchant_id"], "webhook_endpoint.disabled", row["id"], endpoint_object(row))]
+                conn, [(disabled.merchant_id, "webhook_endpoint.disabled", disabled.id, endpoint_object(disabled))]
             )
-            log.warning("webhook endpoint %s disabled: failing since %s", row["id"], since.isoformat())
+            log.warning("webhook endpoint %s disabled: failing since %s", disabled.id, since.isoformat())
 
     async def _open_dead_letter(self, conn: Any, r: _Result, claimed: list[dict[str, Any]]) -> None:
         row = next(c for c in claimed if c["id"] == r.id)
         await dead_letters.open_one(
             conn,
             id=new_id(DEAD_LETTER),
-            kind="webhook_delivery",
+            kind=DeadLetterKind.WEBHOOK_DELIVERY,
             object_id=r.id,
             operation="deliver",
             tries=int(row["attempts"]) + 1,
@@ -330,24 +336,3 @@ class DeliveryPump:
             ],
         )
         log.warning("webhook delivery %s gave up after %s attempts: %s", r.id, int(row["attempts"]) + 1, r.error)
-
-
-def _row(r: _Result) -> dict[str, Any]:
-    return {
-        "id": r.id,
-        "status": r.status,
-        "next_run_at": r.next_run_at,
-        "attempted": r.attempted,
-        "status_code": r.status_code,
-        "error": r.error,
-    }
-
-
-def _attempt(r: _Result) -> dict[str, Any]:
-    return {
-        "id": r.id,
-        "attempted": r.attempted,
-        "status_code": r.status_code,
-        "latency_ms": r.latency_ms,
-        "error": r.error,
-    }

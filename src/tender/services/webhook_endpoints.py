@@ -7,19 +7,20 @@ can deploy the new one without losing a delivery (Standard Webhooks receivers ac
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tender.domain.ids import WEBHOOK_ENDPOINT, new_id
+from tender.domain.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from tender.domain.webhooks import ALL_EVENTS, EVENT_TYPES, new_secret
 from tender.errors import InvalidRequest, NotFound
 from tender.services.objects import iso
 from tender.services.url_guard import MAX_URL_LENGTH, BlockedURL, check_url
 from tender.store import webhooks as store
-from tender.store.db import Conn
+from tender.store.db import Conn, Page
 from tender.vault import Vault
 
 SECRET_OVERLAP = timedelta(hours=24)
@@ -27,7 +28,7 @@ MAX_DESCRIPTION_LENGTH = 500
 # Event types are at most 40 characters and fewer than 64 exist: a longer list or name cannot be valid.
 EventList = Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=64)]
 EVENTS_DESCRIPTION = 'Event types to send (at most 64), or ["*"] for all.'
-DELIVERY_STATUSES = ("pending", "succeeded", "failed")
+DELIVERY_STATUSES = tuple(DeliveryStatus)
 
 
 class EndpointCreate(BaseModel):
@@ -58,43 +59,52 @@ class EndpointRotate(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")  # no parameters: a body, if any, must be empty
 
 
-def endpoint_object(row: Mapping[str, Any], *, secret: str | None = None) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """A delivery with every request made for it, oldest first: what the API lists."""
+
+    delivery: WebhookDelivery
+    attempts: list[WebhookAttempt]
+
+
+def endpoint_object(e: WebhookEndpoint, *, secret: str | None = None) -> dict[str, Any]:
     obj: dict[str, Any] = {
-        "id": row["id"],
+        "id": e.id,
         "object": "webhook_endpoint",
-        "url": row["url"],
-        "description": row["description"],
-        "events": list(row["events"]),
-        "enabled": row["enabled"],
-        "disabled_reason": row["disabled_reason"],
-        "created": iso(row["created"]),
-        "updated": iso(row["updated"]),
+        "url": e.url,
+        "description": e.description,
+        "events": list(e.events),
+        "enabled": e.enabled,
+        "disabled_reason": e.disabled_reason,
+        "created": iso(e.created),
+        "updated": iso(e.updated),
     }
     if secret is not None:
         obj["secret"] = secret
     return obj
 
 
-def delivery_object(row: Mapping[str, Any], attempts: list[dict[str, Any]]) -> dict[str, Any]:
+def delivery_object(report: DeliveryReport) -> dict[str, Any]:
+    d = report.delivery
     return {
-        "id": row["id"],
+        "id": d.id,
         "object": "webhook_delivery",
-        "endpoint": row["endpoint_id"],
-        "event": row["event_id"],
-        "event_type": row.get("event_type"),
-        "status": row["status"],
+        "endpoint": d.endpoint_id,
+        "event": d.event_id,
+        "event_type": d.event_type,
+        "status": d.status,
         "attempts": [
             {
-                "created": iso(a["attempted"]),
-                "status_code": a["status_code"],
-                "latency_ms": a["latency_ms"],
-                "error": a["error"],
+                "created": iso(a.attempted),
+                "status_code": a.status_code,
+                "latency_ms": a.latency_ms,
+                "error": a.error,
             }
-            for a in attempts
+            for a in report.attempts
         ],
-        "next_attempt": iso(row["next_run_at"]) if row["status"] == "pending" and row["next_run_at"] else None,
-        "created": iso(row["created"]),
-        "updated": iso(row["updated"]),
+        "next_attempt": iso(d.next_run_at) if d.status is DeliveryStatus.PENDING and d.next_run_at else None,
+        "created": iso(d.created),
+        "updated": iso(d.updated),
     }
 
 
@@ -125,64 +135,55 @@ def _description(text: str | None) -> str | None:
 
 async def create(
     conn: Conn, vault: Vault, merchant_id: str, request: EndpointCreate, *, allow_private: bool
-) -> dict[str, Any]:
-    """The new endpoint's object, with its secret: the only time the secret is shown."""
+) -> tuple[WebhookEndpoint, str]:
+    """The new endpoint and its secret: the only time the secret is shown."""
     endpoint_id = new_id(WEBHOOK_ENDPOINT)
     secret = new_secret()
-    row = await store.insert_endpoint(
+    endpoint = await store.insert_endpoint(
         conn,
-        {
-            "id": endpoint_id,
-            "merchant_id": merchant_id,
-            "url": _url(request.url, allow_private),
-            "description": _description(request.description),
-            "events": _events(request.events),
-            "enabled": request.enabled,
-            "secret_ct": vault.encrypt(secret, row_id=endpoint_id),
-        },
+        id=endpoint_id,
+        merchant_id=merchant_id,
+        url=_url(request.url, allow_private),
+        description=_description(request.description),
+        events=_events(request.events),
+        enabled=request.enabled,
+        secret_ct=vault.encrypt(secret, row_id=endpoint_id),
     )
-    return endpoint_object(row, secret=secret)
+    return endpoint, secret
 
 
-async def _get(conn: Conn, merchant_id: str, endpoint_id: str, *, lock: bool = False) -> dict[str, Any]:
-    row = await store.get_endpoint(conn, merchant_id, endpoint_id, lock=lock)
-    if row is None:
+async def get(conn: Conn, merchant_id: str, endpoint_id: str, *, lock: bool = False) -> WebhookEndpoint:
+    endpoint = await store.get_endpoint(conn, merchant_id, endpoint_id, lock=lock)
+    if endpoint is None:
         raise NotFound("No such webhook endpoint.", param="id")
-    return row
+    return endpoint
 
 
-async def get(conn: Conn, merchant_id: str, endpoint_id: str) -> dict[str, Any]:
-    return endpoint_object(await _get(conn, merchant_id, endpoint_id))
-
-
-async def list_(
-    conn: Conn, merchant_id: str, *, limit: int, starting_after: str | None
-) -> tuple[list[dict[str, Any]], bool]:
-    page = await store.list_endpoints(conn, merchant_id, limit=limit, starting_after=starting_after)
-    return [endpoint_object(r) for r in page.rows], page.has_more
+async def list_(conn: Conn, merchant_id: str, *, limit: int, starting_after: str | None) -> Page[WebhookEndpoint]:
+    return await store.list_endpoints(conn, merchant_id, limit=limit, starting_after=starting_after)
 
 
 async def update(
     conn: Conn, merchant_id: str, endpoint_id: str, request: EndpointUpdate, *, allow_private: bool
-) -> dict[str, Any]:
-    current = await _get(conn, merchant_id, endpoint_id, lock=True)
-    fields: dict[str, Any] = {}
+) -> WebhookEndpoint:
+    current = await get(conn, merchant_id, endpoint_id, lock=True)
+    fields: store.EndpointFields = {}
     if request.url is not None:
         fields["url"] = _url(request.url, allow_private)
     if request.events is not None:
         fields["events"] = _events(request.events)
     if "description" in request.model_fields_set:
         fields["description"] = _description(request.description)
-    if request.enabled is not None and request.enabled != current["enabled"]:
+    if request.enabled is not None and request.enabled != current.enabled:
         fields["enabled"] = request.enabled
         fields["disabled_reason"] = None
         fields["failing_since"] = None  # re-enabled: a fresh start; disabled by hand: no streak to keep
     if not fields:
-        return endpoint_object(current)
-    row = await store.update_endpoint(conn, endpoint_id, fields)
+        return current
+    updated = await store.update_endpoint(conn, endpoint_id, fields)
     if fields.get("enabled") is False:
         await store.stop_pending(conn, endpoint_id, "the endpoint was disabled")
-    return endpoint_object(row)
+    return updated
 
 
 async def delete(conn: Conn, merchant_id: str, endpoint_id: str) -> dict[str, Any]:
@@ -194,22 +195,22 @@ async def delete(conn: Conn, merchant_id: str, endpoint_id: str) -> dict[str, An
 
 async def rotate_secret(
     conn: Conn, vault: Vault, merchant_id: str, endpoint_id: str, *, now: datetime | None = None
-) -> dict[str, Any]:
+) -> tuple[WebhookEndpoint, str]:
     """A new secret, shown once; the current one keeps signing beside it for `SECRET_OVERLAP`. A secret
     rotated out earlier and still in its overlap is dropped: two secrets at most."""
     now = now or datetime.now(UTC)
-    current = await _get(conn, merchant_id, endpoint_id, lock=True)
+    current = await get(conn, merchant_id, endpoint_id, lock=True)
     secret = new_secret()
-    row = await store.update_endpoint(
+    endpoint = await store.update_endpoint(
         conn,
         endpoint_id,
         {
             "secret_ct": vault.encrypt(secret, row_id=endpoint_id),
-            "previous_secret_ct": current["secret_ct"],
+            "previous_secret_ct": current.secret_ct,
             "previous_secret_expires": now + SECRET_OVERLAP,
         },
     )
-    return endpoint_object(row, secret=secret)
+    return endpoint, secret
 
 
 async def list_deliveries(
@@ -221,12 +222,16 @@ async def list_deliveries(
     starting_after: str | None,
     status: str | None,
     event: str | None,
-) -> tuple[list[dict[str, Any]], bool]:
-    await _get(conn, merchant_id, endpoint_id)
+) -> Page[DeliveryReport]:
+    await get(conn, merchant_id, endpoint_id)
     if status is not None and status not in DELIVERY_STATUSES:
         raise InvalidRequest("status: must be one of " + ", ".join(DELIVERY_STATUSES), param="status")
-    rows, has_more = await store.list_deliveries(
+    page = await store.list_deliveries(
         conn, endpoint_id, limit=limit, starting_after=starting_after, status=status, event_id=event
     )
-    attempts = await store.attempts_of(conn, [r["id"] for r in rows])
-    return [delivery_object(r, attempts[r["id"]]) for r in rows], has_more
+    return Page(await with_attempts(conn, page.rows), page.has_more)
+
+
+async def with_attempts(conn: Conn, deliveries: list[WebhookDelivery]) -> list[DeliveryReport]:
+    attempts = await store.attempts_of(conn, [d.id for d in deliveries])
+    return [DeliveryReport(d, attempts[d.id]) for d in deliveries]

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
+from psycopg.rows import class_row
+
+from tender.domain.models import CheckoutSession, CheckoutStatus
 from tender.store.db import Conn, Page, newest_first
+from tender.store.rows import fetch_all, fetch_one
 
 COLUMNS = (
     "id, merchant_id, amount, currency, reference, description, success_url, cancel_url, url, payment_method_types,"
@@ -13,45 +18,75 @@ COLUMNS = (
 )
 
 
-async def insert(conn: Conn, row: dict[str, Any]) -> dict[str, Any] | None:
+async def insert(
+    conn: Conn,
+    *,
+    id: str,
+    merchant_id: str,
+    amount: int,
+    currency: str,
+    reference: str,
+    description: str | None,
+    success_url: str,
+    cancel_url: str,
+    url: str,
+    payment_method_types: list[str],
+    expires_at: datetime,
+) -> CheckoutSession | None:
     """Insert an open session, due to expire at `expires_at`; None if the merchant already has an open or
     complete session for this reference."""
-    cur = await conn.execute(
+    return await fetch_one(
+        conn,
+        CheckoutSession,
         "INSERT INTO checkout_sessions (id, merchant_id, amount, currency, reference, description, success_url,"
         " cancel_url, url, payment_method_types, expires_at, next_run_at) VALUES (%(id)s, %(merchant_id)s,"
         " %(amount)s, %(currency)s, %(reference)s, %(description)s, %(success_url)s, %(cancel_url)s, %(url)s,"
         " %(payment_method_types)s, %(expires_at)s, %(expires_at)s)"
         f" ON CONFLICT (merchant_id, reference) WHERE status <> 'expired' DO NOTHING RETURNING {COLUMNS}",
-        row,
+        {
+            "id": id,
+            "merchant_id": merchant_id,
+            "amount": amount,
+            "currency": currency,
+            "reference": reference,
+            "description": description,
+            "success_url": success_url,
+            "cancel_url": cancel_url,
+            "url": url,
+            "payment_method_types": payment_method_types,
+            "expires_at": expires_at,
+        },
     )
-    return await cur.fetchone()
 
 
-async def by_reference(conn: Conn, merchant_id: str, reference: str) -> dict[str, Any] | None:
-    cur = await conn.execute(
+async def by_reference(conn: Conn, merchant_id: str, reference: str) -> CheckoutSession | None:
+    return await fetch_one(
+        conn,
+        CheckoutSession,
         f"SELECT {COLUMNS} FROM checkout_sessions WHERE merchant_id = %s AND reference = %s AND status <> 'expired'",
         (merchant_id, reference),
     )
-    return await cur.fetchone()
 
 
 async def get(
     conn: Conn, session_id: str, merchant_id: str | None = None, *, lock: bool = False
-) -> dict[str, Any] | None:
+) -> CheckoutSession | None:
     where = "id = %s" + (" AND merchant_id = %s" if merchant_id else "")
     params = (session_id, merchant_id) if merchant_id else (session_id,)
-    cur = await conn.execute(
-        f"SELECT {COLUMNS} FROM checkout_sessions WHERE {where}" + (" FOR UPDATE" if lock else ""), params
+    return await fetch_one(
+        conn,
+        CheckoutSession,
+        f"SELECT {COLUMNS} FROM checkout_sessions WHERE {where}" + (" FOR UPDATE" if lock else ""),
+        params,
     )
-    return await cur.fetchone()
 
 
 async def list_(
-    conn: Conn, merchant_id: str, *, limit: int, starting_after: str | None, status: str | None
-) -> Page[dict[str, Any]]:
+    conn: Conn, merchant_id: str, *, limit: int, starting_after: str | None, status: CheckoutStatus | None
+) -> Page[CheckoutSession]:
     return await newest_first(
         conn, "checkout_sessions", COLUMNS, limit=limit, starting_after=starting_after,
-        equal={"merchant_id": merchant_id, "status": status},
+        equal={"merchant_id": merchant_id, "status": status}, row_factory=class_row(CheckoutSession),
     )  # fmt: skip
 
 
@@ -61,14 +96,15 @@ async def set_payment(conn: Conn, session_id: str, payment_id: str) -> None:
     )
 
 
-async def finish(conn: Conn, ids: Sequence[str], status: str) -> list[dict[str, Any]]:
+async def finish(conn: Conn, ids: Sequence[str], status: CheckoutStatus) -> list[CheckoutSession]:
     """Open sessions among `ids` become `status` (complete or expired) and leave the expiry pump."""
-    cur = await conn.execute(
+    return await fetch_all(
+        conn,
+        CheckoutSession,
         "UPDATE checkout_sessions SET status = %s, next_run_at = NULL, lease_token = NULL, updated = now()"
         f" WHERE id = ANY(%s) AND status = 'open' RETURNING {COLUMNS}",
         (status, sorted(ids)),
     )
-    return await cur.fetchall()
 
 
 async def reschedule(conn: Conn, token: Any, ids: Sequence[str], seconds: float) -> None:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
+from tender.domain.models import DeadLetter, DeadLetterStatus
 from tender.store.db import Conn, Page, newest_first
+from tender.store.rows import fetch_one
 
 _COLUMNS = "id, kind, object_id, operation, status, tries, last_error, history, created, updated"
 
@@ -42,18 +45,23 @@ async def resolve(conn: Conn, kind: str, object_ids: list[str]) -> None:
         )
 
 
-async def get(conn: Conn, dead_letter_id: str, *, lock: bool = False) -> dict[str, Any] | None:
-    cur = await conn.execute(
-        f"SELECT {_COLUMNS} FROM dead_letters WHERE id = %s" + (" FOR UPDATE" if lock else ""), (dead_letter_id,)
+async def get(conn: Conn, dead_letter_id: str, *, lock: bool = False) -> DeadLetter | None:
+    return await fetch_one(
+        conn,
+        DeadLetter,
+        f"SELECT {_COLUMNS} FROM dead_letters WHERE id = %s" + (" FOR UPDATE" if lock else ""),
+        (dead_letter_id,),
     )
-    return await cur.fetchone()
 
 
 async def mark_retried(conn: Conn, dead_letter_id: str) -> None:
     await conn.execute("UPDATE dead_letters SET status = 'retried', updated = now() WHERE id = %s", (dead_letter_id,))
 
 
-async def list_(conn: Conn, *, status: str | None, limit: int, starting_after: str | None) -> Page[dict[str, Any]]:
+async def list_(
+    conn: Conn, *, status: DeadLetterStatus | None, limit: int, starting_after: str | None
+) -> Page[DeadLetter]:
     return await newest_first(
-        conn, "dead_letters", _COLUMNS, limit=limit, starting_after=starting_after, equal={"status": status}
-    )
+        conn, "dead_letters", _COLUMNS, limit=limit, starting_after=starting_after, equal={"status": status},
+        row_factory=class_row(DeadLetter),
+    )  # fmt: skip

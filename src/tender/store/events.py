@@ -7,11 +7,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from tender.domain.ids import EVENT, new_id
+from tender.domain.models import Event
 from tender.store import webhooks
 from tender.store.db import Conn, Page, newest_first
+from tender.store.rows import fetch_all, fetch_one
 
 EVENT_COLUMNS = "id, merchant_id, type, object_id, sequence, data, created"
 
@@ -43,16 +46,15 @@ async def record(conn: Conn, events: Sequence[tuple[str, str, str, dict[str, Any
     return ids
 
 
-async def get(conn: Conn, merchant_id: str, event_id: str) -> dict[str, Any] | None:
-    cur = await conn.execute(
-        f"SELECT {EVENT_COLUMNS} FROM events WHERE id = %s AND merchant_id = %s", (event_id, merchant_id)
+async def get(conn: Conn, merchant_id: str, event_id: str) -> Event | None:
+    return await fetch_one(
+        conn, Event, f"SELECT {EVENT_COLUMNS} FROM events WHERE id = %s AND merchant_id = %s", (event_id, merchant_id)
     )
-    return await cur.fetchone()
 
 
-async def get_many(conn: Conn, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    cur = await conn.execute(f"SELECT {EVENT_COLUMNS} FROM events WHERE id = ANY(%s)", (list(ids),))
-    return {row["id"]: row for row in await cur.fetchall()}
+async def get_many(conn: Conn, ids: Sequence[str]) -> dict[str, Event]:
+    found = await fetch_all(conn, Event, f"SELECT {EVENT_COLUMNS} FROM events WHERE id = ANY(%s)", (list(ids),))
+    return {event.id: event for event in found}
 
 
 async def list_(
@@ -65,7 +67,7 @@ async def list_(
     type_prefix: str | None = None,
     object_id: str | None = None,
     created_gte: datetime | None = None,
-) -> Page[dict[str, Any]]:
+) -> Page[Event]:
     conditions: list[tuple[str, Any]] = []
     if types:
         conditions.append(("type = ANY(%s)", list(types)))
@@ -76,4 +78,5 @@ async def list_(
     return await newest_first(
         conn, "events", EVENT_COLUMNS, limit=limit, starting_after=starting_after,
         equal={"merchant_id": merchant_id, "object_id": object_id}, conditions=tuple(conditions),
+        row_factory=class_row(Event),
     )  # fmt: skip

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, TypedDict
+
+from psycopg.rows import class_row
 
 from tender.domain.ids import WEBHOOK_DELIVERY, new_id
+from tender.domain.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from tender.domain.webhooks import subscribes
 from tender.store.db import Conn, Page, newest_first
+from tender.store.rows import fetch_all, fetch_one
 
 ENDPOINT_COLUMNS = (
     "id, merchant_id, url, description, events, enabled, disabled_reason, secret_ct, previous_secret_ct,"
@@ -22,53 +26,93 @@ _EVENT_TYPE = "(SELECT type FROM events e WHERE e.id = event_id) AS event_type"
 CLAIM_COLUMNS = ["merchant_id", "endpoint_id", "event_id", "retry_from", "attempts"]
 
 
+class EndpointFields(TypedDict, total=False):
+    """The columns an update of an endpoint may set: only those given are written."""
+
+    url: str
+    events: list[str]
+    description: str | None
+    enabled: bool
+    disabled_reason: str | None
+    failing_since: datetime | None
+    secret_ct: bytes
+    previous_secret_ct: bytes | None
+    previous_secret_expires: datetime | None
+
+
+class DeliveryResult(Protocol):
+    """What the delivery pump knows of one delivery after trying it (services/webhook_delivery.py)."""
+
+    id: str
+    status: DeliveryStatus
+    next_run_at: datetime | None  # when to try again (pending), else None
+    attempted: datetime | None  # when a request was sent; None: nothing was sent
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+
+
 # -- endpoints -----------------------------------------------------------------------------------------
 
 
-async def insert_endpoint(conn: Conn, row: dict[str, Any]) -> dict[str, Any]:
-    cur = await conn.execute(
+async def insert_endpoint(
+    conn: Conn,
+    *,
+    id: str,
+    merchant_id: str,
+    url: str,
+    description: str | None,
+    events: list[str],
+    enabled: bool,
+    secret_ct: bytes,
+) -> WebhookEndpoint:
+    created = await fetch_one(
+        conn,
+        WebhookEndpoint,
         "INSERT INTO webhook_endpoints (id, merchant_id, url, description, events, enabled, secret_ct)"
-        f" VALUES (%(id)s, %(merchant_id)s, %(url)s, %(description)s, %(events)s, %(enabled)s, %(secret_ct)s)"
-        f" RETURNING {ENDPOINT_COLUMNS}",
-        row,
+        f" VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {ENDPOINT_COLUMNS}",
+        (id, merchant_id, url, description, events, enabled, secret_ct),
     )
-    created = await cur.fetchone()
     assert created is not None
     return created
 
 
-async def get_endpoint(conn: Conn, merchant_id: str, endpoint_id: str, *, lock: bool = False) -> dict[str, Any] | None:
-    cur = await conn.execute(
+async def get_endpoint(conn: Conn, merchant_id: str, endpoint_id: str, *, lock: bool = False) -> WebhookEndpoint | None:
+    return await fetch_one(
+        conn,
+        WebhookEndpoint,
         f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = %s AND merchant_id = %s"
         + (" FOR UPDATE" if lock else ""),
         (endpoint_id, merchant_id),
     )
-    return await cur.fetchone()
 
 
-async def get_endpoints(conn: Conn, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    cur = await conn.execute(f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = ANY(%s)", (list(ids),))
-    return {row["id"]: row for row in await cur.fetchall()}
+async def get_endpoints(conn: Conn, ids: Sequence[str]) -> dict[str, WebhookEndpoint]:
+    found = await fetch_all(
+        conn, WebhookEndpoint, f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = ANY(%s)", (list(ids),)
+    )
+    return {endpoint.id: endpoint for endpoint in found}
 
 
 async def list_endpoints(
     conn: Conn, merchant_id: str, *, limit: int, starting_after: str | None
-) -> Page[dict[str, Any]]:
+) -> Page[WebhookEndpoint]:
     return await newest_first(
         conn, "webhook_endpoints", ENDPOINT_COLUMNS, limit=limit, starting_after=starting_after,
-        equal={"merchant_id": merchant_id},
+        equal={"merchant_id": merchant_id}, row_factory=class_row(WebhookEndpoint),
     )  # fmt: skip
 
 
-async def update_endpoint(conn: Conn, endpoint_id: str, fields: dict[str, Any]) -> dict[str, Any]:
-    """Set the given columns (names from our own code, never from a request) and return the row."""
+async def update_endpoint(conn: Conn, endpoint_id: str, fields: EndpointFields) -> WebhookEndpoint:
+    """Set the given columns (names from our own code, never from a request) and return the endpoint."""
     assignments = ", ".join(f"{name} = %({name})s" for name in fields)
-    cur = await conn.execute(
+    row = await fetch_one(
+        conn,
+        WebhookEndpoint,
         f"UPDATE webhook_endpoints SET {assignments}, updated = now() WHERE id = %(endpoint_id)s"
         f" RETURNING {ENDPOINT_COLUMNS}",
         {**fields, "endpoint_id": endpoint_id},
     )
-    row = await cur.fetchone()
     assert row is not None
     return row
 
@@ -127,7 +171,7 @@ async def insert_deliveries(conn: Conn, rows: Sequence[tuple[str, str, str, str]
     return cur.rowcount
 
 
-async def redeliver(conn: Conn, event_id: str, endpoint_ids: Sequence[str]) -> list[dict[str, Any]]:
+async def redeliver(conn: Conn, event_id: str, endpoint_ids: Sequence[str]) -> list[WebhookDelivery]:
     """Make the event's deliveries to these endpoints due now, with fresh tries and retry window (made
     where missing). Returns the deliveries."""
     await conn.execute(
@@ -140,11 +184,12 @@ async def redeliver(conn: Conn, event_id: str, endpoint_ids: Sequence[str]) -> l
     assert event is not None
     await insert_deliveries(conn, [(new_id(WEBHOOK_DELIVERY), event["merchant_id"], e, event_id) for e in endpoint_ids])
     await conn.execute("SELECT pg_notify('tender_work', 'webhook_deliveries')")  # an UPDATE fires no trigger
-    cur = await conn.execute(
+    return await fetch_all(
+        conn,
+        WebhookDelivery,
         f"SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE event_id = %s AND endpoint_id = ANY(%s) ORDER BY id",
         (event_id, list(endpoint_ids)),
     )
-    return await cur.fetchall()
 
 
 async def schedule_now(conn: Conn, delivery_id: str) -> bool:
@@ -170,7 +215,7 @@ async def postpone(conn: Conn, token: Any, ids: Sequence[str], delay: timedelta)
         )
 
 
-async def write_results(conn: Conn, token: Any, results: Sequence[dict[str, Any]]) -> set[str]:
+async def write_results(conn: Conn, token: Any, results: Sequence[DeliveryResult]) -> set[str]:
     """Write each delivery's outcome where our lease still holds; returns the ids written."""
     if not results:
         return set()
@@ -182,31 +227,32 @@ async def write_results(conn: Conn, token: Any, results: Sequence[dict[str, Any]
         "             %s::timestamptz[]) AS r (id, status, next_run_at, sent, status_code, error, attempted)"
         " WHERE d.id = r.id AND d.lease_token = %s RETURNING d.id",
         (
-            [r["id"] for r in results],
-            [r["status"] for r in results],
-            [r["next_run_at"] for r in results],
-            [1 if r["attempted"] is not None else 0 for r in results],
-            [r["status_code"] for r in results],
-            [r["error"] for r in results],
-            [r["attempted"] for r in results],
+            [r.id for r in results],
+            [r.status for r in results],
+            [r.next_run_at for r in results],
+            [1 if r.attempted is not None else 0 for r in results],
+            [r.status_code for r in results],
+            [r.error for r in results],
+            [r.attempted for r in results],
             token,
         ),
     )
     return {row["id"] for row in await cur.fetchall()}
 
 
-async def insert_attempts(conn: Conn, attempts: Sequence[dict[str, Any]]) -> None:
+async def insert_attempts(conn: Conn, attempts: Sequence[DeliveryResult]) -> None:
+    """One attempt row per result (each one that sent a request)."""
     if not attempts:
         return
     await conn.execute(
         "INSERT INTO webhook_attempts (delivery_id, attempted, status_code, latency_ms, error)"
         " SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::int[], %s::int[], %s::text[])",
         (
-            [a["id"] for a in attempts],
-            [a["attempted"] for a in attempts],
-            [a["status_code"] for a in attempts],
-            [a["latency_ms"] for a in attempts],
-            [a["error"] for a in attempts],
+            [a.id for a in attempts],
+            [a.attempted for a in attempts],
+            [a.status_code for a in attempts],
+            [a.latency_ms for a in attempts],
+            [a.error for a in attempts],
         ),
     )
 
@@ -226,14 +272,15 @@ async def note_endpoint_health(conn: Conn, succeeded: Sequence[str], failed: Seq
         )
 
 
-async def failing_since_before(conn: Conn, ids: Sequence[str], cutoff: datetime) -> list[dict[str, Any]]:
+async def failing_since_before(conn: Conn, ids: Sequence[str], cutoff: datetime) -> list[WebhookEndpoint]:
     """Enabled endpoints among `ids` failing since before `cutoff`, locked for disabling."""
-    cur = await conn.execute(
+    return await fetch_all(
+        conn,
+        WebhookEndpoint,
         f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = ANY(%s) AND enabled"
         " AND failing_since < %s ORDER BY id FOR UPDATE",
         (sorted(ids), cutoff),
     )
-    return await cur.fetchall()
 
 
 async def list_deliveries(
@@ -244,23 +291,24 @@ async def list_deliveries(
     starting_after: str | None,
     status: str | None,
     event_id: str | None,
-) -> Page[dict[str, Any]]:
+) -> Page[WebhookDelivery]:
     return await newest_first(
         conn, "webhook_deliveries", f"{DELIVERY_COLUMNS}, {_EVENT_TYPE}",
         limit=limit, starting_after=starting_after,
         equal={"endpoint_id": endpoint_id, "status": status, "event_id": event_id},
+        row_factory=class_row(WebhookDelivery),
     )  # fmt: skip
 
 
-async def attempts_of(conn: Conn, delivery_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-    cur = await conn.execute(
+async def attempts_of(conn: Conn, delivery_ids: Sequence[str]) -> dict[str, list[WebhookAttempt]]:
+    """Every attempt of each delivery, oldest first."""
+    found: dict[str, list[WebhookAttempt]] = {d: [] for d in delivery_ids}
+    query = (
         "SELECT delivery_id, attempted, status_code, latency_ms, error FROM webhook_attempts"
-        " WHERE delivery_id = ANY(%s) ORDER BY id",
-        (list(delivery_ids),),
+        " WHERE delivery_id = ANY(%s) ORDER BY id"
     )
-    found: dict[str, list[dict[str, Any]]] = {d: [] for d in delivery_ids}
-    for row in await cur.fetchall():
-        found[row["delivery_id"]].append(row)
+    for attempt in await fetch_all(conn, WebhookAttempt, query, (list(delivery_ids),)):
+        found[attempt.delivery_id].append(attempt)
     return found
 
 

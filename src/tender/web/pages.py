@@ -26,12 +26,13 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from tender.bootstrap import Container
 from tender.domain.errors import ValidationFailed
-from tender.domain.models import Payment
+from tender.domain.models import CheckoutSession, CheckoutStatus, Payment
 from tender.domain.money import format_amount
+from tender.domain.payments import PaymentStatus
 from tender.errors import InvalidRequest, NotFound, RateLimited
-from tender.services import checkout, velocity
 from tender.http.deps import ContainerDep, HubDep
 from tender.http.sse import EventStream, status_stream
+from tender.services import checkout, velocity
 from tender.services.checkout import SessionClosed
 from tender.services.validation import NUL, nul_error
 from tender.store import merchants as merchant_store
@@ -79,28 +80,28 @@ def with_query(url: str, **params: str) -> str:
     return urlunsplit(parts._replace(query=query))
 
 
-async def _context(conn: Conn, row: dict[str, Any]) -> dict[str, Any]:
-    merchant = await merchant_store.get_merchant(conn, row["merchant_id"])
+async def _context(conn: Conn, row: CheckoutSession) -> dict[str, Any]:
+    merchant = await merchant_store.get_merchant(conn, row.merchant_id)
     return {
-        "session_id": row["id"],
+        "session_id": row.id,
         "merchant_name": merchant.name if merchant else "the shop",
-        "description": row["description"],
-        "amount": format_amount(row["amount"], row["currency"].strip()),
+        "description": row.description,
+        "amount": format_amount(row.amount, row.currency.strip()),
         "values": {"expiry": "", "holder_name": "", "vpa": ""},
-        "method_types": list(row["payment_method_types"]),
+        "method_types": list(row.payment_method_types),
         "method_names": METHOD_NAMES,
     }
 
 
-async def _payment(conn: Conn, row: dict[str, Any]) -> Payment | None:
-    if row["payment_id"] is None:
+async def _payment(conn: Conn, row: CheckoutSession) -> Payment | None:
+    if row.payment_id is None:
         return None
-    found = await payment_store.get_payments_by_ids(conn, [row["payment_id"]])
+    found = await payment_store.get_payments_by_ids(conn, [row.payment_id])
     return found[0] if found else None
 
 
-def _back_to_shop(ctx: dict[str, Any], row: dict[str, Any]) -> HTMLResponse:
-    target = with_query(row["success_url"], session_id=row["id"], status="succeeded")
+def _back_to_shop(ctx: dict[str, Any], row: CheckoutSession) -> HTMLResponse:
+    target = with_query(row.success_url, session_id=row.id, status="succeeded")
     return _page(
         "redirect.html",
         kind="succeeded",
@@ -122,7 +123,7 @@ async def checkout_page(session_id: str, container: ContainerDep, returned: str 
             return _not_found()
         ctx = await _context(conn, row)
         payment = await _payment(conn, row)
-    if returned and payment is not None and payment.status == "requires_action":
+    if returned and payment is not None and payment.status is PaymentStatus.REQUIRES_ACTION:
         # Back before the outcome reached us: wait here (sending them to the bank's page again would strand
         # them on an already decided challenge), and have the processor asked at once, but not once per reload
         # (at most once per interval per payment; beyond it the page just shows the current state).
@@ -133,28 +134,29 @@ async def checkout_page(session_id: str, container: ContainerDep, returned: str 
     return _render(ctx, row, payment)
 
 
-def _render(ctx: dict[str, Any], row: dict[str, Any], payment: Payment | None) -> HTMLResponse:
+def _render(ctx: dict[str, Any], row: CheckoutSession, payment: Payment | None) -> HTMLResponse:
     """What the session needs now: the way back to the shop, the expiry notice, the processing view, the
     hand-off to the bank or provider, or the form (with the last payment's failure)."""
-    if row["status"] == "complete" or (payment is not None and payment.status == "succeeded"):
+    if row.status is CheckoutStatus.COMPLETE or (payment is not None and payment.status is PaymentStatus.SUCCEEDED):
         return _back_to_shop(ctx, row)
-    if row["status"] == "expired":
+    if row.status is CheckoutStatus.EXPIRED:
         return _page(
             "closed.html",
             status_code=410,
             kind="expired",
             heading="This checkout has expired",
             message="Nothing was charged. Return to the shop to start again.",
-            target=row["cancel_url"],
+            target=row.cancel_url,
             **ctx,
         )
-    if payment is not None and payment.status == "processing":
+    if payment is not None and payment.status is PaymentStatus.PROCESSING:
         return _page("processing.html", payment_status="processing", **ctx)
-    if payment is not None and payment.status == "requires_action" and payment.payment_method.get("type") == "upi":
+    waiting = payment is not None and payment.status is PaymentStatus.REQUIRES_ACTION
+    if payment is not None and waiting and payment.payment_method.get("type") == "upi":
         # A collect request: the shopper approves in their UPI app (the simulator's page stands in for it).
         url = (payment.next_action or {}).get("url")
         return _page("processing.html", payment_status="requires_action", upi_app_url=url, **ctx)
-    if payment is not None and payment.status == "requires_action" and payment.next_action:
+    if payment is not None and waiting and payment.next_action:
         where = _PROVIDERS.get(str(payment.payment_method.get("type")), "your bank")
         return _page(
             "redirect.html",
@@ -167,12 +169,12 @@ def _render(ctx: dict[str, Any], row: dict[str, Any], payment: Payment | None) -
             **ctx,
         )
     error = None
-    if payment is not None and payment.status == "failed":
+    if payment is not None and payment.status is PaymentStatus.FAILED:
         if payment.payment_method.get("type") == "card":
             error = GENERIC_DECLINE  # whatever the reason (API.md "Security limits")
         else:  # an alternative method's failure says nothing about a card
             error = f"{payment.failure_message or 'The payment failed.'} {_TRY_AGAIN}"
-    if payment is not None and payment.status == "canceled":
+    if payment is not None and payment.status is PaymentStatus.CANCELED:
         error = "The payment was canceled. You may pay again."
     return _page("form.html", error=error, **ctx)
 
@@ -192,18 +194,13 @@ async def pay(session_id: str, request: Request, container: ContainerDep) -> Res
             if row is None:
                 return _not_found()
             ctx = await _context(conn, row)
-            guard = _guard(request, container, row["merchant_id"])
+            guard = _guard(request, container, row.merchant_id)
             try:
                 await checkout.pay(
-                    conn,
-                    container.vault,
-                    session_id,
-                    {"type": "card", "card": _card(fields)},
-                    processor=container.default_processor,
-                    guard=guard,
+                    conn, container.vault, session_id, {"type": "card", "card": _card(fields)}, guard=guard
                 )
             except SessionClosed:  # paid or expired meanwhile: show what it is now
-                row = await checkout.get_row(conn, session_id)
+                row = await checkout.get(conn, session_id)
                 return _render(ctx, row, await _payment(conn, row))
     except RateLimited as exc:  # raised before anything was written
         minutes = math.ceil(exc.retry_after / 60)
@@ -267,9 +264,9 @@ async def pay_method(session_id: str, request: Request, container: ContainerDep)
                 if NUL in fields.get(name, ""):
                     raise nul_error(param)
             try:
-                await checkout.pay(conn, container.vault, session_id, method, processor=container.default_processor)
+                await checkout.pay(conn, container.vault, session_id, method)
             except SessionClosed:
-                row = await checkout.get_row(conn, session_id)
+                row = await checkout.get(conn, session_id)
                 return _render(ctx, row, await _payment(conn, row))
     except (InvalidRequest, ValidationFailed) as exc:
         text = exc.message if isinstance(exc, InvalidRequest) else str(exc)
@@ -325,9 +322,9 @@ def _form_field(param: str | None) -> str | None:
     return name if name in CARD_FIELDS else None
 
 
-async def _session_or_none(conn: Conn, session_id: str) -> dict[str, Any] | None:
+async def _session_or_none(conn: Conn, session_id: str) -> CheckoutSession | None:
     try:
-        return await checkout.get_row(conn, session_id)
+        return await checkout.get(conn, session_id)
     except NotFound:
         return None
 
@@ -345,7 +342,7 @@ async def cancel(session_id: str, container: ContainerDep) -> Response:
         row = await _session_or_none(conn, session_id)
     if row is None:
         return _not_found()
-    return RedirectResponse(row["cancel_url"], status_code=303, headers=SECURITY_HEADERS)
+    return RedirectResponse(row.cancel_url, status_code=303, headers=SECURITY_HEADERS)
 
 
 @router.get("/checkout/{session_id}/status")
@@ -356,7 +353,7 @@ async def status(session_id: str, container: ContainerDep) -> Response:
         payment = await _payment(conn, row) if row else None
     if row is None:
         return Response(b'{"error": "not found"}', status_code=404, media_type="application/json")
-    body = {"status": row["status"], "payment_status": payment.status if payment else None}
+    body = {"status": row.status, "payment_status": payment.status if payment else None}
     return Response(orjson.dumps(body), media_type="application/json", headers={"Cache-Control": "no-store"})
 
 
@@ -369,9 +366,9 @@ async def events(session_id: str, container: ContainerDep, hub: HubDep) -> Respo
     """The processing view's live status: `status` events carrying only the payment's status."""
     async with container.db.connection() as conn:
         row = await _session_or_none(conn, session_id)
-    if row is None or row["payment_id"] is None:
+    if row is None or row.payment_id is None:
         return Response(b'{"error": "not found"}', status_code=404, media_type="application/json")
-    stream = status_stream(container.db, hub, row["merchant_id"], row["payment_id"], render=_status_event)
+    stream = status_stream(container.db, hub, row.merchant_id, row.payment_id, render=_status_event)
     return EventStream(stream, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 

@@ -44,7 +44,7 @@ async def create_session(
     async def change(conn: Conn) -> dict[str, Any]:
         session, is_new = await checkout.create(conn, merchant.merchant_id, body, base_url=container.settings.base_url)
         created.append(is_new)
-        return session
+        return checkout.session_object(session)
 
     return await idempotent.post(
         container, merchant.merchant_id, idempotency_key, "/v1/checkout/sessions", payload, change,
@@ -61,19 +61,20 @@ async def list_sessions(
     status: Annotated[str | None, text_query("open, complete or expired", 32)] = None,
 ) -> Response:
     async with container.db.connection() as conn:
-        rows, has_more = await checkout.list_(
+        page = await checkout.list_(
             conn, merchant.merchant_id, limit=limit, starting_after=starting_after, status=status
         )
+    sessions = [checkout.session_object(s) for s in page.rows]
     return Response(
-        dumps(list_object(rows, has_more=has_more, url="/v1/checkout/sessions")), media_type="application/json"
+        dumps(list_object(sessions, has_more=page.has_more, url="/v1/checkout/sessions")), media_type="application/json"
     )
 
 
 @router.get("/v1/checkout/sessions/{session_id}", summary="Retrieve a checkout session", responses=_NOT_FOUND)
 async def get_session(session_id: str, merchant: Merchant, container: ContainerDep) -> Response:
     async with container.db.connection() as conn:
-        row = await checkout.get_row(conn, session_id, merchant.merchant_id)
-    return Response(dumps(checkout.session_object(row)), media_type="application/json")
+        session = await checkout.get(conn, session_id, merchant.merchant_id)
+    return Response(dumps(checkout.session_object(session)), media_type="application/json")
 
 
 @router.post(
@@ -93,7 +94,7 @@ async def expire_session(
         parse(checkout.Expire, payload)
 
     async def change(conn: Conn) -> dict[str, Any]:
-        return await checkout.expire(conn, merchant.merchant_id, session_id)
+        return checkout.session_object(await checkout.expire(conn, merchant.merchant_id, session_id))
 
     path = f"/v1/checkout/sessions/{session_id}/expire"
     return await idempotent.post(container, merchant.merchant_id, idempotency_key, path, payload, change)

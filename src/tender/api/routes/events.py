@@ -11,6 +11,7 @@ from tender.api.deps import ContainerDep, Merchant, StartingAfter, json_body, te
 from tender.services import events as service
 from tender.services.objects import dumps, list_object
 from tender.services.validation import parse
+from tender.services.webhook_endpoints import delivery_object
 from tender.store.db import Conn
 
 router = APIRouter(tags=["events"])
@@ -29,17 +30,18 @@ async def list_events(
 ) -> Response:
     """Every event carries `sequence`: 1, 2, 3... per object, in the order the changes happened."""
     async with container.db.connection() as conn:
-        rows, has_more = await service.list_(
+        page = await service.list_(
             conn, merchant.merchant_id, limit=limit, starting_after=starting_after, type=type, object_id=object
         )
-    return Response(dumps(list_object(rows, has_more=has_more, url="/v1/events")), media_type="application/json")
+    body = list_object([service.event_object(e) for e in page.rows], has_more=page.has_more, url="/v1/events")
+    return Response(dumps(body), media_type="application/json")
 
 
 @router.get("/v1/events/{event_id}", summary="Retrieve an event", responses={404: {"description": "No such event."}})
 async def get_event(event_id: str, merchant: Merchant, container: ContainerDep) -> Response:
     async with container.db.connection() as conn:
-        row = await service.get(conn, merchant.merchant_id, event_id)
-    return Response(dumps(service.event_object(row)), media_type="application/json")
+        event = await service.get(conn, merchant.merchant_id, event_id)
+    return Response(dumps(service.event_object(event)), media_type="application/json")
 
 
 @router.post(
@@ -66,7 +68,8 @@ async def redeliver(
 
     async def change(conn: Conn) -> dict[str, Any]:
         deliveries = await service.redeliver(conn, merchant.merchant_id, event_id, body)
-        return list_object(deliveries, has_more=False, url=f"/v1/events/{event_id}/redeliver")
+        data = [delivery_object(d) for d in deliveries]
+        return list_object(data, has_more=False, url=f"/v1/events/{event_id}/redeliver")
 
     path = f"/v1/events/{event_id}/redeliver"
     return await idempotent.post(

@@ -47,7 +47,10 @@ async def create_endpoint(
     allow_private = container.settings.webhook_allow_private
 
     async def change(conn: Conn) -> dict[str, Any]:
-        return await service.create(conn, container.vault, merchant.merchant_id, body, allow_private=allow_private)
+        endpoint, secret = await service.create(
+            conn, container.vault, merchant.merchant_id, body, allow_private=allow_private
+        )
+        return service.endpoint_object(endpoint, secret=secret)
 
     return await idempotent.post(
         container, merchant.merchant_id, idempotency_key, "/v1/webhook_endpoints", payload, change,
@@ -63,14 +66,15 @@ async def list_endpoints(
     starting_after: StartingAfter = None,
 ) -> Response:
     async with container.db.connection() as conn:
-        rows, has_more = await service.list_(conn, merchant.merchant_id, limit=limit, starting_after=starting_after)
-    return _json(list_object(rows, has_more=has_more, url="/v1/webhook_endpoints"))
+        page = await service.list_(conn, merchant.merchant_id, limit=limit, starting_after=starting_after)
+    endpoints = [service.endpoint_object(e) for e in page.rows]
+    return _json(list_object(endpoints, has_more=page.has_more, url="/v1/webhook_endpoints"))
 
 
 @router.get("/v1/webhook_endpoints/{endpoint_id}", summary="Retrieve a webhook endpoint", responses=_NOT_FOUND)
 async def get_endpoint(endpoint_id: str, merchant: Merchant, container: ContainerDep) -> Response:
     async with container.db.connection() as conn:
-        return _json(await service.get(conn, merchant.merchant_id, endpoint_id))
+        return _json(service.endpoint_object(await service.get(conn, merchant.merchant_id, endpoint_id)))
 
 
 _UPDATE: dict[str, Any] = {
@@ -99,7 +103,8 @@ async def update_endpoint(
     allow_private = container.settings.webhook_allow_private
 
     async def change(conn: Conn) -> dict[str, Any]:
-        return await service.update(conn, merchant.merchant_id, endpoint_id, body, allow_private=allow_private)
+        endpoint = await service.update(conn, merchant.merchant_id, endpoint_id, body, allow_private=allow_private)
+        return service.endpoint_object(endpoint)
 
     path = f"/v1/webhook_endpoints/{endpoint_id}"
     return await idempotent.post(container, merchant.merchant_id, idempotency_key, path, payload, change)
@@ -130,7 +135,8 @@ async def rotate_secret(
         parse(service.EndpointRotate, payload)
 
     async def change(conn: Conn) -> dict[str, Any]:
-        return await service.rotate_secret(conn, container.vault, merchant.merchant_id, endpoint_id)
+        endpoint, secret = await service.rotate_secret(conn, container.vault, merchant.merchant_id, endpoint_id)
+        return service.endpoint_object(endpoint, secret=secret)
 
     path = f"/v1/webhook_endpoints/{endpoint_id}/rotate_secret"
     return await idempotent.post(container, merchant.merchant_id, idempotency_key, path, payload, change, sealed=True)
@@ -153,7 +159,7 @@ async def list_deliveries(
     """Each delivery is one event for this endpoint; `attempts` lists every request sent, with its status
     code (null: no answer), latency and error."""
     async with container.db.connection() as conn:
-        rows, has_more = await service.list_deliveries(
+        page = await service.list_deliveries(
             conn,
             merchant.merchant_id,
             endpoint_id,
@@ -162,4 +168,6 @@ async def list_deliveries(
             status=status,
             event=event,
         )
-    return _json(list_object(rows, has_more=has_more, url=f"/v1/webhook_endpoints/{endpoint_id}/deliveries"))
+    deliveries = [service.delivery_object(d) for d in page.rows]
+    url = f"/v1/webhook_endpoints/{endpoint_id}/deliveries"
+    return _json(list_object(deliveries, has_more=page.has_more, url=url))
