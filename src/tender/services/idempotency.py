@@ -14,7 +14,6 @@ from __future__ import annotations
 import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 from psycopg import errors as pg_errors
@@ -110,10 +109,10 @@ def _sealed_row(merchant_id: str, key: str) -> str:
     return f"idempotency:{merchant_id}:{key}"
 
 
-def _replay(row: dict[str, Any] | None, fingerprint: bytes) -> StoredResponse:
-    if row is None or row["status_code"] is None:  # cannot outlive the first request's transaction
+def _replay(row: store.StoredKey | None, fingerprint: bytes) -> StoredResponse:
+    if row is None or row.status_code is None:  # cannot outlive the first request's transaction
         raise IdempotencyInProgress(_IN_PROGRESS)
-    stored = row["request_hash"]
+    stored = row.request_hash
     # NULL: stored before migration 0006 erased the unkeyed hashes. It cannot be compared, so the key alone
     # decides and a replay replays (such rows are purged within TENDER_IDEMPOTENCY_KEY_HOURS of the upgrade).
     if stored is not None and not hmac.compare_digest(bytes(stored), fingerprint):
@@ -121,10 +120,11 @@ def _replay(row: dict[str, Any] | None, fingerprint: bytes) -> StoredResponse:
             "This Idempotency-Key was already used with a different request; use a new key.",
             param="Idempotency-Key",
         )
-    headers = row["response_headers"]
+    headers = row.response_headers
+    assert row.response_body is not None  # written with the status code
     return StoredResponse(
-        status_code=int(row["status_code"]),
-        body=bytes(row["response_body"]),
+        status_code=int(row.status_code),
+        body=bytes(row.response_body),
         headers=dict(headers) if isinstance(headers, dict) else {},
         replayed=True,
     )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
 from tender.store.db import Conn
+from tender.store.rows import fetch_one
 
 # The in-flight lock's key: a 64-bit hash of this prefix, the merchant and the key. Any other advisory lock
 # (the migrations' constant, the settlement's two-int keys) meets it only by a 2**-64 chance, and the cost
@@ -36,13 +38,24 @@ async def reserve(conn: Conn, merchant_id: str, key: str, request_hash: bytes) -
     return await cur.fetchone() is not None
 
 
-async def find(conn: Conn, merchant_id: str, key: str) -> dict[str, Any] | None:
-    cur = await conn.execute(
+@dataclass(frozen=True, slots=True)
+class StoredKey:
+    """A key's row: the request's keyed fingerprint and, once its transaction committed, the answer."""
+
+    request_hash: bytes | None  # None: stored before migration 0006 erased the unkeyed hashes
+    status_code: int | None  # None: the first request has not answered (only seen inside its transaction)
+    response_body: bytes | None
+    response_headers: Any  # jsonb: an object of header names and values
+
+
+async def find(conn: Conn, merchant_id: str, key: str) -> StoredKey | None:
+    return await fetch_one(
+        conn,
+        StoredKey,
         "SELECT request_hash, status_code, response_body, response_headers FROM idempotency_keys"
         " WHERE merchant_id = %s AND key = %s",
         (merchant_id, key),
     )
-    return await cur.fetchone()
 
 
 async def save_response(
