@@ -35,8 +35,8 @@ class PaymentChange:
     pump, its lease still holds): an answer that arrives after the payment moved on changes nothing."""
 
     id: str
-    expected_status: str  # the status the step was decided on
-    status: str
+    expected_status: PaymentStatus  # the status the step was decided on
+    status: PaymentStatus
     amount_captured: int
     failure_code: str | None
     decline_code: str | None
