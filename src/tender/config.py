@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
     # `?returned=1` on the hosted page asks the processor about a payment at most once per this many seconds.
     checkout_lookup_interval_seconds: float = Field(default=10.0, ge=0)
+    # Card testing on the hosted page: a checkout session takes at most this many payments.
+    checkout_max_payments: int = Field(default=10, ge=1)
+    # A session due to expire while its payment is in progress is looked at again this much later.
+    checkout_expiry_recheck_seconds: float = Field(default=60.0, gt=0)
 
     @field_validator("simulator_url")
     @classmethod

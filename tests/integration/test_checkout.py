@@ -194,6 +194,19 @@ async def test_a_session_stops_taking_cards_after_ten_attempts(api: Any, contain
     )
 
 
+async def test_the_attempt_limit_comes_from_the_settings(
+    api: Any, container: Any, merchant: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TENDER_CHECKOUT_MAX_PAYMENTS, read by the page from the container's settings at each payment."""
+    monkeypatch.setattr(container.settings, "checkout_max_payments", 2)
+    path = page_path(await new_session(api, merchant))
+    for _ in range(2):
+        assert (await api.post(path + "/pay", content=card_form("4000000000000002"), headers=FORM)).status_code == 303
+        await drain(authorizer(container))
+    r = await api.post(path + "/pay", content=card_form(), headers=FORM)
+    assert r.status_code == 400 and "Too many payment attempts" in r.text
+
+
 async def test_a_wallet_payment_goes_to_the_providers_page_and_completes_the_session(
     api: Any, container: Any, merchant: Any, simulator_url: str
 ) -> None:

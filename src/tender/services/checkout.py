@@ -36,10 +36,6 @@ METHOD_TYPES = ("card", *APM_TYPES)
 IN_PROGRESS = frozenset({PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION})
 # The session's payment ended without money: the shopper may try again (a decline, or a merchant's cancel).
 RETRYABLE = frozenset({PaymentStatus.FAILED, PaymentStatus.CANCELED})
-# Card testing: a stolen-card list tried on one page. After this many payments a session takes no more.
-MAX_PAYMENTS_PER_SESSION = 10
-# A session whose payment is still in progress when it should expire is looked at again this much later.
-EXPIRY_RECHECK_SECONDS = 60.0
 
 
 class SessionCreate(BaseModel):
@@ -210,6 +206,8 @@ async def pay(
     session_id: str,
     method: dict[str, Any],
     *,
+    processor: str,
+    max_payments: int,
     now: datetime | None = None,
     guard: velocity.Guard | None = None,
 ) -> Payment:
@@ -228,7 +226,9 @@ async def pay(
     if now >= session.expires_at:
         await _expire(conn, [session_id])
         raise SessionClosed(CheckoutStatus.EXPIRED)
-    if await store.payment_count(conn, session_id) >= MAX_PAYMENTS_PER_SESSION:
+    # Card testing: a stolen-card list tried on one page. After `max_payments` (TENDER_CHECKOUT_MAX_PAYMENTS) a
+    # session takes no more.
+    if await store.payment_count(conn, session_id) >= max_payments:
         raise InvalidRequest(
             "Too many payment attempts for this checkout; please contact the shop.", code="too_many_attempts"
         )
@@ -242,7 +242,14 @@ async def pay(
         return_url=session.url + "?returned=1",  # back to the page after 3-D Secure or the provider's page
     )
     payment = await payments.create_payment(
-        conn, vault, session.merchant_id, request, now=now, checkout_session_id=session_id, guard=guard
+        conn,
+        vault,
+        session.merchant_id,
+        request,
+        processor=processor,
+        now=now,
+        checkout_session_id=session_id,
+        guard=guard,
     )
     await store.set_payment(conn, session_id, payment.id)
     return payment
@@ -261,9 +268,12 @@ async def on_payment_changes(conn: Conn, changed: list[Payment]) -> None:
 class ExpiryPump:
     """Expires open sessions past `expires_at`; one waiting on a payment in progress is looked at later."""
 
-    def __init__(self, db: Database, *, lease_seconds: float = 60.0) -> None:
+    def __init__(self, db: Database, *, lease_seconds: float = 60.0, recheck_seconds: float = 60.0) -> None:
         self._db = db
         self._lease = lease_seconds
+        # A session whose payment is still in progress when it should expire is looked at again this much later
+        # (TENDER_CHECKOUT_EXPIRY_RECHECK_SECONDS).
+        self._recheck = recheck_seconds
 
     async def run_batch(self, limit: int) -> int:
         async with self._db.transaction() as conn:
@@ -275,6 +285,6 @@ class ExpiryPump:
             busy = [r["payment_id"] for r in claim.rows if r["payment_id"]]
             in_progress = {p.id for p in await payment_store.get_payments_by_ids(conn, busy) if p.status in IN_PROGRESS}
             waiting = [r["id"] for r in claim.rows if r["payment_id"] in in_progress]
-            await store.reschedule(conn, claim.token, waiting, EXPIRY_RECHECK_SECONDS)
+            await store.reschedule(conn, claim.token, waiting, self._recheck)
             await _expire(conn, [r["id"] for r in claim.rows if r["id"] not in waiting])
         return len(claim.rows)

@@ -197,7 +197,13 @@ async def pay(session_id: str, request: Request, container: ContainerDep) -> Res
             guard = _guard(request, container, row.merchant_id)
             try:
                 await checkout.pay(
-                    conn, container.vault, session_id, {"type": "card", "card": _card(fields)}, guard=guard
+                    conn,
+                    container.vault,
+                    session_id,
+                    {"type": "card", "card": _card(fields)},
+                    processor=container.default_processor,
+                    max_payments=container.settings.checkout_max_payments,
+                    guard=guard,
                 )
             except SessionClosed:  # paid or expired meanwhile: show what it is now
                 row = await checkout.get(conn, session_id)
@@ -264,7 +270,14 @@ async def pay_method(session_id: str, request: Request, container: ContainerDep)
                 if NUL in fields.get(name, ""):
                     raise nul_error(param)
             try:
-                await checkout.pay(conn, container.vault, session_id, method)
+                await checkout.pay(
+                    conn,
+                    container.vault,
+                    session_id,
+                    method,
+                    processor=container.default_processor,
+                    max_payments=container.settings.checkout_max_payments,
+                )
             except SessionClosed:
                 row = await checkout.get(conn, session_id)
                 return _render(ctx, row, await _payment(conn, row))

@@ -77,7 +77,9 @@ class Worker:
         settler = SettlementPump(container.db, tz=s.business_tz)
         self.pumps.append(Pump("settlement", settler.run_batch, s.settle_batch_groups, lanes=1))
         # Checkout sessions past expires_at: not latency-sensitive, one lane, polls.
-        expirer = ExpiryPump(container.db, lease_seconds=s.worker_lease_seconds)
+        expirer = ExpiryPump(
+            container.db, lease_seconds=s.worker_lease_seconds, recheck_seconds=s.checkout_expiry_recheck_seconds
+        )
         self.pumps.append(Pump("checkout_expiry", expirer.run_batch, s.worker_batch_size, lanes=1))
         self.webhooks = DeliveryPump(container.db, container.vault, webhook_policy(s))
         self.pumps.append(
