@@ -45,9 +45,9 @@ from tender.domain.models import Attempt, Payment, VaultCard
 from tender.domain.payments import FINAL_STATUSES, PaymentStatus
 from tender.domain.transitions import DEFINITIVE, PaymentChange, change_of, decide
 from tender.processors.base import AuthorizeRequest, CardData, Outcome, Processor, ProcessorResult
-from tender.services import events, payables
+from tender.services import payment_transitions
 from tender.store import attempts as attempt_store
-from tender.store import card_funding, dead_letters
+from tender.store import dead_letters
 from tender.store import payments as store
 from tender.store.db import Database
 from tender.store.payments import PAYMENT_COLUMNS
@@ -162,47 +162,22 @@ class Authorizer:
         async with held(self._db, "payments", claim, self._lease):
             changes = await asyncio.gather(*(self._run_safely(w, vault_cards) for w in work))
 
-        now = datetime.now(UTC)
+        steps = [
+            payment_transitions.Step(w.payment, c, call=None if w.reconcile else w.attempt, void=w.void)
+            for w, c in zip(work, changes, strict=True)
+        ]
         async with self._db.transaction() as conn:
-            changes = [replace(c, updated=now) for c in changes]
-            written = await store.update_after_processing(conn, claim.token, changes)
+            written = await payment_transitions.write_claimed(
+                conn, claim.token, steps, tz=self._tz, now=datetime.now(UTC)
+            )
             if len(written) < len(work):
                 log.info(
                     "%d payment(s) changed hands or status meanwhile; their results were dropped",
                     len(work) - len(written),
                 )
-            # Before events and payables: both must see the funding the processor reported.
-            await card_funding.record(
-                conn, {c.id: c.card_funding for c in changes if c.id in written and c.card_funding}
-            )
-            done = [w for w in work if w.payment.id in written]
-            await attempt_store.record_calls(conn, [w.attempt for w in done if w.attempt and not w.reconcile])
-            # Tender stops waiting (shopper, capture window): a cancel of its own, due at once.
-            voids = [Attempt(new_id(ATTEMPT), w.payment.id, "cancel", w.payment.processor) for w in done if w.void]
-            for payment_id in await attempt_store.open_voids(conn, voids):
-                log.info("payment %s: waited long enough; Tender voids it", payment_id)
-            left_processing = [
-                w.payment.card_id
-                for w, c in zip(work, changes, strict=True)
-                if w.payment.id in written
-                and w.payment.card_id
-                and c.expected_status == "processing"
-                and c.status != "processing"
-            ]
-            await store.erase_cvcs(conn, left_processing)
-            for w in done:
-                if w.dead:
+            for w in work:
+                if w.dead and w.payment.id in written:
                     await self._open_dead_letter(conn, w)
-            settled = [
-                w.payment.id for w, c in zip(work, changes, strict=True) if w.payment.id in written and c.reset_tries
-            ]
-            await dead_letters.resolve(conn, "payment", settled)
-            canceled = [c.id for c in changes if c.id in written and c.status == PaymentStatus.CANCELED]
-            await attempt_store.close_authorizations(conn, canceled)
-            await events.record_payment_changes(conn, [c.id for c in changes if c.id in written and c.moved])
-            # The money side of a capture commits with it: payable, ledger entry, events.
-            captured = [c.id for c in changes if c.id in written and c.status == PaymentStatus.SUCCEEDED and c.moved]
-            await payables.record_captures(conn, captured, tz=self._tz, now=now)
         return len(work)
 
     async def _open_dead_letter(self, conn: Any, w: _Work) -> None:

@@ -12,7 +12,7 @@ _COLUMNS = "id, payment_id, operation, processor, status, amount, calls, maybe_s
 
 
 async def open_attempts(conn: Conn, payment_ids: Sequence[str]) -> dict[str, list[Attempt]]:
-    """Operations not yet settled (pending, or waiting for the shopper), oldest first, by payment."""
+    """Operations not yet finished (pending, or waiting for the shopper), oldest first, by payment."""
     cur = await conn.execute(
         f"SELECT {_COLUMNS} FROM payment_attempts WHERE payment_id = ANY(%s) AND finished IS NULL ORDER BY id",
         (list(payment_ids),),
@@ -95,7 +95,7 @@ async def record_calls(conn: Conn, attempts: Sequence[Attempt]) -> None:
             )
 
 
-async def settle(conn: Conn, attempt: Attempt) -> None:
+async def record_answer(conn: Conn, attempt: Attempt) -> None:
     """Record a definitive outcome that arrived without a call of ours (an inbound notification)."""
     await conn.execute(
         "UPDATE payment_attempts SET status = %(status)s, maybe_sent = true,"
