@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tender.services import webhook_endpoints
+from tender.services.objects import endpoint_object
 
 # The database is shared by the session: an endpoint left behind would get later tests' events (a settlement run
 # settles every merchant) and send them to a receiver that is gone. A fixture calls delete_made_endpoints.
@@ -19,7 +20,7 @@ async def make_endpoint(container: Any, merchant: Any, url: str, events: list[st
             conn, container.vault, merchant.merchant.id, request, allow_private=True
         )
     made_endpoints.append(endpoint.id)
-    return webhook_endpoints.endpoint_object(endpoint, secret=secret)
+    return endpoint_object(endpoint, secret=secret)
 
 
 async def delete_made_endpoints(container: Any) -> None:

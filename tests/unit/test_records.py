@@ -20,8 +20,7 @@ from tender.domain.models import (
     WebhookDelivery,
 )
 from tender.domain.payments import PaymentStatus
-from tender.services.checkout import session_object
-from tender.services.objects import payment_object
+from tender.services.objects import payment_object, session_object
 
 NOW = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
 

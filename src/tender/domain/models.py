@@ -188,6 +188,14 @@ class WebhookAttempt:
     error: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """A delivery with every request made for it, oldest first: what the API lists."""
+
+    delivery: WebhookDelivery
+    attempts: list[WebhookAttempt]
+
+
 class DeadLetterStatus(StrEnum):
     OPEN = "open"
     RETRIED = "retried"  # an operator gave the work fresh tries

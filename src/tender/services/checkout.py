@@ -21,9 +21,17 @@ from tender.domain.ids import CHECKOUT_SESSION, new_id
 from tender.domain.methods import APM_TYPES
 from tender.domain.models import CheckoutSession, CheckoutStatus, Payment
 from tender.domain.payments import MAX_REFERENCE_LENGTH, MAX_URL_LENGTH, PaymentStatus, validate_reference
-from tender.errors import Conflict, InvalidRequest, NotFound
+from tender.errors import (
+    CheckoutSessionBusy,
+    DuplicateReference,
+    InvalidRequest,
+    NotFound,
+    PaymentInProgress,
+    SessionNotOpen,
+    TooManyAttempts,
+)
 from tender.services import payments, velocity
-from tender.services.objects import iso
+from tender.services.objects import session_object
 from tender.store import checkout as store
 from tender.store import events
 from tender.store import payments as payment_store
@@ -63,26 +71,6 @@ class SessionCreate(BaseModel):
 
 class Expire(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")  # no parameters
-
-
-def session_object(s: CheckoutSession) -> dict[str, Any]:
-    return {
-        "id": s.id,
-        "object": "checkout_session",
-        "url": s.url,
-        "status": s.status,
-        "amount": s.amount,
-        "currency": s.currency.strip(),
-        "reference": s.reference,
-        "description": s.description,
-        "payment_method_types": list(s.payment_method_types),
-        "success_url": s.success_url,
-        "cancel_url": s.cancel_url,
-        "payment": s.payment_id,
-        "expires_at": iso(s.expires_at),
-        "created": iso(s.created),
-        "updated": iso(s.updated),
-    }
 
 
 def _url(value: str, param: str) -> str:
@@ -135,12 +123,11 @@ async def create(
         return session, True
     existing = await store.by_reference(conn, merchant_id, reference)
     if existing is None:  # it expired between the two statements: the caller may simply try again
-        raise Conflict("A session for this reference just changed; try again.", code="checkout_session_busy")
+        raise CheckoutSessionBusy("A session for this reference just changed; try again.")
     if (existing.amount, existing.currency.strip()) != (amount, currency):
-        raise Conflict(
+        raise DuplicateReference(
             f"Checkout session {existing.id} already holds this reference with another amount",
             param="reference",
-            code="duplicate_reference",
             checkout_session=existing.id,
         )
     return existing, False
@@ -153,14 +140,20 @@ async def get(conn: Conn, session_id: str, merchant_id: str | None = None, *, lo
     return session
 
 
+async def retrieve(db: Database, session_id: str, merchant_id: str) -> CheckoutSession:
+    async with db.connection() as conn:
+        return await get(conn, session_id, merchant_id)
+
+
 async def list_(
-    conn: Conn, merchant_id: str, *, limit: int, starting_after: str | None, status: str | None
+    db: Database, merchant_id: str, *, limit: int, starting_after: str | None, status: str | None
 ) -> Page[CheckoutSession]:
     try:
         wanted = CheckoutStatus(status) if status is not None else None
     except ValueError:
         raise InvalidRequest("status: must be open, complete or expired", param="status") from None
-    return await store.list_(conn, merchant_id, limit=limit, starting_after=starting_after, status=wanted)
+    async with db.connection() as conn:
+        return await store.list_(conn, merchant_id, limit=limit, starting_after=starting_after, status=wanted)
 
 
 async def _current_payment(conn: Conn, session: CheckoutSession) -> Payment | None:
@@ -180,14 +173,10 @@ async def expire(conn: Conn, merchant_id: str, session_id: str) -> CheckoutSessi
     """The merchant closes an open session (the order was cancelled): the page then refuses to take payment."""
     session = await get(conn, session_id, merchant_id, lock=True)
     if session.status is not CheckoutStatus.OPEN:
-        raise InvalidRequest(
-            f"Only an open session can be expired; this one is {session.status}.", code="session_not_open"
-        )
+        raise SessionNotOpen(f"Only an open session can be expired; this one is {session.status}.")
     current = await _current_payment(conn, session)
     if current is not None and current.status in IN_PROGRESS:
-        raise InvalidRequest(
-            "A payment of this session is in progress; try again when it ends.", code="payment_in_progress"
-        )
+        raise PaymentInProgress("A payment of this session is in progress; try again when it ends.")
     [expired] = await _expire(conn, [session_id])
     return expired
 
@@ -229,9 +218,7 @@ async def pay(
     # Card testing: a stolen-card list tried on one page. After `max_payments` (TENDER_CHECKOUT_MAX_PAYMENTS) a
     # session takes no more.
     if await store.payment_count(conn, session_id) >= max_payments:
-        raise InvalidRequest(
-            "Too many payment attempts for this checkout; please contact the shop.", code="too_many_attempts"
-        )
+        raise TooManyAttempts("Too many payment attempts for this checkout; please contact the shop.")
     if method.get("type") not in session.payment_method_types:
         raise InvalidRequest("This way of paying is not offered in this checkout.", param="payment_method.type")
     request = payments.PaymentCreate(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tender.domain.models import DeadLetter, DeadLetterKind, DeadLetterStatus
-from tender.errors import InvalidRequest, NotFound
-from tender.services.objects import iso
+from tender.domain.models import DeadLetterKind, DeadLetterStatus
+from tender.errors import DeadLetterResolved, DeadLetterUnsupported, InvalidRequest, NotFound
+from tender.services.objects import dead_letter_object
 from tender.store import dead_letters as store
 from tender.store import payments as payment_store
 from tender.store import refunds as refund_store
@@ -14,22 +14,6 @@ from tender.store import webhooks as webhook_store
 from tender.store.db import Database
 
 STATUSES = tuple(DeadLetterStatus)
-
-
-def dead_letter_object(d: DeadLetter) -> dict[str, Any]:
-    return {
-        "id": d.id,
-        "object": "dead_letter",
-        "kind": d.kind,
-        "object_id": d.object_id,
-        "operation": d.operation,
-        "status": d.status,
-        "tries": d.tries,
-        "last_error": d.last_error,
-        "history": d.history,
-        "created": iso(d.created),
-        "updated": iso(d.updated),
-    }
 
 
 async def list_dead_letters(
@@ -52,7 +36,7 @@ async def retry(db: Database, dead_letter_id: str) -> dict[str, Any]:
         if letter is None:
             raise NotFound("No such dead letter.", param="id")
         if letter.status is DeadLetterStatus.RESOLVED:
-            raise InvalidRequest("This dead letter is resolved: the work got done.", code="dead_letter_resolved")
+            raise DeadLetterResolved("This dead letter is resolved: the work got done.")
         if letter.kind == DeadLetterKind.PAYMENT:
             await payment_store.schedule_now(conn, letter.object_id, reset_tries=True)
         elif letter.kind == DeadLetterKind.REFUND:
@@ -60,7 +44,7 @@ async def retry(db: Database, dead_letter_id: str) -> dict[str, Any]:
         elif letter.kind == DeadLetterKind.WEBHOOK_DELIVERY:
             await webhook_store.schedule_now(conn, letter.object_id)
         else:
-            raise InvalidRequest(f"Cannot retry work of kind {letter.kind!r} yet.", code="dead_letter_unsupported")
+            raise DeadLetterUnsupported(f"Cannot retry work of kind {letter.kind!r} yet.")
         await store.mark_retried(conn, dead_letter_id)
         letter = await store.get(conn, dead_letter_id)
     assert letter is not None

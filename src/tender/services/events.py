@@ -9,22 +9,21 @@ is also the `webhook-id` of every delivery and every retry of it.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from tender.domain.ids import MAX_ID_LENGTH
-from tender.domain.models import Event
+from tender.domain.models import DeliveryReport, Event
 from tender.domain.webhooks import EVENT_TYPES, subscribes
-from tender.errors import InvalidRequest, NotFound
+from tender.errors import InvalidRequest, NoSuchObject, NotFound, NoWebhookEndpoint
 from tender.services import checkout
-from tender.services.objects import iso, payment_object
-from tender.services.webhook_endpoints import DeliveryReport, with_attempts
+from tender.services.objects import event_object, payment_object
+from tender.services.webhook_endpoints import with_attempts
 from tender.store import events as store
 from tender.store import payments as payment_store
 from tender.store import webhooks as webhook_store
-from tender.store.db import Conn, Page
+from tender.store.db import Conn, Database, Page
 
 
 async def record_payment_changes(conn: Conn, payment_ids: list[str]) -> None:
@@ -37,24 +36,14 @@ async def record_payment_changes(conn: Conn, payment_ids: list[str]) -> None:
         await checkout.on_payment_changes(conn, changed)
 
 
-def event_object(e: Event) -> dict[str, Any]:
-    return {
-        "id": e.id,
-        "object": "event",
-        "type": e.type,
-        "created": iso(e.created),
-        "sequence": e.sequence,
-        "data": e.data,
-    }
-
-
 def event_body(e: Event) -> bytes:
     """The bytes a webhook delivery POSTs (and signs): the same for every retry of the event."""
     return orjson.dumps(event_object(e))
 
 
-async def get(conn: Conn, merchant_id: str, event_id: str) -> Event:
-    event = await store.get(conn, merchant_id, event_id)
+async def get(db: Database, merchant_id: str, event_id: str) -> Event:
+    async with db.connection() as conn:
+        event = await store.get(conn, merchant_id, event_id)
     if event is None:
         raise NotFound("No such event.", param="id")
     return event
@@ -77,7 +66,7 @@ def _type_filter(value: str | None) -> tuple[list[str], str | None]:
 
 
 async def list_(
-    conn: Conn,
+    db: Database,
     merchant_id: str,
     *,
     limit: int,
@@ -86,15 +75,16 @@ async def list_(
     object_id: str | None,
 ) -> Page[Event]:
     types, prefix = _type_filter(type)
-    return await store.list_(
-        conn,
-        merchant_id,
-        limit=limit,
-        starting_after=starting_after,
-        types=types,
-        type_prefix=prefix,
-        object_id=object_id,
-    )
+    async with db.connection() as conn:
+        return await store.list_(
+            conn,
+            merchant_id,
+            limit=limit,
+            starting_after=starting_after,
+            types=types,
+            type_prefix=prefix,
+            object_id=object_id,
+        )
 
 
 class Redeliver(BaseModel):
@@ -110,11 +100,7 @@ async def redeliver(conn: Conn, merchant_id: str, event_id: str, request: Redeli
     if request.endpoint is not None:
         endpoint = await webhook_store.get_endpoint(conn, merchant_id, request.endpoint)
         if endpoint is None:
-            raise InvalidRequest(
-                "endpoint: no such webhook endpoint",
-                param="endpoint",
-                code="resource_missing",
-            )
+            raise NoSuchObject("endpoint: no such webhook endpoint", param="endpoint")
         if not endpoint.enabled:
             raise InvalidRequest("endpoint: the webhook endpoint is disabled", param="endpoint")
         targets = [endpoint.id]
@@ -122,10 +108,8 @@ async def redeliver(conn: Conn, merchant_id: str, event_id: str, request: Redeli
         endpoints = (await webhook_store.list_endpoints(conn, merchant_id, limit=1000, starting_after=None)).rows
         targets = [e.id for e in endpoints if e.enabled and subscribes(e.events, event.type)]
         if not targets:
-            raise InvalidRequest(
-                f"No enabled webhook endpoint listens to {event.type}; name one in `endpoint`.",
-                param="endpoint",
-                code="no_webhook_endpoint",
+            raise NoWebhookEndpoint(
+                f"No enabled webhook endpoint listens to {event.type}; name one in `endpoint`.", param="endpoint"
             )
     deliveries = await webhook_store.redeliver(conn, event_id, targets)
     return await with_attempts(conn, [replace(d, event_type=event.type) for d in deliveries])

@@ -7,7 +7,16 @@ from typing import Any
 
 import orjson
 
-from tender.domain.models import Merchant, Payment
+from tender.domain.models import (
+    CheckoutSession,
+    DeadLetter,
+    DeliveryReport,
+    DeliveryStatus,
+    Event,
+    Merchant,
+    Payment,
+    WebhookEndpoint,
+)
 
 
 def iso(moment: datetime) -> str:
@@ -54,6 +63,98 @@ def payment_object(p: Payment) -> dict[str, Any]:
 
 def merchant_object(m: Merchant) -> dict[str, Any]:
     return {"id": m.id, "object": "merchant", "name": m.name, "created": iso(m.created)}
+
+
+# -- checkout, events, webhooks, dead letters ------------------------------------------------------------------
+
+
+def session_object(s: CheckoutSession) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "object": "checkout_session",
+        "url": s.url,
+        "status": s.status,
+        "amount": s.amount,
+        "currency": s.currency.strip(),
+        "reference": s.reference,
+        "description": s.description,
+        "payment_method_types": list(s.payment_method_types),
+        "success_url": s.success_url,
+        "cancel_url": s.cancel_url,
+        "payment": s.payment_id,
+        "expires_at": iso(s.expires_at),
+        "created": iso(s.created),
+        "updated": iso(s.updated),
+    }
+
+
+def event_object(e: Event) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "object": "event",
+        "type": e.type,
+        "created": iso(e.created),
+        "sequence": e.sequence,
+        "data": e.data,
+    }
+
+
+def endpoint_object(e: WebhookEndpoint, *, secret: str | None = None) -> dict[str, Any]:
+    """`secret` only where it is shown, once: on create and on rotation."""
+    obj: dict[str, Any] = {
+        "id": e.id,
+        "object": "webhook_endpoint",
+        "url": e.url,
+        "description": e.description,
+        "events": list(e.events),
+        "enabled": e.enabled,
+        "disabled_reason": e.disabled_reason,
+        "created": iso(e.created),
+        "updated": iso(e.updated),
+    }
+    if secret is not None:
+        obj["secret"] = secret
+    return obj
+
+
+def delivery_object(report: DeliveryReport) -> dict[str, Any]:
+    d = report.delivery
+    return {
+        "id": d.id,
+        "object": "webhook_delivery",
+        "endpoint": d.endpoint_id,
+        "event": d.event_id,
+        "event_type": d.event_type,
+        "status": d.status,
+        "attempts": [
+            {
+                "created": iso(a.attempted),
+                "status_code": a.status_code,
+                "latency_ms": a.latency_ms,
+                "error": a.error,
+            }
+            for a in report.attempts
+        ],
+        "next_attempt": iso(d.next_run_at) if d.status is DeliveryStatus.PENDING and d.next_run_at else None,
+        "created": iso(d.created),
+        "updated": iso(d.updated),
+    }
+
+
+def dead_letter_object(d: DeadLetter) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "object": "dead_letter",
+        "kind": d.kind,
+        "object_id": d.object_id,
+        "operation": d.operation,
+        "status": d.status,
+        "tries": d.tries,
+        "last_error": d.last_error,
+        "history": d.history,
+        "created": iso(d.created),
+        "updated": iso(d.updated),
+    }
 
 
 def list_object(data: list[dict[str, Any]], *, has_more: bool, url: str) -> dict[str, Any]:

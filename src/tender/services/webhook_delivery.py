@@ -31,8 +31,8 @@ from tender.domain.ids import DEAD_LETTER, new_id
 from tender.domain.models import DeadLetterKind, DeliveryStatus, WebhookEndpoint
 from tender.domain.webhooks import retry_delay_seconds, secret_key, signature_header
 from tender.services.events import event_body
+from tender.services.objects import endpoint_object
 from tender.services.url_guard import BlockedURL, GuardedResolver, check_url
-from tender.services.webhook_endpoints import endpoint_object
 from tender.store import dead_letters, events
 from tender.store import webhooks as store
 from tender.store.db import Database

@@ -7,20 +7,18 @@ can deploy the new one without losing a delivery (Standard Webhooks receivers ac
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tender.domain.ids import WEBHOOK_ENDPOINT, new_id
-from tender.domain.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from tender.domain.models import DeliveryReport, DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from tender.domain.webhooks import ALL_EVENTS, EVENT_TYPES, new_secret
-from tender.errors import InvalidRequest, NotFound
-from tender.services.objects import iso
+from tender.errors import InvalidRequest, NotFound, UrlInvalid
 from tender.services.url_guard import MAX_URL_LENGTH, BlockedURL, check_url
 from tender.store import webhooks as store
-from tender.store.db import Conn, Page
+from tender.store.db import Conn, Database, Page
 from tender.vault import Vault
 
 SECRET_OVERLAP = timedelta(hours=24)
@@ -59,60 +57,11 @@ class EndpointRotate(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")  # no parameters: a body, if any, must be empty
 
 
-@dataclass(frozen=True, slots=True)
-class DeliveryReport:
-    """A delivery with every request made for it, oldest first: what the API lists."""
-
-    delivery: WebhookDelivery
-    attempts: list[WebhookAttempt]
-
-
-def endpoint_object(e: WebhookEndpoint, *, secret: str | None = None) -> dict[str, Any]:
-    obj: dict[str, Any] = {
-        "id": e.id,
-        "object": "webhook_endpoint",
-        "url": e.url,
-        "description": e.description,
-        "events": list(e.events),
-        "enabled": e.enabled,
-        "disabled_reason": e.disabled_reason,
-        "created": iso(e.created),
-        "updated": iso(e.updated),
-    }
-    if secret is not None:
-        obj["secret"] = secret
-    return obj
-
-
-def delivery_object(report: DeliveryReport) -> dict[str, Any]:
-    d = report.delivery
-    return {
-        "id": d.id,
-        "object": "webhook_delivery",
-        "endpoint": d.endpoint_id,
-        "event": d.event_id,
-        "event_type": d.event_type,
-        "status": d.status,
-        "attempts": [
-            {
-                "created": iso(a.attempted),
-                "status_code": a.status_code,
-                "latency_ms": a.latency_ms,
-                "error": a.error,
-            }
-            for a in report.attempts
-        ],
-        "next_attempt": iso(d.next_run_at) if d.status is DeliveryStatus.PENDING and d.next_run_at else None,
-        "created": iso(d.created),
-        "updated": iso(d.updated),
-    }
-
-
 def _url(url: str, allow_private: bool) -> str:
     try:
         return str(check_url(url, allow_private=allow_private))
     except BlockedURL as exc:
-        raise InvalidRequest(f"url: {exc}", param="url", code="url_invalid") from None
+        raise UrlInvalid(f"url: {exc}", param="url") from None
 
 
 def _events(events: list[str]) -> list[str]:
@@ -159,8 +108,14 @@ async def get(conn: Conn, merchant_id: str, endpoint_id: str, *, lock: bool = Fa
     return endpoint
 
 
-async def list_(conn: Conn, merchant_id: str, *, limit: int, starting_after: str | None) -> Page[WebhookEndpoint]:
-    return await store.list_endpoints(conn, merchant_id, limit=limit, starting_after=starting_after)
+async def retrieve(db: Database, merchant_id: str, endpoint_id: str) -> WebhookEndpoint:
+    async with db.connection() as conn:
+        return await get(conn, merchant_id, endpoint_id)
+
+
+async def list_(db: Database, merchant_id: str, *, limit: int, starting_after: str | None) -> Page[WebhookEndpoint]:
+    async with db.connection() as conn:
+        return await store.list_endpoints(conn, merchant_id, limit=limit, starting_after=starting_after)
 
 
 async def update(
@@ -186,9 +141,11 @@ async def update(
     return updated
 
 
-async def delete(conn: Conn, merchant_id: str, endpoint_id: str) -> dict[str, Any]:
+async def delete(db: Database, merchant_id: str, endpoint_id: str) -> dict[str, Any]:
     """Its deliveries and their attempts go with it; the events stay."""
-    if not await store.delete_endpoint(conn, merchant_id, endpoint_id):
+    async with db.transaction() as conn:
+        deleted = await store.delete_endpoint(conn, merchant_id, endpoint_id)
+    if not deleted:
         raise NotFound("No such webhook endpoint.", param="id")
     return {"id": endpoint_id, "object": "webhook_endpoint", "deleted": True}
 
@@ -214,7 +171,7 @@ async def rotate_secret(
 
 
 async def list_deliveries(
-    conn: Conn,
+    db: Database,
     merchant_id: str,
     endpoint_id: str,
     *,
@@ -223,13 +180,14 @@ async def list_deliveries(
     status: str | None,
     event: str | None,
 ) -> Page[DeliveryReport]:
-    await get(conn, merchant_id, endpoint_id)
-    if status is not None and status not in DELIVERY_STATUSES:
-        raise InvalidRequest("status: must be one of " + ", ".join(DELIVERY_STATUSES), param="status")
-    page = await store.list_deliveries(
-        conn, endpoint_id, limit=limit, starting_after=starting_after, status=status, event_id=event
-    )
-    return Page(await with_attempts(conn, page.rows), page.has_more)
+    async with db.connection() as conn:
+        await get(conn, merchant_id, endpoint_id)
+        if status is not None and status not in DELIVERY_STATUSES:
+            raise InvalidRequest("status: must be one of " + ", ".join(DELIVERY_STATUSES), param="status")
+        page = await store.list_deliveries(
+            conn, endpoint_id, limit=limit, starting_after=starting_after, status=status, event_id=event
+        )
+        return Page(await with_attempts(conn, page.rows), page.has_more)
 
 
 async def with_attempts(conn: Conn, deliveries: list[WebhookDelivery]) -> list[DeliveryReport]:

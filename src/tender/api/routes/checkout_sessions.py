@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from tender.api import idempotent
 from tender.api.deps import ContainerDep, Merchant, StartingAfter, json_body, text_query
 from tender.services import checkout
-from tender.services.objects import dumps, list_object
+from tender.services.objects import dumps, list_object, session_object
 from tender.services.validation import parse
 from tender.store.db import Conn
 
@@ -44,7 +44,7 @@ async def create_session(
     async def change(conn: Conn) -> dict[str, Any]:
         session, is_new = await checkout.create(conn, merchant.merchant_id, body, base_url=container.settings.base_url)
         created.append(is_new)
-        return checkout.session_object(session)
+        return session_object(session)
 
     return await idempotent.post(
         container, merchant.merchant_id, idempotency_key, "/v1/checkout/sessions", payload, change,
@@ -60,11 +60,10 @@ async def list_sessions(
     starting_after: StartingAfter = None,
     status: Annotated[str | None, text_query("open, complete or expired", 32)] = None,
 ) -> Response:
-    async with container.db.connection() as conn:
-        page = await checkout.list_(
-            conn, merchant.merchant_id, limit=limit, starting_after=starting_after, status=status
-        )
-    sessions = [checkout.session_object(s) for s in page.rows]
+    page = await checkout.list_(
+        container.db, merchant.merchant_id, limit=limit, starting_after=starting_after, status=status
+    )
+    sessions = [session_object(s) for s in page.rows]
     return Response(
         dumps(list_object(sessions, has_more=page.has_more, url="/v1/checkout/sessions")), media_type="application/json"
     )
@@ -72,9 +71,8 @@ async def list_sessions(
 
 @router.get("/v1/checkout/sessions/{session_id}", summary="Retrieve a checkout session", responses=_NOT_FOUND)
 async def get_session(session_id: str, merchant: Merchant, container: ContainerDep) -> Response:
-    async with container.db.connection() as conn:
-        session = await checkout.get(conn, session_id, merchant.merchant_id)
-    return Response(dumps(checkout.session_object(session)), media_type="application/json")
+    session = await checkout.retrieve(container.db, session_id, merchant.merchant_id)
+    return Response(dumps(session_object(session)), media_type="application/json")
 
 
 @router.post(
@@ -94,7 +92,7 @@ async def expire_session(
         parse(checkout.Expire, payload)
 
     async def change(conn: Conn) -> dict[str, Any]:
-        return checkout.session_object(await checkout.expire(conn, merchant.merchant_id, session_id))
+        return session_object(await checkout.expire(conn, merchant.merchant_id, session_id))
 
     path = f"/v1/checkout/sessions/{session_id}/expire"
     return await idempotent.post(container, merchant.merchant_id, idempotency_key, path, payload, change)

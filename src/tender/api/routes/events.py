@@ -9,9 +9,8 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from tender.api import idempotent
 from tender.api.deps import ContainerDep, Merchant, StartingAfter, json_body, text_query
 from tender.services import events as service
-from tender.services.objects import dumps, list_object
+from tender.services.objects import delivery_object, dumps, event_object, list_object
 from tender.services.validation import parse
-from tender.services.webhook_endpoints import delivery_object
 from tender.store.db import Conn
 
 router = APIRouter(tags=["events"])
@@ -29,19 +28,17 @@ async def list_events(
     object: Annotated[str | None, text_query("Only events about this object id")] = None,
 ) -> Response:
     """Every event carries `sequence`: 1, 2, 3... per object, in the order the changes happened."""
-    async with container.db.connection() as conn:
-        page = await service.list_(
-            conn, merchant.merchant_id, limit=limit, starting_after=starting_after, type=type, object_id=object
-        )
-    body = list_object([service.event_object(e) for e in page.rows], has_more=page.has_more, url="/v1/events")
+    page = await service.list_(
+        container.db, merchant.merchant_id, limit=limit, starting_after=starting_after, type=type, object_id=object
+    )
+    body = list_object([event_object(e) for e in page.rows], has_more=page.has_more, url="/v1/events")
     return Response(dumps(body), media_type="application/json")
 
 
 @router.get("/v1/events/{event_id}", summary="Retrieve an event", responses={404: {"description": "No such event."}})
 async def get_event(event_id: str, merchant: Merchant, container: ContainerDep) -> Response:
-    async with container.db.connection() as conn:
-        event = await service.get(conn, merchant.merchant_id, event_id)
-    return Response(dumps(service.event_object(event)), media_type="application/json")
+    event = await service.get(container.db, merchant.merchant_id, event_id)
+    return Response(dumps(event_object(event)), media_type="application/json")
 
 
 @router.post(

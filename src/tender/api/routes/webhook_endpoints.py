@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from tender.api import idempotent
 from tender.api.deps import ContainerDep, Merchant, StartingAfter, json_body, text_query
 from tender.services import webhook_endpoints as service
-from tender.services.objects import dumps, list_object
+from tender.services.objects import delivery_object, dumps, endpoint_object, list_object
 from tender.services.validation import parse
 from tender.store.db import Conn
 
@@ -50,7 +50,7 @@ async def create_endpoint(
         endpoint, secret = await service.create(
             conn, container.vault, merchant.merchant_id, body, allow_private=allow_private
         )
-        return service.endpoint_object(endpoint, secret=secret)
+        return endpoint_object(endpoint, secret=secret)
 
     return await idempotent.post(
         container, merchant.merchant_id, idempotency_key, "/v1/webhook_endpoints", payload, change,
@@ -65,16 +65,14 @@ async def list_endpoints(
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
     starting_after: StartingAfter = None,
 ) -> Response:
-    async with container.db.connection() as conn:
-        page = await service.list_(conn, merchant.merchant_id, limit=limit, starting_after=starting_after)
-    endpoints = [service.endpoint_object(e) for e in page.rows]
+    page = await service.list_(container.db, merchant.merchant_id, limit=limit, starting_after=starting_after)
+    endpoints = [endpoint_object(e) for e in page.rows]
     return _json(list_object(endpoints, has_more=page.has_more, url="/v1/webhook_endpoints"))
 
 
 @router.get("/v1/webhook_endpoints/{endpoint_id}", summary="Retrieve a webhook endpoint", responses=_NOT_FOUND)
 async def get_endpoint(endpoint_id: str, merchant: Merchant, container: ContainerDep) -> Response:
-    async with container.db.connection() as conn:
-        return _json(service.endpoint_object(await service.get(conn, merchant.merchant_id, endpoint_id)))
+    return _json(endpoint_object(await service.retrieve(container.db, merchant.merchant_id, endpoint_id)))
 
 
 _UPDATE: dict[str, Any] = {
@@ -104,7 +102,7 @@ async def update_endpoint(
 
     async def change(conn: Conn) -> dict[str, Any]:
         endpoint = await service.update(conn, merchant.merchant_id, endpoint_id, body, allow_private=allow_private)
-        return service.endpoint_object(endpoint)
+        return endpoint_object(endpoint)
 
     path = f"/v1/webhook_endpoints/{endpoint_id}"
     return await idempotent.post(container, merchant.merchant_id, idempotency_key, path, payload, change)
@@ -112,8 +110,7 @@ async def update_endpoint(
 
 @router.delete("/v1/webhook_endpoints/{endpoint_id}", summary="Delete a webhook endpoint", responses=_NOT_FOUND)
 async def delete_endpoint(endpoint_id: str, merchant: Merchant, container: ContainerDep) -> Response:
-    async with container.db.transaction() as conn:
-        return _json(await service.delete(conn, merchant.merchant_id, endpoint_id))
+    return _json(await service.delete(container.db, merchant.merchant_id, endpoint_id))
 
 
 @router.post(
@@ -136,7 +133,7 @@ async def rotate_secret(
 
     async def change(conn: Conn) -> dict[str, Any]:
         endpoint, secret = await service.rotate_secret(conn, container.vault, merchant.merchant_id, endpoint_id)
-        return service.endpoint_object(endpoint, secret=secret)
+        return endpoint_object(endpoint, secret=secret)
 
     path = f"/v1/webhook_endpoints/{endpoint_id}/rotate_secret"
     return await idempotent.post(container, merchant.merchant_id, idempotency_key, path, payload, change, sealed=True)
@@ -158,16 +155,15 @@ async def list_deliveries(
 ) -> Response:
     """Each delivery is one event for this endpoint; `attempts` lists every request sent, with its status
     code (null: no answer), latency and error."""
-    async with container.db.connection() as conn:
-        page = await service.list_deliveries(
-            conn,
-            merchant.merchant_id,
-            endpoint_id,
-            limit=limit,
-            starting_after=starting_after,
-            status=status,
-            event=event,
-        )
-    deliveries = [service.delivery_object(d) for d in page.rows]
+    page = await service.list_deliveries(
+        container.db,
+        merchant.merchant_id,
+        endpoint_id,
+        limit=limit,
+        starting_after=starting_after,
+        status=status,
+        event=event,
+    )
+    deliveries = [delivery_object(d) for d in page.rows]
     url = f"/v1/webhook_endpoints/{endpoint_id}/deliveries"
     return _json(list_object(deliveries, has_more=page.has_more, url=url))
