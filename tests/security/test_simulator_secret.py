@@ -23,9 +23,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tender import keyfiles
-from tender.bootstrap import notify_secret
 from tender.config import Settings
-from tender.processors.simulator import InvalidSignature, SimulatorProcessor
+from tender.processors.simulator import InvalidSignature, SimulatorProcessor, notify_secret
 from tests.support.serve import free_port, serve
 
 OLD_DEFAULT = "simsecret_dev"

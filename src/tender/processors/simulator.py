@@ -293,16 +293,19 @@ class SimulatorProcessor:
         return event
 
 
+def notify_secret(settings: Settings) -> str:
+    """The key of the simulator's notifications: TENDER_SIMULATOR_NOTIFY_SECRET, else the data folder's (made on
+    first use), which `tender simulator` reads too."""
+    configured = settings.simulator_notify_secret
+    return keyfiles.notify_secret(configured.get_secret_value() if configured else None, settings.data_dir)
+
+
 def from_settings(settings: Settings) -> SimulatorProcessor | None:
-    """The simulator's client, on while TENDER_SIMULATOR_URL is set (processors/registry.py). Its notification
-    secret is TENDER_SIMULATOR_NOTIFY_SECRET, else the data folder's, which `tender simulator` reads too."""
+    """The simulator's client, on while TENDER_SIMULATOR_URL is set (processors/registry.py)."""
     if not settings.simulator_url:
         return None
-    configured = settings.simulator_notify_secret
     return SimulatorProcessor(
-        settings.simulator_url,
-        timeout=settings.processor_timeout_seconds,
-        notify_secret=keyfiles.notify_secret(configured.get_secret_value() if configured else None, settings.data_dir),
+        settings.simulator_url, timeout=settings.processor_timeout_seconds, notify_secret=notify_secret(settings)
     )
 
 
