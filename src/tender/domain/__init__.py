@@ -1,4 +1,6 @@
-"""Pure domain rules: money, cards, ids and the payment state machine.
+"""Pure domain rules and records: money, cards, ids, fees, ledger entries and the payment state machine.
 
-No I/O here and no imports from the rest of Tender, so every rule can be tested in isolation.
+No I/O here and no imports from the rest of Tender (not even config or errors), so every rule can be
+tested in isolation; it knows nothing of connections or transactions. The store fills its records and
+the services apply its rules.
 """

@@ -4,5 +4,5 @@ Holds the request dependencies both take (the container, the live status hub) an
 response both stream a payment's status with, so that neither imports the other: api and web are
 independent, and only the app's composition root (api/app.py) mounts both. Like them, it opens no
 connection or transaction: it calls services, which own their units of work. It may import services,
-the composition root (bootstrap) and domain, never api or web.
+the composition root (bootstrap), domain and store.db's types, never api or web.
 """

@@ -43,7 +43,11 @@ def event_body(e: Event) -> bytes:
 
 async def get(db: Database, merchant_id: str, event_id: str) -> Event:
     async with db.connection() as conn:
-        event = await store.get(conn, merchant_id, event_id)
+        return await _get(conn, merchant_id, event_id)
+
+
+async def _get(conn: Conn, merchant_id: str, event_id: str) -> Event:
+    event = await store.get(conn, merchant_id, event_id)
     if event is None:
         raise NotFound("No such event.", param="id")
     return event
@@ -96,7 +100,7 @@ class Redeliver(BaseModel):
 
 async def redeliver(conn: Conn, merchant_id: str, event_id: str, request: Redeliver) -> list[DeliveryReport]:
     """Send the event again, now, with a fresh retry window; returns the deliveries it will make."""
-    event = await get(conn, merchant_id, event_id)
+    event = await _get(conn, merchant_id, event_id)
     if request.endpoint is not None:
         endpoint = await webhook_store.get_endpoint(conn, merchant_id, request.endpoint)
         if endpoint is None:

@@ -29,15 +29,13 @@ from tender.domain.errors import ValidationFailed
 from tender.domain.models import CheckoutSession, CheckoutStatus, Payment
 from tender.domain.money import format_amount
 from tender.domain.payments import PaymentStatus
-from tender.errors import InvalidRequest, NotFound, RateLimited
+from tender.errors import InvalidRequest, RateLimited
 from tender.http.deps import ContainerDep, HubDep
 from tender.http.sse import EventStream, status_stream
-from tender.services import checkout, velocity
-from tender.services.checkout import SessionClosed
+from tender.services import checkout_page as page_service
+from tender.services import velocity
+from tender.services.checkout_page import SessionView
 from tender.services.validation import NUL, nul_error
-from tender.store import merchants as merchant_store
-from tender.store import payments as payment_store
-from tender.store.db import Conn
 
 router = APIRouter(include_in_schema=False)
 STATIC_DIR = Path(__file__).parent / "static"
@@ -80,24 +78,17 @@ def with_query(url: str, **params: str) -> str:
     return urlunsplit(parts._replace(query=query))
 
 
-async def _context(conn: Conn, row: CheckoutSession) -> dict[str, Any]:
-    merchant = await merchant_store.get_merchant(conn, row.merchant_id)
+def _context(shown: SessionView) -> dict[str, Any]:
+    row = shown.session
     return {
         "session_id": row.id,
-        "merchant_name": merchant.name if merchant else "the shop",
+        "merchant_name": shown.merchant_name or "the shop",
         "description": row.description,
         "amount": format_amount(row.amount, row.currency.strip()),
         "values": {"expiry": "", "holder_name": "", "vpa": ""},
         "method_types": list(row.payment_method_types),
         "method_names": METHOD_NAMES,
     }
-
-
-async def _payment(conn: Conn, row: CheckoutSession) -> Payment | None:
-    if row.payment_id is None:
-        return None
-    found = await payment_store.get_payments_by_ids(conn, [row.payment_id])
-    return found[0] if found else None
 
 
 def _back_to_shop(ctx: dict[str, Any], row: CheckoutSession) -> HTMLResponse:
@@ -117,12 +108,11 @@ def _back_to_shop(ctx: dict[str, Any], row: CheckoutSession) -> HTMLResponse:
 @router.get("/checkout/{session_id}")
 async def checkout_page(session_id: str, container: ContainerDep, returned: str | None = None) -> Response:
     """`?returned=1`: the shopper is back from 3-D Secure or a provider's page (the payment's return_url)."""
-    async with container.db.connection() as conn:
-        row = await _session_or_none(conn, session_id)
-        if row is None:
-            return _not_found()
-        ctx = await _context(conn, row)
-        payment = await _payment(conn, row)
+    shown = await page_service.view(container.db, session_id, payment=True, merchant=True)
+    if shown is None:
+        return _not_found()
+    ctx = _context(shown)
+    row, payment = shown.session, shown.payment
     if returned and payment is not None and payment.status is PaymentStatus.REQUIRES_ACTION:
         # Back before the outcome reached us: wait here (sending them to the bank's page again would strand
         # them on an already decided challenge), and have the processor asked at once, but not once per reload
@@ -187,27 +177,23 @@ async def pay(session_id: str, request: Request, container: ContainerDep) -> Res
     fields = {k: v[0] for k, v in parse_qs(raw[:MAX_FORM_BYTES].decode(errors="replace")).items() if k in CARD_FIELDS}
     values = {k: fields.get(k, "").replace(NUL, "")[:n] for k, n in (("expiry", 7), ("holder_name", 100))}
     values["vpa"] = ""
-    ctx: dict[str, Any] = {}
+    shown = await page_service.view(container.db, session_id, merchant=True)
+    if shown is None:
+        return _not_found()
+    ctx = _context(shown)
     try:
-        async with container.db.transaction() as conn:
-            row = await _session_or_none(conn, session_id)
-            if row is None:
-                return _not_found()
-            ctx = await _context(conn, row)
-            guard = _guard(request, container, row.merchant_id)
-            try:
-                await checkout.pay(
-                    conn,
-                    container.vault,
-                    session_id,
-                    {"type": "card", "card": _card(fields)},
-                    processor=container.default_processor,
-                    max_payments=container.settings.checkout_max_payments,
-                    guard=guard,
-                )
-            except SessionClosed:  # paid or expired meanwhile: show what it is now
-                row = await checkout.get(conn, session_id)
-                return _render(ctx, row, await _payment(conn, row))
+        guard = _guard(request, container, shown.session.merchant_id)
+        closed = await page_service.pay(
+            container.db,
+            container.vault,
+            session_id,
+            {"type": "card", "card": _card(fields)},
+            processor=container.default_processor,
+            max_payments=container.settings.checkout_max_payments,
+            guard=guard,
+        )
+        if closed is not None:  # paid or expired meanwhile: show what it is now
+            return _render(ctx, closed.session, closed.payment)
     except RateLimited as exc:  # raised before anything was written
         minutes = math.ceil(exc.retry_after / 60)
         wait = f"{minutes} minute{'s' if minutes != 1 else ''}"
@@ -219,7 +205,7 @@ async def pay(session_id: str, request: Request, container: ContainerDep) -> Res
         )
         page.headers.update(exc.headers())
         return page
-    except (InvalidRequest, ValidationFailed) as exc:  # raised inside the transaction: nothing was written
+    except (InvalidRequest, ValidationFailed) as exc:  # raised before or inside the transaction: nothing written
         text = exc.message if isinstance(exc, InvalidRequest) else str(exc)
         message = _for_shopper(text, exc.param)
         return _page(
@@ -259,28 +245,24 @@ async def pay_method(session_id: str, request: Request, container: ContainerDep)
     method: dict[str, Any] = {"type": kind}
     if kind == "upi":
         method["upi"] = {"vpa": fields.get("vpa", "")[:255]}
-    ctx: dict[str, Any] = {}
+    shown = await page_service.view(container.db, session_id, merchant=True)
+    if shown is None:
+        return _not_found()
+    ctx = _context(shown)
     try:
-        async with container.db.transaction() as conn:
-            row = await _session_or_none(conn, session_id)
-            if row is None:
-                return _not_found()
-            ctx = await _context(conn, row)
-            for name, param in (("type", "payment_method.type"), ("vpa", "payment_method.upi.vpa")):
-                if NUL in fields.get(name, ""):
-                    raise nul_error(param)
-            try:
-                await checkout.pay(
-                    conn,
-                    container.vault,
-                    session_id,
-                    method,
-                    processor=container.default_processor,
-                    max_payments=container.settings.checkout_max_payments,
-                )
-            except SessionClosed:
-                row = await checkout.get(conn, session_id)
-                return _render(ctx, row, await _payment(conn, row))
+        for name, param in (("type", "payment_method.type"), ("vpa", "payment_method.upi.vpa")):
+            if NUL in fields.get(name, ""):
+                raise nul_error(param)
+        closed = await page_service.pay(
+            container.db,
+            container.vault,
+            session_id,
+            method,
+            processor=container.default_processor,
+            max_payments=container.settings.checkout_max_payments,
+        )
+        if closed is not None:
+            return _render(ctx, closed.session, closed.payment)
     except (InvalidRequest, ValidationFailed) as exc:
         text = exc.message if isinstance(exc, InvalidRequest) else str(exc)
         vpa = exc.param is not None and exc.param.endswith("vpa")
@@ -335,13 +317,6 @@ def _form_field(param: str | None) -> str | None:
     return name if name in CARD_FIELDS else None
 
 
-async def _session_or_none(conn: Conn, session_id: str) -> CheckoutSession | None:
-    try:
-        return await checkout.get(conn, session_id)
-    except NotFound:
-        return None
-
-
 def _not_found() -> HTMLResponse:
     return HTMLResponse(
         "<!doctype html><title>Not found</title><p>No such checkout.</p>", status_code=404, headers=SECURITY_HEADERS
@@ -351,22 +326,20 @@ def _not_found() -> HTMLResponse:
 @router.get("/checkout/{session_id}/cancel")
 async def cancel(session_id: str, container: ContainerDep) -> Response:
     """Back to the shop's cancel_url; the session stays open (the shopper may come back) until it expires."""
-    async with container.db.connection() as conn:
-        row = await _session_or_none(conn, session_id)
-    if row is None:
+    shown = await page_service.view(container.db, session_id)
+    if shown is None:
         return _not_found()
-    return RedirectResponse(row.cancel_url, status_code=303, headers=SECURITY_HEADERS)
+    return RedirectResponse(shown.session.cancel_url, status_code=303, headers=SECURITY_HEADERS)
 
 
 @router.get("/checkout/{session_id}/status")
 async def status(session_id: str, container: ContainerDep) -> Response:
     """For the processing view's polling: the session's and its payment's status, nothing more."""
-    async with container.db.connection() as conn:
-        row = await _session_or_none(conn, session_id)
-        payment = await _payment(conn, row) if row else None
-    if row is None:
+    shown = await page_service.view(container.db, session_id, payment=True)
+    if shown is None:
         return Response(b'{"error": "not found"}', status_code=404, media_type="application/json")
-    body = {"status": row.status, "payment_status": payment.status if payment else None}
+    payment = shown.payment
+    body = {"status": shown.session.status, "payment_status": payment.status if payment else None}
     return Response(orjson.dumps(body), media_type="application/json", headers={"Cache-Control": "no-store"})
 
 
@@ -377,8 +350,8 @@ def _status_event(payment: Payment, n: int) -> bytes:
 @router.get("/checkout/{session_id}/events")
 async def events(session_id: str, container: ContainerDep, hub: HubDep) -> Response:
     """The processing view's live status: `status` events carrying only the payment's status."""
-    async with container.db.connection() as conn:
-        row = await _session_or_none(conn, session_id)
+    shown = await page_service.view(container.db, session_id)
+    row = shown.session if shown else None
     if row is None or row.payment_id is None:
         return Response(b'{"error": "not found"}', status_code=404, media_type="application/json")
     stream = status_stream(container.db, hub, row.merchant_id, row.payment_id, render=_status_event)
