@@ -265,7 +265,7 @@ async def test_3ds_approved_by_the_shopper_is_notified_and_the_shopper_returns(
             assert "3-D Secure" in page.text
             back = await shopper.post(challenge, data={"decision": "approve"}, follow_redirects=False)
         assert back.status_code == 303 and back.headers["location"].startswith("https://shop.example/order/42")
-        deadline = time.monotonic() + 10  # the notification, not the 60 s look-up, must settle it
+        deadline = time.monotonic() + 10  # the notification, not the 60 s look-up, must decide it
         while (p := (await client.get(f"/v1/payments/{payment['id']}")).json())["status"] == "requires_action":
             assert time.monotonic() < deadline, "no notification applied"
             await asyncio.sleep(0.1)

@@ -70,7 +70,7 @@ async def click(simulator_url: str, payment: dict[str, Any], decision: str) -> h
         return await sim.post(path, data={"decision": decision}, follow_redirects=False)
 
 
-async def settled(api: Any, merchant: Any, payment_id: str, seconds: float = 10.0) -> dict[str, Any]:
+async def decided(api: Any, merchant: Any, payment_id: str, seconds: float = 10.0) -> dict[str, Any]:
     """The payment once it leaves `requires_action` by itself (a notification), without running the worker."""
     async with asyncio.timeout(seconds):
         while (p := await get(api, merchant, payment_id))["status"] == "requires_action":  # noqa: ASYNC110
@@ -201,7 +201,7 @@ async def test_approved_on_the_page_succeeds_by_the_notification(
     p = await waiting_for_shopper(api, container, merchant, REDIRECT_METHODS[kind])
     back = await shopper_decides(simulator_url, p, "approve")
     assert (back.status_code, back.headers["location"]) == (303, RETURN_URL)
-    done = await settled(api, merchant, p["id"])  # the worker is not run: only the notification can do it
+    done = await decided(api, merchant, p["id"])  # the worker is not run: only the notification can do it
     assert (done["status"], done["amount_captured"], done["next_action"], done["failure_code"]) == (
         "succeeded",
         2500,
@@ -232,7 +232,7 @@ async def test_declined_on_the_page_fails_by_the_notification(
     p = await waiting_for_shopper(api, container, merchant, REDIRECT_METHODS[kind])
     back = await shopper_decides(simulator_url, p, "decline")
     assert back.status_code == 303
-    done = await settled(api, merchant, p["id"])
+    done = await decided(api, merchant, p["id"])
     assert (done["status"], done["failure_code"], done["decline_code"], done["amount_captured"]) == (
         "failed",
         "payment_method_provider_decline",
@@ -303,7 +303,7 @@ async def test_upi_test_address_answers_by_notification(
 ) -> None:
     created = await create(api, shop, {"type": "upi", "upi": {"vpa": vpa}}, return_url=None)
     await drain(authorizer(container))
-    done = await settled(api, shop, created["id"])
+    done = await decided(api, shop, created["id"])
     assert (done["status"], done["decline_code"], done["next_action"]) == (status, decline_code, None)
     if status == "failed":
         assert done["failure_code"] == "payment_method_provider_decline"
@@ -330,7 +330,7 @@ async def test_upi_other_address_waits_for_the_page(
     p = await waiting_for_shopper(api, container, merchant, {"type": "upi", "upi": {"vpa": "shopper@okaxis"}})
     back = await shopper_decides(simulator_url, p, "approve")
     assert (back.status_code, back.headers["location"]) == (303, RETURN_URL)
-    assert (await settled(api, merchant, p["id"]))["status"] == "succeeded"
+    assert (await decided(api, merchant, p["id"]))["status"] == "succeeded"
 
 
 # -- money --------------------------------------------------------------------------------------------
@@ -341,7 +341,7 @@ async def test_an_apm_capture_earns_the_other_methods_payable(
 ) -> None:
     created = await create(api, shop, {"type": "upi", "upi": {"vpa": "success@upi"}}, amount=12345)
     await drain(authorizer(container))
-    assert (await settled(api, shop, created["id"]))["status"] == "succeeded"
+    assert (await decided(api, shop, created["id"]))["status"] == "succeeded"
     r = await api.get(f"/v1/payables?payment={created['id']}", headers=auth(shop.secret_key))
     [payable] = r.json()["data"]
     today = datetime.now(settings.business_tz).date()

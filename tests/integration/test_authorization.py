@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tender.services.authorization import Authorizer
+from tender.services.payment_operations import PaymentPump
 from tests.support.payments import authorizer, drain, get, pay, sim_records
 
 pytestmark = pytest.mark.integration
@@ -266,7 +266,7 @@ async def test_two_authorizers_on_one_backlog_charge_each_payment_once(
     ids = [(await pay(api, merchant, reference=f"backlog-{i}"))["id"] for i in range(60)]
     a, b = authorizer(container), authorizer(container)
 
-    async def run(x: Authorizer) -> None:
+    async def run(x: PaymentPump) -> None:
         for _ in range(40):
             if await x.run_batch(7) == 0:
                 return
@@ -334,7 +334,7 @@ async def test_a_bug_on_one_payment_does_not_sink_its_batch(api: Any, container:
 
     bad = await pay(api, merchant, amount=4321)
     good = await pay(api, merchant, amount=1234)
-    a = Authorizer(container.db, container.vault, {"simulator": Exploding()}, lease_seconds=30)
+    a = PaymentPump(container.db, container.vault, {"simulator": Exploding()}, lease_seconds=30)
     await a.run_batch(1000)
     assert (await get(api, merchant, good["id"]))["status"] == "succeeded"
     assert (await get(api, merchant, bad["id"]))["status"] == "processing"

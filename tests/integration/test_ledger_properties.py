@@ -26,8 +26,8 @@ from tender.bootstrap import load_vault
 from tender.errors import InvalidRequest
 from tender.processors.simulator import SimulatorProcessor
 from tender.services import ledger, payments, refunds, settlement
-from tender.services.authorization import Authorizer, RetryPolicy
 from tender.services.merchants import create_merchant
+from tender.services.payment_operations import PaymentPump, RetryPolicy
 from tender.services.payments import CaptureIn, PaymentCreate
 from tender.store import ledger as ledger_store
 from tender.store.db import Database
@@ -45,7 +45,7 @@ QUICK = RetryPolicy(base_seconds=0.01, cap_seconds=0.05, lookup_delay_seconds=0.
 class Harness:
     runner: asyncio.Runner
     db: Database
-    authorizer: Authorizer
+    authorizer: PaymentPump
     refund_pump: refunds.RefundPump
     vault: Any
 
@@ -216,7 +216,7 @@ def run_machine(database_url: str, simulator_url: str, app_settings: Any) -> Non
         HARNESS = Harness(
             runner,
             db,
-            Authorizer(db, load_vault(app_settings), processors, lease_seconds=30, retry=QUICK),
+            PaymentPump(db, load_vault(app_settings), processors, lease_seconds=30, retry=QUICK),
             refunds.RefundPump(db, processors, lease_seconds=30, retry=QUICK),
             load_vault(app_settings),
         )

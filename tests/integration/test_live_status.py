@@ -14,8 +14,8 @@ import orjson
 import psycopg
 import pytest
 
-from tender.services.authorization import Authorizer
 from tender.services.merchants import create_merchant
+from tender.services.payment_operations import PaymentPump
 from tests.support.api import auth, card_payment
 
 pytestmark = pytest.mark.integration
@@ -202,7 +202,7 @@ async def test_post_wait_answers_with_the_outcome_when_the_pump_runs(
             headers={**auth(merchant.secret_key), "Prefer": "wait=10"},
         )
     )
-    pump = Authorizer(container.db, container.vault, container.processors)
+    pump = PaymentPump(container.db, container.vault, container.processors)
     async with asyncio.timeout(15):
         while not post.done():
             await pump.run_batch(1000)
@@ -264,7 +264,7 @@ async def test_replay_of_a_waited_post_returns_the_stored_acceptance(
     post = asyncio.create_task(
         client.post("/v1/payments", json=card_payment(), headers={**headers, "Prefer": "wait=5"})
     )
-    pump = Authorizer(container.db, container.vault, container.processors)
+    pump = PaymentPump(container.db, container.vault, container.processors)
     async with asyncio.timeout(15):
         while not post.done():
             await pump.run_batch(1000)

@@ -144,7 +144,7 @@ async def test_cancel_while_waiting_for_the_shopper(api: Any, container: Any, me
 # -- inbound notifications ----------------------------------------------------------------------
 
 
-async def test_a_3ds_notification_settles_the_payment_once(
+async def test_a_3ds_notification_decides_the_payment_once(
     api: Any, container: Any, merchant: Any, simulator_url: str
 ) -> None:
     p = await three_ds_payment(api, container, merchant)

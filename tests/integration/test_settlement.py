@@ -1,4 +1,4 @@
-"""Settlement against real PostgreSQL: payables captured through the real pipeline (Authorizer + simulator),
+"""Settlement against real PostgreSQL: payables captured through the real pipeline (PaymentPump + simulator),
 settled per merchant, currency and day, never twice (sequentially or concurrently), the ledger following;
 the ledger's own guards (append-only, balanced); and the `tender settle|balance|ledger verify` commands."""
 

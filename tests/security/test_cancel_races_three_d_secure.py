@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tender.processors.simulator import SimulatorProcessor
-from tender.services.authorization import Authorizer, RetryPolicy
+from tender.services.payment_operations import PaymentPump, RetryPolicy
 from tests.support.money import assert_ledger_clean, entries_of, payment_payables
 from tests.support.payments import (
     attempt_of,
@@ -81,7 +81,7 @@ async def test_a_refused_cancel_keeps_a_look_up_scheduled_while_the_processor_is
     assert (await schedule_of(container, p["id"]))["next_run_at"] is not None
     await make_due(container, p["id"])
     nowhere = SimulatorProcessor(f"http://127.0.0.1:{free_port()}", timeout=1.0)  # nothing listens there
-    blind = Authorizer(
+    blind = PaymentPump(
         container.db, container.vault, {"simulator": nowhere}, lease_seconds=30,
         retry=RetryPolicy(base_seconds=0.01, cap_seconds=0.05, lookup_delay_seconds=0.0),
     )  # fmt: skip

@@ -57,7 +57,7 @@ async def stranded_payments(container: Any, merchant_id: str) -> list[dict[str, 
 async def test_every_path_leaves_each_non_final_payment_scheduled(
     api: Any, container: Any, simulator_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.ERROR, logger="tender.services.authorization")
+    caplog.set_level(logging.ERROR, logger="tender.services.payment_operations")
     shop = await create_merchant(container.db, "Audit shop")
     a = authorizer(container)
     # Authorized for a later capture (worker); then one captured, one canceled, one left waiting.

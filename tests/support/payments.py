@@ -12,20 +12,20 @@ from typing import Any
 import httpx
 import orjson
 
-from tender.services.authorization import Authorizer, RetryPolicy
+from tender.services.payment_operations import PaymentPump, RetryPolicy
 from tender.simulator.notify import sign
 from tests.support.api import auth, card_payment
 
 THREE_DS = "4000002760003184"  # ends in requires_action: the simulator's 3-D Secure challenge
 
 
-def authorizer(container: Any, lease: float = 30.0, **retry: Any) -> Authorizer:
+def authorizer(container: Any, lease: float = 30.0, **retry: Any) -> PaymentPump:
     """The payment pump with a test's back-off (at most 0.05 s, look-ups at once); `retry` overrides the policy."""
     policy = RetryPolicy(base_seconds=0.01, cap_seconds=0.05, lookup_delay_seconds=0.0, **retry)
-    return Authorizer(container.db, container.vault, container.processors, lease_seconds=lease, retry=policy)
+    return PaymentPump(container.db, container.vault, container.processors, lease_seconds=lease, retry=policy)
 
 
-async def drain(a: Authorizer, rounds: int = 80) -> None:
+async def drain(a: PaymentPump, rounds: int = 80) -> None:
     """Run batches until nothing is due for a few rounds in a row (the test back-off is at most 0.05 s)."""
     idle = 0
     for _ in range(rounds):

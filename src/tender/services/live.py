@@ -218,7 +218,7 @@ class PaymentStatusHub:
                 await conn.execute(_LISTEN)
 
 
-async def payment_when_settled(
+async def payment_when_decided(
     db: Database, hub: PaymentStatusHub, merchant_id: str, payment_id: str, seconds: float
 ) -> Payment:
     """The payment as soon as it is no longer `processing`, or as it is after `seconds` (`Prefer: wait`).

@@ -199,7 +199,7 @@ class Simulator:
             return _mismatch()
         if registration is Registration.REPLAYED:
             self.stats.replays += 1
-            return JSONResponse(self.authorization_object(self._settle_due(stored)), headers=REPLAYED_HEADERS)
+            return JSONResponse(self.authorization_object(self._decide_due(stored)), headers=REPLAYED_HEADERS)
         obj = self.authorization_object(stored)
         self.stats.charged += 1
         log.debug("authorization %s reference=%s status=%s", stored.id, stored.reference, stored.status)
@@ -253,7 +253,7 @@ class Simulator:
         auth = self.store.authorization_by_reference(request.path_params["reference"])
         if auth is None:
             return _error(404, "not_found", "not_found", "No authorization has this reference.")
-        return JSONResponse(self.authorization_object(self._settle_due(auth)))
+        return JSONResponse(self.authorization_object(self._decide_due(auth)))
 
     # -- automatic decisions (test UPI addresses) -------------------------------------------------
 
@@ -262,13 +262,13 @@ class Simulator:
             await asyncio.sleep(delay_seconds)
             auth = self.store.authorization_by_id(sim_id)
             if auth is not None:
-                self._settle_due(auth, force=True)
+                self._decide_due(auth, force=True)
 
         timer = asyncio.get_running_loop().create_task(run())
         self._timers.add(timer)  # the loop keeps only weak references to tasks
         timer.add_done_callback(self._timers.discard)
 
-    def _settle_due(self, auth: AuthorizationRecord, *, force: bool = False) -> AuthorizationRecord:
+    def _decide_due(self, auth: AuthorizationRecord, *, force: bool = False) -> AuthorizationRecord:
         """Apply a test UPI address's own decision once it is due, and notify it; the record as it now is.
 
         The timer normally does it; a look-up does it too, so a restart (which loses timers) only delays it.
@@ -327,7 +327,7 @@ class Simulator:
 
     def _apm_record(self, request: Request) -> AuthorizationRecord | None:
         auth = self.store.authorization_by_id(request.path_params["sim_id"])
-        return None if auth is None or auth.method == "card" else self._settle_due(auth)
+        return None if auth is None or auth.method == "card" else self._decide_due(auth)
 
     async def apm_page(self, request: Request) -> Response:
         auth = self._apm_record(request)

@@ -15,8 +15,8 @@ import psycopg
 from tender.bootstrap import Container
 from tender.config import Settings
 from tender.services import maintenance, velocity
-from tender.services.authorization import Authorizer, RetryPolicy
 from tender.services.checkout import ExpiryPump
+from tender.services.payment_operations import PaymentPump, RetryPolicy
 from tender.services.refunds import RefundPump
 from tender.services.settlement import SettlementPump
 from tender.services.webhook_delivery import DeliveryPolicy, DeliveryPump
@@ -55,7 +55,7 @@ class Worker:
             action_expiry=timedelta(hours=s.action_expiry_hours),
             capture_window=timedelta(days=s.capture_window_days),
         )
-        authorizer = Authorizer(
+        payment_pump = PaymentPump(
             container.db,
             container.vault,
             container.processors,
@@ -63,7 +63,7 @@ class Worker:
             retry=retry,
             business_tz=s.business_tz,
         )
-        self.pumps = [Pump("payments", authorizer.run_batch, s.worker_batch_size, wakes_on="payments")]
+        self.pumps = [Pump("payments", payment_pump.run_batch, s.worker_batch_size, wakes_on="payments")]
         # Refunds: the payment pump's guarantees (lease, look-up before re-send, dead letters), its settings.
         refunder = RefundPump(
             container.db,

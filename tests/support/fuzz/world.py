@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from tender.bootstrap import Container
-from tender.services.authorization import Authorizer, RetryPolicy
+from tender.services.payment_operations import PaymentPump, RetryPolicy
 from tender.services.refunds import RefundPump
 from tender.services.settlement import settle_all
 
@@ -77,7 +77,7 @@ class _Seeder:
 
     async def authorize(self, policy: RetryPolicy | None = None, rounds: int = 60) -> None:
         c = self.container
-        pump = Authorizer(c.db, c.vault, c.processors, lease_seconds=30, retry=policy or self.fast)
+        pump = PaymentPump(c.db, c.vault, c.processors, lease_seconds=30, retry=policy or self.fast)
         await _drain(pump.run_batch, rounds)
 
     async def status(self, payment_id: str) -> str:

@@ -1,4 +1,4 @@
-"""Running payments' processor operations: what the worker's payment pump does.
+"""Running payments' processor operations (authorize, capture, cancel, look-ups): the worker's payment pump.
 
 A payment is due when it has something to ask its processor: authorize it (`processing`), look up a
 3-D Secure or APM approval result nobody told us about (`requires_action`), or capture or cancel it (an
@@ -6,7 +6,7 @@ open capture or cancel attempt). One batch = three short transactions around the
 1. claim due payments under a lease and write a `pending` attempt for each operation about to be sent;
 2. call the processors concurrently, outside any transaction;
 3. write every outcome back in one transaction, only where the lease is still ours and the status is
-   still the one we claimed.
+   still the one we claimed (services/payment_transitions.py: the one place a payment's status changes).
 
 An attempt is written before its first call, so after a crash or a timeout we know a call may have
 reached the processor: an attempt that existed before this claim is looked up by its id before anything
@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 class RetryPolicy:
     base_seconds: float = 1.0
     cap_seconds: float = 300.0
-    # After an unknown outcome, look the attempt up soon: the processor has usually settled by then.
+    # After an unknown outcome, look the attempt up soon: the processor has usually answered by then.
     lookup_delay_seconds: float = 1.0
     max_tries: int = 8
     # Work that may have reached the processor, past max_tries: looked up this often until it answers.
@@ -115,8 +115,9 @@ def plan(
     return None, False, False
 
 
-class Authorizer:
-    """The payment pump's service: every processor operation of due payments, in batches."""
+class PaymentPump:
+    """The payment pump: every processor operation of due payments (authorize, capture, cancel, look-ups), in
+    batches."""
 
     def __init__(
         self,
