@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tender.domain.errors import DomainError, InvalidTransition, ValidationFailed
+from tender.domain.errors import CardInvalid, DomainError, IncorrectNumber, InvalidTransition, ValidationFailed
 from tender.domain.payments import (
     FINAL_STATUSES,
     TRANSITIONS,
@@ -179,9 +179,13 @@ def test_bad_reference(bad: object) -> None:
 def test_error_classes() -> None:
     plain = ValidationFailed("bad", param="x")
     assert (plain.code, plain.message, plain.param, str(plain)) == ("parameter_invalid", "bad", "x", "bad")
-    custom = ValidationFailed("bad", code="parameter_missing")
-    assert custom.code == "parameter_missing"
+    card = IncorrectNumber("bad")  # a code is a class: CardInvalid's subclasses are the card checks' codes
+    assert (card.code, isinstance(card, CardInvalid), isinstance(card, ValidationFailed)) == (
+        "incorrect_number",
+        True,
+        True,
+    )
     assert ValidationFailed.code == "parameter_invalid"
-    assert custom.param is None
+    assert card.param is None
     assert isinstance(InvalidTransition("x"), DomainError)
     assert not isinstance(InvalidTransition("x"), ValidationFailed)

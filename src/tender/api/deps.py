@@ -11,7 +11,14 @@ from fastapi import Depends, Header, Query, Request
 
 from tender.api import prefer
 from tender.domain.ids import MAX_ID_LENGTH
-from tender.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
+from tender.errors import (
+    AdminDisabled,
+    AuthenticationFailed,
+    InvalidJson,
+    InvalidRequest,
+    MissingApiKey,
+    SecretKeyRequired,
+)
 from tender.http.deps import ContainerDep as ContainerDep
 from tender.http.deps import HubDep as HubDep
 from tender.services.merchants import Principal
@@ -41,9 +48,7 @@ def _bearer(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise AuthenticationFailed(
-            "No valid API key provided: send 'Authorization: Bearer sk_test_...'", code="missing_api_key"
-        )
+        raise MissingApiKey("No valid API key provided: send 'Authorization: Bearer sk_test_...'")
     return token.strip()
 
 
@@ -56,9 +61,8 @@ async def any_key(request: Request, container: ContainerDep) -> Principal:
 
 async def secret_key(principal: Annotated[Principal, Depends(any_key)]) -> Principal:
     if principal.kind != "secret":
-        raise PermissionDenied(
-            "A publishable key may only create card tokens and drive the hosted checkout; use a secret key.",
-            code="secret_key_required",
+        raise SecretKeyRequired(
+            "A publishable key may only create card tokens and drive the hosted checkout; use a secret key."
         )
     return principal
 
@@ -69,7 +73,7 @@ Merchant = Annotated[Principal, Depends(secret_key)]
 async def operator(request: Request, container: ContainerDep) -> None:
     expected = container.settings.admin_key
     if expected is None:
-        raise AuthenticationFailed("The admin API is disabled: set TENDER_ADMIN_KEY.", code="admin_disabled")
+        raise AdminDisabled("The admin API is disabled: set TENDER_ADMIN_KEY.")
     if not hmac.compare_digest(_bearer(request).encode(), expected.get_secret_value().encode()):
         raise AuthenticationFailed("Invalid admin key.")
 
@@ -87,7 +91,7 @@ async def json_body(request: Request) -> Any:
     try:
         payload = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise InvalidRequest("body: the request body is not valid JSON", param="body", code="invalid_json") from None
+        raise InvalidJson("body: the request body is not valid JSON", param="body") from None
     if not isinstance(payload, dict):
         raise InvalidRequest("body: the request body must be a JSON object", param="body")
     check_json(payload)  # a NUL anywhere is a 400 naming its field, before any of it reaches PostgreSQL

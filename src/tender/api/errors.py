@@ -15,8 +15,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tender.api import retry
 from tender.api.responses import JSON
-from tender.domain.errors import DomainError, InvalidTransition
-from tender.errors import InvalidRequest, NotFound, RateLimited, TenderError
+from tender.domain.errors import DomainError
+from tender.errors import DomainRuleViolated, HttpError, MethodNotAllowed, NotFound, TenderError
 from tender.services.validation import error_from
 
 log = logging.getLogger(__name__)
@@ -67,14 +67,11 @@ def render(error: TenderError, headers: dict[str, str] | None = None) -> JSON:
 def install(app: FastAPI) -> None:
     @app.exception_handler(TenderError)
     async def tender_error(_: Request, exc: TenderError) -> JSON:
-        return render(exc, exc.headers() if isinstance(exc, RateLimited) else None)
+        return render(exc, exc.headers())
 
     @app.exception_handler(DomainError)
     async def domain_error(_: Request, exc: DomainError) -> JSON:
-        code = exc.code
-        if isinstance(exc, InvalidTransition):
-            return render(InvalidRequest(exc.message, code=code))
-        return render(InvalidRequest(exc.message, code=code, param=exc.param))
+        return render(DomainRuleViolated(exc))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSON:
@@ -90,12 +87,8 @@ def install(app: FastAPI) -> None:
             # Neither the path nor the method is quoted back: either may hold anything (a card number).
             return render(NotFound("Unrecognized request URL: no route has this method and path."))
         if exc.status_code == 405:
-            err = InvalidRequest("This method is not allowed on this path.", code="method_not_allowed")
-            return JSON(err.body(), status_code=405)
-        return JSON(
-            {"error": {"type": "invalid_request_error", "code": "http_error", "message": str(exc.detail)}},
-            status_code=exc.status_code,
-        )
+            return render(MethodNotAllowed("This method is not allowed on this path."))
+        return render(HttpError(str(exc.detail), status_code=exc.status_code))
 
     @app.exception_handler(ClientDisconnect)
     async def client_gone(request: Request, _: ClientDisconnect) -> Response:

@@ -10,7 +10,14 @@ from dataclasses import dataclass
 from datetime import date
 
 from tender.domain.bins import Funding, funding_of_number
-from tender.domain.errors import CardInvalid, ValidationFailed
+from tender.domain.errors import (
+    IncorrectNumber,
+    InvalidCvc,
+    InvalidExpiryMonth,
+    InvalidExpiryYear,
+    InvalidNumber,
+    ValidationFailed,
+)
 
 MAX_HOLDER_NAME = 200
 MAX_YEARS_AHEAD = 50
@@ -106,15 +113,8 @@ def validate_card(
     # Valid through the last day of the expiry month.
     if (year, month) < (today.year, today.month):
         # Like Stripe, blame the field that puts the date in the past.
-        if year < today.year:
-            field, code = "exp_year", "invalid_expiry_year"
-        else:
-            field, code = "exp_month", "invalid_expiry_month"
-        raise CardInvalid(
-            f"{param_prefix}.{field} is in the past: the card has expired.",
-            code=code,
-            param=f"{param_prefix}.{field}",
-        )
+        error, field = (InvalidExpiryYear, "exp_year") if year < today.year else (InvalidExpiryMonth, "exp_month")
+        raise error(f"{param_prefix}.{field} is in the past: the card has expired.", param=f"{param_prefix}.{field}")
     brand = card_brand(pan)
     security_code = _check_cvc(cvc, brand, f"{param_prefix}.cvc")
     name = _check_holder_name(holder_name, f"{param_prefix}.holder_name")
@@ -132,25 +132,19 @@ def validate_card(
 
 def _check_number(value: object, param: str) -> str:
     if not isinstance(value, str):
-        raise CardInvalid(f"{param} must be a string of digits.", code="invalid_number", param=param)
+        raise InvalidNumber(f"{param} must be a string of digits.", param=param)
     pan = normalize_number(value)
     if not _is_digits(pan) or not 12 <= len(pan) <= 19:
-        raise CardInvalid(
-            f"{param} is not a valid card number: it must have 12 to 19 digits.",
-            code="invalid_number",
-            param=param,
-        )
+        raise InvalidNumber(f"{param} is not a valid card number: it must have 12 to 19 digits.", param=param)
     if not luhn_valid(pan):
-        raise CardInvalid(
-            f"{param} is incorrect: its check digit does not match.", code="incorrect_number", param=param
-        )
+        raise IncorrectNumber(f"{param} is incorrect: its check digit does not match.", param=param)
     return pan
 
 
 def _check_exp_month(value: object, param: str) -> int:
     # bool is an int subclass; `true` is not a month.
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 12:
-        raise CardInvalid(f"{param} must be an integer from 1 to 12.", code="invalid_expiry_month", param=param)
+        raise InvalidExpiryMonth(f"{param} must be an integer from 1 to 12.", param=param)
     return value
 
 
@@ -158,9 +152,7 @@ def _check_exp_year(value: object, param: str, today: date) -> int:
     latest = today.year + MAX_YEARS_AHEAD
     # Two-digit years are refused rather than guessed at.
     if isinstance(value, bool) or not isinstance(value, int) or not 1000 <= value <= latest:
-        raise CardInvalid(
-            f"{param} must be a 4-digit year no later than {latest}.", code="invalid_expiry_year", param=param
-        )
+        raise InvalidExpiryYear(f"{param} must be a 4-digit year no later than {latest}.", param=param)
     return value
 
 
@@ -168,9 +160,7 @@ def _check_cvc(value: object, brand: str, param: str) -> str:
     length = 4 if brand == "amex" else 3
     # Ints are refused: a leading zero is part of the code.
     if not isinstance(value, str) or not _is_digits(value) or len(value) != length:
-        raise CardInvalid(
-            f"{param} must be a string of {length} digits for this card.", code="invalid_cvc", param=param
-        )
+        raise InvalidCvc(f"{param} must be a string of {length} digits for this card.", param=param)
     return value
 
 

@@ -24,11 +24,9 @@ class DomainError(Exception):
 
     code: str = "domain_error"
 
-    def __init__(self, message: str, *, code: str | None = None, param: str | None = None) -> None:
+    def __init__(self, message: str, *, param: str | None = None) -> None:
         super().__init__(message)
         self.message: str = message
-        # An explicit code refines the class default (e.g. CardInvalid -> "invalid_cvc").
-        self.code = code if code is not None else type(self).code
         self.param: str | None = param
 
     def __str__(self) -> str:
@@ -42,9 +40,39 @@ class ValidationFailed(DomainError):
 
 
 class CardInvalid(ValidationFailed):
-    """A card that fails the synchronous checks (shape, Luhn, expiry, CVC)."""
+    """A card that fails the synchronous checks (shape, Luhn, expiry, CVC): one subclass per code."""
 
     code = "invalid_card"
+
+
+class InvalidNumber(CardInvalid):
+    """The card number is not 12 to 19 digits."""
+
+    code = "invalid_number"
+
+
+class IncorrectNumber(CardInvalid):
+    """The card number's check digit (Luhn) does not match."""
+
+    code = "incorrect_number"
+
+
+class InvalidExpiryMonth(CardInvalid):
+    """The expiry month is not 1 to 12, or puts the date in the past."""
+
+    code = "invalid_expiry_month"
+
+
+class InvalidExpiryYear(CardInvalid):
+    """The expiry year is not a 4-digit year in range, or is in the past."""
+
+    code = "invalid_expiry_year"
+
+
+class InvalidCvc(CardInvalid):
+    """The CVC is not 3 digits (4 for American Express)."""
+
+    code = "invalid_cvc"
 
 
 class InvalidTransition(DomainError):

@@ -13,7 +13,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 
 from tender.domain.fees import ANY, DEFAULT_PLAN, FeePlan, FeeRule
 from tender.domain.money import MAX_AMOUNT, normalize_currency
-from tender.errors import InvalidRequest, NotFound
+from tender.errors import InvalidJson, NotFound
 from tender.store import merchants as merchant_store
 from tender.store.db import Conn, Database
 
@@ -61,7 +61,7 @@ def loads_exact(raw: bytes) -> Any:
     try:
         return json.loads(raw, parse_float=Decimal, parse_constant=refuse)
     except (ValueError, RecursionError):
-        raise InvalidRequest("body: the request body is not valid JSON", param="body", code="invalid_json") from None
+        raise InvalidJson("body: the request body is not valid JSON", param="body") from None
 
 
 class FeeRuleIn(BaseModel):

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 from datetime import UTC, timedelta, tzinfo
 
-from tender.errors import InvalidRequest, NotFound
+from tender.errors import NotFound, NotificationRejected
 from tender.processors.base import InvalidNotification, Processor, ProcessorResult
 from tender.services import payment_transitions
 from tender.services.validation import check_json
@@ -42,7 +42,7 @@ async def receive(
     try:
         notification = processor.parse_notification(headers, body)
     except InvalidNotification as exc:
-        raise InvalidRequest(f"Notification rejected: {exc}", code="invalid_signature") from None
+        raise NotificationRejected(f"Notification rejected: {exc}") from None
     check_json(notification.payload, "notification")  # signed, yet PostgreSQL's jsonb cannot hold a NUL
 
     async with db.transaction() as conn:

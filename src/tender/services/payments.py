@@ -26,7 +26,16 @@ from tender.domain.payments import (
     validate_metadata,
     validate_reference,
 )
-from tender.errors import DuplicateReference, InvalidRequest, NotFound
+from tender.errors import (
+    AmountTooLarge,
+    DuplicateReference,
+    InvalidRequest,
+    NoSuchObject,
+    NotFound,
+    ParameterMissing,
+    PaymentOperationInProgress,
+    PaymentUnexpectedState,
+)
 from tender.services import velocity
 from tender.services.validation import parse
 from tender.store import attempts as attempt_store
@@ -148,10 +157,8 @@ def _check_return_url(url: str | None) -> str | None:
 def _parse_method(raw: str | dict[str, Any]) -> CardMethodIn | ApmMethodIn:
     if isinstance(raw, str):
         # Never quoted back: a card number sent here as a string is the classic mistake.
-        raise InvalidRequest(
-            "payment_method: no such saved payment method (give a pm_ id or a card object)",
-            param="payment_method",
-            code="resource_missing",
+        raise NoSuchObject(
+            "payment_method: no such saved payment method (give a pm_ id or a card object)", param="payment_method"
         )
     kind = raw.get("type")
     if kind == "card":
@@ -246,10 +253,9 @@ async def create_payment(
     metadata = validate_metadata(request.metadata) if request.metadata is not None else {}
     return_url = _check_return_url(request.return_url)
     if return_url is None and method.type in methods.REDIRECT_TYPES:
-        raise InvalidRequest(
+        raise ParameterMissing(
             f"return_url: required for {method.type} payments (the shopper comes back there after approving)",
             param="return_url",
-            code="parameter_missing",
         )
 
     if card is not None and guard is not None:
@@ -328,11 +334,8 @@ class CaptureIn(_Strict):
     amount: int | None = Field(default=None, description="At most the authorized amount; default: all of it.")
 
 
-def _unexpected_state(payment: Payment, action: str) -> InvalidRequest:
-    return InvalidRequest(
-        f"This payment cannot be {action} because its status is {payment.status}.",
-        code="payment_unexpected_state",
-    )
+def _unexpected_state(payment: Payment, action: str) -> PaymentUnexpectedState:
+    return PaymentUnexpectedState(f"This payment cannot be {action} because its status is {payment.status}.")
 
 
 async def _locked(conn: Conn, merchant_id: str, payment_id: str) -> Payment:
@@ -351,16 +354,10 @@ async def request_capture(conn: Conn, merchant_id: str, payment_id: str, request
     if request.amount is not None:
         amount = money.validate_amount(request.amount, payment.currency)
         if amount > payment.amount:
-            raise InvalidRequest(
-                f"amount: cannot exceed the authorized amount ({payment.amount})",
-                param="amount",
-                code="amount_too_large",
-            )
+            raise AmountTooLarge(f"amount: cannot exceed the authorized amount ({payment.amount})", param="amount")
     pending = {a.operation for a in (await attempt_store.open_attempts(conn, [payment.id])).get(payment.id, [])}
     if pending & {"capture", "cancel"}:
-        raise InvalidRequest(
-            "A capture or cancel of this payment is already in progress.", code="payment_operation_in_progress"
-        )
+        raise PaymentOperationInProgress("A capture or cancel of this payment is already in progress.")
     attempt = Attempt(new_id(ATTEMPT), payment.id, "capture", payment.processor, amount=amount)
     await attempt_store.insert(conn, [attempt])
     await store.schedule_now(conn, payment.id, reset_tries=True)
@@ -374,7 +371,7 @@ async def request_cancel(conn: Conn, merchant_id: str, payment_id: str) -> Payme
         raise _unexpected_state(payment, "canceled")
     pending = {a.operation for a in (await attempt_store.open_attempts(conn, [payment.id])).get(payment.id, [])}
     if "capture" in pending:
-        raise InvalidRequest("A capture of this payment is in progress.", code="payment_operation_in_progress")
+        raise PaymentOperationInProgress("A capture of this payment is in progress.")
     if "cancel" not in pending:
         await attempt_store.insert(conn, [Attempt(new_id(ATTEMPT), payment.id, "cancel", payment.processor)])
         await store.schedule_now(conn, payment.id, reset_tries=True)

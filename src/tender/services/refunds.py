@@ -5,7 +5,7 @@ captured minus what succeeded refunds took (`amount_refunded`) minus what pendin
 row is locked while this is checked and the refund inserted, so concurrent requests queue and can never
 together promise more than was captured; a pending refund reserves its amount until it is answered.
 
-Executing (`RefundPump`, the same guarantees as the payment pump in services/payment_operations.py). A refund is
+Executing (`RefundPump`, the same guarantees as the payment pump in services/authorization.py). A refund is
 its own processor operation: its id is the processor's idempotency key and the key for look-ups. Claimed
 under a lease, it is marked `maybe_sent` before its first call leaves; from then on it is looked up by its
 id before anything else, and re-sent only under that same id when the processor has no record of it, so a
@@ -41,11 +41,18 @@ from tender.domain.fees import funding_of
 from tender.domain.ids import BALANCE_TRANSACTION, DEAD_LETTER, MAX_ID_LENGTH, PAYABLE, REFUND, new_id
 from tender.domain.ledger import Entry, refund_entry
 from tender.domain.payments import MAX_METADATA_KEYS, PaymentStatus, validate_metadata
-from tender.errors import InvalidRequest, NotFound
+from tender.errors import (
+    AmountTooLarge,
+    ChargeAlreadyRefunded,
+    InvalidRequest,
+    NoSuchObject,
+    NotFound,
+    PaymentUnexpectedState,
+)
 from tender.processors.base import Outcome, ProcessorResult
+from tender.services.authorization import RetryPolicy
 from tender.services.objects import iso
 from tender.services.payables import PAYABLE_COLUMNS, business_date, payable_object
-from tender.services.payment_operations import RetryPolicy
 from tender.store import attempts as attempt_store
 from tender.store import dead_letters, events
 from tender.store import ledger as ledger_store
@@ -114,31 +121,28 @@ async def create_refund(
     now = now or datetime.now(UTC)
     payment = await payment_store.lock_payment(conn, request.payment, merchant_id)
     if payment is None:  # another merchant's payment is indistinguishable from a missing one
-        raise InvalidRequest("payment: no such payment", param="payment", code="resource_missing")
+        raise NoSuchObject("payment: no such payment", param="payment")
     if payment.status != PaymentStatus.SUCCEEDED or payment.amount_captured <= 0:
-        raise InvalidRequest(
+        raise PaymentUnexpectedState(
             f"payment: only a succeeded (captured) payment can be refunded; this one is {payment.status}",
             param="payment",
-            code="payment_unexpected_state",
         )
     left = payment.amount_captured - payment.amount_refunded - await store.pending_amount(conn, payment.id)
     if request.amount is None:
         if left <= 0:
-            raise InvalidRequest(
+            raise ChargeAlreadyRefunded(
                 "payment: nothing is left to refund (refunded in full, or held by pending refunds)",
                 param="payment",
-                code="charge_already_refunded",
             )
         amount = left
     else:
         amount = money.validate_amount(request.amount, payment.currency)
         if amount > left:
-            raise InvalidRequest(
+            raise AmountTooLarge(
                 f"amount: at most {max(left, 0)} is left to refund"
                 f" (captured {payment.amount_captured}, refunded {payment.amount_refunded},"
                 f" pending {payment.amount_captured - payment.amount_refunded - left})",
                 param="amount",
-                code="amount_too_large",
             )
     reason = request.reason
     if reason is not None and (not reason or not reason.isprintable()):

@@ -17,7 +17,7 @@ from typing import Any
 
 from tender.domain.ids import BALANCE_TRANSACTION, SETTLEMENT, new_id
 from tender.domain.ledger import settlement_entry
-from tender.errors import InvalidRequest
+from tender.errors import SettlementDateInFuture
 from tender.services.objects import iso
 from tender.services.payables import PAYABLE_COLUMNS, payable_object
 from tender.store import events
@@ -189,11 +189,10 @@ def check_as_of(as_of: date, tz: tzinfo, *, force: bool = False) -> None:
     before it is due, so it needs `force` (an operator who knows why)."""
     today = business_today(tz)
     if as_of > today and not force:
-        raise InvalidRequest(
+        raise SettlementDateInFuture(
             f"as_of: {as_of} is after today ({today} in {tz}); settling as of a future date pays merchants"
             " before their money is due",
             param="as_of",
-            code="settlement_date_in_future",
         )
 
 

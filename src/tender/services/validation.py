@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from tender.domain.errors import is_shown_name
-from tender.errors import InvalidRequest
+from tender.errors import InvalidCharacter, InvalidRequest, ParameterMissing, ParameterUnknown
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -47,9 +47,9 @@ def error_from(detail: ErrorDetails, prefix: str | None = None) -> InvalidReques
     kind = detail["type"]
     if kind == "missing":
         message = f"Missing required parameter: {param}"
-        return InvalidRequest(message, param=param, code="parameter_missing")
+        return ParameterMissing(message, param=param)
     if kind == "extra_forbidden":
-        return InvalidRequest(f"Received unknown parameter: {param}", param=param, code="parameter_unknown")
+        return ParameterUnknown(f"Received unknown parameter: {param}", param=param)
     if kind == "union_tag_invalid":  # pydantic's message quotes the tag sent
         return InvalidRequest(f"{param}: unknown type", param=param)
     # Never the input value in the message: it may be a card number.
@@ -84,5 +84,5 @@ def check_json(value: object, prefix: str = "body") -> None:
             stack.extend((child, (*loc, i)) for i, child in enumerate(item))
 
 
-def nul_error(param: str) -> InvalidRequest:
-    return InvalidRequest(f"{param}: must not contain a NUL character", param=param, code="invalid_character")
+def nul_error(param: str) -> InvalidCharacter:
+    return InvalidCharacter(f"{param}: must not contain a NUL character", param=param)

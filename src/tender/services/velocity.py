@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 
 from tender.config import Settings
-from tender.errors import RateLimited
+from tender.errors import TooManyDeclines
 from tender.store import velocity as store
 from tender.store.db import Conn, Database
 from tender.vault import Vault
@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 COUNTED_FAILURES = frozenset(
     {"card_declined", "incorrect_cvc", "invalid_cvc", "expired_card", "incorrect_number", "authentication_failed"}
 )
-RATE_LIMIT_CODE = "too_many_declines"
 _ADDRESS_PURPOSE = "checkout client address"
 
 
@@ -108,10 +107,9 @@ def _refuse_if_full(declines: list[datetime], limit: int, window: timedelta, now
         return
     retry_after = math.ceil((declines[limit - 1] + window - now).total_seconds())
     log.info("velocity limit: %d declines for %s within %s", limit, what, window)
-    raise RateLimited(
+    raise TooManyDeclines(
         f"Too many declined payments for {what} recently; try again in {max(1, retry_after)} seconds.",
         retry_after=retry_after,
-        code=RATE_LIMIT_CODE,
     )
 
 

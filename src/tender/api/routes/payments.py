@@ -12,7 +12,7 @@ from tender.api.idempotent import to_response
 from tender.api.metrics import PAYMENTS_ACCEPTED
 from tender.api.prefer import PREFERENCE_APPLIED_HEADER
 from tender.bootstrap import Container
-from tender.errors import InvalidRequest
+from tender.errors import ParameterUnknown
 from tender.services import idempotency, live, payments, velocity
 from tender.services.idempotency import StoredResponse
 from tender.services.objects import dumps, list_object, payment_object
@@ -100,7 +100,7 @@ async def create_payment(
     # payment as accepted.) The wait starts only here, after `idempotency.run` has committed the payment.
     if wait is None or stored.replayed or not accepted:
         return to_response(stored)
-    payment = await live.payment_when_decided(container.db, hub, merchant.merchant_id, accepted[-1], wait)
+    payment = await live.payment_when_settled(container.db, hub, merchant.merchant_id, accepted[-1], wait)
     headers = {**stored.headers, "Preference-Applied": f"wait={wait}"}
     return Response(dumps(payment_object(payment)), status_code=202, headers=headers, media_type="application/json")
 
@@ -121,7 +121,7 @@ async def get_payment(
     if wait is None:
         payment = await payments.get_payment(container.db, merchant.merchant_id, payment_id)
         return Response(dumps(payment_object(payment)), media_type="application/json")
-    payment = await live.payment_when_decided(container.db, hub, merchant.merchant_id, payment_id, wait)
+    payment = await live.payment_when_settled(container.db, hub, merchant.merchant_id, payment_id, wait)
     return Response(
         dumps(payment_object(payment)), media_type="application/json", headers={"Preference-Applied": f"wait={wait}"}
     )
@@ -161,7 +161,7 @@ async def _queue_operation(
     capture = parse(CaptureIn, payload) if operation == "capture" else None
     if operation == "cancel" and payload:
         param = param_name((next(iter(payload)),)) or "body"  # the key, if it looks like a name
-        raise InvalidRequest(f"Received unknown parameter: {param}", param=param, code="parameter_unknown")
+        raise ParameterUnknown(f"Received unknown parameter: {param}", param=param)
 
     async def change(conn: Conn) -> dict[str, Any]:
         if capture is not None:
