@@ -1,12 +1,39 @@
-"""Request body schemas for routes that read their body themselves and declare it in `openapi_extra`."""
+"""The OpenAPI document's parts that routes declare themselves: request body schemas for routes that read
+their body themselves (`openapi_extra`), and `responses=` built from the error classes a route can raise."""
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from pydantic import BaseModel
 
+from tender.errors import (
+    AdminDisabled,
+    AuthenticationFailed,
+    IdempotencyInProgress,
+    IdempotencyMismatch,
+    InvalidCharacter,
+    InvalidJson,
+    InvalidRequest,
+    MissingApiKey,
+    ParameterMissing,
+    ParameterUnknown,
+    RateLimited,
+    SecretKeyRequired,
+    ServiceUnavailable,
+    TenderError,
+)
+
 _DEFS = "#/$defs/"
+RETRY_AFTER_HEADER = {"Retry-After": {"description": "Seconds until a try can pass.", "schema": {"type": "integer"}}}
+# What a route's key dependency answers (api/deps.py): a merchant's secret key, or the operator's admin key.
+MERCHANT_KEY = (MissingApiKey, AuthenticationFailed, SecretKeyRequired)
+OPERATOR_KEY = (MissingApiKey, AuthenticationFailed, AdminDisabled)
+# What reading a JSON body answers (api/deps.json_body, then services/validation.parse).
+JSON_BODY = (InvalidRequest, ParameterMissing, ParameterUnknown, InvalidCharacter, InvalidJson)
+# What an `Idempotency-Key` answers (services/idempotency.py).
+IDEMPOTENT = (IdempotencyInProgress, IdempotencyMismatch)
 
 
 def body_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -35,3 +62,26 @@ def body_schema(model: type[BaseModel]) -> dict[str, Any]:
 
     inlined: dict[str, Any] = inline(schema, ())
     return inlined
+
+
+def responses(*errors: type[TenderError]) -> dict[int | str, dict[str, Any]]:
+    """A route's OpenAPI `responses=` for the errors it can answer: one entry per status, listing the code of
+    each error class and the first paragraph of its docstring (tender/errors.py says what each code means)."""
+    by_status: dict[int, list[type[TenderError]]] = {}
+    for error in errors:
+        listed = by_status.setdefault(error.status_code, [])
+        if error not in listed:
+            listed.append(error)
+    documented: dict[int | str, dict[str, Any]] = {}
+    for status in sorted(by_status):
+        lines = [_line(error) for error in by_status[status]]
+        entry: dict[str, Any] = {"description": lines[0] if len(lines) == 1 else "\n".join(f"- {x}" for x in lines)}
+        if any(issubclass(e, RateLimited | ServiceUnavailable) for e in by_status[status]):
+            entry["headers"] = RETRY_AFTER_HEADER
+        documented[status] = entry
+    return documented
+
+
+def _line(error: type[TenderError]) -> str:
+    said = " ".join((inspect.getdoc(error) or "").split("\n\n", 1)[0].split())
+    return f"`{error.code}`: {said}" if error.code else said

@@ -8,13 +8,15 @@ from fastapi import APIRouter, Header, Query, Request, Response
 
 from tender.api import idempotent
 from tender.api.deps import ContainerDep, Operator, StartingAfter, json_body, text_query
+from tender.api.openapi import IDEMPOTENT, JSON_BODY, OPERATOR_KEY, responses
 from tender.domain.models import Merchant
+from tender.errors import DeadLetterResolved, DeadLetterUnsupported, NotFound
 from tender.services import dead_letters, merchants
 from tender.services.objects import dumps, iso, list_object, merchant_object
 from tender.services.validation import parse
 from tender.store.db import Conn
 
-router = APIRouter(prefix="/admin/v1", tags=["admin"], dependencies=[Operator])
+router = APIRouter(prefix="/admin/v1", tags=["admin"], dependencies=[Operator], responses=responses(*OPERATOR_KEY))
 
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
@@ -42,7 +44,7 @@ _MERCHANT_BODY = {
     "/merchants",
     status_code=201,
     summary="Create a merchant (its keys are shown once)",
-    responses={400: {"description": "`name` missing or too long."}},
+    responses=responses(*JSON_BODY, *IDEMPOTENT),
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _MERCHANT_BODY}}}},
 )
 async def create_merchant(
@@ -65,10 +67,7 @@ async def create_merchant(
 @router.post(
     "/merchants/{merchant_id}/roll_keys",
     summary="Roll a merchant's API keys (the new ones are shown once)",
-    responses={
-        400: {"description": "`expire_old_in` is not a whole number of seconds in range."},
-        404: {"description": "No such merchant."},
-    },
+    responses=responses(*JSON_BODY, NotFound, *IDEMPOTENT),
     openapi_extra={
         "requestBody": {"content": {"application/json": {"schema": merchants.RollKeysRequest.model_json_schema()}}}
     },
@@ -111,6 +110,10 @@ async def list_dead_letters(
     )
 
 
-@router.post("/dead_letters/{dead_letter_id}/retry", summary="Retry a dead letter's work with fresh tries")
+@router.post(
+    "/dead_letters/{dead_letter_id}/retry",
+    summary="Retry a dead letter's work with fresh tries",
+    responses=responses(NotFound, DeadLetterResolved, DeadLetterUnsupported),
+)
 async def retry_dead_letter(dead_letter_id: str, container: ContainerDep) -> Response:
     return Response(dumps(await dead_letters.retry(container.db, dead_letter_id)), media_type="application/json")

@@ -7,17 +7,17 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from tender.api.deps import ContainerDep, Operator, json_body
-from tender.api.openapi import body_schema
-from tender.errors import InvalidRequest
+from tender.api.openapi import JSON_BODY, OPERATOR_KEY, body_schema, responses
+from tender.errors import DomainRuleViolated, InvalidRequest, NotFound
 from tender.services import fee_plans
 from tender.services import ledger as ledger_service
 from tender.services.fee_plans import FeePlanIn
 from tender.services.objects import dumps
 from tender.services.validation import parse
 
-router = APIRouter(prefix="/admin/v1", tags=["admin"], dependencies=[Operator])
+router = APIRouter(prefix="/admin/v1", tags=["admin"], dependencies=[Operator], responses=responses(*OPERATOR_KEY))
 
-_NO_MERCHANT: dict[int | str, dict[str, Any]] = {404: {"description": "No such merchant."}}
+_NO_MERCHANT = responses(NotFound)
 
 
 def _json(body: dict[str, Any]) -> Response:
@@ -43,7 +43,7 @@ async def get_fee_plan(merchant_id: str, container: ContainerDep) -> Response:
 @router.put(
     "/merchants/{merchant_id}/fee_plan",
     summary="Set a merchant's fee plan",
-    responses={400: {"description": "Invalid plan; `error.param` names the field."}, **_NO_MERCHANT},
+    responses=responses(*JSON_BODY, DomainRuleViolated, NotFound),
     openapi_extra={
         "requestBody": {"required": True, "content": {"application/json": {"schema": body_schema(FeePlanIn)}}}
     },

@@ -8,15 +8,24 @@ from fastapi import APIRouter, Header, Query, Request, Response
 
 from tender.api import idempotent
 from tender.api.deps import ContainerDep, Merchant, StartingAfter, json_body, text_query
+from tender.api.openapi import IDEMPOTENT, JSON_BODY, MERCHANT_KEY, responses
+from tender.errors import (
+    CheckoutSessionBusy,
+    DomainRuleViolated,
+    DuplicateReference,
+    NotFound,
+    PaymentInProgress,
+    SessionNotOpen,
+)
 from tender.services import checkout
 from tender.services.objects import dumps, list_object, session_object
 from tender.services.validation import parse
 from tender.store.db import Conn
 
-router = APIRouter(tags=["checkout"])
+router = APIRouter(tags=["checkout"], responses=responses(*MERCHANT_KEY))
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such checkout session."}}
+_NOT_FOUND = responses(NotFound)
 
 
 @router.post(
@@ -25,8 +34,7 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such che
     summary="Create a checkout session (or get the open one of this reference)",
     responses={
         200: {"description": "A session of this `reference` is already open (or paid): that session."},
-        400: {"description": "Invalid request; `error.param` names the field."},
-        409: {"description": "The reference is held by a session with another amount or currency."},
+        **responses(*JSON_BODY, DomainRuleViolated, DuplicateReference, CheckoutSessionBusy, *IDEMPOTENT),
     },
     openapi_extra={
         "requestBody": {"content": {"application/json": {"schema": checkout.SessionCreate.model_json_schema()}}}
@@ -78,7 +86,7 @@ async def get_session(session_id: str, merchant: Merchant, container: ContainerD
 @router.post(
     "/v1/checkout/sessions/{session_id}/expire",
     summary="Expire an open checkout session now",
-    responses={**_NOT_FOUND, 400: {"description": "Not open, or a payment of it is in progress."}},
+    responses=responses(NotFound, SessionNotOpen, PaymentInProgress, *IDEMPOTENT),
 )
 async def expire_session(
     session_id: str,

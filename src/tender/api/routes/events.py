@@ -8,12 +8,14 @@ from fastapi import APIRouter, Header, Query, Request, Response
 
 from tender.api import idempotent
 from tender.api.deps import ContainerDep, Merchant, StartingAfter, json_body, text_query
+from tender.api.openapi import IDEMPOTENT, JSON_BODY, MERCHANT_KEY, responses
+from tender.errors import NoSuchObject, NotFound, NoWebhookEndpoint
 from tender.services import events as service
 from tender.services.objects import delivery_object, dumps, event_object, list_object
 from tender.services.validation import parse
 from tender.store.db import Conn
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], responses=responses(*MERCHANT_KEY))
 
 
 @router.get("/v1/events", summary="List events, newest first")
@@ -35,7 +37,7 @@ async def list_events(
     return Response(dumps(body), media_type="application/json")
 
 
-@router.get("/v1/events/{event_id}", summary="Retrieve an event", responses={404: {"description": "No such event."}})
+@router.get("/v1/events/{event_id}", summary="Retrieve an event", responses=responses(NotFound))
 async def get_event(event_id: str, merchant: Merchant, container: ContainerDep) -> Response:
     event = await service.get(container.db, merchant.merchant_id, event_id)
     return Response(dumps(event_object(event)), media_type="application/json")
@@ -45,10 +47,7 @@ async def get_event(event_id: str, merchant: Merchant, container: ContainerDep) 
     "/v1/events/{event_id}/redeliver",
     status_code=202,
     summary="Send an event to webhook endpoints again",
-    responses={
-        400: {"description": "No enabled endpoint listens to the event, or `endpoint` is unknown or disabled."},
-        404: {"description": "No such event."},
-    },
+    responses=responses(*JSON_BODY, NoSuchObject, NoWebhookEndpoint, NotFound, *IDEMPOTENT),
     openapi_extra={"requestBody": {"content": {"application/json": {"schema": service.Redeliver.model_json_schema()}}}},
 )
 async def redeliver(

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tender.api.deps import ContainerDep, operator
+from tender.api.openapi import OPERATOR_KEY, responses
 from tender.api.responses import JSON
 from tender.services import readiness
 
@@ -38,7 +39,7 @@ async def metrics_reader(request: Request, container: ContainerDep) -> None:
     "/metrics",
     summary="Prometheus metrics (operator key, unless TENDER_METRICS_PUBLIC)",
     dependencies=[Depends(metrics_reader)],
-    responses={401: {"description": "No operator key (see TENDER_METRICS_ADDRESS for a scraper)."}},
+    responses=responses(*OPERATOR_KEY),  # a scraper without the key: TENDER_METRICS_ADDRESS
 )
 async def metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -8,14 +8,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 
 from tender.api.deps import ContainerDep, Merchant, StartingAfter, text_query
+from tender.api.openapi import MERCHANT_KEY, responses
+from tender.errors import NotFound
 from tender.services import balance as service
 from tender.services.objects import dumps, list_object
 
-router = APIRouter(tags=["money"])
+router = APIRouter(tags=["money"], responses=responses(*MERCHANT_KEY))
 
 Limit = Annotated[int, Query(ge=1, le=100, description="1 to 100")]
 After = StartingAfter
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such object (or another merchant's)."}}
+_NOT_FOUND = responses(NotFound)
 
 
 def _json(body: dict[str, Any]) -> Response:

@@ -15,7 +15,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from tender.api.deps import ContainerDep, HubDep, Merchant
+from tender.api.openapi import MERCHANT_KEY, responses
 from tender.domain.models import Payment
+from tender.errors import NotFound
 from tender.http.sse import EventStream, status_stream
 from tender.services import payments
 from tender.services.objects import dumps, payment_object
@@ -60,8 +62,7 @@ def _event(payment: Payment, n: int) -> bytes:
             ),
             "content": {"text/event-stream": {"schema": {"type": "string"}, "example": _EXAMPLE}},
         },
-        401: {"description": "Missing or invalid API key."},
-        404: {"description": "No such payment (answered as JSON, before any stream starts)."},
+        **responses(*MERCHANT_KEY, NotFound),  # as JSON, before any stream starts
     },
 )
 async def payment_events(payment_id: str, merchant: Merchant, container: ContainerDep, hub: HubDep) -> Response:

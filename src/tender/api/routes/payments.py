@@ -10,9 +10,21 @@ from tender.api import idempotent
 from tender.api.deps import ContainerDep, HubDep, Merchant, PreferWait, StartingAfter, json_body, text_query
 from tender.api.idempotent import to_response
 from tender.api.metrics import PAYMENTS_ACCEPTED
+from tender.api.openapi import IDEMPOTENT, JSON_BODY, MERCHANT_KEY, responses
 from tender.api.prefer import PREFERENCE_APPLIED_HEADER
 from tender.bootstrap import Container
-from tender.errors import ParameterUnknown
+from tender.errors import (
+    AmountTooLarge,
+    DomainRuleViolated,
+    DuplicateReference,
+    InvalidJson,
+    NoSuchObject,
+    NotFound,
+    ParameterUnknown,
+    PaymentOperationInProgress,
+    PaymentUnexpectedState,
+    TooManyDeclines,
+)
 from tender.services import idempotency, live, payments, velocity
 from tender.services.idempotency import StoredResponse
 from tender.services.objects import dumps, list_object, payment_object
@@ -20,20 +32,10 @@ from tender.services.payments import CaptureIn, PaymentCreate
 from tender.services.validation import param_name, parse
 from tender.store.db import Conn
 
-router = APIRouter(tags=["payments"])
+router = APIRouter(tags=["payments"], responses=responses(*MERCHANT_KEY))
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Invalid request; `error.param` names the field."},
-    401: {"description": "Missing or invalid API key."},
-    409: {"description": "Duplicate `reference`, or the same Idempotency-Key still running."},
-    422: {"description": "Idempotency-Key reused with a different request."},
-}
-_RATE_LIMITED: dict[int | str, dict[str, Any]] = {
-    429: {
-        "description": "Too many declines of this card recently (`rate_limit_error`); nothing was written.",
-        "headers": {"Retry-After": {"description": "Seconds until a try can pass.", "schema": {"type": "integer"}}},
-    },
-}
+# What capture and cancel answer besides the body's and the key's errors.
+_OPERATION_ERRORS = (PaymentUnexpectedState, PaymentOperationInProgress, NotFound, *IDEMPOTENT)
 
 
 @router.post(
@@ -48,8 +50,7 @@ _RATE_LIMITED: dict[int | str, dict[str, Any]] = {
                 **PREFERENCE_APPLIED_HEADER,
             },
         },
-        **_ERRORS,
-        **_RATE_LIMITED,
+        **responses(*JSON_BODY, DomainRuleViolated, NoSuchObject, DuplicateReference, *IDEMPOTENT, TooManyDeclines),
     },
     openapi_extra={
         "requestBody": {
@@ -110,7 +111,7 @@ async def create_payment(
     summary="Retrieve a payment",
     responses={
         200: {"description": "The payment.", "headers": PREFERENCE_APPLIED_HEADER},
-        404: {"description": "No such payment."},
+        **responses(NotFound),
     },
 )
 async def get_payment(
@@ -180,7 +181,7 @@ async def _queue_operation(
     "/v1/payments/{payment_id}/capture",
     status_code=202,
     summary="Capture an authorized payment (all, or a smaller amount)",
-    responses=_ERRORS,
+    responses=responses(*JSON_BODY, DomainRuleViolated, AmountTooLarge, *_OPERATION_ERRORS),
     openapi_extra={"requestBody": {"content": {"application/json": {"schema": CaptureIn.model_json_schema()}}}},
 )
 async def capture_payment(
@@ -199,7 +200,7 @@ async def capture_payment(
     "/v1/payments/{payment_id}/cancel",
     status_code=202,
     summary="Cancel (void) an uncaptured payment",
-    responses=_ERRORS,
+    responses=responses(ParameterUnknown, InvalidJson, *_OPERATION_ERRORS),
 )
 async def cancel_payment(
     payment_id: str,

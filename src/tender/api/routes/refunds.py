@@ -8,22 +8,32 @@ from fastapi import APIRouter, Header, Query, Request, Response
 
 from tender.api import idempotent
 from tender.api.deps import ContainerDep, Merchant, StartingAfter, json_body, text_query
+from tender.api.openapi import IDEMPOTENT, JSON_BODY, MERCHANT_KEY, responses
+from tender.errors import (
+    AmountTooLarge,
+    ChargeAlreadyRefunded,
+    DomainRuleViolated,
+    NoSuchObject,
+    NotFound,
+    PaymentUnexpectedState,
+)
 from tender.services import refunds
 from tender.services.objects import dumps, list_object
 from tender.services.refunds import RefundCreate, refund_object
 from tender.services.validation import parse
 from tender.store.db import Conn
 
-router = APIRouter(tags=["refunds"])
+router = APIRouter(tags=["refunds"], responses=responses(*MERCHANT_KEY))
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {
-        "description": "Invalid request; `error.param` names the field (an unrefundable payment, too large an amount)."
-    },
-    401: {"description": "Missing or invalid API key."},
-    409: {"description": "The same Idempotency-Key still running."},
-    422: {"description": "Idempotency-Key reused with a different request."},
-}
+_ERRORS = responses(
+    *JSON_BODY,
+    DomainRuleViolated,
+    NoSuchObject,
+    PaymentUnexpectedState,
+    ChargeAlreadyRefunded,
+    AmountTooLarge,
+    *IDEMPOTENT,
+)
 
 
 @router.post(
@@ -65,7 +75,7 @@ async def create_refund(
     )  # fmt: skip
 
 
-@router.get("/v1/refunds/{refund_id}", summary="Retrieve a refund", responses={404: {"description": "No such refund."}})
+@router.get("/v1/refunds/{refund_id}", summary="Retrieve a refund", responses=responses(NotFound))
 async def get_refund(refund_id: str, merchant: Merchant, container: ContainerDep) -> Response:
     refund = await refunds.get_refund(container.db, merchant.merchant_id, refund_id)
     return Response(dumps(refund_object(refund)), media_type="application/json")

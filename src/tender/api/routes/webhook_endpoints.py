@@ -8,19 +8,18 @@ from fastapi import APIRouter, Header, Query, Request, Response
 
 from tender.api import idempotent
 from tender.api.deps import ContainerDep, Merchant, StartingAfter, json_body, text_query
+from tender.api.openapi import IDEMPOTENT, JSON_BODY, MERCHANT_KEY, responses
+from tender.errors import NotFound, UrlInvalid
 from tender.services import webhook_endpoints as service
 from tender.services.objects import delivery_object, dumps, endpoint_object, list_object
 from tender.services.validation import parse
 from tender.store.db import Conn
 
-router = APIRouter(tags=["webhooks"])
+router = APIRouter(tags=["webhooks"], responses=responses(*MERCHANT_KEY))
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such webhook endpoint."}}
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Invalid request; `error.param` names the field (a private or malformed `url`)."},
-    **_NOT_FOUND,
-}
+_NOT_FOUND = responses(NotFound)
+_ERRORS = responses(*JSON_BODY, UrlInvalid, NotFound, *IDEMPOTENT)
 
 
 def _json(body: dict[str, Any], status_code: int = 200) -> Response:

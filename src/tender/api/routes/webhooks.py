@@ -7,13 +7,19 @@ from datetime import timedelta
 from fastapi import APIRouter, Request, Response
 
 from tender.api.deps import ContainerDep
+from tender.api.openapi import responses
+from tender.errors import InvalidCharacter, NotFound, NotificationRejected
 from tender.services import notifications
 from tender.services.objects import dumps
 
 router = APIRouter(tags=["processor notifications"])
 
 
-@router.post("/webhooks/{processor}", summary="Receive a processor's notification")
+@router.post(
+    "/webhooks/{processor}",
+    summary="Receive a processor's notification",
+    responses=responses(NotificationRejected, InvalidCharacter, NotFound),
+)
 async def receive(processor: str, request: Request, container: ContainerDep) -> Response:
     """Signature verified (400 if not), deduplicated by the processor's event id, applied at most once and
     never moving a payment's status backwards. Answers 200 once stored, so the processor stops retrying."""
