@@ -5,7 +5,7 @@ captured minus what succeeded refunds took (`amount_refunded`) minus what pendin
 row is locked while this is checked and the refund inserted, so concurrent requests queue and can never
 together promise more than was captured; a pending refund reserves its amount until it is answered.
 
-Executing (`RefundPump`, the same guarantees as the payment pump in services/authorization.py). A refund is
+Executing (`RefundPump`, the same guarantees as the payment pump in services/payment_operations.py). A refund is
 its own processor operation: its id is the processor's idempotency key and the key for look-ups. Claimed
 under a lease, it is marked `maybe_sent` before its first call leaves; from then on it is looked up by its
 id before anything else, and re-sent only under that same id when the processor has no record of it, so a
@@ -50,9 +50,9 @@ from tender.errors import (
     PaymentUnexpectedState,
 )
 from tender.processors.base import Outcome, ProcessorResult
-from tender.services.authorization import RetryPolicy
 from tender.services.objects import iso
 from tender.services.payables import PAYABLE_COLUMNS, business_date, payable_object
+from tender.services.payment_operations import RetryPolicy
 from tender.store import attempts as attempt_store
 from tender.store import dead_letters, events
 from tender.store import ledger as ledger_store

@@ -101,7 +101,7 @@ async def create_payment(
     # payment as accepted.) The wait starts only here, after `idempotency.run` has committed the payment.
     if wait is None or stored.replayed or not accepted:
         return to_response(stored)
-    payment = await live.payment_when_settled(container.db, hub, merchant.merchant_id, accepted[-1], wait)
+    payment = await live.payment_when_decided(container.db, hub, merchant.merchant_id, accepted[-1], wait)
     headers = {**stored.headers, "Preference-Applied": f"wait={wait}"}
     return Response(dumps(payment_object(payment)), status_code=202, headers=headers, media_type="application/json")
 
@@ -122,7 +122,7 @@ async def get_payment(
     if wait is None:
         payment = await payments.get_payment(container.db, merchant.merchant_id, payment_id)
         return Response(dumps(payment_object(payment)), media_type="application/json")
-    payment = await live.payment_when_settled(container.db, hub, merchant.merchant_id, payment_id, wait)
+    payment = await live.payment_when_decided(container.db, hub, merchant.merchant_id, payment_id, wait)
     return Response(
         dumps(payment_object(payment)), media_type="application/json", headers={"Preference-Applied": f"wait={wait}"}
     )
