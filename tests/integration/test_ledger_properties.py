@@ -28,7 +28,7 @@ from tender.processors.simulator import SimulatorProcessor
 from tender.services import ledger, payments, refunds, settlement
 from tender.services.merchants import create_merchant
 from tender.services.payment_operations import PaymentPump, RetryPolicy
-from tender.services.payments import CaptureIn, PaymentCreate
+from tender.services.payment_requests import CaptureIn, PaymentCreate
 from tender.store import ledger as ledger_store
 from tender.store.db import Database
 

@@ -32,6 +32,7 @@ from tender.errors import (
 )
 from tender.services import payments, velocity
 from tender.services.objects import session_object
+from tender.services.payment_requests import PaymentCreate
 from tender.store import checkout as store
 from tender.store import events
 from tender.store import payments as payment_store
@@ -221,7 +222,7 @@ async def pay(
         raise TooManyAttempts("Too many payment attempts for this checkout; please contact the shop.")
     if method.get("type") not in session.payment_method_types:
         raise InvalidRequest("This way of paying is not offered in this checkout.", param="payment_method.type")
-    request = payments.PaymentCreate(
+    request = PaymentCreate(
         amount=session.amount,
         currency=session.currency.strip(),
         payment_method=method,

@@ -3,29 +3,19 @@
 Alternative methods (upi, wallet, netbanking, bnpl) have nothing secret: their public view is stored on
 the payment and sent to the processor as it is.
 
-Nothing slow happens here: the worker's authorization pump does the processor call.
+Nothing slow happens here: the worker's authorization pump does the processor call. The request bodies
+(PaymentCreate, CaptureIn) are services/payment_requests.py's.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from tender.domain import cards, methods, money
-from tender.domain.ids import ATTEMPT, MAX_ID_LENGTH, PAYMENT, VAULT_CARD, new_id
+from tender.domain.ids import ATTEMPT, PAYMENT, VAULT_CARD, new_id
 from tender.domain.models import Attempt, Payment
-from tender.domain.payments import (
-    MAX_CUSTOMER_LENGTH,
-    MAX_DESCRIPTION_LENGTH,
-    MAX_METADATA_KEYS,
-    MAX_REFERENCE_LENGTH,
-    MAX_URL_LENGTH,
-    PaymentStatus,
-    validate_metadata,
-    validate_reference,
-)
+from tender.domain.payments import PaymentStatus, validate_metadata, validate_reference
 from tender.errors import (
     AmountTooLarge,
     DuplicateReference,
@@ -37,6 +27,17 @@ from tender.errors import (
     PaymentUnexpectedState,
 )
 from tender.services import velocity
+from tender.services.payment_requests import (
+    APM_MODELS,
+    ApmMethodIn,
+    BnplMethodIn,
+    CaptureIn,
+    CardMethodIn,
+    NetbankingMethodIn,
+    PaymentCreate,
+    UpiMethodIn,
+    WalletMethodIn,
+)
 from tender.services.validation import parse
 from tender.store import attempts as attempt_store
 from tender.store import payments as store
@@ -44,108 +45,6 @@ from tender.store.db import Conn, Database
 from tender.vault import Vault
 
 APM_TYPES = methods.APM_TYPES
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid")
-
-
-class CardIn(_Strict):
-    number: str = Field(
-        max_length=32, description="The card number (PAN), 12 to 19 digits, spaces or dashes allowed; stored encrypted."
-    )
-    exp_month: int
-    exp_year: int
-    cvc: str = Field(max_length=4, description="3 digits, 4 for American Express; erased once authorization ends.")
-    holder_name: str | None = Field(
-        default=None, max_length=cards.MAX_HOLDER_NAME, description="At most 200 characters."
-    )
-    # No `funding`: it decides the fee and when money is available, so it comes from the BIN or the
-    # processor (domain/bins.py), never from the merchant; sending it is a 400 parameter_unknown.
-
-
-class CardMethodIn(_Strict):
-    type: Literal["card"]
-    card: CardIn
-
-
-class UpiIn(_Strict):
-    vpa: str = Field(max_length=methods.MAX_VPA_LENGTH, description="The shopper's UPI address, name@handle.")
-
-
-class UpiMethodIn(_Strict):
-    type: Literal["upi"]
-    upi: UpiIn
-
-
-class WalletIn(_Strict):
-    provider: methods.WalletProvider | None = None
-
-
-class WalletMethodIn(_Strict):
-    type: Literal["wallet"]
-    wallet: WalletIn | None = None
-
-
-class NetbankingIn(_Strict):
-    bank: methods.NetbankingBank | None = None
-
-
-class NetbankingMethodIn(_Strict):
-    type: Literal["netbanking"]
-    netbanking: NetbankingIn | None = None
-
-
-class BnplIn(_Strict):
-    provider: methods.BnplProvider | None = None
-
-
-class BnplMethodIn(_Strict):
-    type: Literal["bnpl"]
-    bnpl: BnplIn | None = None
-
-
-ApmMethodIn = UpiMethodIn | WalletMethodIn | NetbankingMethodIn | BnplMethodIn
-_APM_MODELS: dict[str, type[ApmMethodIn]] = {
-    "upi": UpiMethodIn,
-    "wallet": WalletMethodIn,
-    "netbanking": NetbankingMethodIn,
-    "bnpl": BnplMethodIn,
-}
-
-
-class PaymentCreate(_Strict):
-    amount: int = Field(description="In the currency's minor unit (cents; 0 decimals for JPY, 3 for BHD).")
-    currency: str = Field(max_length=3, description="ISO 4217 code, e.g. BRL.")
-    payment_method: Annotated[str, Field(max_length=MAX_ID_LENGTH)] | dict[str, Any] = Field(
-        description='A saved method id ("pm_..."), {"type": "card", "card": {...}}, {"type": "upi", "upi":'
-        ' {"vpa"}}, or {"type": "wallet"|"netbanking"|"bnpl"} with an optional {"wallet": {"provider"}},'
-        ' {"netbanking": {"bank"}} or {"bnpl": {"provider"}}. Wallet, netbanking and bnpl need return_url.'
-    )
-    capture: bool = True
-    reference: str | None = Field(
-        default=None,
-        max_length=MAX_REFERENCE_LENGTH,
-        description="Your order id, unique per merchant: 1 to 255 characters.",
-    )
-    description: str | None = Field(
-        default=None, max_length=MAX_DESCRIPTION_LENGTH, description="At most 1000 characters."
-    )
-    metadata: dict[str, Any] | None = Field(
-        default=None,
-        max_length=MAX_METADATA_KEYS,
-        description="Your key-value pairs: at most 50 keys of 1 to 40 characters, each value a string of at"
-        " most 500 characters.",
-    )
-    customer: str | None = Field(
-        default=None, max_length=MAX_CUSTOMER_LENGTH, description="Your customer's id or name: at most 255 characters."
-    )
-    return_url: str | None = Field(
-        default=None,
-        max_length=MAX_URL_LENGTH,
-        description="Where the shopper comes back after 3-D Secure or a provider's page: an http(s) URL of"
-        " at most 2048 characters.",
-    )
 
 
 def _check_return_url(url: str | None) -> str | None:
@@ -163,8 +62,8 @@ def _parse_method(raw: str | dict[str, Any]) -> CardMethodIn | ApmMethodIn:
     kind = raw.get("type")
     if kind == "card":
         return parse(CardMethodIn, raw, prefix="payment_method")
-    if isinstance(kind, str) and kind in _APM_MODELS:
-        return parse(_APM_MODELS[kind], raw, prefix="payment_method")
+    if isinstance(kind, str) and kind in APM_MODELS:
+        return parse(APM_MODELS[kind], raw, prefix="payment_method")
     raise InvalidRequest(
         "payment_method.type: must be one of card, " + ", ".join(APM_TYPES), param="payment_method.type"
     )
@@ -328,10 +227,6 @@ async def list_payments(
         return await store.list_payments(
             conn, merchant_id, limit=limit, starting_after=starting_after, status=status, reference=reference
         )
-
-
-class CaptureIn(_Strict):
-    amount: int | None = Field(default=None, description="At most the authorized amount; default: all of it.")
 
 
 def _unexpected_state(payment: Payment, action: str) -> PaymentUnexpectedState:

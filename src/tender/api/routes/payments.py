@@ -28,7 +28,7 @@ from tender.errors import (
 from tender.services import idempotency, live, payments, velocity
 from tender.services.idempotency import StoredResponse
 from tender.services.objects import dumps, list_object, payment_object
-from tender.services.payments import CaptureIn, PaymentCreate
+from tender.services.payment_requests import CaptureIn, PaymentCreate
 from tender.services.validation import param_name, parse
 from tender.store.db import Conn
 
