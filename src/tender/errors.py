@@ -86,6 +86,8 @@ class DomainRuleViolated(InvalidRequest):
     change); the code is the rule's own: `invalid_number`, `incorrect_number`, `invalid_expiry_month`,
     `invalid_expiry_year`, `invalid_cvc`, `invalid_currency`, `parameter_invalid`, `payment_unexpected_state`."""
 
+    code = ""  # each error's is its rule's (tender.domain.errors), set below
+
     def __init__(self, error: DomainError) -> None:
         # A refused status change names no parameter: the request was well formed, the payment's state is not.
         super().__init__(error.message, param=None if isinstance(error, InvalidTransition) else error.param)
