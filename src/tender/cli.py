@@ -315,7 +315,7 @@ def settle(
         return
     made: dict[str, list[settlement.SettledGroup]] = {}
     for group in result.settled:
-        made.setdefault(group.settlement["id"], []).append(group)
+        made.setdefault(group.settlement.id, []).append(group)
     table = Table(title=f"settlements as of {day}")
     for column in ("settlement", "merchant", "currency", "date", "payables", "amount"):
         table.add_column(column, overflow="fold", justify="right" if column in ("payables", "amount") else "left")
@@ -324,10 +324,10 @@ def settle(
         table.add_row(
             settlement_id,
             groups_of[0].merchant_id,
-            s["currency"],
-            s["date"],
+            s.currency,
+            s.date.isoformat(),
             str(sum(g.payables for g in groups_of)),
-            format_amount(sum(g.amount for g in groups_of), s["currency"]),
+            format_amount(sum(g.amount for g in groups_of), s.currency),
         )
     Console().print(table)
     typer.echo(f"settled {result.payables} payables into {len(made)} settlements as of {day}")
@@ -355,17 +355,17 @@ def balance(merchant_id: str) -> None:
     for column in ("currency", "waiting_funds", "available", "payables waiting_funds", "payables paid", "check"):
         table.add_column(column, overflow="fold", justify="left" if column in ("currency", "check") else "right")
     for r in rows:
-        c = r["currency"]
+        c = r.currency
         table.add_row(
             c,
-            format_amount(r["waiting_funds"], c),
-            format_amount(r["available"], c),
-            format_amount(r["payables_waiting_funds"], c),
-            format_amount(r["payables_paid"], c),
-            "ok" if r["matches"] else "[bold red]MISMATCH[/]",
+            format_amount(r.waiting_funds, c),
+            format_amount(r.available, c),
+            format_amount(r.payables_waiting_funds, c),
+            format_amount(r.payables_paid, c),
+            "ok" if r.matches else "[bold red]MISMATCH[/]",
         )
     Console().print(table)
-    if not all(r["matches"] for r in rows):
+    if not all(r.matches for r in rows):
         typer.echo("the ledger and the payables differ: run `tender ledger verify`", err=True)
         raise typer.Exit(1)
 
@@ -381,8 +381,9 @@ def ledger_verify(
     from rich.table import Table
 
     from tender.services import ledger
+    from tender.services.objects import ledger_verification_object
 
-    report = _run_with_database(ledger.verify)
+    report = ledger_verification_object(_run_with_database(ledger.verify))
     if as_json:
         typer.echo(json.dumps(report))
         raise typer.Exit(0 if report["balanced"] else 1)

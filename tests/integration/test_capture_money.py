@@ -56,7 +56,7 @@ async def test_an_automatic_capture_earns_one_payable_and_one_entry(api: Any, co
     }
     async with container.db.connection() as conn:
         balances = await ledger_store.merchant_balances(conn, merchant.merchant.id)
-    assert {(b["kind"], b["currency"]): b["amount"] for b in balances} == {("merchant_pending", "BRL"): 2375}
+    assert {(b.kind, b.currency): b.amount for b in balances} == {("merchant_pending", "BRL"): 2375}
     await assert_ledger_clean(container)
 
 

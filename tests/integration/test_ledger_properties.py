@@ -144,11 +144,11 @@ class LedgerMachine(RuleBasedStateMachine):
             )
         for _ in range(200):
             await self.h.refund_pump.run_batch(100)
-            got = await refunds.get_refund(self.h.db, self.merchant_id, created["id"])
-            if got["status"] != "pending":
-                return str(got["status"])
+            got = await refunds.get_refund(self.h.db, self.merchant_id, created.id)
+            if got.status != "pending":
+                return str(got.status)
             await asyncio.sleep(0.01)
-        raise AssertionError(f"refund {created['id']} never settled")
+        raise AssertionError(f"refund {created.id} never settled")
 
     @rule(payment=captured, share=st.integers(1, 100), too_much=st.booleans())
     def refund(self, payment: ModelPayment, share: int, too_much: bool) -> None:
@@ -177,7 +177,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @invariant()
     def the_books_agree(self) -> None:
         report = self.h.run(ledger.verify(self.h.db))
-        assert report["balanced"], report
+        assert report.balanced, report
         expected: dict[tuple[str, str], int] = defaultdict(int)
         for p in self.payables:
             expected[("merchant_pending" if p.status == "waiting_funds" else "merchant_available", p.currency)] += p.net
@@ -191,7 +191,7 @@ class LedgerMachine(RuleBasedStateMachine):
                     (self.merchant_id,),
                 )
                 sums = await cur.fetchall()
-            ledger_view = {(b["kind"], b["currency"]): int(b["amount"]) for b in balances if b["amount"]}
+            ledger_view = {(b.kind, b.currency): b.amount for b in balances if b.amount}
             payable_view = {
                 ("merchant_pending" if r["status"] == "waiting_funds" else "merchant_available", r["currency"]): int(
                     r["net"]

@@ -56,7 +56,7 @@ async def execute(container: Any, sql: str, *args: Any) -> None:
 async def balances(container: Any, merchant: Any) -> dict[str, int]:
     async with container.db.connection() as conn:
         rows = await ledger_store.merchant_balances(conn, merchant.merchant.id)
-    return {r["kind"]: int(r["amount"]) for r in rows}
+    return {r.kind: r.amount for r in rows}
 
 
 async def payable_sums(container: Any, merchant: Any) -> dict[str, int]:

@@ -174,7 +174,7 @@ async def test_concurrent_settlers_settle_each_payable_once(api: Any, container:
     ids = {shop.merchant.id for shop in shops}
     groups = [g for r in rounds[:3] for g in r.settled if g.merchant_id in ids]
     assert sum(g.payables for g in groups) == 54  # together, each payable exactly once
-    assert len({g.settlement["id"] for g in groups}) == 18
+    assert len({g.settlement.id for g in groups}) == 18
     for shop in shops:
         await assert_settled_exactly_once(container, shop.merchant.id)
         assert len(await settlements_of(container, shop.merchant.id)) == 6
@@ -222,8 +222,8 @@ async def test_a_group_netting_to_zero_is_paid_without_a_ledger_entry(
     [payable] = await payables_of(container, mid)
     result = await settle_due(container.db, payable["payment_date"], max_groups=1000)
     [group] = [g for g in result.settled if g.merchant_id == mid]
-    assert (group.payables, group.amount, group.settlement["amount"]) == (1, 0, 0)
-    assert await query(container, "SELECT * FROM journal_entries WHERE source_id = %s", group.settlement["id"]) == []
+    assert (group.payables, group.amount, group.settlement.amount) == (1, 0, 0)
+    assert await query(container, "SELECT * FROM journal_entries WHERE source_id = %s", group.settlement.id) == []
     assert [p["status"] for p in await payables_of(container, mid)] == ["paid"]
     await assert_settled_exactly_once(container, mid)
     await assert_ledger_clean(container)

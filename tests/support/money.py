@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tender.services import ledger as ledger_service
+from tender.services.objects import ledger_verification_object
 from tests.support.api import auth
 from tests.support.payments import authorizer, drain, pay
 
@@ -52,7 +53,7 @@ async def settlements_of(container: Any, merchant_id: str) -> list[dict[str, Any
 
 
 async def assert_ledger_clean(container: Any) -> dict[str, Any]:
-    report = await ledger_service.verify(container.db)
+    report = ledger_verification_object(await ledger_service.verify(container.db))
     assert report["balanced"] is True, report
     assert report["unbalanced_entries"] == report["drifted_accounts"] == report["balance_mismatches"] == []
     return report

@@ -8,12 +8,13 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from psycopg.types.json import Jsonb
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from tender.domain.fees import ANY, DEFAULT_PLAN, FeePlan, FeeRule
 from tender.domain.money import MAX_AMOUNT, normalize_currency
+from tender.domain.money_models import MerchantFeePlan
 from tender.errors import InvalidJson, NotFound
+from tender.store import fee_plans as store
 from tender.store import merchants as merchant_store
 from tender.store.db import Conn, Database
 
@@ -107,62 +108,38 @@ class FeePlanIn(BaseModel):
         )
 
 
-def plan_object(merchant_id: str, plan: FeePlan, *, default: bool) -> dict[str, Any]:
-    return {"object": "fee_plan", "merchant": merchant_id, "default": default, "rules": plan.as_list()}
-
-
 async def plans_for(conn: Conn, merchant_ids: Iterable[str]) -> dict[str, FeePlan]:
     """Each merchant's plan; the default for merchants without one."""
     ids = sorted(set(merchant_ids))
-    cur = await conn.execute("SELECT merchant_id, rules FROM fee_plans WHERE merchant_id = ANY(%s)", (ids,))
-    found = {r["merchant_id"]: FeePlan.from_list(r["rules"]) for r in await cur.fetchall()}
+    found = await store.plans_of(conn, ids)
     return {m: found.get(m, DEFAULT_PLAN) for m in ids}
 
 
-async def get_plan(db: Database, merchant_id: str) -> dict[str, Any]:
-    """The merchant's plan, `default: true` when it has none of its own; 404 for an unknown merchant."""
+async def get_plan(db: Database, merchant_id: str) -> MerchantFeePlan:
+    """The merchant's plan, `default` when it has none of its own; 404 for an unknown merchant."""
     async with db.connection() as conn:
         await _known_merchant(conn, merchant_id)
-        return await _plan(conn, merchant_id)
+        plan = await store.get(conn, merchant_id)
+    return MerchantFeePlan(merchant_id, plan or DEFAULT_PLAN, default=plan is None)
 
 
-async def set_plan(db: Database, merchant_id: str, body: FeePlanIn) -> dict[str, Any]:
+async def set_plan(db: Database, merchant_id: str, body: FeePlanIn) -> MerchantFeePlan:
     """Applies to captures from now on; payables already made keep the terms they were made with."""
+    plan = body.plan()
     async with db.transaction() as conn:
         await _known_merchant(conn, merchant_id)
-        return await _set_plan(conn, merchant_id, body)
+        await store.put(conn, merchant_id, plan)
+    return MerchantFeePlan(merchant_id, plan, default=False)
 
 
-async def reset_plan(db: Database, merchant_id: str) -> dict[str, Any]:
+async def reset_plan(db: Database, merchant_id: str) -> MerchantFeePlan:
     """Back to the default plan."""
     async with db.transaction() as conn:
         await _known_merchant(conn, merchant_id)
-        return await _reset_plan(conn, merchant_id)
+        await store.delete(conn, merchant_id)
+    return MerchantFeePlan(merchant_id, DEFAULT_PLAN, default=True)
 
 
 async def _known_merchant(conn: Conn, merchant_id: str) -> None:
     if await merchant_store.get_merchant(conn, merchant_id) is None:
         raise NotFound("No such merchant.", param="id")
-
-
-async def _plan(conn: Conn, merchant_id: str) -> dict[str, Any]:
-    cur = await conn.execute("SELECT rules FROM fee_plans WHERE merchant_id = %s", (merchant_id,))
-    row = await cur.fetchone()
-    if row is None:
-        return plan_object(merchant_id, DEFAULT_PLAN, default=True)
-    return plan_object(merchant_id, FeePlan.from_list(row["rules"]), default=False)
-
-
-async def _set_plan(conn: Conn, merchant_id: str, body: FeePlanIn) -> dict[str, Any]:
-    plan = body.plan()
-    await conn.execute(
-        "INSERT INTO fee_plans (merchant_id, rules) VALUES (%s, %s)"
-        " ON CONFLICT (merchant_id) DO UPDATE SET rules = excluded.rules, updated = now()",
-        (merchant_id, Jsonb(plan.as_list())),
-    )
-    return plan_object(merchant_id, plan, default=False)
-
-
-async def _reset_plan(conn: Conn, merchant_id: str) -> dict[str, Any]:
-    await conn.execute("DELETE FROM fee_plans WHERE merchant_id = %s", (merchant_id,))
-    return plan_object(merchant_id, DEFAULT_PLAN, default=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +17,15 @@ from tender.domain.models import (
     Merchant,
     Payment,
     WebhookEndpoint,
+)
+from tender.domain.money_models import (
+    Balance,
+    BalanceTransaction,
+    LedgerVerification,
+    MerchantFeePlan,
+    Payable,
+    Refund,
+    Settlement,
 )
 
 
@@ -163,3 +173,100 @@ def list_object(data: list[dict[str, Any]], *, has_more: bool, url: str) -> dict
 
 def dumps(value: Any) -> bytes:
     return orjson.dumps(value)
+
+
+# -- money after capture --------------------------------------------------------------------------------------
+
+
+def refund_object(r: Refund) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "object": "refund",
+        "payment": r.payment_id,
+        "amount": r.amount,
+        "currency": r.currency,
+        "status": r.status,
+        "reason": r.reason,
+        "metadata": r.metadata,
+        "failure_code": r.failure_code,
+        "failure_message": r.failure_message,
+        "created": iso(r.created),
+        "updated": iso(r.updated),
+    }
+
+
+def payable_object(p: Payable) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "object": "payable",
+        "type": p.type,
+        "payment": p.payment_id,
+        "refund": p.refund_id,
+        "status": p.status,
+        "amount": p.amount,
+        "fee": p.fee,
+        "net": p.net,
+        "currency": p.currency,
+        "payment_method": p.payment_method,
+        "funding": p.funding,
+        "payment_date": p.payment_date.isoformat(),
+        "settlement": p.settlement_id,
+        "created": iso(p.created),
+        "paid_at": iso(p.paid_at) if p.paid_at else None,
+    }
+
+
+def settlement_object(s: Settlement) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "object": "settlement",
+        "currency": s.currency,
+        "date": s.date.isoformat(),
+        "amount": s.amount,
+        "payables": s.payables,
+        "created": iso(s.created),
+    }
+
+
+def balance_object(b: Balance) -> dict[str, Any]:
+    """Every currency the merchant has money in appears in both lists."""
+    currencies = b.currencies
+    return {
+        "object": "balance",
+        "waiting_funds": [{"currency": c, "amount": b.waiting_funds.get(c, 0)} for c in currencies],
+        "available": [{"currency": c, "amount": b.available.get(c, 0)} for c in currencies],
+    }
+
+
+def balance_transaction_object(t: BalanceTransaction) -> dict[str, Any]:
+    """`status` is the ledger's (store/ledger.py `entry_statuses`), not `available_on` compared with today:
+    money whose date has come stays pending until the settlement moves it, as the balance shows it."""
+    return {
+        "id": t.id,
+        "object": "balance_transaction",
+        "type": t.type,
+        "amount": t.amount,
+        "fee": t.fee,
+        "net": t.net,
+        "currency": t.currency,
+        "available_on": t.available_on.isoformat(),
+        "status": t.status,
+        "source": t.source_id,
+        "created": iso(t.created),
+    }
+
+
+def fee_plan_object(f: MerchantFeePlan) -> dict[str, Any]:
+    return {"object": "fee_plan", "merchant": f.merchant_id, "default": f.default, "rules": f.plan.as_list()}
+
+
+def ledger_verification_object(v: LedgerVerification) -> dict[str, Any]:
+    return {
+        "object": "ledger_verification",
+        "balanced": v.balanced,
+        **asdict(v.totals),
+        "unbalanced_entries": [asdict(e) for e in v.unbalanced_entries],
+        "entries_without_lines": list(v.entries_without_lines),
+        "drifted_accounts": [asdict(a) for a in v.drifted_accounts],
+        "balance_mismatches": [asdict(m) for m in v.balance_mismatches],
+    }

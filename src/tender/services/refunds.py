@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -37,9 +36,8 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field
 
 from tender.domain import money
-from tender.domain.fees import funding_of
-from tender.domain.ids import BALANCE_TRANSACTION, DEAD_LETTER, MAX_ID_LENGTH, PAYABLE, REFUND, new_id
-from tender.domain.ledger import Entry, refund_entry
+from tender.domain.ids import DEAD_LETTER, MAX_ID_LENGTH, REFUND, new_id
+from tender.domain.money_models import Refund, RefundStatus
 from tender.domain.payments import MAX_METADATA_KEYS, PaymentStatus, validate_metadata
 from tender.errors import (
     AmountTooLarge,
@@ -50,20 +48,19 @@ from tender.errors import (
     PaymentUnexpectedState,
 )
 from tender.processors.base import Outcome, ProcessorResult
-from tender.services.objects import iso
-from tender.services.payables import PAYABLE_COLUMNS, business_date, payable_object
+from tender.services import payables
+from tender.services.objects import refund_object
 from tender.services.payment_operations import RetryPolicy
 from tender.store import attempts as attempt_store
 from tender.store import dead_letters, events
-from tender.store import ledger as ledger_store
 from tender.store import payments as payment_store
 from tender.store import refunds as store
-from tender.store.db import Conn, Database
+from tender.store.db import Conn, Database, Page
 from tender.worker.claim import backoff_seconds, claim_due, held
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("pending", "succeeded", "failed")
+STATUSES = tuple(RefundStatus)
 MAX_REASON_LENGTH = 500
 
 
@@ -96,26 +93,7 @@ class RefundCreate(BaseModel):
     )
 
 
-def refund_object(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "object": "refund",
-        "payment": row["payment_id"],
-        "amount": row["amount"],
-        "currency": row["currency"],
-        "status": row["status"],
-        "reason": row["reason"],
-        "metadata": row["metadata"],
-        "failure_code": row["failure_code"],
-        "failure_message": row["failure_message"],
-        "created": iso(row["created"]),
-        "updated": iso(row["updated"]),
-    }
-
-
-async def create_refund(
-    conn: Conn, merchant_id: str, request: RefundCreate, *, now: datetime | None = None
-) -> dict[str, Any]:
+async def create_refund(conn: Conn, merchant_id: str, request: RefundCreate, *, now: datetime | None = None) -> Refund:
     """Check and insert a pending refund, due at once. Runs in the caller's transaction, which holds the
     payment's row lock until it commits."""
     now = now or datetime.now(UTC)
@@ -147,36 +125,36 @@ async def create_refund(
     reason = request.reason
     if reason is not None and (not reason or not reason.isprintable()):
         raise InvalidRequest("reason: must be 1 to 500 printable characters", param="reason")
-    refund: dict[str, Any] = {
-        "id": new_id(REFUND),
-        "merchant_id": merchant_id,
-        "payment_id": payment.id,
-        "amount": amount,
-        "currency": payment.currency,
-        "status": "pending",
-        "reason": reason,
-        "metadata": validate_metadata(request.metadata),
-        "failure_code": None,
-        "failure_message": None,
-        "processor": payment.processor,
-        "created": now,
-        "updated": now,
-    }
+    refund = Refund(
+        id=new_id(REFUND),
+        merchant_id=merchant_id,
+        payment_id=payment.id,
+        amount=amount,
+        currency=payment.currency,
+        status=RefundStatus.PENDING,
+        reason=reason,
+        metadata=validate_metadata(request.metadata),
+        failure_code=None,
+        failure_message=None,
+        processor=payment.processor,
+        created=now,
+        updated=now,
+    )
     await store.insert(conn, refund)
     return refund
 
 
-async def get_refund(db: Database, merchant_id: str, refund_id: str) -> dict[str, Any]:
+async def get_refund(db: Database, merchant_id: str, refund_id: str) -> Refund:
     async with db.connection() as conn:
-        row = await store.get(conn, merchant_id, refund_id)
-    if row is None:
+        refund = await store.get(conn, merchant_id, refund_id)
+    if refund is None:
         raise NotFound("No such refund.", param="id")
-    return row
+    return refund
 
 
 async def list_refunds(
     db: Database, merchant_id: str, *, limit: int, starting_after: str | None, payment: str | None
-) -> tuple[list[dict[str, Any]], bool]:
+) -> Page[Refund]:
     async with db.connection() as conn:
         return await store.list_(conn, merchant_id, limit=limit, starting_after=starting_after, payment_id=payment)
 
@@ -191,7 +169,7 @@ async def retry_dead_letter(conn: Conn, refund_id: str) -> bool:
 
 @dataclass(slots=True)
 class _Work:
-    refund: dict[str, Any]
+    refund: Refund
     tries: int
     was_maybe_sent: bool  # a call of an earlier claim may have reached the processor: look it up first
     authorization_id: str | None
@@ -200,7 +178,7 @@ class _Work:
 
     @property
     def id(self) -> str:
-        return str(self.refund["id"])
+        return self.refund.id
 
 
 class RefundPump:
@@ -231,7 +209,12 @@ class RefundPump:
                 return 0
             authorizations = await attempt_store.authorization_ids(conn, [r["payment_id"] for r in claim.rows])
             work = [
-                _Work(row, int(row["tries"]), bool(row["maybe_sent"]), authorizations.get(row["payment_id"]))
+                _Work(
+                    store.refund_of(row),
+                    int(row["tries"]),
+                    bool(row["maybe_sent"]),
+                    authorizations.get(row["payment_id"]),
+                )
                 for row in claim.rows
             ]
             # Committed before any call leaves: if we crash or time out, the next claimer looks it up first.
@@ -249,12 +232,14 @@ class RefundPump:
                 log.info("%d refund(s) changed hands meanwhile; their results were dropped", len(work) - len(written))
             done = {c["id"]: c for c in changes if c["id"] in written}
             finished = [rid for rid, c in done.items() if c["status"] != "pending"]
-            rows = {r["id"]: r for r in await store.get_many(conn, finished)}
-            await self._record_success(conn, [rows[i] for i in finished if rows[i]["status"] == "succeeded"], now)
+            rows = {r.id: r for r in await store.get_many(conn, finished)}
+            await payables.record_refunds(
+                conn, [rows[i] for i in finished if rows[i].status == RefundStatus.SUCCEEDED], tz=self._tz, now=now
+            )
             await events.record(
                 conn,
                 [
-                    (rows[i]["merchant_id"], f"refund.{rows[i]['status']}", i, refund_object(rows[i]))
+                    (rows[i].merchant_id, f"refund.{rows[i].status}", i, refund_object(rows[i]))
                     for i in sorted(finished)
                 ],
             )
@@ -264,73 +249,13 @@ class RefundPump:
                     await self._open_dead_letter(conn, w, done[w.id])
         return len(work)
 
-    async def _record_success(self, conn: Conn, refunds: list[dict[str, Any]], now: datetime) -> None:
-        """The money side of succeeded refunds, in the transaction that marks them succeeded."""
-        if not refunds:
-            return
-        amounts: dict[str, int] = defaultdict(int)
-        for r in refunds:
-            amounts[r["payment_id"]] += r["amount"]
-        await store.add_refunded(conn, amounts, now)
-        captures = await store.capture_payables_for_update(conn, list(amounts))
-        # A payment captured before payables existed has none: its refund is taken from available at once.
-        methods = await store.payment_methods(conn, [p for p in amounts if p not in captures])
-        today = business_date(now, self._tz)
-        payables: list[dict[str, Any]] = []
-        entries: list[Entry] = []
-        for r in sorted(refunds, key=lambda r: str(r["id"])):
-            capture = captures.get(r["payment_id"])
-            waiting = capture is not None and capture["status"] == "waiting_funds"
-            if capture is not None:
-                method, funding = capture["payment_method"], capture["funding"]
-            else:
-                pm = methods.get(r["payment_id"]) or {}
-                method, funding = pm.get("type", "card"), funding_of(pm)
-            payment_date = capture["payment_date"] if waiting and capture is not None else today
-            payables.append(
-                {
-                    "id": new_id(PAYABLE),
-                    "merchant_id": r["merchant_id"],
-                    "payment_id": r["payment_id"],
-                    "refund_id": r["id"],
-                    "status": "waiting_funds" if waiting else "paid",
-                    "amount": -r["amount"],
-                    "currency": r["currency"],
-                    "payment_method": method,
-                    "funding": funding,
-                    "payment_date": payment_date,
-                    "paid_at": None if waiting else now,
-                    "created": now,
-                }
-            )
-            entries.append(
-                refund_entry(
-                    new_id(BALANCE_TRANSACTION),
-                    merchant_id=r["merchant_id"],
-                    refund_id=r["id"],
-                    processor=r["processor"],
-                    currency=r["currency"],
-                    amount=r["amount"],
-                    from_available=not waiting,
-                    available_on=payment_date,
-                )
-            )
-        await store.insert_payables(conn, payables)
-        await ledger_store.post(conn, entries)
-        paid = [p["id"] for p in payables if p["status"] == "paid"]
-        if paid:
-            cur = await conn.execute(f"SELECT {PAYABLE_COLUMNS} FROM payables WHERE id = ANY(%s) ORDER BY id", (paid,))
-            await events.record(
-                conn, [(p["merchant_id"], "payable.paid", p["id"], payable_object(p)) for p in await cur.fetchall()]
-            )
-
     async def _open_dead_letter(self, conn: Conn, w: _Work, change: Mapping[str, Any]) -> None:
         history = [
             {
                 "refund": w.id,
-                "payment": w.refund["payment_id"],
-                "amount": w.refund["amount"],
-                "calls": int(w.refund["calls"]) + w.calls,
+                "payment": w.refund.payment_id,
+                "amount": w.refund.amount,
+                "calls": w.refund.calls + w.calls,
                 "maybe_sent": change["maybe_sent"],
                 "last_error": change["last_error"],
             }
@@ -357,9 +282,9 @@ class RefundPump:
             return self._retry_later(w, f"internal error: {type(exc).__name__}")
 
     async def _run(self, w: _Work) -> dict[str, Any]:
-        processor = self._processors.get(w.refund["processor"])
+        processor = self._processors.get(w.refund.processor)
         if not isinstance(processor, RefundingProcessor):
-            return self._retry_later(w, f"no processor named {w.refund['processor']!r} that can refund")
+            return self._retry_later(w, f"no processor named {w.refund.processor!r} that can refund")
         janitor = w.tries > self._retry.max_tries  # past its tries: only look up, until an operator retries
         if w.was_maybe_sent or janitor:
             result = await processor.lookup_operation(w.id)
@@ -370,7 +295,7 @@ class RefundPump:
         if w.authorization_id is None:
             return self._retry_later(w, "no approved authorization to refund")
         w.calls += 1
-        return self._outcome(w, await processor.refund(w.id, w.authorization_id, w.refund["amount"]))
+        return self._outcome(w, await processor.refund(w.id, w.authorization_id, w.refund.amount))
 
     def _change(self, w: _Work, **fields: Any) -> dict[str, Any]:
         change: dict[str, Any] = {

@@ -17,30 +17,14 @@ from typing import Any
 
 from tender.domain.ids import BALANCE_TRANSACTION, SETTLEMENT, new_id
 from tender.domain.ledger import settlement_entry
+from tender.domain.money_models import DueGroup, Settlement
 from tender.errors import SettlementDateInFuture
-from tender.services.objects import iso
-from tender.services.payables import PAYABLE_COLUMNS, payable_object
+from tender.services.objects import payable_object, settlement_object
 from tender.store import events
 from tender.store import ledger as ledger_store
-from tender.store.db import Conn, Database
-
-# First key of the two-int advisory lock ("STL\0"); the second is a hash of the group. The two-int key space
-# does not overlap the one-bigint space the migrations' lock uses; a hash collision only serializes two groups.
-_LOCK_NAMESPACE = 0x53544C00
-
-SETTLEMENT_COLUMNS = "id, merchant_id, currency, date, amount, payables, created, updated"
-
-
-def settlement_object(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "object": "settlement",
-        "currency": row["currency"],
-        "date": row["date"].isoformat(),
-        "amount": row["amount"],
-        "payables": row["payables"],
-        "created": iso(row["created"]),
-    }
+from tender.store import payables as payable_store
+from tender.store import settlements as store
+from tender.store.db import Database
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +32,7 @@ class SettledGroup:
     """One group's settlement: the settlement as it stands now, and what this run added to it."""
 
     merchant_id: str
-    settlement: dict[str, Any]
+    settlement: Settlement
     payables: int  # settled by this run
     amount: int  # their net
     created: bool  # the settlement row was made by this run (else an earlier one of the same day grew)
@@ -72,94 +56,59 @@ class SettleRound:
 OnGroup = Callable[[SettledGroup], None]
 
 
-async def due_groups(conn: Conn, as_of: date, limit: int) -> list[tuple[str, str, date]]:
-    """(merchant, currency, payment date) groups with payables due by `as_of`, oldest day first."""
-    cur = await conn.execute(
-        "SELECT merchant_id, currency, payment_date FROM payables"
-        " WHERE status = 'waiting_funds' AND payment_date <= %s"
-        " GROUP BY payment_date, merchant_id, currency ORDER BY payment_date, merchant_id, currency LIMIT %s",
-        (as_of, limit),
-    )
-    return [(r["merchant_id"], r["currency"], r["payment_date"]) for r in await cur.fetchall()]
-
-
 async def count_due(db: Database, as_of: date) -> tuple[int, int]:
     """(groups, payables) due by `as_of`: the size of the work, for progress bars."""
     async with db.connection() as conn:
-        cur = await conn.execute(
-            "SELECT count(DISTINCT (merchant_id, currency, payment_date)) AS groups, count(*) AS payables"
-            " FROM payables WHERE status = 'waiting_funds' AND payment_date <= %s",
-            (as_of,),
-        )
-        row = await cur.fetchone()
-    assert row is not None
-    return int(row["groups"]), int(row["payables"])
+        return await payable_store.count_due(conn, as_of)
 
 
 async def settle_group(db: Database, merchant_id: str, currency: str, day: date) -> SettledGroup | None:
     """Settle one group's waiting payables in one transaction; None when there were none left."""
+    group = DueGroup(merchant_id, currency, day)
     async with db.transaction() as conn:
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
-            (_LOCK_NAMESPACE, f"{merchant_id}:{currency}:{day.isoformat()}"),
-        )
-        cur = await conn.execute(
-            "SELECT id, net FROM payables WHERE merchant_id = %s AND currency = %s AND payment_date = %s"
-            " AND status = 'waiting_funds' ORDER BY id FOR UPDATE",
-            (merchant_id, currency, day),
-        )
-        waiting = await cur.fetchall()
+        await store.lock_group(conn, group)
+        waiting = await payable_store.waiting_for_update(conn, group)
         if not waiting:
             return None
-        ids = [r["id"] for r in waiting]
-        net = sum(int(r["net"]) for r in waiting)
-        cur = await conn.execute(
-            "INSERT INTO settlements (id, merchant_id, currency, date, amount, payables)"
-            " VALUES (%s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (merchant_id, currency, date) DO UPDATE SET amount = settlements.amount + excluded.amount,"
-            " payables = settlements.payables + excluded.payables, updated = now()"
-            f" RETURNING {SETTLEMENT_COLUMNS}, (xmax = 0) AS inserted",
-            (new_id(SETTLEMENT), merchant_id, currency, day, net, len(ids)),
-        )
-        row = await cur.fetchone()
-        assert row is not None
-        settlement = settlement_object(row)
-        cur = await conn.execute(
-            "UPDATE payables SET status = 'paid', paid_at = now(), settlement_id = %s"
-            f" WHERE id = ANY(%s) AND status = 'waiting_funds' RETURNING {PAYABLE_COLUMNS}",
-            (row["id"], ids),
-        )
-        paid = await cur.fetchall()
+        ids = [payable_id for payable_id, _ in waiting]
+        net = sum(amount for _, amount in waiting)
+        settlement, inserted = await store.add(conn, new_id(SETTLEMENT), group, amount=net, payables=len(ids))
+        paid = await payable_store.mark_paid(conn, ids, settlement.id)
         if len(paid) != len(ids):  # impossible under the row locks; refuse rather than post a wrong amount
-            raise RuntimeError(f"settlement {row['id']}: {len(ids)} payables locked but {len(paid)} updated")
+            raise RuntimeError(f"settlement {settlement.id}: {len(ids)} payables locked but {len(paid)} updated")
         if net != 0:  # a day whose refunds cancel its captures moves nothing
             entry = settlement_entry(
                 new_id(BALANCE_TRANSACTION),
                 merchant_id=merchant_id,
-                settlement_id=row["id"],
+                settlement_id=settlement.id,
                 currency=currency,
                 net=net,
                 on=day,
             )
             await ledger_store.post(conn, [entry])
         happened: list[tuple[str, str, str, dict[str, Any]]] = [
-            (merchant_id, "payable.paid", p["id"], payable_object(p)) for p in sorted(paid, key=lambda p: p["id"])
+            (merchant_id, "payable.paid", p.id, payable_object(p)) for p in sorted(paid, key=lambda p: p.id)
         ]
         # A late payable of a day already settled (a refund that succeeded meanwhile) joins its settlement.
         happened.append(
-            (merchant_id, "settlement.created" if row["inserted"] else "settlement.updated", row["id"], settlement)
+            (
+                merchant_id,
+                "settlement.created" if inserted else "settlement.updated",
+                settlement.id,
+                settlement_object(settlement),
+            )
         )
         await events.record(conn, happened)
-    return SettledGroup(merchant_id, settlement, len(ids), net, bool(row["inserted"]))
+    return SettledGroup(merchant_id, settlement, len(ids), net, inserted)
 
 
 async def settle_due(db: Database, as_of: date, *, max_groups: int, on_group: OnGroup | None = None) -> SettleRound:
     """One round: settle up to `max_groups` groups of payables due by `as_of`, each in its own transaction."""
     async with db.connection() as conn:
-        groups = await due_groups(conn, as_of, max_groups)
+        groups = await payable_store.due_groups(conn, as_of, max_groups)
     result = SettleRound(as_of, found=len(groups))
-    for merchant_id, currency, day in groups:
-        settled = await settle_group(db, merchant_id, currency, day)
+    for group in groups:
+        settled = await settle_group(db, group.merchant_id, group.currency, group.payment_date)
         if settled is not None:
             result.settled.append(settled)
             if on_group is not None:

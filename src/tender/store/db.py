@@ -152,6 +152,15 @@ async def returned_ids(cur: AsyncCursor[DictRow]) -> set[str]:
             return ids
 
 
+async def returned_rows(cur: AsyncCursor[R]) -> list[R]:
+    """The rows an `executemany(..., returning=True)` returned, over all its result sets, in order."""
+    rows: list[R] = []
+    while True:
+        rows.extend(await cur.fetchall())
+        if not cur.nextset():
+            return rows
+
+
 class Page(NamedTuple, Generic[R]):
     """One page of a list endpoint: its rows, newest first, and whether more follow. A tuple, so
     `rows, has_more = page` reads it."""

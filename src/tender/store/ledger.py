@@ -1,12 +1,23 @@
-"""SQL for the ledger: posting entries, reading balances, and the checks `tender ledger verify` runs."""
+"""SQL for the ledger: posting entries, reading balances and balance transactions (the journal as the merchant
+reads it), and the checks `tender ledger verify` runs."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+
+from psycopg.rows import DictRow
 
 from tender.domain.ledger import Entry, account_kind
-from tender.store.db import Conn
+from tender.domain.money_models import (
+    AccountBalance,
+    BalanceMismatch,
+    BalanceTransaction,
+    DriftedAccount,
+    LedgerTotals,
+    TransactionStatus,
+    UnbalancedEntry,
+)
+from tender.store.db import Conn, Page, newest_first
 
 
 async def post(conn: Conn, entries: Sequence[Entry]) -> None:
@@ -45,16 +56,16 @@ async def post(conn: Conn, entries: Sequence[Entry]) -> None:
     )
 
 
-async def merchant_balances(conn: Conn, merchant_id: str) -> list[dict[str, Any]]:
+async def merchant_balances(conn: Conn, merchant_id: str) -> list[AccountBalance]:
     """The merchant's accounts: kind, currency and balance as shown (credit-normal, so minus the sum)."""
     cur = await conn.execute(
         "SELECT kind, currency, -balance AS amount FROM ledger_accounts WHERE owner = %s ORDER BY currency, kind",
         (merchant_id,),
     )
-    return list(await cur.fetchall())
+    return [AccountBalance(r["kind"], r["currency"], int(r["amount"])) for r in await cur.fetchall()]
 
 
-async def entry_statuses(conn: Conn, entry_ids: Sequence[str]) -> dict[str, str]:
+async def entry_statuses(conn: Conn, entry_ids: Sequence[str]) -> dict[str, TransactionStatus]:
     """`pending` or `available`: where each entry's money is held now. A settlement entry has made its money
     available; a payment or refund entry follows its payable (`paid` once a settlement moved it from pending
     to available, or at once for payables that start paid), whose sums by status `tender ledger verify`
@@ -80,16 +91,45 @@ async def entry_statuses(conn: Conn, entry_ids: Sequence[str]) -> dict[str, str]
     return {r["id"]: r["status"] for r in await cur.fetchall()}
 
 
+# -- balance transactions: the journal as the merchant reads it ---------------------------------------------
+
+ENTRY_COLUMNS = "id, merchant_id, type, source_id, currency, amount, fee, net, available_on, created"
+
+
+async def _with_statuses(conn: Conn, rows: Sequence[DictRow]) -> list[BalanceTransaction]:
+    statuses = await entry_statuses(conn, [r["id"] for r in rows])
+    return [BalanceTransaction(**r, status=statuses[r["id"]]) for r in rows]
+
+
+async def balance_transaction(conn: Conn, merchant_id: str, entry_id: str) -> BalanceTransaction | None:
+    cur = await conn.execute(
+        f"SELECT {ENTRY_COLUMNS} FROM journal_entries WHERE id = %s AND merchant_id = %s", (entry_id, merchant_id)
+    )
+    row = await cur.fetchone()
+    return None if row is None else (await _with_statuses(conn, [row]))[0]
+
+
+async def balance_transactions(
+    conn: Conn, merchant_id: str, *, limit: int, starting_after: str | None, type: str | None, source_id: str | None
+) -> Page[BalanceTransaction]:
+    rows, more = await newest_first(
+        conn, "journal_entries", ENTRY_COLUMNS, limit=limit, starting_after=starting_after,
+        equal={"merchant_id": merchant_id, "type": type, "source_id": source_id},
+    )  # fmt: skip
+    return Page(await _with_statuses(conn, rows), more)
+
+
 # -- verification ----------------------------------------------------------------------------------------
 
 
-async def unbalanced_entries(conn: Conn, limit: int = 20) -> list[dict[str, Any]]:
+async def unbalanced_entries(conn: Conn, limit: int = 20) -> list[UnbalancedEntry]:
     cur = await conn.execute(
         "SELECT entry_id, currency, sum(amount) AS off FROM journal_lines GROUP BY entry_id, currency"
         " HAVING sum(amount) <> 0 ORDER BY entry_id LIMIT %s",
         (limit,),
     )
-    return list(await cur.fetchall())
+    # SUM over BIGINT is NUMERIC (a Decimal in Python); amounts are integers, never decimals.
+    return [UnbalancedEntry(r["entry_id"], r["currency"], int(r["off"])) for r in await cur.fetchall()]
 
 
 async def entries_without_lines(conn: Conn, limit: int = 20) -> list[str]:
@@ -101,7 +141,7 @@ async def entries_without_lines(conn: Conn, limit: int = 20) -> list[str]:
     return [r["id"] for r in await cur.fetchall()]
 
 
-async def drifted_accounts(conn: Conn, limit: int = 20) -> list[dict[str, Any]]:
+async def drifted_accounts(conn: Conn, limit: int = 20) -> list[DriftedAccount]:
     """Accounts whose stored balance differs from the sum of their postings."""
     cur = await conn.execute(
         "SELECT a.id, a.balance AS stored, coalesce(s.total, 0) AS postings FROM ledger_accounts a"
@@ -109,10 +149,10 @@ async def drifted_accounts(conn: Conn, limit: int = 20) -> list[dict[str, Any]]:
         " ON s.account_id = a.id WHERE a.balance <> coalesce(s.total, 0) ORDER BY a.id LIMIT %s",
         (limit,),
     )
-    return list(await cur.fetchall())
+    return [DriftedAccount(r["id"], int(r["stored"]), int(r["postings"])) for r in await cur.fetchall()]
 
 
-async def balances_against_payables(conn: Conn, limit: int = 20) -> list[dict[str, Any]]:
+async def balances_against_payables(conn: Conn, limit: int = 20) -> list[BalanceMismatch]:
     """Merchant/currency/bucket where the ledger's balance differs from the sum of payables' net."""
     cur = await conn.execute(
         """
@@ -135,14 +175,17 @@ async def balances_against_payables(conn: Conn, limit: int = 20) -> list[dict[st
         """,
         (limit,),
     )
-    return list(await cur.fetchall())
+    return [
+        BalanceMismatch(r["merchant_id"], r["currency"], r["status"], int(r["ledger"]), int(r["payables"]))
+        for r in await cur.fetchall()
+    ]
 
 
-async def totals(conn: Conn) -> dict[str, int]:
+async def totals(conn: Conn) -> LedgerTotals:
     cur = await conn.execute(
         "SELECT (SELECT count(*) FROM journal_entries) AS entries, (SELECT count(*) FROM journal_lines) AS lines,"
         " (SELECT count(*) FROM ledger_accounts) AS accounts, (SELECT count(*) FROM payables) AS payables"
     )
     row = await cur.fetchone()
     assert row is not None
-    return {k: int(v) for k, v in row.items()}
+    return LedgerTotals(**{k: int(v) for k, v in row.items()})

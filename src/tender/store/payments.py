@@ -215,3 +215,22 @@ async def schedule_now(conn: Conn, payment_id: str, *, reset_tries: bool = False
         (reset_tries, payment_id),
     )
     await conn.execute("SELECT pg_notify('tender_work', 'payments')")
+
+
+# -- the money side of a succeeded refund -------------------------------------------------------------------
+
+
+async def add_refunded(conn: Conn, amounts: dict[str, int], now: datetime) -> None:
+    """payments.amount_refunded += the refunded amounts (its CHECK keeps it within amount_captured)."""
+    async with conn.cursor() as cur:
+        # One statement per payment in id order: every transaction locks payments in the same order.
+        await cur.executemany(
+            "UPDATE payments SET amount_refunded = amount_refunded + %s, updated = %s WHERE id = %s",
+            [(amounts[pid], now, pid) for pid in sorted(amounts)],
+        )
+
+
+async def payment_methods(conn: Conn, payment_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The payments' public payment_method, for a refund whose capture left no payable to copy it from."""
+    cur = await conn.execute("SELECT id, payment_method FROM payments WHERE id = ANY(%s)", (sorted(set(payment_ids)),))
+    return {r["id"]: r["payment_method"] for r in await cur.fetchall()}

@@ -1,14 +1,18 @@
-"""SQL for refunds, the payment amounts they take, and the refund payables they leave."""
+"""SQL for refunds. (The payment amounts they take are in store/payments.py, their payables in
+store/payables.py.)"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from typing import Any
 
+from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
+from tender.domain.money_models import Refund
 from tender.store.db import Conn, Page, newest_first, returned_ids
+from tender.store.rows import fetch_all, fetch_one
 
 REFUND_COLUMNS = (
     "id, merchant_id, payment_id, amount, currency, status, reason, metadata, failure_code, failure_message,"
@@ -16,16 +20,22 @@ REFUND_COLUMNS = (
 )
 # What the pump claims: everything above but the id and tries, which claim_due adds itself.
 CLAIM_COLUMNS = [c.strip() for c in REFUND_COLUMNS.split(",") if c.strip() != "id"]
+_FIELDS = tuple(f.name for f in fields(Refund))
 
 
-async def insert(conn: Conn, refund: dict[str, Any]) -> None:
+def refund_of(row: Mapping[str, Any]) -> Refund:
+    """The record of a row that holds more than a refund's columns (a claimed row: tries, ...)."""
+    return Refund(**{name: row[name] for name in _FIELDS})
+
+
+async def insert(conn: Conn, refund: Refund) -> None:
     """A new pending refund, due at once (a trigger wakes the workers at commit)."""
     await conn.execute(
         "INSERT INTO refunds (id, merchant_id, payment_id, amount, currency, status, reason, metadata, processor,"
-        " next_run_at, created, updated) VALUES (%(id)s, %(merchant_id)s, %(payment_id)s, %(amount)s, %(currency)s,"
-        " 'pending', %(reason)s, %(metadata)s, %(processor)s, %(created)s, %(created)s, %(created)s)",
-        {**refund, "metadata": Jsonb(refund["metadata"])},
-    )
+        " next_run_at, created, updated) VALUES (%s, %s, %s, %s, %s, 'pending', %s, %s, %s, %s, %s, %s)",
+        (refund.id, refund.merchant_id, refund.payment_id, refund.amount, refund.currency, refund.reason,
+         Jsonb(refund.metadata), refund.processor, refund.created, refund.created, refund.created),
+    )  # fmt: skip
 
 
 async def pending_amount(conn: Conn, payment_id: str) -> int:
@@ -39,24 +49,25 @@ async def pending_amount(conn: Conn, payment_id: str) -> int:
     return int(row["held"])
 
 
-async def get(conn: Conn, merchant_id: str, refund_id: str) -> dict[str, Any] | None:
-    cur = await conn.execute(
-        f"SELECT {REFUND_COLUMNS} FROM refunds WHERE id = %s AND merchant_id = %s", (refund_id, merchant_id)
+async def get(conn: Conn, merchant_id: str, refund_id: str) -> Refund | None:
+    return await fetch_one(
+        conn, Refund, f"SELECT {REFUND_COLUMNS} FROM refunds WHERE id = %s AND merchant_id = %s",
+        (refund_id, merchant_id),
+    )  # fmt: skip
+
+
+async def get_many(conn: Conn, refund_ids: Sequence[str]) -> list[Refund]:
+    return await fetch_all(
+        conn, Refund, f"SELECT {REFUND_COLUMNS} FROM refunds WHERE id = ANY(%s)", (list(refund_ids),)
     )
-    return await cur.fetchone()
-
-
-async def get_many(conn: Conn, refund_ids: Sequence[str]) -> list[dict[str, Any]]:
-    cur = await conn.execute(f"SELECT {REFUND_COLUMNS} FROM refunds WHERE id = ANY(%s)", (list(refund_ids),))
-    return list(await cur.fetchall())
 
 
 async def list_(
     conn: Conn, merchant_id: str, *, limit: int, starting_after: str | None, payment_id: str | None
-) -> Page[dict[str, Any]]:
+) -> Page[Refund]:
     return await newest_first(
         conn, "refunds", REFUND_COLUMNS, limit=limit, starting_after=starting_after,
-        equal={"merchant_id": merchant_id, "payment_id": payment_id},
+        equal={"merchant_id": merchant_id, "payment_id": payment_id}, row_factory=class_row(Refund),
     )  # fmt: skip
 
 
@@ -96,47 +107,3 @@ async def schedule_now(conn: Conn, refund_id: str) -> bool:
     if found:
         await conn.execute("SELECT pg_notify('tender_work', 'refunds')")
     return found
-
-
-# -- the money side of a succeeded refund ------------------------------------------------------------
-
-
-async def add_refunded(conn: Conn, amounts: dict[str, int], now: datetime) -> None:
-    """payments.amount_refunded += the refunded amounts (its CHECK keeps it within amount_captured)."""
-    async with conn.cursor() as cur:
-        # One statement per payment in id order: every transaction locks payments in the same order.
-        await cur.executemany(
-            "UPDATE payments SET amount_refunded = amount_refunded + %s, updated = %s WHERE id = %s",
-            [(amounts[pid], now, pid) for pid in sorted(amounts)],
-        )
-
-
-async def capture_payables_for_update(conn: Conn, payment_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """The payments' capture payables, row-locked: a settlement cannot pay one out while its refund is
-    being recorded, so the refund follows the status the payable really has. Locked in id order, as the
-    settlement locks its payables, so the two queue instead of deadlocking."""
-    cur = await conn.execute(
-        "SELECT id, payment_id, status, payment_method, funding, payment_date FROM payables"
-        " WHERE payment_id = ANY(%s) AND type = 'payment' ORDER BY id FOR UPDATE",
-        (sorted(set(payment_ids)),),
-    )
-    return {r["payment_id"]: r for r in await cur.fetchall()}
-
-
-async def insert_payables(conn: Conn, rows: Sequence[dict[str, Any]]) -> None:
-    """Refund payables: negative amount and net, no fee."""
-    if rows:
-        async with conn.cursor() as cur:
-            await cur.executemany(
-                "INSERT INTO payables (id, merchant_id, payment_id, refund_id, type, status, amount, fee, net,"
-                " currency, payment_method, funding, payment_date, paid_at, created) VALUES (%(id)s, %(merchant_id)s,"
-                " %(payment_id)s, %(refund_id)s, 'refund', %(status)s, %(amount)s, 0, %(amount)s, %(currency)s,"
-                " %(payment_method)s, %(funding)s, %(payment_date)s, %(paid_at)s, %(created)s)",
-                list(rows),
-            )
-
-
-async def payment_methods(conn: Conn, payment_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """The payments' public payment_method, for a refund whose capture left no payable to copy it from."""
-    cur = await conn.execute("SELECT id, payment_method FROM payments WHERE id = ANY(%s)", (sorted(set(payment_ids)),))
-    return {r["id"]: r["payment_method"] for r in await cur.fetchall()}

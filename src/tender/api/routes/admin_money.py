@@ -12,7 +12,7 @@ from tender.errors import DomainRuleViolated, InvalidRequest, NotFound
 from tender.services import fee_plans
 from tender.services import ledger as ledger_service
 from tender.services.fee_plans import FeePlanIn
-from tender.services.objects import dumps
+from tender.services.objects import dumps, fee_plan_object, ledger_verification_object
 from tender.services.validation import parse
 
 router = APIRouter(prefix="/admin/v1", tags=["admin"], dependencies=[Operator], responses=responses(*OPERATOR_KEY))
@@ -37,7 +37,7 @@ def _plan_body(payload: Any) -> FeePlanIn:
 @router.get("/merchants/{merchant_id}/fee_plan", summary="A merchant's fee plan", responses=_NO_MERCHANT)
 async def get_fee_plan(merchant_id: str, container: ContainerDep) -> Response:
     """`default: true` when the merchant has no plan of its own."""
-    return _json(await fee_plans.get_plan(container.db, merchant_id))
+    return _json(fee_plan_object(await fee_plans.get_plan(container.db, merchant_id)))
 
 
 @router.put(
@@ -54,16 +54,16 @@ async def put_fee_plan(merchant_id: str, request: Request, container: ContainerD
     payload = await json_body(request)  # the checks every body gets (size, NUL, a JSON object)
     # Read again with exact numbers: orjson's floats are not the percent the operator wrote.
     body = _plan_body(fee_plans.loads_exact(await request.body()) if payload else payload)
-    return _json(await fee_plans.set_plan(container.db, merchant_id, body))
+    return _json(fee_plan_object(await fee_plans.set_plan(container.db, merchant_id, body)))
 
 
 @router.delete("/merchants/{merchant_id}/fee_plan", summary="Back to the default fee plan", responses=_NO_MERCHANT)
 async def delete_fee_plan(merchant_id: str, container: ContainerDep) -> Response:
-    return _json(await fee_plans.reset_plan(container.db, merchant_id))
+    return _json(fee_plan_object(await fee_plans.reset_plan(container.db, merchant_id)))
 
 
 @router.get("/ledger/verify", summary="Verify the ledger (200 whether or not it balances)")
 async def verify_ledger(container: ContainerDep) -> Response:
     """`balanced` is true only when every entry balances, every account's stored balance equals its
     postings, and every merchant's balances equal the sums of their payables."""
-    return _json(await ledger_service.verify(container.db))
+    return _json(ledger_verification_object(await ledger_service.verify(container.db)))

@@ -11,7 +11,14 @@ from tender.api.deps import ContainerDep, Merchant, StartingAfter, text_query
 from tender.api.openapi import MERCHANT_KEY, responses
 from tender.errors import NotFound
 from tender.services import balance as service
-from tender.services.objects import dumps, list_object
+from tender.services.objects import (
+    balance_object,
+    balance_transaction_object,
+    dumps,
+    list_object,
+    payable_object,
+    settlement_object,
+)
 
 router = APIRouter(tags=["money"], responses=responses(*MERCHANT_KEY))
 
@@ -37,12 +44,12 @@ async def list_payables(
     rows, has_more = await service.list_payables(
         container.db, merchant.merchant_id, limit=limit, starting_after=starting_after, status=status, payment=payment
     )
-    return _json(list_object(rows, has_more=has_more, url="/v1/payables"))
+    return _json(list_object([payable_object(p) for p in rows], has_more=has_more, url="/v1/payables"))
 
 
 @router.get("/v1/payables/{payable_id}", summary="Retrieve a payable", responses=_NOT_FOUND)
 async def get_payable(payable_id: str, merchant: Merchant, container: ContainerDep) -> Response:
-    return _json(await service.get_payable(container.db, merchant.merchant_id, payable_id))
+    return _json(payable_object(await service.get_payable(container.db, merchant.merchant_id, payable_id)))
 
 
 @router.get("/v1/settlements", summary="List settlements, newest first")
@@ -53,18 +60,18 @@ async def list_settlements(
     rows, has_more = await service.list_settlements(
         container.db, merchant.merchant_id, limit=limit, starting_after=starting_after
     )
-    return _json(list_object(rows, has_more=has_more, url="/v1/settlements"))
+    return _json(list_object([settlement_object(s) for s in rows], has_more=has_more, url="/v1/settlements"))
 
 
 @router.get("/v1/settlements/{settlement_id}", summary="Retrieve a settlement", responses=_NOT_FOUND)
 async def get_settlement(settlement_id: str, merchant: Merchant, container: ContainerDep) -> Response:
-    return _json(await service.get_settlement(container.db, merchant.merchant_id, settlement_id))
+    return _json(settlement_object(await service.get_settlement(container.db, merchant.merchant_id, settlement_id)))
 
 
 @router.get("/v1/balance", summary="The balance: waiting funds and available, per currency")
 async def get_balance(merchant: Merchant, container: ContainerDep) -> Response:
     """From the ledger; equal to the sums of the payables' `net` by status."""
-    return _json(await service.balance(container.db, merchant.merchant_id))
+    return _json(balance_object(await service.balance(container.db, merchant.merchant_id)))
 
 
 @router.get("/v1/balance_transactions", summary="List balance transactions (ledger entries), newest first")
@@ -86,9 +93,11 @@ async def list_balance_transactions(
         type=type,
         source=source,
     )
-    return _json(list_object(rows, has_more=has_more, url="/v1/balance_transactions"))
+    data = [balance_transaction_object(t) for t in rows]
+    return _json(list_object(data, has_more=has_more, url="/v1/balance_transactions"))
 
 
 @router.get("/v1/balance_transactions/{transaction_id}", summary="Retrieve a balance transaction", responses=_NOT_FOUND)
 async def get_balance_transaction(transaction_id: str, merchant: Merchant, container: ContainerDep) -> Response:
-    return _json(await service.get_balance_transaction(container.db, merchant.merchant_id, transaction_id))
+    found = await service.get_balance_transaction(container.db, merchant.merchant_id, transaction_id)
+    return _json(balance_transaction_object(found))

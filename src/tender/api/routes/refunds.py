@@ -18,8 +18,8 @@ from tender.errors import (
     PaymentUnexpectedState,
 )
 from tender.services import refunds
-from tender.services.objects import dumps, list_object
-from tender.services.refunds import RefundCreate, refund_object
+from tender.services.objects import dumps, list_object, refund_object
+from tender.services.refunds import RefundCreate
 from tender.services.validation import parse
 from tender.store.db import Conn
 
