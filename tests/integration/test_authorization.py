@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tender.services.payment_operations import PaymentPump
+from tender.worker.pumps import PaymentPump
 from tests.support.payments import authorizer, drain, get, pay, sim_records
 
 pytestmark = pytest.mark.integration
@@ -158,8 +158,8 @@ async def test_crash_before_the_call_arrived_resends_under_the_same_key(
 
 async def test_a_worker_whose_lease_was_taken_over_writes_nothing(api: Any, container: Any, merchant: Any) -> None:
     from tender.domain.transitions import PaymentChange
+    from tender.store.claims import claim_due
     from tender.store.payments import update_after_processing
-    from tender.worker.claim import claim_due
 
     created = await pay(api, merchant)
     async with container.db.transaction() as conn:
@@ -200,7 +200,7 @@ async def test_a_worker_whose_lease_was_taken_over_writes_nothing(api: Any, cont
 
 
 async def test_concurrent_claimers_never_share_a_row(api: Any, container: Any, merchant: Any) -> None:
-    from tender.worker.claim import claim_due
+    from tender.store.claims import claim_due
 
     for _ in range(30):
         await pay(api, merchant)
@@ -224,7 +224,8 @@ async def test_concurrent_claimers_never_share_a_row(api: Any, container: Any, m
 async def test_a_live_batch_keeps_its_lease_and_a_dead_one_loses_it(api: Any, container: Any, merchant: Any) -> None:
     """`held` renews the lease while the batch works: no one takes its rows, however long it takes. Once it
     stops renewing (the worker died), the rows fall due one lease later."""
-    from tender.worker.claim import claim_due, held
+    from tender.store.claims import claim_due
+    from tender.worker.pump import held
 
     created = await pay(api, merchant)
 
@@ -248,7 +249,7 @@ async def test_a_live_batch_keeps_its_lease_and_a_dead_one_loses_it(api: Any, co
     claim.rows[:] = [r for r in claim.rows if r["id"] == created["id"]]
     assert claim.rows
 
-    async with held(container.db, "payments", claim, 0.6):
+    async with held(container.db, "payments", claim.token, [r["id"] for r in claim.rows], 0.6):
         for _ in range(6):  # 1.8 s: three leases' worth
             await asyncio.sleep(0.3)
             assert not await others_can_claim()

@@ -23,14 +23,15 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from tender.bootstrap import load_vault
+from tender.domain.retry import RetryPolicy
 from tender.errors import InvalidRequest
 from tender.processors.simulator import SimulatorProcessor
 from tender.services import ledger, payments, refunds, settlement
 from tender.services.merchants import create_merchant
-from tender.services.payment_operations import PaymentPump, RetryPolicy
 from tender.services.payment_requests import CaptureIn, PaymentCreate
 from tender.store import ledger as ledger_store
 from tender.store.db import Database
+from tender.worker.pumps import PaymentPump
 
 pytestmark = pytest.mark.integration
 

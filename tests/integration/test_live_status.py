@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from tender.services.merchants import create_merchant
-from tender.services.payment_operations import PaymentPump
+from tender.worker.pumps import PaymentPump
 from tests.support.api import auth, card_payment
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tender.domain.retry import RetryPolicy
 from tender.processors.simulator import SimulatorProcessor
-from tender.services.payment_operations import PaymentPump, RetryPolicy
+from tender.worker.pumps import PaymentPump
 from tests.support.money import assert_ledger_clean, entries_of, payment_payables
 from tests.support.payments import (
     attempt_of,

@@ -12,8 +12,9 @@ from typing import Any
 import httpx
 import orjson
 
-from tender.services.payment_operations import PaymentPump, RetryPolicy
+from tender.domain.retry import RetryPolicy
 from tender.simulator.notify import sign
+from tender.worker.pumps import PaymentPump
 from tests.support.api import auth, card_payment
 
 THREE_DS = "4000002760003184"  # ends in requires_action: the simulator's 3-D Secure challenge

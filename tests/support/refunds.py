@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from tender.services.payment_operations import RetryPolicy
+from tender.domain.retry import RetryPolicy
 from tender.services.refunds import RefundPump
 from tests.support.api import auth
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from tender.domain.ids import DEAD_LETTER, new_id
 from tender.domain.models import DeadLetterKind, DeadLetterStatus
 from tender.errors import DeadLetterResolved, DeadLetterUnsupported, InvalidRequest, NotFound
 from tender.services.objects import dead_letter_object
@@ -11,9 +13,45 @@ from tender.store import dead_letters as store
 from tender.store import payments as payment_store
 from tender.store import refunds as refund_store
 from tender.store import webhooks as webhook_store
-from tender.store.db import Database
+from tender.store.db import Conn, Database
+
+log = logging.getLogger(__name__)
 
 STATUSES = tuple(DeadLetterStatus)
+
+
+async def open_for(
+    conn: Conn,
+    kind: DeadLetterKind,
+    object_id: str,
+    operation: str,
+    *,
+    tries: int,
+    last_error: str | None,
+    history: list[dict[str, Any]],
+) -> bool:
+    """Work the retry policy gave up on (domain/retry.py), for an operator: at most one open dead letter per
+    work and operation, in the transaction that writes the work's last try. True if opened now."""
+    opened = await store.open_one(
+        conn,
+        id=new_id(DEAD_LETTER),
+        kind=kind,
+        object_id=object_id,
+        operation=operation,
+        tries=tries,
+        last_error=last_error,
+        history=history,
+    )
+    if opened:
+        log.warning(
+            "%s %s: %s out of retries after %d tries (%s); dead letter opened",
+            kind,
+            object_id,
+            operation,
+            tries,
+            last_error,
+        )
+    return opened
 
 
 async def list_dead_letters(

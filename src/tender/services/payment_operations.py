@@ -1,12 +1,15 @@
-"""Running payments' processor operations (authorize, capture, cancel, look-ups): the worker's payment pump.
+"""Running payments' processor operations (authorize, capture, cancel, look-ups): what the worker's payment pump
+(worker/pumps.py, on the generic batch pump of worker/pump.py) does with each payment it claims.
 
 A payment is due when it has something to ask its processor: authorize it (`processing`), look up a
 3-D Secure or APM approval result nobody told us about (`requires_action`), or capture or cancel it (an
 open capture or cancel attempt). One batch = three short transactions around the network calls:
-1. claim due payments under a lease and write a `pending` attempt for each operation about to be sent;
-2. call the processors concurrently, outside any transaction;
+1. claim due payments under a lease and write a `pending` attempt for each operation about to be sent
+   (`prepare`);
+2. call the processors concurrently, outside any transaction (`run`);
 3. write every outcome back in one transaction, only where the lease is still ours and the status is
-   still the one we claimed (services/payment_transitions.py: the one place a payment's status changes).
+   still the one we claimed (`write`, through services/payment_transitions.py: the one place a payment's
+   status changes).
 
 An attempt is written before its first call, so after a crash or a timeout we know a call may have
 reached the processor: an attempt that existed before this claim is looked up by its id before anything
@@ -14,7 +17,7 @@ else. If the processor has no record of it, the call is sent again under the SAM
 idempotency key), never a new one: the first call may still be in flight, and only the shared key makes
 the two count once. A payment is never charged twice, whatever fails and whenever.
 
-Retries back off exponentially with full jitter. After `max_tries` a dead letter is opened for an
+Retries back off exponentially with full jitter (domain/retry.py). After `max_tries` a dead letter is opened for an
 operator, and the work is only looked up from then on, on a slow janitor schedule (a call sent earlier
 may still land); it is never marked failed on a guess. An operator's retry gives it fresh tries. An
 authorization is never sent without its CVC: once housekeeping has erased it (TENDER_CVC_RETENTION_HOURS),
@@ -28,44 +31,39 @@ No non-final payment is left without a next step (`next_run_at`):
 - after a refused capture or cancel: the authorization is looked up at once, since the refusal may mean it
   is not what Tender thinks (captured after all, or voided), and what the processor says is applied.
 Whatever a batch writes, `_scheduled` checks this rule last; housekeeping checks it in the database too.
+How long Tender waits on the shopper and on the merchant is the `PaymentSchedule`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Mapping
+import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from tender.domain.ids import ATTEMPT, DEAD_LETTER, new_id
+from tender.domain.ids import ATTEMPT, new_id
 from tender.domain.methods import is_apm
-from tender.domain.models import Attempt, Payment, VaultCard
+from tender.domain.models import Attempt, DeadLetterKind, Payment, VaultCard
 from tender.domain.payments import FINAL_STATUSES, PaymentStatus
+from tender.domain.retry import DeadLetter, RetryPolicy
 from tender.domain.transitions import DEFINITIVE, PaymentChange, change_of, decide
 from tender.processors.base import AuthorizeRequest, CardData, Outcome, Processor, ProcessorResult
-from tender.services import payment_transitions
+from tender.services import dead_letters, payment_transitions
 from tender.store import attempts as attempt_store
-from tender.store import dead_letters
 from tender.store import payments as store
-from tender.store.db import Database
+from tender.store.db import Conn
 from tender.store.payments import PAYMENT_COLUMNS
 from tender.vault import Vault
-from tender.worker.claim import backoff_seconds, claim_due, held
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    base_seconds: float = 1.0
-    cap_seconds: float = 300.0
-    # After an unknown outcome, look the attempt up soon: the processor has usually answered by then.
-    lookup_delay_seconds: float = 1.0
-    max_tries: int = 8
-    # Work that may have reached the processor, past max_tries: looked up this often until it answers.
-    janitor_seconds: float = 600.0
+class PaymentSchedule:
+    """How long Tender waits on the shopper and on the merchant before it looks again, or gives up."""
+
     # A payment waiting for the shopper (3-D Secure, an APM approval) is looked up if no notification came by then.
     action_lookup_seconds: float = 60.0
     action_lookup_cap_seconds: float = 900.0
@@ -77,7 +75,9 @@ class RetryPolicy:
 
 
 @dataclass(slots=True)
-class _Work:
+class PaymentWork:
+    """One claimed payment and the operation due for it."""
+
     payment: Payment
     tries: int
     attempt: Attempt | None  # the operation to run now; None: nothing to ask the processor
@@ -88,6 +88,7 @@ class _Work:
     # changes the payment, never the attempt's own record.
     reconcile: bool = False
     void: bool = False  # Tender gives up waiting (shopper, capture): open a cancel in the write phase
+    card: VaultCard | None = None  # a card payment still processing: its vault row (ciphertext)
 
 
 def plan(
@@ -115,119 +116,103 @@ def plan(
     return None, False, False
 
 
-class PaymentPump:
-    """The payment pump: every processor operation of due payments (authorize, capture, cancel, look-ups), in
-    batches."""
+class PaymentOperations:
+    """What the payment pump does with the payments it claims: plan each one's processor operation (`prepare`),
+    run it (`run`; `failed` when running it raised), and write the outcomes (`write`)."""
 
     def __init__(
         self,
-        db: Database,
         vault: Vault,
         processors: Mapping[str, Processor],
         *,
-        lease_seconds: float = 60.0,
         retry: RetryPolicy | None = None,
+        schedule: PaymentSchedule | None = None,
         business_tz: tzinfo = UTC,
     ) -> None:
         self._tz = business_tz
-        self._db = db
         self._vault = vault
         self._processors = processors
-        self._lease = lease_seconds
         self._retry = retry or RetryPolicy()
+        self._schedule = schedule or PaymentSchedule()
+        if self._retry.janitor_seconds is None:  # work that may have reached the processor is looked up until known
+            raise ValueError("payments need a janitor schedule (janitor_seconds)")
+        self._janitor = timedelta(seconds=self._retry.janitor_seconds)
 
-    async def run_batch(self, limit: int) -> int:
-        """Claim and run up to `limit` due payments; returns how many were claimed."""
-        async with self._db.transaction() as conn:
-            claim = await claim_due(conn, "payments", columns=PAYMENT_COLUMNS, limit=limit, lease_seconds=self._lease)
-            if not claim.rows:
-                return 0
-            ids = [r["id"] for r in claim.rows]
-            open_attempts = await attempt_store.open_attempts(conn, ids)
-            waiting = [r["id"] for r in claim.rows if r["status"] != PaymentStatus.PROCESSING]
-            answered = await attempt_store.latest_authorizations(conn, waiting) if waiting else {}
-            work: list[_Work] = []
-            for row in claim.rows:
-                payment = Payment(**{c: row[c] for c in PAYMENT_COLUMNS})
-                attempt, is_new, reconcile = plan(payment, open_attempts.get(payment.id, []), answered.get(payment.id))
-                work.append(_Work(payment, int(row["tries"]), attempt, is_new, reconcile=reconcile))
-            await attempt_store.insert(conn, [w.attempt for w in work if w.attempt and w.is_new])
-            needs_authorization = [w.payment.id for w in work if w.attempt and w.attempt.operation != "authorize"]
-            if needs_authorization:
-                authorizations = await attempt_store.authorization_ids(conn, needs_authorization)
-                for w in work:
-                    w.authorization_id = authorizations.get(w.payment.id)
-            card_ids = [w.payment.card_id for w in work if w.payment.card_id and w.payment.status == "processing"]
-            vault_cards = await store.get_cards(conn, card_ids) if card_ids else {}
+    async def prepare(self, conn: Conn, rows: Sequence[Mapping[str, Any]]) -> list[PaymentWork]:
+        """The claimed payments' work, in the claim's transaction: a new attempt is on record before its call."""
+        ids = [r["id"] for r in rows]
+        open_attempts = await attempt_store.open_attempts(conn, ids)
+        waiting = [r["id"] for r in rows if r["status"] != PaymentStatus.PROCESSING]
+        answered = await attempt_store.latest_authorizations(conn, waiting) if waiting else {}
+        work: list[PaymentWork] = []
+        for row in rows:
+            payment = Payment(**{c: row[c] for c in PAYMENT_COLUMNS})
+            attempt, is_new, reconcile = plan(payment, open_attempts.get(payment.id, []), answered.get(payment.id))
+            work.append(PaymentWork(payment, int(row["tries"]), attempt, is_new, reconcile=reconcile))
+        await attempt_store.insert(conn, [w.attempt for w in work if w.attempt and w.is_new])
+        needs_authorization = [w.payment.id for w in work if w.attempt and w.attempt.operation != "authorize"]
+        if needs_authorization:
+            authorizations = await attempt_store.authorization_ids(conn, needs_authorization)
+            for w in work:
+                w.authorization_id = authorizations.get(w.payment.id)
+        card_ids = [w.payment.card_id for w in work if w.payment.card_id and w.payment.status == "processing"]
+        if card_ids:
+            vault_cards = await store.get_cards(conn, card_ids)
+            for w in work:
+                w.card = vault_cards.get(w.payment.card_id or "")
+        return work
 
-        async with held(self._db, "payments", claim, self._lease):
-            changes = await asyncio.gather(*(self._run_safely(w, vault_cards) for w in work))
+    async def run(self, w: PaymentWork) -> PaymentChange:
+        """Run the payment's operation against its processor (outside any transaction)."""
+        return self._scheduled(w, await self._run(w))
 
+    def failed(self, w: PaymentWork, error: str) -> PaymentChange:
+        """Running it raised (a bug): retried later, its error kept visible."""
+        return self._scheduled(w, self._retry_later(w, error))
+
+    async def write(self, conn: Conn, token: uuid.UUID, work: list[PaymentWork], changes: list[PaymentChange]) -> None:
+        """The outcomes, where the lease `token` still holds, in the caller's transaction."""
         steps = [
             payment_transitions.Step(w.payment, c, call=None if w.reconcile else w.attempt, void=w.void)
             for w, c in zip(work, changes, strict=True)
         ]
-        async with self._db.transaction() as conn:
-            written = await payment_transitions.write_claimed(
-                conn, claim.token, steps, tz=self._tz, now=datetime.now(UTC)
+        written = await payment_transitions.write_claimed(conn, token, steps, tz=self._tz, now=datetime.now(UTC))
+        if len(written) < len(work):
+            log.info(
+                "%d payment(s) changed hands or status meanwhile; their results were dropped", len(work) - len(written)
             )
-            if len(written) < len(work):
-                log.info(
-                    "%d payment(s) changed hands or status meanwhile; their results were dropped",
-                    len(work) - len(written),
+        for w in work:
+            if w.dead and w.attempt is not None and w.payment.id in written:
+                await dead_letters.open_for(
+                    conn,
+                    DeadLetterKind.PAYMENT,
+                    w.payment.id,
+                    w.attempt.operation,
+                    tries=w.tries,
+                    last_error=w.attempt.last_error,
+                    history=await attempt_store.history(conn, w.payment.id),
                 )
-            for w in work:
-                if w.dead and w.payment.id in written:
-                    await self._open_dead_letter(conn, w)
-        return len(work)
 
-    async def _open_dead_letter(self, conn: Any, w: _Work) -> None:
-        assert w.attempt is not None
-        history = await attempt_store.history(conn, w.payment.id)
-        opened = await dead_letters.open_one(
-            conn,
-            id=new_id(DEAD_LETTER),
-            kind="payment",
-            object_id=w.payment.id,
-            operation=w.attempt.operation,
-            tries=w.tries,
-            last_error=w.attempt.last_error,
-            history=history,
-        )
-        if opened:
-            log.warning(
-                "payment %s: %s exhausted %d tries; dead letter opened", w.payment.id, w.attempt.operation, w.tries
-            )
-
-    async def _run_safely(self, w: _Work, vault_cards: Mapping[str, VaultCard]) -> PaymentChange:
-        """One payment's bug must not sink its batch: it is retried later and its error kept visible."""
-        try:
-            change = await self._run(w, vault_cards)
-        except Exception as exc:
-            log.exception("processing payment %s failed", w.payment.id)
-            change = self._retry_later(w, f"internal error: {type(exc).__name__}")
-        return self._scheduled(w, change)
-
-    def _scheduled(self, w: _Work, change: PaymentChange) -> PaymentChange:
+    def _scheduled(self, w: PaymentWork, change: PaymentChange) -> PaymentChange:
         """The house rule, checked on every write: a non-final status always has a next step. Each path
         above sets its own; this only catches a path that forgot (a bug), loudly, and looks again later."""
         if change.next_run_at is None and change.status not in FINAL_STATUSES:
             log.error("payment %s: %s without a next step; looking again later", w.payment.id, change.status)
-            return replace(change, next_run_at=datetime.now(UTC) + timedelta(seconds=self._retry.janitor_seconds))
+            return replace(change, next_run_at=datetime.now(UTC) + self._janitor)
         return change
 
-    async def _run(self, w: _Work, vault_cards: Mapping[str, VaultCard]) -> PaymentChange:
+    async def _run(self, w: PaymentWork) -> PaymentChange:
         payment, attempt = w.payment, w.attempt
         if attempt is None:
             return self._waiting(w)  # nothing to ask the processor about: the status's own next step
         processor = self._processors.get(payment.processor)
         if processor is None:
             return self._retry_later(w, f"no processor named {payment.processor!r} is configured")
-        janitor = w.tries > self._retry.max_tries  # past its tries: only look up, until an operator retries
+        janitor = self._retry.out_of_tries(w.tries)  # past its tries: only look up, until an operator retries
         if w.reconcile:
             return self._outcome(w, await processor.lookup(attempt.id))
         if attempt.operation == "authorize":
-            cvc_erased = payment.status == PaymentStatus.PROCESSING and _cvc_erased(payment, vault_cards)
+            cvc_erased = payment.status == PaymentStatus.PROCESSING and _cvc_erased(payment, w.card)
             if not w.is_new:
                 result = await processor.lookup(attempt.id)
                 if payment.status == PaymentStatus.REQUIRES_ACTION or result.outcome is not Outcome.NOT_FOUND:
@@ -239,7 +224,7 @@ class PaymentPump:
                 # No record (yet): send again under the same key, so a call still in flight counts once.
             elif cvc_erased:
                 return self._never_sent(w)
-            request = self._authorize_request(payment, attempt, vault_cards)
+            request = self._authorize_request(payment, attempt, w.card)
             if request is None:
                 return self._retry_later(w, "card data unavailable in the vault")
             return self._outcome(w, await processor.authorize(request))
@@ -254,7 +239,7 @@ class PaymentPump:
         return self._outcome(w, await processor.cancel(attempt.id, w.authorization_id))
 
     def _authorize_request(
-        self, payment: Payment, attempt: Attempt, vault_cards: Mapping[str, VaultCard]
+        self, payment: Payment, attempt: Attempt, stored: VaultCard | None
     ) -> AuthorizeRequest | None:
         if is_apm(payment.payment_method):  # nothing in the vault: the public view is what the processor needs
             return AuthorizeRequest(
@@ -266,7 +251,6 @@ class PaymentPump:
                 method=dict(payment.payment_method),
                 return_url=payment.return_url,
             )
-        stored = vault_cards.get(payment.card_id or "")
         if stored is None:
             return None
         try:
@@ -285,13 +269,13 @@ class PaymentPump:
             return_url=payment.return_url,
         )
 
-    def _outcome(self, w: _Work, result: ProcessorResult) -> PaymentChange:
+    def _outcome(self, w: PaymentWork, result: ProcessorResult) -> PaymentChange:
         assert w.attempt is not None
         payment, attempt = w.payment, w.attempt
         if payment.status == PaymentStatus.REQUIRES_ACTION and result.outcome is Outcome.ACTION_REQUIRED:
             return self._await_shopper(w)
         if result.outcome in DEFINITIVE:
-            first_look = datetime.now(UTC) + timedelta(seconds=self._retry.action_lookup_seconds)
+            first_look = datetime.now(UTC) + timedelta(seconds=self._schedule.action_lookup_seconds)
             if attempt.operation != "authorize":  # a refused capture or cancel: learn why, at once
                 first_look = datetime.now(UTC) + timedelta(seconds=self._retry.lookup_delay_seconds)
             change = decide(payment, attempt, result, next_run_at=first_look)
@@ -307,7 +291,7 @@ class PaymentPump:
                 return self._waiting(w)
             if change.status == PaymentStatus.REQUIRES_CAPTURE and change.next_run_at is None:
                 # Just authorized: the merchant's move, until the capture window closes.
-                return replace(change, next_run_at=datetime.now(UTC) + self._retry.capture_window)
+                return replace(change, next_run_at=datetime.now(UTC) + self._schedule.capture_window)
             return change
         if result.outcome is Outcome.UNKNOWN:
             attempt.maybe_sent = True  # the call may have been applied: look it up next time
@@ -316,7 +300,7 @@ class PaymentPump:
             )
         return self._retry_later(w, f"transient failure: {result.message or 'processor unavailable'}")
 
-    def _waiting(self, w: _Work) -> PaymentChange:
+    def _waiting(self, w: PaymentWork) -> PaymentChange:
         """The processor's truth is what the payment shows: the next step of its status."""
         match w.payment.status:
             case PaymentStatus.REQUIRES_ACTION:
@@ -327,7 +311,7 @@ class PaymentPump:
                 return self._retry_later(w, "nothing to send")
         return change_of(w.payment)  # final: nothing more to do
 
-    def _void(self, w: _Work, code: str, message: str) -> PaymentChange:
+    def _void(self, w: PaymentWork, code: str, message: str) -> PaymentChange:
         """Tender stops waiting: a cancel is opened with the write (unless one is already under way) and runs
         at once, like a merchant's; if the processor refuses it, the look-up that follows applies the truth."""
         w.void = True
@@ -335,17 +319,17 @@ class PaymentPump:
             w.payment, failure_code=code, failure_message=message, next_run_at=datetime.now(UTC), reset_tries=True
         )
 
-    def _await_capture(self, w: _Work) -> PaymentChange:
+    def _await_capture(self, w: PaymentWork) -> PaymentChange:
         """Authorized, nothing in progress: the merchant's move, until the capture window closes."""
-        deadline = w.payment.updated + self._retry.capture_window  # `updated`: when it became requires_capture
+        deadline = w.payment.updated + self._schedule.capture_window  # `updated`: when it became requires_capture
         if datetime.now(UTC) >= deadline:
-            days = self._retry.capture_window / timedelta(days=1)
+            days = self._schedule.capture_window / timedelta(days=1)
             return self._void(
                 w, "authorization_expired", f"Not captured within {days:g} days: the authorization was voided."
             )
         return change_of(w.payment, next_run_at=deadline, reset_tries=True)
 
-    def _never_sent(self, w: _Work) -> PaymentChange:
+    def _never_sent(self, w: PaymentWork) -> PaymentChange:
         """The CVC was erased (retention) and the processor has no record of the authorization: it can never be
         sent, and nothing was charged. Failed, with a code that says so, rather than processing for ever."""
         assert w.attempt is not None
@@ -364,36 +348,35 @@ class PaymentPump:
             reset_tries=True,
         )
 
-    def _await_shopper(self, w: _Work) -> PaymentChange:
+    def _await_shopper(self, w: PaymentWork) -> PaymentChange:
         """Still waiting for the shopper: look again later, less often the longer it waits; past `action_expiry`
         the payment is voided (a shopper who approves meanwhile makes the void fail, and the look-up wins)."""
         p = w.payment
         waited = datetime.now(UTC) - p.updated
-        if waited > self._retry.action_expiry:
-            hours = self._retry.action_expiry / timedelta(hours=1)
+        if waited > self._schedule.action_expiry:
+            hours = self._schedule.action_expiry / timedelta(hours=1)
             return self._void(
                 w, "abandoned", f"The shopper did not complete the required action within {hours:g} hours."
             )
         delay = min(
-            self._retry.action_lookup_cap_seconds, max(self._retry.action_lookup_seconds, waited.total_seconds() / 2)
+            self._schedule.action_lookup_cap_seconds,
+            max(self._schedule.action_lookup_seconds, waited.total_seconds() / 2),
         )
         return change_of(p, next_run_at=datetime.now(UTC) + timedelta(seconds=delay), reset_tries=True)
 
-    def _retry_later(self, w: _Work, error: str, *, extra_delay: float = 0.0) -> PaymentChange:
+    def _retry_later(self, w: PaymentWork, error: str, *, extra_delay: float = 0.0) -> PaymentChange:
         if w.attempt is not None:
             w.attempt.last_error = error
-        if w.tries >= self._retry.max_tries:
+        then = self._retry.after_failure(w.tries, now=datetime.now(UTC), extra_delay=extra_delay)
+        if isinstance(then, DeadLetter):
             # Out of tries: an operator decides (dead letter). Meanwhile a call sent earlier may still land
             # at the processor, so it keeps being looked up, slowly; nothing is re-sent on its own.
             w.dead = w.attempt is not None
-            when = datetime.now(UTC) + timedelta(seconds=self._retry.janitor_seconds)
-            return change_of(w.payment, next_run_at=when, last_error=error)
-        delay = extra_delay + backoff_seconds(w.tries, base=self._retry.base_seconds, cap=self._retry.cap_seconds)
-        return change_of(w.payment, next_run_at=datetime.now(UTC) + timedelta(seconds=delay), last_error=error)
+            return change_of(w.payment, next_run_at=then.look_again_at, last_error=error)
+        return change_of(w.payment, next_run_at=then.when, last_error=error)
 
 
-def _cvc_erased(payment: Payment, vault_cards: Mapping[str, VaultCard]) -> bool:
+def _cvc_erased(payment: Payment, stored: VaultCard | None) -> bool:
     """A card payment still processing whose CVC is gone. Every card taken by the API or the hosted page comes
     with a CVC, and only housekeeping erases one before authorization ends (TENDER_CVC_RETENTION_HOURS)."""
-    stored = vault_cards.get(payment.card_id or "")
     return not is_apm(payment.payment_method) and stored is not None and stored.cvc_ct is None

@@ -30,7 +30,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -39,6 +39,7 @@ from tender.domain import money
 from tender.domain.ids import DEAD_LETTER, MAX_ID_LENGTH, REFUND, new_id
 from tender.domain.money_models import Refund, RefundStatus
 from tender.domain.payments import MAX_METADATA_KEYS, PaymentStatus, validate_metadata
+from tender.domain.retry import DeadLetter, RetryPolicy
 from tender.errors import (
     AmountTooLarge,
     ChargeAlreadyRefunded,
@@ -50,13 +51,12 @@ from tender.errors import (
 from tender.processors.base import Outcome, ProcessorResult
 from tender.services import payables
 from tender.services.objects import refund_object
-from tender.services.payment_operations import RetryPolicy
 from tender.store import attempts as attempt_store
 from tender.store import dead_letters, events
 from tender.store import payments as payment_store
 from tender.store import refunds as store
 from tender.store.db import Conn, Database, Page
-from tender.worker.claim import backoff_seconds, claim_due, held
+from tender.worker.claim import claim_due, held
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +285,7 @@ class RefundPump:
         processor = self._processors.get(w.refund.processor)
         if not isinstance(processor, RefundingProcessor):
             return self._retry_later(w, f"no processor named {w.refund.processor!r} that can refund")
-        janitor = w.tries > self._retry.max_tries  # past its tries: only look up, until an operator retries
+        janitor = self._retry.out_of_tries(w.tries)  # past its tries: only look up, until an operator retries
         if w.was_maybe_sent or janitor:
             result = await processor.lookup_operation(w.id)
             if janitor or result.outcome is not Outcome.NOT_FOUND:
@@ -340,13 +340,10 @@ class RefundPump:
         self, w: _Work, error: str, *, extra_delay: float = 0.0, maybe_sent: bool | None = None
     ) -> dict[str, Any]:
         sent = w.was_maybe_sent if maybe_sent is None else maybe_sent
-        if w.tries >= self._retry.max_tries:
+        then = self._retry.after_failure(w.tries, now=datetime.now(UTC), extra_delay=extra_delay)
+        if isinstance(then, DeadLetter):
             # Out of tries: an operator decides (dead letter). Meanwhile a call sent earlier may still land,
             # so it keeps being looked up, slowly; nothing is re-sent on its own.
             w.dead = True
-            when = datetime.now(UTC) + timedelta(seconds=self._retry.janitor_seconds)
-            return self._change(w, next_run_at=when, last_error=error, maybe_sent=sent)
-        delay = extra_delay + backoff_seconds(w.tries, base=self._retry.base_seconds, cap=self._retry.cap_seconds)
-        return self._change(
-            w, next_run_at=datetime.now(UTC) + timedelta(seconds=delay), last_error=error, maybe_sent=sent
-        )
+            return self._change(w, next_run_at=then.look_again_at, last_error=error, maybe_sent=sent)
+        return self._change(w, next_run_at=then.when, last_error=error, maybe_sent=sent)

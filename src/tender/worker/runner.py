@@ -14,13 +14,15 @@ import psycopg
 
 from tender.bootstrap import Container
 from tender.config import Settings
+from tender.domain.retry import RetryPolicy
 from tender.services import maintenance, velocity
 from tender.services.checkout import ExpiryPump
-from tender.services.payment_operations import PaymentPump, RetryPolicy
+from tender.services.payment_operations import PaymentSchedule
 from tender.services.refunds import RefundPump
 from tender.services.settlement import SettlementPump
 from tender.services.webhook_delivery import DeliveryPolicy, DeliveryPump
 from tender.store.db import unavailable
+from tender.worker.pumps import PaymentPump
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,8 @@ class Worker:
             cap_seconds=s.worker_retry_cap_seconds,
             max_tries=s.worker_max_attempts,
             janitor_seconds=s.worker_janitor_seconds,
+        )
+        schedule = PaymentSchedule(
             action_lookup_seconds=s.worker_action_lookup_seconds,
             action_expiry=timedelta(hours=s.action_expiry_hours),
             capture_window=timedelta(days=s.capture_window_days),
@@ -61,6 +65,7 @@ class Worker:
             container.processors,
             lease_seconds=s.worker_lease_seconds,
             retry=retry,
+            schedule=schedule,
             business_tz=s.business_tz,
         )
         self.pumps = [Pump("payments", payment_pump.run_batch, s.worker_batch_size, wakes_on="payments")]

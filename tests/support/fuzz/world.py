@@ -11,9 +11,10 @@ from typing import Any
 import httpx
 
 from tender.bootstrap import Container
-from tender.services.payment_operations import PaymentPump, RetryPolicy
+from tender.domain.retry import RetryPolicy
 from tender.services.refunds import RefundPump
 from tender.services.settlement import settle_all
+from tender.worker.pumps import PaymentPump
 
 CREDIT = "4242424242424242"  # succeeds; its payable waits 30 days
 DEBIT = "4000056655665556"  # succeeds; its payable is paid at once

@@ -1,0 +1,56 @@
+"""The worker's pumps: each a small class over the generic batch pump (worker/pump.py) that says what it claims
+and which service handles a row. The services do the work; worker/runner.py runs the pumps in lanes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, tzinfo
+
+from tender.domain.retry import RetryPolicy
+from tender.domain.transitions import PaymentChange
+from tender.processors.base import Processor
+from tender.services.payment_operations import PaymentOperations, PaymentSchedule, PaymentWork
+from tender.store.claims import Claim
+from tender.store.db import Conn, Database
+from tender.store.payments import PAYMENT_COLUMNS
+from tender.vault import Vault
+from tender.worker.pump import BatchPump
+
+
+class PaymentPump(BatchPump[PaymentWork, PaymentChange]):
+    """Due payments: every processor operation (authorize, capture, cancel, look-ups), by
+    services/payment_operations.py; each status it reaches is written by services/payment_transitions.py."""
+
+    table = "payments"
+    columns = PAYMENT_COLUMNS
+    kind = "payment"
+
+    def __init__(
+        self,
+        db: Database,
+        vault: Vault,
+        processors: Mapping[str, Processor],
+        *,
+        lease_seconds: float = 60.0,
+        retry: RetryPolicy | None = None,
+        schedule: PaymentSchedule | None = None,
+        business_tz: tzinfo = UTC,
+    ) -> None:
+        super().__init__(db, lease_seconds=lease_seconds)
+        self.operations = PaymentOperations(vault, processors, retry=retry, schedule=schedule, business_tz=business_tz)
+
+    async def prepare(self, conn: Conn, claim: Claim) -> Sequence[PaymentWork]:
+        return await self.operations.prepare(conn, claim.rows)
+
+    def key(self, item: PaymentWork) -> str:
+        return item.payment.id
+
+    async def handle(self, item: PaymentWork) -> PaymentChange:
+        return await self.operations.run(item)
+
+    def on_error(self, item: PaymentWork, error: str) -> PaymentChange:
+        return self.operations.failed(item, error)
+
+    async def write(self, conn: Conn, token: uuid.UUID, items: list[PaymentWork], results: list[PaymentChange]) -> None:
+        await self.operations.write(conn, token, items, results)
