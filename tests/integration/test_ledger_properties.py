@@ -31,7 +31,7 @@ from tender.services.merchants import create_merchant
 from tender.services.payment_requests import CaptureIn, PaymentCreate
 from tender.store import ledger as ledger_store
 from tender.store.db import Database
-from tender.worker.pumps import PaymentPump
+from tender.worker.pumps import PaymentPump, RefundPump
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +47,7 @@ class Harness:
     runner: asyncio.Runner
     db: Database
     authorizer: PaymentPump
-    refund_pump: refunds.RefundPump
+    refund_pump: RefundPump
     vault: Any
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -218,7 +218,7 @@ def run_machine(database_url: str, simulator_url: str, app_settings: Any) -> Non
             runner,
             db,
             PaymentPump(db, load_vault(app_settings), processors, lease_seconds=30, retry=QUICK),
-            refunds.RefundPump(db, processors, lease_seconds=30, retry=QUICK),
+            RefundPump(db, processors, lease_seconds=30, retry=QUICK),
             load_vault(app_settings),
         )
         try:

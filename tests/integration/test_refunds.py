@@ -16,8 +16,8 @@ from tender.processors.base import Outcome, ProcessorResult
 from tender.processors.simulator import SimulatorProcessor
 from tender.services import refunds as refund_service
 from tender.services.merchants import create_merchant
-from tender.services.refunds import RefundPump
 from tender.store import ledger as ledger_store
+from tender.worker.pumps import RefundPump
 from tests.support.api import auth
 from tests.support.payments import authorizer, drain, get, pay
 from tests.support.refunds import drain_refunds, pump, refund

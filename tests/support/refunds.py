@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from tender.domain.retry import RetryPolicy
-from tender.services.refunds import RefundPump
+from tender.worker.pumps import RefundPump
 from tests.support.api import auth
 
 

@@ -5,7 +5,8 @@ captured minus what succeeded refunds took (`amount_refunded`) minus what pendin
 row is locked while this is checked and the refund inserted, so concurrent requests queue and can never
 together promise more than was captured; a pending refund reserves its amount until it is answered.
 
-Executing (`RefundPump`, the same guarantees as the payment pump in services/payment_operations.py). A refund is
+Executing (`RefundOperations`, run by the worker's refund pump on the generic batch pump, worker/pump.py: the
+same guarantees as the payment pump's, services/payment_operations.py). A refund is
 its own processor operation: its id is the processor's idempotency key and the key for look-ups. Claimed
 under a lease, it is marked `maybe_sent` before its first call leaves; from then on it is looked up by its
 id before anything else, and re-sent only under that same id when the processor has no record of it, so a
@@ -26,9 +27,9 @@ bears the refunded amount in full, and the platform keeps the fee it earned on t
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Mapping
+import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any, Protocol, runtime_checkable
@@ -36,7 +37,8 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field
 
 from tender.domain import money
-from tender.domain.ids import DEAD_LETTER, MAX_ID_LENGTH, REFUND, new_id
+from tender.domain.ids import MAX_ID_LENGTH, REFUND, new_id
+from tender.domain.models import DeadLetterKind
 from tender.domain.money_models import Refund, RefundStatus
 from tender.domain.payments import MAX_METADATA_KEYS, PaymentStatus, validate_metadata
 from tender.domain.retry import DeadLetter, RetryPolicy
@@ -49,14 +51,14 @@ from tender.errors import (
     PaymentUnexpectedState,
 )
 from tender.processors.base import Outcome, ProcessorResult
-from tender.services import payables
+from tender.services import dead_letters, payables
 from tender.services.objects import refund_object
 from tender.store import attempts as attempt_store
-from tender.store import dead_letters, events
+from tender.store import dead_letters as dead_letter_store
+from tender.store import events
 from tender.store import payments as payment_store
 from tender.store import refunds as store
 from tender.store.db import Conn, Database, Page
-from tender.worker.claim import claim_due, held
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +170,9 @@ async def retry_dead_letter(conn: Conn, refund_id: str) -> bool:
 
 
 @dataclass(slots=True)
-class _Work:
+class RefundWork:
+    """One claimed refund."""
+
     refund: Refund
     tries: int
     was_maybe_sent: bool  # a call of an earlier claim may have reached the processor: look it up first
@@ -181,107 +185,88 @@ class _Work:
         return self.refund.id
 
 
-class RefundPump:
-    """The refund pump's service: every due refund's processor operation, in batches."""
+class RefundOperations:
+    """What the refund pump does with the refunds it claims: mark them maybe sent before any call (`prepare`),
+    call or look them up (`run`; `failed` when that raised), and write the outcomes and their money (`write`)."""
 
     def __init__(
         self,
-        db: Database,
         processors: Mapping[str, object],
         *,
-        lease_seconds: float = 60.0,
         retry: RetryPolicy | None = None,
         business_tz: tzinfo = UTC,
     ) -> None:
-        self._db = db
         self._processors = processors
-        self._lease = lease_seconds
         self._retry = retry or RetryPolicy()
         self._tz = business_tz
 
-    async def run_batch(self, limit: int) -> int:
-        """Claim and run up to `limit` due refunds; returns how many were claimed."""
-        async with self._db.transaction() as conn:
-            claim = await claim_due(
-                conn, "refunds", columns=store.CLAIM_COLUMNS, limit=limit, lease_seconds=self._lease
+    async def prepare(self, conn: Conn, rows: Sequence[Mapping[str, Any]]) -> list[RefundWork]:
+        """The claimed refunds' work, in the claim's transaction."""
+        authorizations = await attempt_store.authorization_ids(conn, [r["payment_id"] for r in rows])
+        work = [
+            RefundWork(
+                store.refund_of(row),
+                int(row["tries"]),
+                bool(row["maybe_sent"]),
+                authorizations.get(row["payment_id"]),
             )
-            if not claim.rows:
-                return 0
-            authorizations = await attempt_store.authorization_ids(conn, [r["payment_id"] for r in claim.rows])
-            work = [
-                _Work(
-                    store.refund_of(row),
-                    int(row["tries"]),
-                    bool(row["maybe_sent"]),
-                    authorizations.get(row["payment_id"]),
-                )
-                for row in claim.rows
-            ]
-            # Committed before any call leaves: if we crash or time out, the next claimer looks it up first.
-            await store.mark_maybe_sent(conn, [w.id for w in work if not w.was_maybe_sent])
-
-        async with held(self._db, "refunds", claim, self._lease):
-            changes = await asyncio.gather(*(self._run_safely(w) for w in work))
-
-        now = datetime.now(UTC)
-        async with self._db.transaction() as conn:
-            for change in changes:
-                change["updated"] = now
-            written = await store.write_results(conn, claim.token, changes)
-            if len(written) < len(work):
-                log.info("%d refund(s) changed hands meanwhile; their results were dropped", len(work) - len(written))
-            done = {c["id"]: c for c in changes if c["id"] in written}
-            finished = [rid for rid, c in done.items() if c["status"] != "pending"]
-            rows = {r.id: r for r in await store.get_many(conn, finished)}
-            await payables.record_refunds(
-                conn, [rows[i] for i in finished if rows[i].status == RefundStatus.SUCCEEDED], tz=self._tz, now=now
-            )
-            await events.record(
-                conn,
-                [
-                    (rows[i].merchant_id, f"refund.{rows[i].status}", i, refund_object(rows[i]))
-                    for i in sorted(finished)
-                ],
-            )
-            await dead_letters.resolve(conn, "refund", finished)
-            for w in work:
-                if w.dead and w.id in written:
-                    await self._open_dead_letter(conn, w, done[w.id])
-        return len(work)
-
-    async def _open_dead_letter(self, conn: Conn, w: _Work, change: Mapping[str, Any]) -> None:
-        history = [
-            {
-                "refund": w.id,
-                "payment": w.refund.payment_id,
-                "amount": w.refund.amount,
-                "calls": w.refund.calls + w.calls,
-                "maybe_sent": change["maybe_sent"],
-                "last_error": change["last_error"],
-            }
+            for row in rows
         ]
-        opened = await dead_letters.open_one(
-            conn,
-            id=new_id(DEAD_LETTER),
-            kind="refund",
-            object_id=w.id,
-            operation="refund",
-            tries=w.tries,
-            last_error=change["last_error"],
-            history=history,
+        # Committed before any call leaves: if we crash or time out, the next claimer looks it up first.
+        await store.mark_maybe_sent(conn, [w.id for w in work if not w.was_maybe_sent])
+        return work
+
+    async def run(self, w: RefundWork) -> dict[str, Any]:
+        """Call the processor for the refund, or look it up (outside any transaction)."""
+        return await self._run(w)
+
+    def failed(self, w: RefundWork, error: str) -> dict[str, Any]:
+        """Running it raised (a bug): retried later, its error kept visible."""
+        return self._retry_later(w, error)
+
+    async def write(self, conn: Conn, token: uuid.UUID, work: list[RefundWork], changes: list[dict[str, Any]]) -> None:
+        """The outcomes, where the lease `token` still holds, with the money of those that succeeded."""
+        now = datetime.now(UTC)
+        for change in changes:
+            change["updated"] = now
+        written = await store.write_results(conn, token, changes)
+        if len(written) < len(work):
+            log.info("%d refund(s) changed hands meanwhile; their results were dropped", len(work) - len(written))
+        done = {c["id"]: c for c in changes if c["id"] in written}
+        finished = [rid for rid, c in done.items() if c["status"] != "pending"]
+        rows = {r.id: r for r in await store.get_many(conn, finished)}
+        await payables.record_refunds(
+            conn, [rows[i] for i in finished if rows[i].status == RefundStatus.SUCCEEDED], tz=self._tz, now=now
         )
-        if opened:
-            log.warning("refund %s exhausted %d tries; dead letter opened", w.id, w.tries)
+        await events.record(
+            conn,
+            [(rows[i].merchant_id, f"refund.{rows[i].status}", i, refund_object(rows[i])) for i in sorted(finished)],
+        )
+        await dead_letter_store.resolve(conn, "refund", finished)
+        for w in work:
+            if w.dead and w.id in written:
+                change = done[w.id]
+                history = [
+                    {
+                        "refund": w.id,
+                        "payment": w.refund.payment_id,
+                        "amount": w.refund.amount,
+                        "calls": w.refund.calls + w.calls,
+                        "maybe_sent": change["maybe_sent"],
+                        "last_error": change["last_error"],
+                    }
+                ]
+                await dead_letters.open_for(
+                    conn,
+                    DeadLetterKind.REFUND,
+                    w.id,
+                    "refund",
+                    tries=w.tries,
+                    last_error=change["last_error"],
+                    history=history,
+                )
 
-    async def _run_safely(self, w: _Work) -> dict[str, Any]:
-        """One refund's bug must not sink its batch: it is retried later and its error kept visible."""
-        try:
-            return await self._run(w)
-        except Exception as exc:
-            log.exception("processing refund %s failed", w.id)
-            return self._retry_later(w, f"internal error: {type(exc).__name__}")
-
-    async def _run(self, w: _Work) -> dict[str, Any]:
+    async def _run(self, w: RefundWork) -> dict[str, Any]:
         processor = self._processors.get(w.refund.processor)
         if not isinstance(processor, RefundingProcessor):
             return self._retry_later(w, f"no processor named {w.refund.processor!r} that can refund")
@@ -297,7 +282,7 @@ class RefundPump:
         w.calls += 1
         return self._outcome(w, await processor.refund(w.id, w.authorization_id, w.refund.amount))
 
-    def _change(self, w: _Work, **fields: Any) -> dict[str, Any]:
+    def _change(self, w: RefundWork, **fields: Any) -> dict[str, Any]:
         change: dict[str, Any] = {
             "id": w.id,
             "status": "pending",
@@ -313,7 +298,7 @@ class RefundPump:
         change.update(fields)
         return change
 
-    def _outcome(self, w: _Work, result: ProcessorResult) -> dict[str, Any]:
+    def _outcome(self, w: RefundWork, result: ProcessorResult) -> dict[str, Any]:
         if result.outcome is Outcome.APPROVED:
             return self._change(w, status="succeeded", processor_reference=result.processor_reference, maybe_sent=True)
         if result.outcome is Outcome.DECLINED:
@@ -337,7 +322,7 @@ class RefundPump:
         return self._retry_later(w, f"{result.outcome.value} failure: {result.message or 'processor unavailable'}")
 
     def _retry_later(
-        self, w: _Work, error: str, *, extra_delay: float = 0.0, maybe_sent: bool | None = None
+        self, w: RefundWork, error: str, *, extra_delay: float = 0.0, maybe_sent: bool | None = None
     ) -> dict[str, Any]:
         sent = w.was_maybe_sent if maybe_sent is None else maybe_sent
         then = self._retry.after_failure(w.tries, now=datetime.now(UTC), extra_delay=extra_delay)

@@ -6,11 +6,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, tzinfo
+from typing import Any
 
 from tender.domain.retry import RetryPolicy
 from tender.domain.transitions import PaymentChange
 from tender.processors.base import Processor
 from tender.services.payment_operations import PaymentOperations, PaymentSchedule, PaymentWork
+from tender.services.refunds import RefundOperations, RefundWork
+from tender.store import refunds as refund_store
 from tender.store.claims import Claim
 from tender.store.db import Conn, Database
 from tender.store.payments import PAYMENT_COLUMNS
@@ -53,4 +56,40 @@ class PaymentPump(BatchPump[PaymentWork, PaymentChange]):
         return self.operations.failed(item, error)
 
     async def write(self, conn: Conn, token: uuid.UUID, items: list[PaymentWork], results: list[PaymentChange]) -> None:
+        await self.operations.write(conn, token, items, results)
+
+
+class RefundPump(BatchPump[RefundWork, dict[str, Any]]):
+    """Due refunds: each one's processor operation (a refund under its own id, or a look-up of it), by
+    services/refunds.py, with the payment pump's guarantees: lease, look-up before any re-send, dead letters."""
+
+    table = "refunds"
+    columns = refund_store.CLAIM_COLUMNS
+    kind = "refund"
+
+    def __init__(
+        self,
+        db: Database,
+        processors: Mapping[str, object],
+        *,
+        lease_seconds: float = 60.0,
+        retry: RetryPolicy | None = None,
+        business_tz: tzinfo = UTC,
+    ) -> None:
+        super().__init__(db, lease_seconds=lease_seconds)
+        self.operations = RefundOperations(processors, retry=retry, business_tz=business_tz)
+
+    async def prepare(self, conn: Conn, claim: Claim) -> Sequence[RefundWork]:
+        return await self.operations.prepare(conn, claim.rows)
+
+    def key(self, item: RefundWork) -> str:
+        return item.id
+
+    async def handle(self, item: RefundWork) -> dict[str, Any]:
+        return await self.operations.run(item)
+
+    def on_error(self, item: RefundWork, error: str) -> dict[str, Any]:
+        return self.operations.failed(item, error)
+
+    async def write(self, conn: Conn, token: uuid.UUID, items: list[RefundWork], results: list[dict[str, Any]]) -> None:
         await self.operations.write(conn, token, items, results)

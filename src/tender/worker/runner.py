@@ -18,11 +18,10 @@ from tender.domain.retry import RetryPolicy
 from tender.services import maintenance, velocity
 from tender.services.checkout import ExpiryPump
 from tender.services.payment_operations import PaymentSchedule
-from tender.services.refunds import RefundPump
 from tender.services.settlement import SettlementPump
 from tender.services.webhook_delivery import DeliveryPolicy, DeliveryPump
 from tender.store.db import unavailable
-from tender.worker.pumps import PaymentPump
+from tender.worker.pumps import PaymentPump, RefundPump
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,8 @@ import httpx
 
 from tender.bootstrap import Container
 from tender.domain.retry import RetryPolicy
-from tender.services.refunds import RefundPump
 from tender.services.settlement import settle_all
-from tender.worker.pumps import PaymentPump
+from tender.worker.pumps import PaymentPump, RefundPump
 
 CREDIT = "4242424242424242"  # succeeds; its payable waits 30 days
 DEBIT = "4000056655665556"  # succeeds; its payable is paid at once
