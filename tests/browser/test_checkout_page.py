@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, expect
 
-from tender.services.checkout import ExpiryPump
+from tender.worker.pumps import ExpiryPump
 from tests.support.browser import TIMEOUT_MS, Shots
 from tests.support.checkout_page import (
     GOOD,

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tender.services.checkout import ExpiryPump
+from tender.worker.pumps import ExpiryPump
 from tests.support.api import auth
 from tests.support.checkout import FORM, card_form, events_of, new_session, page_path, session_body
 from tests.support.payments import authorizer, drain

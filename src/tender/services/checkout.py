@@ -5,12 +5,14 @@ A session is created by the merchant's backend (`POST /v1/checkout/sessions`); t
 registered exactly once. Paying locks the session row: a second "Pay" while a payment is in progress (a
 double click) makes no new payment; after a decline the shopper may try another card, as a new payment of
 the same session. The session completes in the transaction that marks its payment `succeeded` (worker or
-processor notification, see `on_payment_changes`), and expires after `expires_at` by the expiry pump,
+processor notification, see `on_payment_changes`), and expires after `expires_at` by the expiry pump (`expire_due`),
 unless a payment is still in progress then.
 """
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -38,7 +40,6 @@ from tender.store import events
 from tender.store import payments as payment_store
 from tender.store.db import Conn, Database, Page
 from tender.vault import Vault
-from tender.worker.claim import claim_due
 
 DEFAULT_LIFETIME = timedelta(hours=24)
 METHOD_TYPES = ("card", *APM_TYPES)
@@ -253,26 +254,14 @@ async def on_payment_changes(conn: Conn, changed: list[Payment]) -> None:
         )
 
 
-class ExpiryPump:
-    """Expires open sessions past `expires_at`; one waiting on a payment in progress is looked at later."""
-
-    def __init__(self, db: Database, *, lease_seconds: float = 60.0, recheck_seconds: float = 60.0) -> None:
-        self._db = db
-        self._lease = lease_seconds
-        # A session whose payment is still in progress when it should expire is looked at again this much later
-        # (TENDER_CHECKOUT_EXPIRY_RECHECK_SECONDS).
-        self._recheck = recheck_seconds
-
-    async def run_batch(self, limit: int) -> int:
-        async with self._db.transaction() as conn:
-            claim = await claim_due(
-                conn, "checkout_sessions", columns=["status", "payment_id"], limit=limit, lease_seconds=self._lease
-            )
-            if not claim.rows:
-                return 0
-            busy = [r["payment_id"] for r in claim.rows if r["payment_id"]]
-            in_progress = {p.id for p in await payment_store.get_payments_by_ids(conn, busy) if p.status in IN_PROGRESS}
-            waiting = [r["id"] for r in claim.rows if r["payment_id"] in in_progress]
-            await store.reschedule(conn, claim.token, waiting, self._recheck)
-            await _expire(conn, [r["id"] for r in claim.rows if r["id"] not in waiting])
-        return len(claim.rows)
+async def expire_due(
+    conn: Conn, token: uuid.UUID, rows: Sequence[Mapping[str, Any]], *, recheck_seconds: float
+) -> None:
+    """The expiry pump's batch (worker/pumps.ExpiryPump), in its claim's transaction: open sessions past
+    `expires_at` are expired, except one whose payment is still in progress, looked at again `recheck_seconds`
+    later (TENDER_CHECKOUT_EXPIRY_RECHECK_SECONDS)."""
+    busy = [r["payment_id"] for r in rows if r["payment_id"]]
+    in_progress = {p.id for p in await payment_store.get_payments_by_ids(conn, busy) if p.status in IN_PROGRESS}
+    waiting = [r["id"] for r in rows if r["payment_id"] in in_progress]
+    await store.reschedule(conn, token, waiting, recheck_seconds)
+    await _expire(conn, [r["id"] for r in rows if r["id"] not in waiting])

@@ -11,6 +11,7 @@ from typing import Any
 from tender.domain.retry import RetryPolicy
 from tender.domain.transitions import PaymentChange
 from tender.processors.base import Processor
+from tender.services import checkout
 from tender.services.payment_operations import PaymentOperations, PaymentSchedule, PaymentWork
 from tender.services.refunds import RefundOperations, RefundWork
 from tender.store import refunds as refund_store
@@ -93,3 +94,23 @@ class RefundPump(BatchPump[RefundWork, dict[str, Any]]):
 
     async def write(self, conn: Conn, token: uuid.UUID, items: list[RefundWork], results: list[dict[str, Any]]) -> None:
         await self.operations.write(conn, token, items, results)
+
+
+class ExpiryPump(BatchPump[str, None]):
+    """Open checkout sessions past `expires_at`: expired in the claim's own transaction (nothing to call), except
+    one whose payment is still in progress, looked at again `recheck_seconds` later (services/checkout.py)."""
+
+    table = "checkout_sessions"
+    columns = ("status", "payment_id")
+    kind = "checkout session"
+
+    def __init__(self, db: Database, *, lease_seconds: float = 60.0, recheck_seconds: float = 60.0) -> None:
+        super().__init__(db, lease_seconds=lease_seconds)
+        self._recheck = recheck_seconds
+
+    async def prepare(self, conn: Conn, claim: Claim) -> Sequence[str]:
+        await checkout.expire_due(conn, claim.token, claim.rows, recheck_seconds=self._recheck)
+        return []  # all done in the claim's transaction
+
+    def key(self, item: str) -> str:
+        return item

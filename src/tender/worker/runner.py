@@ -16,12 +16,11 @@ from tender.bootstrap import Container
 from tender.config import Settings
 from tender.domain.retry import RetryPolicy
 from tender.services import maintenance, velocity
-from tender.services.checkout import ExpiryPump
 from tender.services.payment_operations import PaymentSchedule
 from tender.services.settlement import SettlementPump
 from tender.services.webhook_delivery import DeliveryPolicy, DeliveryPump
 from tender.store.db import unavailable
-from tender.worker.pumps import PaymentPump, RefundPump
+from tender.worker.pumps import ExpiryPump, PaymentPump, RefundPump
 
 log = logging.getLogger(__name__)
 
