@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src" / "tender"
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
-# Every entry point but the worker, whose pumps renew their leases in statements of their own.
+# Every entry point but the worker, whose batch pump opens a batch's claim and write-back (worker/__init__.py).
 ENTRY_POINTS = ("api", "web", "http", "cli.py", "devserver.py")
 
 
