@@ -24,7 +24,8 @@ from starlette.routing import Route
 
 from tender.services.merchants import create_merchant
 from tender.services.settlement import settle_all
-from tender.services.webhook_delivery import DeliveryPolicy, DeliveryPump
+from tender.services.webhook_delivery import DeliveryPolicy
+from tender.worker.pumps import DeliveryPump
 from tests.support.api import auth
 from tests.support.payments import authorizer, drain, get, notification_for, pay, shopper_decides, three_ds_payment
 from tests.support.serve import serve

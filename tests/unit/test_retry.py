@@ -120,3 +120,19 @@ def test_a_window_gives_up_once_the_next_try_would_fall_outside_it(monkeypatch: 
     assert policy.after_failure(5, now=NOW, began=began) == DeadLetter(None)  # 80 s later is past the hour
     assert policy.after_failure(100, now=NOW, began=NOW) == RetryAt(NOW + timedelta(hours=1))  # no try limit
     assert not policy.out_of_tries(10_000)
+
+
+def test_the_webhook_pumps_policy_is_the_delivery_policys_window() -> None:
+    """services/webhook_delivery: equal jitter between its base and cap, no try limit, given up (nothing to
+    look up) once the next try would fall past `retry_for` of the event."""
+    from tender.services.webhook_delivery import DeliveryPolicy
+
+    policy = DeliveryPolicy(retry_base_seconds=2.0, retry_cap_seconds=60.0, retry_for=timedelta(hours=5))
+    assert policy.retry == RetryPolicy(
+        base_seconds=2.0,
+        cap_seconds=60.0,
+        jitter=Jitter.EQUAL,
+        max_tries=None,
+        give_up_after=timedelta(hours=5),
+        janitor_seconds=None,
+    )

@@ -4,7 +4,6 @@ retry schedule, and the guard that keeps merchant-chosen URLs off the operator's
 from __future__ import annotations
 
 import base64
-import random
 import re
 import socket
 import time
@@ -21,7 +20,6 @@ from tender.domain.webhooks import (
     ALL_EVENTS,
     EVENT_TYPES,
     new_secret,
-    retry_delay_seconds,
     secret_key,
     signature,
     signature_header,
@@ -147,49 +145,8 @@ def _ceiling(attempt: int, base: float, cap: float) -> float:
     return min(cap, base * 2.0 ** (attempt - 1))
 
 
-@given(
-    attempt=st.integers(min_value=1, max_value=60),
-    base=st.floats(min_value=0.5, max_value=60),
-    cap=st.floats(min_value=60, max_value=86_400),
-)
-def test_delay_is_within_equal_jitter_bounds(attempt: int, base: float, cap: float) -> None:
-    ceiling = _ceiling(attempt, base, cap)
-    delay = retry_delay_seconds(attempt, base=base, cap=cap)
-    assert ceiling / 2 <= delay <= ceiling
-    assert delay <= cap
-
-
-@given(attempt=st.integers(min_value=1, max_value=60))
-def test_delay_grows_until_the_cap(attempt: int) -> None:
-    base, cap = 5.0, 6 * 3600.0
-    delay, following = (retry_delay_seconds(n, base=base, cap=cap) for n in (attempt, attempt + 1))
-    if base * 2**attempt <= cap:
-        # The next ceiling is twice this one, so its lowest wait is this one's highest: never shorter.
-        assert following >= delay
-    else:
-        assert cap / 2 <= following <= cap
-
-
-def test_first_delay_is_about_base() -> None:
-    for _ in range(100):
-        assert 2.5 <= retry_delay_seconds(1, base=5.0, cap=3600.0) <= 5.0
-
-
-def test_delay_is_jittered() -> None:
-    assert len({retry_delay_seconds(4, base=5.0, cap=3600.0) for _ in range(50)}) > 1
-
-
-@pytest.mark.parametrize(("high", "factor"), [(False, 0.5), (True, 1.0)])
-def test_jitter_extremes(monkeypatch: pytest.MonkeyPatch, high: bool, factor: float) -> None:
-    monkeypatch.setattr(random, "uniform", lambda a, b: b if high else a)
-    assert retry_delay_seconds(1, base=5.0, cap=60.0) == 5.0 * factor
-    assert retry_delay_seconds(3, base=5.0, cap=60.0) == 20.0 * factor
-    assert retry_delay_seconds(5, base=5.0, cap=60.0) == 60.0 * factor  # 80 capped at 60
-    assert retry_delay_seconds(60, base=5.0, cap=60.0) == 60.0 * factor
-
-
 def _attempts_within(window: float, delay: Callable[[int], float]) -> tuple[int, float]:
-    """How many attempts fit: as in WebhookDelivery._schedule_retry, a retry is scheduled while it falls
+    """How many attempts fit: as in DeliveryOperations._schedule_retry, a retry is scheduled while it falls
     inside the window counted from the first attempt (the requests' own time is left out)."""
     attempts, elapsed = 1, 0.0
     while elapsed + delay(attempts) <= window:

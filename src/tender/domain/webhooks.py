@@ -1,4 +1,5 @@
-"""Webhook rules without I/O: event types, endpoint secrets, Standard Webhooks signatures, the retry schedule.
+"""Webhook rules without I/O: event types, endpoint secrets, Standard Webhooks signatures. (Their retry schedule
+is the one retry policy, domain/retry.py, with equal jitter: services/webhook_delivery.DeliveryPolicy.retry.)
 
 Signatures follow the Standard Webhooks specification (standardwebhooks.com): the secret is
 `whsec_<base64 key>`, the signed content is `<webhook-id>.<webhook-timestamp>.<raw body>`, and the
@@ -12,7 +13,6 @@ import base64
 import hashlib
 import hmac
 import os
-import random
 from collections.abc import Iterable, Sequence
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
@@ -60,10 +60,3 @@ def signature_header(keys: Iterable[bytes], message_id: str, timestamp: int, bod
 
 def subscribes(filters: Sequence[str], event_type: str) -> bool:
     return ALL_EVENTS in filters or event_type in filters
-
-
-def retry_delay_seconds(attempt: int, *, base: float, cap: float) -> float:
-    """The wait after the `attempt`-th failed attempt (1-based): doubling from `base` up to `cap`, with
-    "equal jitter" (half fixed, half random), so retries of a burst spread out but never come back at once."""
-    ceiling = min(cap, base * 2.0 ** min(max(attempt - 1, 0), 64))  # past 2**64 every cap is reached
-    return ceiling / 2 + random.uniform(0, ceiling / 2)

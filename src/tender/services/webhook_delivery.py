@@ -1,43 +1,45 @@
 """Delivering events to webhook endpoints: what the worker's webhook pump does.
 
 Each (event, endpoint) pair is a delivery row, made in the transaction that recorded the event. The pump
-claims due deliveries in batches under a lease (worker/claim.py), POSTs them concurrently over one shared
-connection pool, and writes every outcome back in one transaction. A request is signed per Standard
-Webhooks; its `webhook-id` is the event id, the same on every retry, so a receiver deduplicates by it.
+(worker/pumps.DeliveryPump, on the generic batch pump of worker/pump.py) claims due deliveries in batches
+under a lease, POSTs them concurrently over one shared connection pool (`DeliveryOperations`), and writes
+every outcome back in one transaction. A request is signed per Standard Webhooks; its `webhook-id` is the
+event id, the same on every retry, so a receiver deduplicates by it.
 
 A 2xx within the timeout is a success; anything else (another status, a timeout, a refused connection, a
-blocked address) is retried with exponential backoff and jitter until the retry window (3 days by default)
-from the event or its redelivery has passed; then the delivery is `failed` and a dead letter (kind
-`webhook_delivery`) lets an operator send it again. Delivery is at least once: a receiver that handled a
-request but answered too late gets it again. An endpoint failing without a single success for longer than
-`disable_after` is disabled, and a `webhook_endpoint.disabled` event says so.
+blocked address) is retried with exponential backoff and equal jitter (domain/retry.py) until the retry
+window (3 days by default) from the event or its redelivery has passed; then the delivery is `failed` and a
+dead letter (kind `webhook_delivery`) lets an operator send it again. Delivery is at least once: a receiver
+that handled a request but answered too late gets it again. An endpoint failing without a single success for
+longer than `disable_after` is disabled, and a `webhook_endpoint.disabled` event says so.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
+import uuid
 from collections import Counter
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
 
-from tender.domain.ids import DEAD_LETTER, new_id
-from tender.domain.models import DeadLetterKind, DeliveryStatus, WebhookEndpoint
-from tender.domain.webhooks import retry_delay_seconds, secret_key, signature_header
+from tender.domain.models import DeadLetterKind, DeliveryStatus, Event, WebhookEndpoint
+from tender.domain.retry import DeadLetter, Jitter, RetryPolicy
+from tender.domain.webhooks import secret_key, signature_header
+from tender.services import dead_letters
 from tender.services.events import event_body
 from tender.services.objects import endpoint_object
 from tender.services.url_guard import BlockedURL, GuardedResolver, check_url
-from tender.store import dead_letters, events
+from tender.store import dead_letters as dead_letter_store
+from tender.store import events
 from tender.store import webhooks as store
-from tender.store.db import Database
+from tender.store.db import Conn
 from tender.vault import Vault
-from tender.worker.claim import Claim, claim_due, held
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +63,24 @@ class DeliveryPolicy:
     patience_seconds: float = 1.0
     lease_seconds: float = 60.0
 
+    @property
+    def retry(self) -> RetryPolicy:
+        """Doubling from `retry_base_seconds` up to `retry_cap_seconds`, half of each wait random, for as long
+        as a try falls within `retry_for` of the event (or its redelivery); then failed, a dead letter."""
+        return RetryPolicy(
+            base_seconds=self.retry_base_seconds,
+            cap_seconds=self.retry_cap_seconds,
+            jitter=Jitter.EQUAL,
+            max_tries=None,
+            give_up_after=self.retry_for,
+            janitor_seconds=None,  # nothing to look up: a failed delivery waits for an operator
+        )
+
 
 @dataclass(slots=True)
-class _Result:
+class DeliveryResult:
+    """What one delivery's try came to (store/webhooks.DeliveryResult)."""
+
     id: str
     endpoint_id: str
     status: DeliveryStatus = DeliveryStatus.PENDING
@@ -75,23 +92,36 @@ class _Result:
     gave_up: bool = False  # the retry window has passed: failed, dead letter
 
 
-class DeliveryPump:
-    """The webhook pump's service. Owns one HTTP connection pool for every delivery it makes."""
+@dataclass(slots=True)
+class DeliveryWork:
+    """One claimed delivery: its row, endpoint and event, and the result its request fills in."""
+
+    row: Mapping[str, Any]
+    endpoint: WebhookEndpoint | None
+    event: Event | None
+    result: DeliveryResult
+    keys: list[bytes] = field(default_factory=list)  # the endpoint's signing keys, read once per batch
+    body: bytes = b""
+
+
+class DeliveryOperations:
+    """What the webhook pump does with the deliveries it claims. Owns one HTTP connection pool for every
+    delivery it makes, and counts the requests in flight per endpoint: a batch does not wait for its slowest
+    request (the pump's patience), and one endpoint never has more than `per_endpoint` requests in flight
+    (its extra rows are put back for a moment), so one slow endpoint holds up nobody else's events."""
 
     def __init__(
         self,
-        db: Database,
         vault: Vault,
         policy: DeliveryPolicy | None = None,
         *,
         resolver: AbstractResolver | None = None,  # DNS; default: the system's
     ) -> None:
-        self._db = db
         self._vault = vault
         self.policy = policy or DeliveryPolicy()
+        self._retry = self.policy.retry
         self._resolver = resolver
         self._in_flight: Counter[str] = Counter()  # requests in flight per endpoint
-        self._stragglers: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -111,10 +141,8 @@ class DeliveryPump:
             )
         return self._session
 
-    async def aclose(self) -> None:
-        """Let deliveries still in flight finish and be written (at most the timeout), then close the pool."""
-        if self._stragglers:
-            await asyncio.gather(*self._stragglers, return_exceptions=True)
+    async def close(self) -> None:
+        """Close the connection pool (the pump lets its stragglers finish first)."""
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -123,51 +151,48 @@ class DeliveryPump:
     def in_flight(self) -> int:
         return sum(self._in_flight.values())
 
-    async def run_batch(self, limit: int) -> int:
-        """Claim and send up to `limit` due deliveries; returns how many were claimed.
+    def capacity(self, limit: int) -> int:
+        """Every request gets a connection: claim no more than the pool has free."""
+        return min(limit, self.policy.max_connections - self.in_flight)
 
-        A batch does not wait for its slowest request: after `patience_seconds` the answers in hand are
-        written and the lane goes on claiming, while the slow requests finish in the background (their lease
-        renewed) and are written when they end. So one slow endpoint holds up nobody else's events; and one
-        endpoint never has more than `per_endpoint` requests in flight: its extra rows are put back for a moment.
-        """
-        limit = min(limit, self.policy.max_connections - self.in_flight)  # every request gets a connection
-        if limit <= 0:
-            return 0
-        async with self._db.transaction() as conn:
-            claim = await claim_due(
-                conn,
-                "webhook_deliveries",
-                columns=store.CLAIM_COLUMNS,
-                limit=limit,
-                lease_seconds=self.policy.lease_seconds,
+    async def prepare(self, conn: Conn, token: uuid.UUID, rows: Sequence[Mapping[str, Any]]) -> list[DeliveryWork]:
+        """The claimed deliveries' work, in the claim's transaction; an endpoint's rows beyond its cap are put
+        back for a moment (`CROWDED_DELAY`)."""
+        keep, crowded = self._within_endpoint_caps(rows)
+        await store.postpone(conn, token, [r["id"] for r in crowded], CROWDED_DELAY)
+        found_events = await events.get_many(conn, list({r["event_id"] for r in keep}))
+        endpoints = await store.get_endpoints(conn, list({r["endpoint_id"] for r in keep}))
+        return [
+            DeliveryWork(
+                row,
+                endpoints.get(row["endpoint_id"]),
+                found_events.get(row["event_id"]),
+                DeliveryResult(id=row["id"], endpoint_id=row["endpoint_id"]),
             )
-            if not claim.rows:
-                return 0
-            rows, crowded = self._within_endpoint_caps(claim.rows)
-            await store.postpone(conn, claim.token, [r["id"] for r in crowded], CROWDED_DELAY)
-            found_events = await events.get_many(conn, list({r["event_id"] for r in rows}))
-            endpoints = await store.get_endpoints(conn, list({r["endpoint_id"] for r in rows}))
+            for row in keep
+        ]
 
+    def claimed(self, work: list[DeliveryWork]) -> None:
+        """Once the claim has committed: sign and count the requests about to leave (counted before any of
+        them runs, so a concurrent lane's claim sees them; each run takes its own off when it ends)."""
         now = datetime.now(UTC)
-        keys = {e.id: self._signing_keys(e, now) for e in endpoints.values()}
-        bodies = {event_id: event_body(event) for event_id, event in found_events.items()}
-        for row in rows:  # counted before any task runs, so a concurrent lane's claim sees them
-            self._in_flight[row["endpoint_id"]] += 1
-        tasks = {
-            asyncio.create_task(self._deliver_counted(row, endpoints.get(row["endpoint_id"]), keys, bodies)): row
-            for row in rows
-        }
-        done, pending = await asyncio.wait(tasks, timeout=self.policy.patience_seconds) if tasks else (set(), set())
-        if pending:  # handed over before writing, so a failed write cannot orphan requests still in flight
-            late = Claim(claim.token, [tasks[t] for t in pending])
-            straggler = asyncio.create_task(self._finish_late(late, pending), name="webhook-stragglers")
-            self._stragglers.add(straggler)
-            straggler.add_done_callback(self._stragglers.discard)
-        await self._write_back(claim.token, [t.result() for t in done], rows)
-        return len(claim.rows)
+        keys: dict[str, list[bytes]] = {}
+        bodies: dict[str, bytes] = {}
+        for w in work:
+            if w.endpoint is not None:
+                if w.endpoint.id not in keys:
+                    keys[w.endpoint.id] = self._signing_keys(w.endpoint, now)
+                w.keys = keys[w.endpoint.id]
+            if w.event is not None:
+                if w.event.id not in bodies:
+                    bodies[w.event.id] = event_body(w.event)
+                w.body = bodies[w.event.id]
+        for w in work:  # only once all are signed: a row counted here is always run, which takes it off
+            self._in_flight[w.row["endpoint_id"]] += 1
 
-    def _within_endpoint_caps(self, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def _within_endpoint_caps(
+        self, rows: Sequence[Mapping[str, Any]]
+    ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
         taken: Counter[str] = Counter()
         keep, crowded = [], []
         for row in rows:
@@ -179,57 +204,70 @@ class DeliveryPump:
                 crowded.append(row)
         return keep, crowded
 
-    async def _deliver_counted(
-        self,
-        row: Mapping[str, Any],
-        endpoint: WebhookEndpoint | None,
-        keys: Mapping[str, list[bytes]],
-        bodies: Mapping[str, bytes],
-    ) -> _Result:
+    async def run(self, w: DeliveryWork) -> DeliveryResult:
+        """Send the delivery (outside any transaction); a failure is scheduled for a retry, or given up."""
         try:
-            return await self._deliver_safely(row, endpoint, keys, bodies)
+            return await self._deliver(w)
         finally:
-            self._in_flight[row["endpoint_id"]] -= 1
-            if self._in_flight[row["endpoint_id"]] <= 0:
-                del self._in_flight[row["endpoint_id"]]
+            self._in_flight[w.row["endpoint_id"]] -= 1
+            if self._in_flight[w.row["endpoint_id"]] <= 0:
+                del self._in_flight[w.row["endpoint_id"]]
 
-    async def _finish_late(self, late: Claim, pending: set[asyncio.Task[_Result]]) -> None:
-        try:
-            async with held(self._db, "webhook_deliveries", late, self.policy.lease_seconds):
-                await asyncio.wait(pending)
-            await self._write_back(late.token, [t.result() for t in pending], late.rows)
-        except Exception:  # the lease runs out and the rows are sent again: at least once, never lost
-            log.exception("could not write the results of %d slow webhook deliveries", len(pending))
+    def failed(self, w: DeliveryWork, error: str) -> DeliveryResult:
+        """Sending raised (a bug): retried like a failed request, the attempt written down."""
+        result = w.result
+        result.status_code, result.error = None, error
+        result.attempted = result.attempted or datetime.now(UTC)
+        self._schedule_retry(result, w.row)
+        return result
 
-    async def _write_back(self, token: Any, results: list[_Result], rows: list[dict[str, Any]]) -> None:
-        if not results:
-            return
+    async def write(
+        self, conn: Conn, token: uuid.UUID, work: list[DeliveryWork], results: list[DeliveryResult]
+    ) -> None:
+        """The outcomes, where the lease `token` still holds: attempts, endpoint health, dead letters."""
         now = datetime.now(UTC)
-        async with self._db.transaction() as conn:
-            written = await store.write_results(conn, token, results)
-            done = [r for r in results if r.id in written]
-            if len(done) < len(results):
-                log.info(
-                    "%d webhook deliveries changed hands meanwhile; their results were dropped",
-                    len(results) - len(done),
+        written = await store.write_results(conn, token, results)
+        done = [(w, r) for w, r in zip(work, results, strict=True) if r.id in written]
+        if len(done) < len(results):
+            log.info(
+                "%d webhook deliveries changed hands meanwhile; their results were dropped", len(results) - len(done)
+            )
+        sent = [r for _, r in done if r.attempted is not None]
+        await store.insert_attempts(conn, sent)
+        await store.note_endpoint_health(
+            conn,
+            succeeded=[r.endpoint_id for r in sent if r.status is DeliveryStatus.SUCCEEDED],
+            failed=[r.endpoint_id for r in sent if r.status is not DeliveryStatus.SUCCEEDED],
+            now=now,
+        )
+        await self._disable_failing(
+            conn, [r.endpoint_id for r in sent if r.status is not DeliveryStatus.SUCCEEDED], now
+        )
+        await dead_letter_store.resolve(
+            conn, DeadLetterKind.WEBHOOK_DELIVERY, [r.id for _, r in done if r.status is DeliveryStatus.SUCCEEDED]
+        )
+        for w, r in done:
+            if r.gave_up:
+                attempts = int(w.row["attempts"]) + 1
+                history = [
+                    {
+                        "delivery": r.id,
+                        "endpoint": r.endpoint_id,
+                        "event": w.row["event_id"],
+                        "attempts": attempts,
+                        "last_status_code": r.status_code,
+                        "last_error": r.error,
+                    }
+                ]
+                await dead_letters.open_for(
+                    conn,
+                    DeadLetterKind.WEBHOOK_DELIVERY,
+                    r.id,
+                    "deliver",
+                    tries=attempts,
+                    last_error=r.error,
+                    history=history,
                 )
-            await store.insert_attempts(conn, [r for r in done if r.attempted is not None])
-            sent = [r for r in done if r.attempted is not None]
-            await store.note_endpoint_health(
-                conn,
-                succeeded=[r.endpoint_id for r in sent if r.status is DeliveryStatus.SUCCEEDED],
-                failed=[r.endpoint_id for r in sent if r.status is not DeliveryStatus.SUCCEEDED],
-                now=now,
-            )
-            await self._disable_failing(
-                conn, [r.endpoint_id for r in sent if r.status is not DeliveryStatus.SUCCEEDED], now
-            )
-            await dead_letters.resolve(
-                conn, DeadLetterKind.WEBHOOK_DELIVERY, [r.id for r in done if r.status is DeliveryStatus.SUCCEEDED]
-            )
-            for r in done:
-                if r.gave_up:
-                    await self._open_dead_letter(conn, r, rows)
 
     def _signing_keys(self, endpoint: WebhookEndpoint, now: datetime) -> list[bytes]:
         """The current secret's key, and the previous one's while its overlap lasts."""
@@ -239,28 +277,19 @@ class DeliveryPump:
             keys.append(secret_key(self._vault.decrypt(endpoint.previous_secret_ct, row_id=endpoint.id)))
         return keys
 
-    async def _deliver_safely(
-        self,
-        row: Mapping[str, Any],
-        endpoint: WebhookEndpoint | None,
-        keys: Mapping[str, list[bytes]],
-        bodies: Mapping[str, bytes],
-    ) -> _Result:
-        result = _Result(id=row["id"], endpoint_id=row["endpoint_id"])
+    async def _deliver(self, w: DeliveryWork) -> DeliveryResult:
+        result, endpoint = w.result, w.endpoint
         if endpoint is None or not endpoint.enabled:
             result.status, result.error = DeliveryStatus.FAILED, "the endpoint was disabled"
             return result
-        try:
-            await self._send(result, endpoint.url, keys[endpoint.id], row["event_id"], bodies[row["event_id"]])
-        except Exception as exc:  # one delivery's bug must not sink the batch: it is retried like a failure
-            log.exception("webhook delivery %s failed unexpectedly", row["id"])
-            result.status_code, result.error = None, f"internal error: {type(exc).__name__}"
-            result.attempted = result.attempted or datetime.now(UTC)
+        if w.event is None:  # cannot happen (an event outlives its deliveries): retried like any bug
+            raise KeyError(w.row["event_id"])
+        await self._send(result, endpoint.url, w.keys, w.row["event_id"], w.body)
         if result.status is not DeliveryStatus.SUCCEEDED:
-            self._schedule_retry(result, row)
+            self._schedule_retry(result, w.row)
         return result
 
-    async def _send(self, result: _Result, url: str, keys: list[bytes], event_id: str, body: bytes) -> None:
+    async def _send(self, result: DeliveryResult, url: str, keys: list[bytes], event_id: str, body: bytes) -> None:
         result.attempted = datetime.now(UTC)
         started = time.perf_counter()
         try:
@@ -288,18 +317,14 @@ class DeliveryPump:
         finally:
             result.latency_ms = round((time.perf_counter() - started) * 1000)
 
-    def _schedule_retry(self, result: _Result, row: Mapping[str, Any]) -> None:
-        p = self.policy
-        delay = timedelta(
-            seconds=retry_delay_seconds(int(row["tries"]), base=p.retry_base_seconds, cap=p.retry_cap_seconds)
-        )
-        when = datetime.now(UTC) + delay
-        if when > row["retry_from"] + p.retry_for:
+    def _schedule_retry(self, result: DeliveryResult, row: Mapping[str, Any]) -> None:
+        then = self._retry.after_failure(int(row["tries"]), now=datetime.now(UTC), began=row["retry_from"])
+        if isinstance(then, DeadLetter):  # the retry window has passed
             result.status, result.next_run_at, result.gave_up = DeliveryStatus.FAILED, None, True
         else:
-            result.status, result.next_run_at = DeliveryStatus.PENDING, when
+            result.status, result.next_run_at = DeliveryStatus.PENDING, then.when
 
-    async def _disable_failing(self, conn: Any, endpoint_ids: list[str], now: datetime) -> None:
+    async def _disable_failing(self, conn: Conn, endpoint_ids: list[str], now: datetime) -> None:
         if not endpoint_ids:
             return
         for endpoint in await store.failing_since_before(conn, endpoint_ids, now - self.policy.disable_after):
@@ -313,26 +338,3 @@ class DeliveryPump:
                 conn, [(disabled.merchant_id, "webhook_endpoint.disabled", disabled.id, endpoint_object(disabled))]
             )
             log.warning("webhook endpoint %s disabled: failing since %s", disabled.id, since.isoformat())
-
-    async def _open_dead_letter(self, conn: Any, r: _Result, claimed: list[dict[str, Any]]) -> None:
-        row = next(c for c in claimed if c["id"] == r.id)
-        await dead_letters.open_one(
-            conn,
-            id=new_id(DEAD_LETTER),
-            kind=DeadLetterKind.WEBHOOK_DELIVERY,
-            object_id=r.id,
-            operation="deliver",
-            tries=int(row["attempts"]) + 1,
-            last_error=r.error,
-            history=[
-                {
-                    "delivery": r.id,
-                    "endpoint": r.endpoint_id,
-                    "event": row["event_id"],
-                    "attempts": int(row["attempts"]) + 1,
-                    "last_status_code": r.status_code,
-                    "last_error": r.error,
-                }
-            ],
-        )
-        log.warning("webhook delivery %s gave up after %s attempts: %s", r.id, int(row["attempts"]) + 1, r.error)

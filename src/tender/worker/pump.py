@@ -59,6 +59,9 @@ class BatchPump(ABC, Generic[W, R]):
         """The work of the claimed rows, in the claim's transaction; what is left out is not handled (a pump
         may finish or postpone rows here, under `claim.token`)."""
 
+    def claimed(self, items: list[W]) -> None:
+        """Called once the claim has committed, just before its rows are handled (every one of them will be)."""
+
     @abstractmethod
     def key(self, item: W) -> str:
         """The claimed row's id."""
@@ -89,6 +92,8 @@ class BatchPump(ABC, Generic[W, R]):
             if not claim.rows:
                 return 0
             work = list(await self.prepare(conn, claim))
+        if work:
+            self.claimed(work)
         if work and self.patience_seconds is None:
             async with held(self._db, self.table, claim.token, [self.key(w) for w in work], self.lease_seconds):
                 results = await asyncio.gather(*(self._handle_safely(w) for w in work))

@@ -8,13 +8,17 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, tzinfo
 from typing import Any
 
+from aiohttp.abc import AbstractResolver
+
 from tender.domain.retry import RetryPolicy
 from tender.domain.transitions import PaymentChange
 from tender.processors.base import Processor
 from tender.services import checkout
 from tender.services.payment_operations import PaymentOperations, PaymentSchedule, PaymentWork
 from tender.services.refunds import RefundOperations, RefundWork
+from tender.services.webhook_delivery import DeliveryOperations, DeliveryPolicy, DeliveryResult, DeliveryWork
 from tender.store import refunds as refund_store
+from tender.store import webhooks as webhook_store
 from tender.store.claims import Claim
 from tender.store.db import Conn, Database
 from tender.store.payments import PAYMENT_COLUMNS
@@ -114,3 +118,58 @@ class ExpiryPump(BatchPump[str, None]):
 
     def key(self, item: str) -> str:
         return item
+
+
+class DeliveryPump(BatchPump[DeliveryWork, DeliveryResult]):
+    """Due webhook deliveries: each POSTed to its endpoint, signed (services/webhook_delivery.py). A batch
+    writes the answers in hand after the policy's patience and goes on claiming; slow requests are written
+    when they end, so one slow endpoint holds up nobody else's events."""
+
+    table = "webhook_deliveries"
+    columns = webhook_store.CLAIM_COLUMNS
+    kind = "webhook delivery"
+
+    def __init__(
+        self,
+        db: Database,
+        vault: Vault,
+        policy: DeliveryPolicy | None = None,
+        *,
+        resolver: AbstractResolver | None = None,  # DNS; default: the system's
+    ) -> None:
+        self.operations = DeliveryOperations(vault, policy, resolver=resolver)
+        self.policy = self.operations.policy
+        super().__init__(db, lease_seconds=self.policy.lease_seconds)
+        self.patience_seconds = self.policy.patience_seconds
+
+    @property
+    def in_flight(self) -> int:
+        return self.operations.in_flight
+
+    def capacity(self, limit: int) -> int:
+        return self.operations.capacity(limit)
+
+    async def prepare(self, conn: Conn, claim: Claim) -> Sequence[DeliveryWork]:
+        return await self.operations.prepare(conn, claim.token, claim.rows)
+
+    def claimed(self, items: list[DeliveryWork]) -> None:
+        self.operations.claimed(items)
+
+    def key(self, item: DeliveryWork) -> str:
+        return str(item.row["id"])
+
+    async def handle(self, item: DeliveryWork) -> DeliveryResult:
+        return await self.operations.run(item)
+
+    def on_error(self, item: DeliveryWork, error: str) -> DeliveryResult:
+        return self.operations.failed(item, error)
+
+    async def write(
+        self, conn: Conn, token: uuid.UUID, items: list[DeliveryWork], results: list[DeliveryResult]
+    ) -> None:
+        await self.operations.write(conn, token, items, results)
+
+    async def aclose(self) -> None:
+        """Let deliveries still in flight finish and be written (at most the timeout), then close the pool."""
+        await super().aclose()
+        await self.operations.close()

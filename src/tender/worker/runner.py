@@ -18,9 +18,9 @@ from tender.domain.retry import RetryPolicy
 from tender.services import maintenance, velocity
 from tender.services.payment_operations import PaymentSchedule
 from tender.services.settlement import SettlementPump
-from tender.services.webhook_delivery import DeliveryPolicy, DeliveryPump
+from tender.services.webhook_delivery import DeliveryPolicy
 from tender.store.db import unavailable
-from tender.worker.pumps import ExpiryPump, PaymentPump, RefundPump
+from tender.worker.pumps import DeliveryPump, ExpiryPump, PaymentPump, RefundPump
 
 log = logging.getLogger(__name__)
 
