@@ -149,7 +149,7 @@ class LedgerMachine(RuleBasedStateMachine):
             if got.status != "pending":
                 return str(got.status)
             await asyncio.sleep(0.01)
-        raise AssertionError(f"refund {created.id} never settled")
+        raise AssertionError(f"refund {created.id} never finished")
 
     @rule(payment=captured, share=st.integers(1, 100), too_much=st.booleans())
     def refund(self, payment: ModelPayment, share: int, too_much: bool) -> None:

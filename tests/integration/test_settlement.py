@@ -13,7 +13,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from tender.services.settlement import SettlementPump, settle_all, settle_due
+from tender.services.settlement import settle_all, settle_due
+from tender.worker.pumps import SettlementPump
 from tests.support.money import (
     CREDIT,
     DEBIT,

@@ -143,15 +143,3 @@ def check_as_of(as_of: date, tz: tzinfo, *, force: bool = False) -> None:
             " before their money is due",
             param="as_of",
         )
-
-
-class SettlementPump:
-    """The worker's settlement pump: settles what is due today in the business time zone."""
-
-    def __init__(self, db: Database, *, tz: tzinfo) -> None:
-        self._db = db
-        self._tz = tz
-
-    async def run_batch(self, limit: int) -> int:
-        """One round of at most `limit` groups; returns how many groups it settled (0 when idle)."""
-        return (await settle_due(self._db, business_today(self._tz), max_groups=limit)).groups

@@ -13,7 +13,7 @@ from aiohttp.abc import AbstractResolver
 from tender.domain.retry import RetryPolicy
 from tender.domain.transitions import PaymentChange
 from tender.processors.base import Processor
-from tender.services import checkout
+from tender.services import checkout, settlement
 from tender.services.payment_operations import PaymentOperations, PaymentSchedule, PaymentWork
 from tender.services.refunds import RefundOperations, RefundWork
 from tender.services.webhook_delivery import DeliveryOperations, DeliveryPolicy, DeliveryResult, DeliveryWork
@@ -173,3 +173,19 @@ class DeliveryPump(BatchPump[DeliveryWork, DeliveryResult]):
         """Let deliveries still in flight finish and be written (at most the timeout), then close the pool."""
         await super().aclose()
         await self.operations.close()
+
+
+class SettlementPump:
+    """Payables due today (in the business time zone), settled a round of groups at a time by
+    services/settlement.py. Not a BatchPump: settlement claims no rows under a lease and has nothing to retry;
+    each (merchant, currency, day) group is settled in a transaction of its own under an advisory lock, so
+    several workers and `tender settle` can run at once, and a group that fails is simply found due again."""
+
+    def __init__(self, db: Database, *, tz: tzinfo) -> None:
+        self._db = db
+        self._tz = tz
+
+    async def run_batch(self, limit: int) -> int:
+        """One round of at most `limit` groups; returns how many groups it settled (0 when idle)."""
+        round_ = await settlement.settle_due(self._db, settlement.business_today(self._tz), max_groups=limit)
+        return round_.groups

@@ -17,10 +17,9 @@ from tender.config import Settings
 from tender.domain.retry import RetryPolicy
 from tender.services import maintenance, velocity
 from tender.services.payment_operations import PaymentSchedule
-from tender.services.settlement import SettlementPump
 from tender.services.webhook_delivery import DeliveryPolicy
 from tender.store.db import unavailable
-from tender.worker.pumps import DeliveryPump, ExpiryPump, PaymentPump, RefundPump
+from tender.worker.pumps import DeliveryPump, ExpiryPump, PaymentPump, RefundPump, SettlementPump
 
 log = logging.getLogger(__name__)
 
