@@ -1,6 +1,6 @@
 """The simulator's 3-D Secure challenge page as a shopper meets it, in headless Chromium.
 
-A 3-D Secure payment (real PostgreSQL, the API in process, the authorization pump) ends in `requires_action`;
+A 3-D Secure payment (real PostgreSQL, the API in process, the payment pump) ends in `requires_action`;
 the browser opens `next_action.url`, the shopper approves or declines, the simulator sends the browser on to
 `return_url` (a small shop page served here, which records what it was given), and Tender learns the outcome
 by a look-up or a notification, as the API then shows.

@@ -1,4 +1,4 @@
-"""The authorization pump against real PostgreSQL and the real simulator (in process): every test card's
+"""The payment pump's authorizations against real PostgreSQL and the real simulator (in process): every test card's
 outcome, crash recovery through open attempts, leases, and several workers on one backlog."""
 
 from __future__ import annotations

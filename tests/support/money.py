@@ -29,7 +29,7 @@ async def set_fee_plan(api: Any, settings: Any, merchant_id: str, rules: list[di
 
 
 async def capture(api: Any, container: Any, merchant: Any, *payments: tuple[str, int, str]) -> list[str]:
-    """Pay (card number, amount, currency) each and run the worker's authorization pump until done."""
+    """Pay (card number, amount, currency) each and run the worker's payment pump until done."""
     ids = [
         (await pay(api, merchant, number, amount=amount, currency=currency))["id"]
         for number, amount, currency in payments

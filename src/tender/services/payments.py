@@ -3,7 +3,7 @@
 Alternative methods (upi, wallet, netbanking, bnpl) have nothing secret: their public view is stored on
 the payment and sent to the processor as it is.
 
-Nothing slow happens here: the worker's authorization pump does the processor call. The request bodies
+Nothing slow happens here: the worker's payment pump does the processor call. The request bodies
 (PaymentCreate, CaptureIn) are services/payment_requests.py's.
 """
 

@@ -164,7 +164,7 @@ def _change_params(c: PaymentChange) -> dict[str, Any]:
 async def update_after_processing(conn: Conn, token: Any, changes: Sequence[PaymentChange]) -> set[str]:
     """Write the outcome of claimed payments where our lease still holds AND the status is still the one we
     claimed (an inbound notification may have moved it meanwhile: never move a status backwards).
-    Returns the ids written."""
+    Returns the ids written. Only services/payment_transitions.py calls it, and writes what follows."""
     if not changes:
         return set()
     async with conn.cursor() as cur:
@@ -186,7 +186,8 @@ async def update_after_processing(conn: Conn, token: Any, changes: Sequence[Paym
 
 async def apply_change(conn: Conn, change: PaymentChange) -> bool:
     """Apply one change outside a claim (an inbound notification): guarded by the expected status only, and
-    it takes the row from any worker holding it (that worker's later write then finds the status moved)."""
+    it takes the row from any worker holding it (that worker's later write then finds the status moved).
+    Only services/payment_transitions.py calls it, and writes what follows."""
     cur = await conn.execute(
         "UPDATE payments SET status = %(status)s, amount_captured = %(amount_captured)s,"
         " failure_code = %(failure_code)s, decline_code = %(decline_code)s,"
