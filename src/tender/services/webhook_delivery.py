@@ -96,7 +96,7 @@ class DeliveryResult:
 class DeliveryWork:
     """One claimed delivery: its row, endpoint and event, and the result its request fills in."""
 
-    row: Mapping[str, Any]
+    row: store.ClaimedDelivery
     endpoint: WebhookEndpoint | None
     event: Event | None
     result: DeliveryResult
@@ -158,16 +158,16 @@ class DeliveryOperations:
     async def prepare(self, conn: Conn, token: uuid.UUID, rows: Sequence[Mapping[str, Any]]) -> list[DeliveryWork]:
         """The claimed deliveries' work, in the claim's transaction; an endpoint's rows beyond its cap are put
         back for a moment (`CROWDED_DELAY`)."""
-        keep, crowded = self._within_endpoint_caps(rows)
-        await store.postpone(conn, token, [r["id"] for r in crowded], CROWDED_DELAY)
-        found_events = await events.get_many(conn, list({r["event_id"] for r in keep}))
-        endpoints = await store.get_endpoints(conn, list({r["endpoint_id"] for r in keep}))
+        keep, crowded = self._within_endpoint_caps([store.ClaimedDelivery(**r) for r in rows])
+        await store.postpone(conn, token, [r.id for r in crowded], CROWDED_DELAY)
+        found_events = await events.get_many(conn, list({r.event_id for r in keep}))
+        endpoints = await store.get_endpoints(conn, list({r.endpoint_id for r in keep}))
         return [
             DeliveryWork(
                 row,
-                endpoints.get(row["endpoint_id"]),
-                found_events.get(row["event_id"]),
-                DeliveryResult(id=row["id"], endpoint_id=row["endpoint_id"]),
+                endpoints.get(row.endpoint_id),
+                found_events.get(row.event_id),
+                DeliveryResult(id=row.id, endpoint_id=row.endpoint_id),
             )
             for row in keep
         ]
@@ -188,15 +188,15 @@ class DeliveryOperations:
                     bodies[w.event.id] = event_body(w.event)
                 w.body = bodies[w.event.id]
         for w in work:  # only once all are signed: a row counted here is always run, which takes it off
-            self._in_flight[w.row["endpoint_id"]] += 1
+            self._in_flight[w.row.endpoint_id] += 1
 
     def _within_endpoint_caps(
-        self, rows: Sequence[Mapping[str, Any]]
-    ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+        self, rows: list[store.ClaimedDelivery]
+    ) -> tuple[list[store.ClaimedDelivery], list[store.ClaimedDelivery]]:
         taken: Counter[str] = Counter()
         keep, crowded = [], []
         for row in rows:
-            endpoint = row["endpoint_id"]
+            endpoint = row.endpoint_id
             if self._in_flight[endpoint] + taken[endpoint] < self.policy.per_endpoint:
                 taken[endpoint] += 1
                 keep.append(row)
@@ -209,9 +209,9 @@ class DeliveryOperations:
         try:
             return await self._deliver(w)
         finally:
-            self._in_flight[w.row["endpoint_id"]] -= 1
-            if self._in_flight[w.row["endpoint_id"]] <= 0:
-                del self._in_flight[w.row["endpoint_id"]]
+            self._in_flight[w.row.endpoint_id] -= 1
+            if self._in_flight[w.row.endpoint_id] <= 0:
+                del self._in_flight[w.row.endpoint_id]
 
     def failed(self, w: DeliveryWork, error: str) -> DeliveryResult:
         """Sending raised (a bug): retried like a failed request, the attempt written down."""
@@ -248,12 +248,12 @@ class DeliveryOperations:
         )
         for w, r in done:
             if r.gave_up:
-                attempts = int(w.row["attempts"]) + 1
+                attempts = w.row.attempts + 1
                 history = [
                     {
                         "delivery": r.id,
                         "endpoint": r.endpoint_id,
-                        "event": w.row["event_id"],
+                        "event": w.row.event_id,
                         "attempts": attempts,
                         "last_status_code": r.status_code,
                         "last_error": r.error,
@@ -283,8 +283,8 @@ class DeliveryOperations:
             result.status, result.error = DeliveryStatus.FAILED, "the endpoint was disabled"
             return result
         if w.event is None:  # cannot happen (an event outlives its deliveries): retried like any bug
-            raise KeyError(w.row["event_id"])
-        await self._send(result, endpoint.url, w.keys, w.row["event_id"], w.body)
+            raise KeyError(w.row.event_id)
+        await self._send(result, endpoint.url, w.keys, w.row.event_id, w.body)
         if result.status is not DeliveryStatus.SUCCEEDED:
             self._schedule_retry(result, w.row)
         return result
@@ -317,8 +317,8 @@ class DeliveryOperations:
         finally:
             result.latency_ms = round((time.perf_counter() - started) * 1000)
 
-    def _schedule_retry(self, result: DeliveryResult, row: Mapping[str, Any]) -> None:
-        then = self._retry.after_failure(int(row["tries"]), now=datetime.now(UTC), began=row["retry_from"])
+    def _schedule_retry(self, result: DeliveryResult, row: store.ClaimedDelivery) -> None:
+        then = self._retry.after_failure(row.tries, now=datetime.now(UTC), began=row.retry_from)
         if isinstance(then, DeadLetter):  # the retry window has passed
             result.status, result.next_run_at, result.gave_up = DeliveryStatus.FAILED, None, True
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypedDict
 
@@ -23,7 +24,22 @@ DELIVERY_COLUMNS = (
     " last_status_code, last_error, last_attempt_at, created, updated"
 )
 _EVENT_TYPE = "(SELECT type FROM events e WHERE e.id = event_id) AS event_type"
-CLAIM_COLUMNS = ["merchant_id", "endpoint_id", "event_id", "retry_from", "attempts"]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    """A delivery as the webhook pump claims it (store/claims.py): what sending it and giving up need."""
+
+    id: str
+    tries: int  # claims since created or redelivered, this one included
+    merchant_id: str
+    endpoint_id: str
+    event_id: str
+    retry_from: datetime  # the retry window starts here
+    attempts: int  # requests sent, ever
+
+
+CLAIM_COLUMNS = [f.name for f in fields(ClaimedDelivery) if f.name not in ("id", "tries")]  # claim adds those
 
 
 class EndpointFields(TypedDict, total=False):

@@ -156,7 +156,7 @@ class DeliveryPump(BatchPump[DeliveryWork, DeliveryResult]):
         self.operations.claimed(items)
 
     def key(self, item: DeliveryWork) -> str:
-        return str(item.row["id"])
+        return item.row.id
 
     async def handle(self, item: DeliveryWork) -> DeliveryResult:
         return await self.operations.run(item)
