@@ -1,6 +1,9 @@
 """The composition root: settings, the database pool, the vault and the processors, wired once.
 
-Nothing opens a connection at import time; entry points (API app, worker, CLI) build a Container.
+Nothing opens a connection at import time; entry points (API app, worker, CLI) build a Container. Not an
+entry point itself but a layer of its own between them and the services (pyproject.toml's import
+contracts): it may import services (the Authenticator), store, processors and domain to wire them, and
+only entry points (and tender.http) import it.
 """
 
 from __future__ import annotations
