@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     # (simulator-notify.key, mode 0600), which `tender simulator` reads too. Set it in production.
     simulator_notify_secret: SecretStr | None = None
     processor_timeout_seconds: float = 10.0
+    # Stripe (processors/stripe.py): on while the secret key is set. The API base may point at an emulator
+    # (localstripe in the tests); the webhook secret verifies POST /webhooks/stripe.
+    stripe_secret_key: SecretStr | None = None
+    stripe_api_base: str = "https://api.stripe.com"
+    stripe_webhook_secret: SecretStr | None = None
 
     db_pool_min: int = 2
     db_pool_max: int = 20

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 # The outcome vocabulary is the domain's (domain/transitions.py decides what it means for a payment);
 # re-exported here, where every processor reads it.
@@ -22,6 +22,7 @@ __all__ = [
     "Outcome",
     "Processor",
     "ProcessorResult",
+    "RegisteringProcessor",
 ]
 
 
@@ -51,6 +52,8 @@ class AuthorizeRequest:
     # of `card` and `method` is set.
     method: dict[str, Any] | None = None
     return_url: str | None = None
+    # A registering processor's own id for this authorization (RegisteringProcessor), once registered.
+    processor_reference: str | None = None
 
     def __post_init__(self) -> None:
         if (self.card is None) == (self.method is None):
@@ -107,3 +110,21 @@ class Processor(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class RegisteringProcessor(Protocol):
+    """A processor that names an authorization by its own id (Stripe's `pi_...`), not by Tender's attempt id.
+
+    Register, then execute: `register` creates the authorization at the processor without charging anything and
+    answers NOT_FOUND ("not executed yet") with its id as processor_reference; the services store that id with
+    the attempt in their own transaction, and only then call `authorize` with `request.processor_reference` set.
+    From then on Tender names the authorization by that id: `lookup(id)`, `capture(ref, id)`, `cancel(ref, id)`,
+    `refund(ref, id)`, and an operation is looked up on it by `lookup_operation_on`."""
+
+    async def register(self, request: AuthorizeRequest) -> ProcessorResult: ...
+
+    async def lookup_operation_on(self, reference: str, operation: str, authorization: str) -> ProcessorResult:
+        """Operation `reference` (capture | cancel | refund) on the authorization the processor calls
+        `authorization`: APPROVED, DECLINED, NOT_FOUND, or TRANSIENT."""
+        ...

@@ -2,8 +2,9 @@
 
 Each processor kind is one entry of FACTORIES: a function from Settings to its client, or to None when its
 settings leave it off. The simulator is on while TENDER_SIMULATOR_URL is set (by default `tender simulator`
-on 127.0.0.1:8001; set it empty to turn the simulator off). Adding a processor (Stripe) is adding its module,
-with a client that is a `Processor` and a `from_settings`, and naming it here.
+on 127.0.0.1:8001; set it empty to turn the simulator off); Stripe is on while TENDER_STRIPE_SECRET_KEY is set.
+Adding a processor is adding its module, with a client that is a `Processor` and a `from_settings`, and naming
+it here.
 
 New payments go to TENDER_DEFAULT_PROCESSOR ("simulator" by default), which must be on. A payment keeps the
 processor it was created with (payments.processor), so every processor that is on stays reachable for the
@@ -15,13 +16,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from tender.config import Settings
-from tender.processors import simulator
+from tender.processors import simulator, stripe
 from tender.processors.base import Processor
 
 Factory = Callable[[Settings], Processor | None]
 
 FACTORIES: Mapping[str, Factory] = {
     "simulator": simulator.from_settings,
+    "stripe": stripe.from_settings,
 }
 
 
