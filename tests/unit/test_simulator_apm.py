@@ -57,9 +57,13 @@ async def sim(tmp_path: Path) -> AsyncIterator[Sim]:
     await s.app.state.simulator.aclose()
 
 
+UPI_DELAY_MS = 500
+
+
 @pytest.fixture
 async def notified(tmp_path: Path) -> AsyncIterator[tuple[Sim, Receiver]]:
-    """A simulator that notifies a receiver (which answers 204 at once), with a short UPI delay."""
+    """A simulator that notifies a receiver (which answers 204 at once), with a short UPI delay (long enough
+    that a busy machine still reads the page before the address decides: 100 ms was not)."""
     receiver = Receiver(fail_first=0)
     notify_client = httpx.AsyncClient(transport=httpx.MockTransport(receiver))
     config = SimulatorConfig(
@@ -68,7 +72,7 @@ async def notified(tmp_path: Path) -> AsyncIterator[tuple[Sim, Receiver]]:
         notify_url="http://tender.test/webhooks/simulator",
         notify_secret=SECRET,
         notify_on_create=False,  # only the decisions, so the counts below are exact
-        upi_delay_ms=100,
+        upi_delay_ms=UPI_DELAY_MS,
     )
     sim, client = await open_sim(config, notify_client)
     yield sim, receiver
@@ -230,7 +234,7 @@ async def test_upi_test_address_decides_on_its_own_after_the_delay(
     assert (await lookup(sim, body["reference"]))["status"] == "action_required"
 
     await receiver.wait_for(1)
-    assert time.monotonic() - started >= 0.09
+    assert time.monotonic() - started >= UPI_DELAY_MS / 1000 - 0.01
     after = await lookup(sim, body["reference"])
     assert (after["status"], after["decline_code"], after["captured"]) == (status, decline_code, status == "approved")
     [event] = events(receiver)
@@ -246,7 +250,7 @@ async def test_upi_decision_is_applied_by_a_lookup_when_the_timer_is_lost(notifi
     for timer in list(sim.app.state.simulator._timers):  # what a restart of the simulator does
         timer.cancel()
     assert (await lookup(sim, body["reference"]))["status"] == "action_required"  # not due yet
-    await asyncio.sleep(0.15)
+    await asyncio.sleep(UPI_DELAY_MS / 1000 + 0.05)
     assert (await lookup(sim, body["reference"]))["status"] == "approved"
     assert (await lookup(sim, body["reference"]))["status"] == "approved"
     await sim.app.state.simulator.notifier.drain()
