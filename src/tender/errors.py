@@ -302,6 +302,12 @@ class ServiceUnavailable(TenderError):
     code = "service_unavailable"
 
 
+class ProcessorUnavailable(ServiceUnavailable):
+    """The processor gave no usable answer (unreachable, busy, failing): nothing is lost, try again later."""
+
+    code = "processor_unavailable"
+
+
 class HttpError(TenderError):
     """Any other HTTP error the framework raised, with its own status."""
 

@@ -27,6 +27,7 @@ DEAD_LETTER = "dl"
 ATTEMPT = "att"
 BALANCE_TRANSACTION = "txn"  # a journal entry, as the merchant sees it
 VAULT_CARD = "card"
+PROCESSOR_ACCOUNT = "pa"
 
 # The longest id an input may name (ours have 30 characters): anything longer cannot exist.
 MAX_ID_LENGTH = 64

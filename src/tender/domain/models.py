@@ -125,6 +125,10 @@ class CheckoutSession:
     expires_at: datetime
     created: datetime
     updated: datetime
+    # Hosted by a processor (Stripe Checkout) rather than Tender's page: its name, and its own session id once
+    # registered (None while registering).
+    processor: str | None = None
+    processor_session_id: str | None = None
 
     def __post_init__(self) -> None:
         _as(CheckoutStatus, self, "status")

@@ -42,6 +42,8 @@ from tender.store.db import Conn, Database, Page
 from tender.vault import Vault
 
 DEFAULT_LIFETIME = timedelta(hours=24)
+HOSTED_BY = ("stripe",)  # processors that host a checkout page of their own
+MIN_HOSTED_LIFETIME = 1800  # Stripe Checkout: expires_at 30 minutes to 24 hours ahead
 METHOD_TYPES = ("card", *APM_TYPES)
 IN_PROGRESS = frozenset({PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION})
 # The session's payment ended without money: the shopper may try again (a decline, or a merchant's cancel).
@@ -69,6 +71,12 @@ class SessionCreate(BaseModel):
         default=None, max_length=500, description="Shown to the shopper: at most 500 characters."
     )
     expires_in: int | None = Field(default=None, description="Seconds until it expires: 60 to 86400 (default).")
+    processor: str | None = Field(
+        default=None,
+        max_length=32,
+        description='"stripe": the shopper pays on Stripe Checkout\'s page (expires_in at least 1800);'
+        " default: Tender's own page.",
+    )
 
 
 class Expire(BaseModel):
@@ -82,9 +90,17 @@ def _url(value: str, param: str) -> str:
 
 
 async def create(
-    conn: Conn, merchant_id: str, request: SessionCreate, *, base_url: str, now: datetime | None = None
+    conn: Conn,
+    merchant_id: str,
+    request: SessionCreate,
+    *,
+    base_url: str,
+    now: datetime | None = None,
+    first_look: timedelta | None = None,
 ) -> tuple[CheckoutSession, bool]:
-    """(session, created). An open or paid session of the same reference is answered instead of a new one."""
+    """(session, created). An open or paid session of the same reference is answered instead of a new one.
+    A session hosted by a processor (`request.processor`) is inserted without a page yet (`url` empty: it is
+    registering, services/checkout_stripe.py), first looked at after `first_look`."""
     now = now or datetime.now(UTC)
     currency = money.normalize_currency(request.currency)
     amount = money.validate_amount(request.amount, currency)
@@ -104,6 +120,17 @@ async def create(
         if not 60 <= request.expires_in <= 86400:
             raise InvalidRequest("expires_in: must be 60 to 86400 seconds", param="expires_in")
         lifetime = timedelta(seconds=request.expires_in)
+    if request.processor is not None:
+        if request.processor not in HOSTED_BY:
+            raise InvalidRequest(
+                f"processor: a hosted checkout is available on {', '.join(HOSTED_BY)}; leave it out for Tender's page",
+                param="processor",
+            )
+        if lifetime < timedelta(seconds=MIN_HOSTED_LIFETIME):
+            raise InvalidRequest(
+                f"expires_in: at least {MIN_HOSTED_LIFETIME} seconds for a {request.processor} checkout",
+                param="expires_in",
+            )
     if request.description is not None and not request.description.isprintable():
         raise InvalidRequest("description: must be printable text", param="description")
     session_id = new_id(CHECKOUT_SESSION)
@@ -117,16 +144,18 @@ async def create(
         description=request.description,
         success_url=_url(request.success_url, "success_url"),
         cancel_url=_url(request.cancel_url, "cancel_url"),
-        url=f"{base_url.rstrip('/')}/checkout/{session_id}",
+        url="" if request.processor else f"{base_url.rstrip('/')}/checkout/{session_id}",
         payment_method_types=list(dict.fromkeys(request.payment_method_types)),
         expires_at=now + lifetime,
+        processor=request.processor,
+        next_run_at=now + first_look if request.processor and first_look is not None else None,
     )
     if session is not None:
         return session, True
     existing = await store.by_reference(conn, merchant_id, reference)
     if existing is None:  # it expired between the two statements: the caller may simply try again
         raise CheckoutSessionBusy("A session for this reference just changed; try again.")
-    if (existing.amount, existing.currency.strip()) != (amount, currency):
+    if (existing.amount, existing.currency.strip(), existing.processor) != (amount, currency, request.processor):
         raise DuplicateReference(
             f"Checkout session {existing.id} already holds this reference with another amount",
             param="reference",
@@ -171,6 +200,11 @@ async def _expire(conn: Conn, ids: list[str]) -> list[CheckoutSession]:
     return expired
 
 
+async def expire_now(conn: Conn, session_id: str) -> None:
+    """An open session is expired (the processor that hosts it says so, or it was never registered there)."""
+    await _expire(conn, [session_id])
+
+
 async def expire(conn: Conn, merchant_id: str, session_id: str) -> CheckoutSession:
     """The merchant closes an open session (the order was cancelled): the page then refuses to take payment."""
     session = await get(conn, session_id, merchant_id, lock=True)
@@ -209,6 +243,8 @@ async def pay(
     its payment in progress rather than a 429)."""
     now = now or datetime.now(UTC)
     session = await get(conn, session_id, lock=True)
+    if session.processor is not None:  # paid on the processor's page, never on Tender's
+        raise NotFound("No such checkout session.", param="id")
     if session.status is not CheckoutStatus.OPEN:
         raise SessionClosed(session.status)
     current = await _current_payment(conn, session)
@@ -256,12 +292,16 @@ async def on_payment_changes(conn: Conn, changed: list[Payment]) -> None:
 
 async def expire_due(
     conn: Conn, token: uuid.UUID, rows: Sequence[Mapping[str, Any]], *, recheck_seconds: float
-) -> None:
+) -> list[str]:
     """The expiry pump's batch (worker/pumps.ExpiryPump), in its claim's transaction: open sessions past
     `expires_at` are expired, except one whose payment is still in progress, looked at again `recheck_seconds`
-    later (TENDER_CHECKOUT_EXPIRY_RECHECK_SECONDS)."""
+    later (TENDER_CHECKOUT_EXPIRY_RECHECK_SECONDS). Sessions hosted by a processor are returned instead: only
+    the processor knows whether the shopper paid, so they are looked up there (services/checkout_stripe.py)."""
+    hosted = await store.hosted_by_processor(conn, [r["id"] for r in rows])
+    rows = [r for r in rows if r["id"] not in hosted]
     busy = [r["payment_id"] for r in rows if r["payment_id"]]
     in_progress = {p.id for p in await payment_store.get_payments_by_ids(conn, busy) if p.status in IN_PROGRESS}
     waiting = [r["id"] for r in rows if r["payment_id"] in in_progress]
     await store.reschedule(conn, token, waiting, recheck_seconds)
     await _expire(conn, [r["id"] for r in rows if r["id"] not in waiting])
+    return sorted(hosted)

@@ -82,7 +82,8 @@ def session_object(s: CheckoutSession) -> dict[str, Any]:
     return {
         "id": s.id,
         "object": "checkout_session",
-        "url": s.url,
+        "url": s.url or None,  # None while a processor's page is being registered
+        "processor": s.processor,  # "stripe": hosted by Stripe Checkout; None: Tender's own page
         "status": s.status,
         "amount": s.amount,
         "currency": s.currency.strip(),

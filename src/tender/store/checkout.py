@@ -14,7 +14,7 @@ from tender.store.rows import fetch_all, fetch_one
 
 COLUMNS = (
     "id, merchant_id, amount, currency, reference, description, success_url, cancel_url, url, payment_method_types,"
-    " status, payment_id, expires_at, created, updated"
+    " status, payment_id, expires_at, created, updated, processor, processor_session_id"
 )
 
 
@@ -32,16 +32,18 @@ async def insert(
     url: str,
     payment_method_types: list[str],
     expires_at: datetime,
+    processor: str | None = None,
+    next_run_at: datetime | None = None,
 ) -> CheckoutSession | None:
-    """Insert an open session, due to expire at `expires_at`; None if the merchant already has an open or
-    complete session for this reference."""
+    """Insert an open session, due to expire at `expires_at` (or first looked at `next_run_at`: a session
+    hosted by `processor`); None if the merchant already has an open or complete session for this reference."""
     return await fetch_one(
         conn,
         CheckoutSession,
         "INSERT INTO checkout_sessions (id, merchant_id, amount, currency, reference, description, success_url,"
-        " cancel_url, url, payment_method_types, expires_at, next_run_at) VALUES (%(id)s, %(merchant_id)s,"
-        " %(amount)s, %(currency)s, %(reference)s, %(description)s, %(success_url)s, %(cancel_url)s, %(url)s,"
-        " %(payment_method_types)s, %(expires_at)s, %(expires_at)s)"
+        " cancel_url, url, payment_method_types, expires_at, next_run_at, processor) VALUES (%(id)s,"
+        " %(merchant_id)s, %(amount)s, %(currency)s, %(reference)s, %(description)s, %(success_url)s,"
+        " %(cancel_url)s, %(url)s, %(payment_method_types)s, %(expires_at)s, %(next_run_at)s, %(processor)s)"
         f" ON CONFLICT (merchant_id, reference) WHERE status <> 'expired' DO NOTHING RETURNING {COLUMNS}",
         {
             "id": id,
@@ -55,6 +57,8 @@ async def insert(
             "url": url,
             "payment_method_types": payment_method_types,
             "expires_at": expires_at,
+            "next_run_at": next_run_at or expires_at,
+            "processor": processor,
         },
     )
 
@@ -120,3 +124,46 @@ async def payment_count(conn: Conn, session_id: str) -> int:
     cur = await conn.execute("SELECT count(*) AS n FROM payments WHERE checkout_session_id = %s", (session_id,))
     row = await cur.fetchone()
     return int(row["n"]) if row else 0
+
+
+async def record_registration(
+    conn: Conn, session_id: str, processor_session_id: str, url: str
+) -> CheckoutSession | None:
+    """The processor's session id and page, written once (a second registration of the same session, after a
+    retry, keeps the first); the session as it is now."""
+    await conn.execute(
+        "UPDATE checkout_sessions SET processor_session_id = %s, url = %s, updated = now()"
+        " WHERE id = %s AND processor_session_id IS NULL",
+        (processor_session_id, url, session_id),
+    )
+    return await get(conn, session_id)
+
+
+async def by_processor_session(
+    conn: Conn, processor: str, processor_session_id: str, *, lock: bool = False
+) -> CheckoutSession | None:
+    return await fetch_one(
+        conn,
+        CheckoutSession,
+        f"SELECT {COLUMNS} FROM checkout_sessions WHERE processor = %s AND processor_session_id = %s"
+        + (" FOR UPDATE" if lock else ""),
+        (processor, processor_session_id),
+    )
+
+
+async def hosted_by_processor(conn: Conn, ids: Sequence[str]) -> set[str]:
+    """Which of `ids` are hosted by a processor (their expiry is the processor's word, looked up)."""
+    cur = await conn.execute(
+        "SELECT id FROM checkout_sessions WHERE id = ANY(%s) AND processor IS NOT NULL", (list(ids),)
+    )
+    return {row["id"] for row in await cur.fetchall()}
+
+
+async def schedule(conn: Conn, token: Any, due: dict[str, datetime]) -> None:
+    """The next look at each session (under the pump's lease `token`), while it is open."""
+    for session_id, when in due.items():
+        await conn.execute(
+            "UPDATE checkout_sessions SET next_run_at = %s, lease_token = NULL"
+            " WHERE id = %s AND lease_token = %s AND status = 'open'",
+            (when, session_id, token),
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import UTC, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from aiohttp.abc import AbstractResolver
@@ -13,7 +13,7 @@ from aiohttp.abc import AbstractResolver
 from tender.domain.retry import RetryPolicy
 from tender.domain.transitions import PaymentChange
 from tender.processors.base import Processor
-from tender.services import checkout, settlement
+from tender.services import checkout, checkout_stripe, settlement
 from tender.services.payment_operations import PaymentOperations, PaymentSchedule, PaymentWork
 from tender.services.refunds import RefundOperations, RefundWork
 from tender.services.webhook_delivery import DeliveryOperations, DeliveryPolicy, DeliveryResult, DeliveryWork
@@ -100,24 +100,47 @@ class RefundPump(BatchPump[RefundWork, dict[str, Any]]):
         await self.operations.write(conn, token, items, results)
 
 
-class ExpiryPump(BatchPump[str, None]):
+class ExpiryPump(BatchPump[str, dict[str, datetime]]):
     """Open checkout sessions past `expires_at`: expired in the claim's own transaction (nothing to call), except
-    one whose payment is still in progress, looked at again `recheck_seconds` later (services/checkout.py)."""
+    one whose payment is still in progress, looked at again `recheck_seconds` later (services/checkout.py).
+    Sessions hosted by Stripe Checkout are due for look-ups while open: those are asked of Stripe
+    (services/checkout_stripe.py; `stripe` given), each then due again while it stays open."""
 
     table = "checkout_sessions"
     columns = ("status", "payment_id")
     kind = "checkout session"
 
-    def __init__(self, db: Database, *, lease_seconds: float = 60.0, recheck_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        lease_seconds: float = 60.0,
+        recheck_seconds: float = 60.0,
+        stripe: tuple[Vault, checkout_stripe.StripeAccess] | None = None,
+        business_tz: tzinfo = UTC,
+    ) -> None:
         super().__init__(db, lease_seconds=lease_seconds)
         self._recheck = recheck_seconds
+        self._stripe = stripe
+        self._tz = business_tz
 
     async def prepare(self, conn: Conn, claim: Claim) -> Sequence[str]:
-        await checkout.expire_due(conn, claim.token, claim.rows, recheck_seconds=self._recheck)
-        return []  # all done in the claim's transaction
+        hosted = await checkout.expire_due(conn, claim.token, claim.rows, recheck_seconds=self._recheck)
+        return hosted if self._stripe is not None else []  # without Stripe: looked at again a lease later
 
     def key(self, item: str) -> str:
         return item
+
+    async def handle(self, item: str) -> dict[str, datetime]:
+        assert self._stripe is not None  # prepare hands out nothing otherwise
+        vault, access = self._stripe
+        return await checkout_stripe.look_up_due(self._db, vault, access, [item], tz=self._tz)
+
+    def on_error(self, item: str, error: str) -> dict[str, datetime]:
+        return {item: datetime.now(UTC) + checkout_stripe.LOOK_EVERY}
+
+    async def write(self, conn: Conn, token: uuid.UUID, items: list[str], results: list[dict[str, datetime]]) -> None:
+        await checkout_stripe.reschedule(conn, token, {k: v for r in results for k, v in r.items()})
 
 
 class DeliveryPump(BatchPump[DeliveryWork, DeliveryResult]):

@@ -15,7 +15,7 @@ import psycopg
 from tender.bootstrap import Container
 from tender.config import Settings
 from tender.domain.retry import RetryPolicy
-from tender.services import maintenance, velocity
+from tender.services import checkout_stripe, maintenance, velocity
 from tender.services.payment_operations import PaymentSchedule
 from tender.services.webhook_delivery import DeliveryPolicy
 from tender.store.db import unavailable
@@ -80,7 +80,11 @@ class Worker:
         self.pumps.append(Pump("settlement", settler.run_batch, s.settle_batch_groups, lanes=1))
         # Checkout sessions past expires_at: not latency-sensitive, one lane, polls.
         expirer = ExpiryPump(
-            container.db, lease_seconds=s.worker_lease_seconds, recheck_seconds=s.checkout_expiry_recheck_seconds
+            container.db,
+            lease_seconds=s.worker_lease_seconds,
+            recheck_seconds=s.checkout_expiry_recheck_seconds,
+            stripe=(container.vault, checkout_stripe.StripeAccess.of(s)),  # Stripe Checkout sessions' look-ups
+            business_tz=s.business_tz,
         )
         self.pumps.append(Pump("checkout_expiry", expirer.run_batch, s.worker_batch_size, lanes=1))
         self.webhooks = DeliveryPump(container.db, container.vault, webhook_policy(s))

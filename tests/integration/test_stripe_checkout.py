@@ -1,0 +1,238 @@
+"""Stripe Checkout as the hosted page (issue 13 item 5), against tests/support/fake_stripe_checkout.py: a FAKE
+following Stripe's API reference, because localstripe (the emulator the other Stripe tests use) has no
+Checkout Sessions. Tender's side is real: the API in process, PostgreSQL, the expiry pump, the ledger."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from tender.services import checkout_stripe
+from tender.worker.pumps import ExpiryPump
+from tests.support.api import auth
+from tests.support.checkout import events_of, session_body
+from tests.support.fake_stripe_checkout import FakeStripeCheckout, checkout_completed_event, serve_fake
+
+pytestmark = pytest.mark.integration
+
+STRIPE = {"processor": "stripe", "expires_in": 3600}
+
+
+@pytest.fixture(scope="module")
+async def fake() -> AsyncIterator[FakeStripeCheckout]:
+    async with serve_fake() as f:
+        yield f
+
+
+@pytest.fixture(scope="module")
+async def stripe_container(settings: Any, fake: FakeStripeCheckout, container: Any) -> AsyncIterator[Any]:
+    """Tender configured for Stripe (the fake's address as TENDER_STRIPE_API_BASE), on the session's database."""
+    from tender.bootstrap import build
+
+    configured = settings.model_copy(
+        update={"stripe_secret_key": SecretStr("sk_test_tender"), "stripe_api_base": fake.url}
+    )
+    c = build(configured, configured.database_url)
+    c.processors = {**container.processors, **{k: v for k, v in c.processors.items() if k != "simulator"}}
+    await c.open()
+    yield c
+    await c.db.close()
+
+
+@pytest.fixture(scope="module")
+async def sapi(stripe_container: Any) -> AsyncIterator[httpx.AsyncClient]:
+    from tender.api.app import create_app
+
+    app = create_app(stripe_container)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tender.test") as client:
+        yield client
+
+
+def _ref() -> str:
+    return "order-" + uuid.uuid4().hex[:8]
+
+
+async def _create(sapi: httpx.AsyncClient, merchant: Any, ref: str, **extra: Any) -> httpx.Response:
+    return await sapi.post(
+        "/v1/checkout/sessions", json=session_body(ref, **STRIPE, **extra), headers=auth(merchant.secret_key)
+    )
+
+
+async def test_a_stripe_session_is_registered_once_and_answers_stripes_page(
+    sapi: httpx.AsyncClient, merchant: Any, fake: FakeStripeCheckout
+) -> None:
+    ref = _ref()
+    r = await _create(sapi, merchant, ref)
+    assert r.status_code == 201, r.text
+    session = r.json()
+    assert session["processor"] == "stripe" and session["status"] == "open" and session["payment"] is None
+    [stripe_session] = fake.by_reference(session["id"])  # client_reference_id = Tender's session id
+    assert session["url"] == stripe_session["url"] and session["url"].startswith(fake.url + "/pay/cs_")
+    assert stripe_session["amount_total"] == 2500 and stripe_session["currency"] == "brl"
+    assert stripe_session["success_url"].startswith("https://shop.example/thanks?order=1&session_id=" + session["id"])
+    again = await _create(sapi, merchant, ref)
+    assert again.status_code == 200 and again.json() == session
+    assert len(fake.by_reference(session["id"])) == 1  # the same reference never registers a second page
+
+
+async def test_a_lost_answer_from_stripe_is_found_again_not_created_twice(
+    sapi: httpx.AsyncClient, merchant: Any, fake: FakeStripeCheckout
+) -> None:
+    """Stripe made the session but its answer was lost (a 500 after the fact): the merchant's retry finds it by
+    client_reference_id in Stripe's list instead of making a second one (the fake, like localstripe, ignores
+    Idempotency-Key, so only Tender's own record can prevent it)."""
+    ref = _ref()
+    fake.fail_creates = 1
+    r = await _create(sapi, merchant, ref)
+    assert r.status_code == 503 and r.json()["error"]["code"] == "processor_unavailable"
+    made = max(fake.sessions.values(), key=lambda s: s["id"])  # the fake's newest: made, its answer lost
+    creates = fake.creates
+    retry = await _create(sapi, merchant, ref)
+    assert retry.status_code == 200, retry.text
+    assert retry.json()["url"] == made["url"]
+    assert retry.json()["id"] == made["client_reference_id"]
+    assert fake.creates == creates and len(fake.by_reference(retry.json()["id"])) == 1
+
+
+async def test_completion_by_webhook_event_makes_one_succeeded_payment_with_payable_and_events(
+    sapi: httpx.AsyncClient, merchant: Any, fake: FakeStripeCheckout, stripe_container: Any
+) -> None:
+    h = auth(merchant.secret_key)
+    session = (await _create(sapi, merchant, _ref())).json()
+    [stripe_session] = fake.by_reference(session["id"])
+    paid = fake.pay(stripe_session["id"])
+    event = checkout_completed_event(paid)
+    async with stripe_container.db.transaction() as conn:
+        assert await checkout_stripe.apply_event(conn, event) == "applied"
+    async with stripe_container.db.transaction() as conn:  # a replay (or the look-up after it) changes nothing
+        assert await checkout_stripe.apply_event(conn, event) == "stale"
+    got = (await sapi.get(f"/v1/checkout/sessions/{session['id']}", headers=h)).json()
+    assert got["status"] == "complete" and got["payment"] is not None
+    payment = (await sapi.get(f"/v1/payments/{got['payment']}", headers=h)).json()
+    assert payment["status"] == "succeeded" and payment["amount_captured"] == 2500
+    assert (
+        payment["processor"] == "stripe"
+        and payment.get("processor_reference", paid["payment_intent"]) == paid["payment_intent"]
+    )
+    payables = (await sapi.get("/v1/payables", params={"payment": payment["id"]}, headers=h)).json()["data"]
+    assert [(p["amount"], p["fee"], p["net"]) for p in payables] == [(2500, 125, 2375)]  # credit terms: funding unknown
+    completed = [e for e in await events_of(sapi, merchant, "checkout.session.completed")
+                 if e["data"]["object"]["id"] == session["id"]]  # fmt: skip
+    succeeded = [e for e in await events_of(sapi, merchant, "payment.succeeded")
+                 if e["data"]["object"]["id"] == payment["id"]]  # fmt: skip
+    assert len(completed) == 1 and len(succeeded) == 1
+    listed = (await sapi.get("/v1/payments", headers=h)).json()["data"]
+    assert [p["id"] for p in listed] == [payment["id"]]  # one payment, whatever is replayed
+
+
+async def test_completion_by_look_up_when_the_merchant_retrieves_the_session(
+    sapi: httpx.AsyncClient, merchant: Any, fake: FakeStripeCheckout
+) -> None:
+    """No webhook: the shopper is back on success_url and the merchant asks; Tender asks Stripe."""
+    h = auth(merchant.secret_key)
+    session = (await _create(sapi, merchant, _ref())).json()
+    still = (await sapi.get(f"/v1/checkout/sessions/{session['id']}", headers=h)).json()
+    assert still["status"] == "open"
+    fake.pay(fake.by_reference(session["id"])[0]["id"])
+    got = (await sapi.get(f"/v1/checkout/sessions/{session['id']}", headers=h)).json()
+    assert got["status"] == "complete"
+    payment = (await sapi.get(f"/v1/payments/{got['payment']}", headers=h)).json()
+    assert payment["status"] == "succeeded"
+
+
+async def test_the_pump_looks_up_an_open_stripe_session_and_registers_one_left_registering(
+    sapi: httpx.AsyncClient, merchant: Any, fake: FakeStripeCheckout, stripe_container: Any
+) -> None:
+    """No webhook and no merchant: the expiry pump's look-ups complete a paid session, and register one whose
+    request died before Stripe answered (Stripe was down): nothing waits for a notification that never comes."""
+    c = stripe_container
+    pump = ExpiryPump(c.db, stripe=(c.vault, checkout_stripe.StripeAccess.of(c.settings)))
+    paid_session = (await _create(sapi, merchant, _ref())).json()
+    fake.pay(fake.by_reference(paid_session["id"])[0]["id"])
+    fake.down = True
+    try:
+        failed = await _create(sapi, merchant, ref := _ref())
+    finally:
+        fake.down = False
+    assert failed.status_code == 503
+    async with c.db.connection() as conn:
+        cur = await conn.execute("SELECT id, url FROM checkout_sessions WHERE reference = %s", (ref,))
+        row = await cur.fetchone()
+        assert row is not None and row["url"] == ""  # registering: on record before any call
+        registering_id = row["id"]
+        await conn.execute(
+            "UPDATE checkout_sessions SET next_run_at = now() WHERE id = ANY(%s)",
+            ([paid_session["id"], registering_id],),
+        )
+    await pump.run_batch(100)
+    h = auth(merchant.secret_key)
+    async with c.db.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id, status, url, processor_session_id, next_run_at > now() AS later FROM checkout_sessions"
+            " WHERE id = ANY(%s)",
+            ([paid_session["id"], registering_id],),
+        )
+        rows = {r["id"]: r for r in await cur.fetchall()}
+    assert rows[paid_session["id"]]["status"] == "complete"
+    registered = rows[registering_id]
+    assert registered["status"] == "open" and registered["processor_session_id"].startswith("cs_test_")
+    assert registered["later"]  # looked at again later while open
+    assert len(fake.by_reference(registering_id)) == 1
+    got = (await sapi.get(f"/v1/checkout/sessions/{registering_id}", headers=h)).json()
+    assert got["url"] == fake.by_reference(registering_id)[0]["url"]
+
+
+async def test_expired_at_stripe_expires_the_session_and_the_merchant_can_expire_one(
+    sapi: httpx.AsyncClient, merchant: Any, fake: FakeStripeCheckout, stripe_container: Any
+) -> None:
+    h = auth(merchant.secret_key)
+    first = (await _create(sapi, merchant, _ref())).json()
+    stripe_first = fake.by_reference(first["id"])[0]
+    stripe_first["status"] = "expired"
+    async with stripe_container.db.transaction() as conn:
+        outcome = await checkout_stripe.apply_event(
+            conn, checkout_completed_event(stripe_first, "checkout.session.expired")
+        )
+    assert outcome == "applied"
+    assert (await sapi.get(f"/v1/checkout/sessions/{first['id']}", headers=h)).json()["status"] == "expired"
+    second = (await _create(sapi, merchant, _ref())).json()
+    r = await sapi.post(f"/v1/checkout/sessions/{second['id']}/expire", headers=h)
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "expired"
+    assert fake.by_reference(second["id"])[0]["status"] == "expired"  # closed at Stripe too: no one pays it now
+    expired = [e["data"]["object"]["id"] for e in await events_of(sapi, merchant, "checkout.session.expired")]
+    assert first["id"] in expired and second["id"] in expired
+
+
+async def test_an_event_about_an_unknown_session_changes_nothing(stripe_container: Any) -> None:
+    stranger = {"id": "cs_test_stranger", "object": "checkout.session", "status": "complete",
+                "payment_status": "paid", "payment_intent": "pi_x", "client_reference_id": None}  # fmt: skip
+    async with stripe_container.db.transaction() as conn:
+        assert await checkout_stripe.apply_event(conn, checkout_completed_event(stranger)) == "unknown_reference"
+        assert await checkout_stripe.apply_event(conn, {"type": "payment_intent.created"}) == "ignored"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "param"),
+    [({"processor": "paypal"}, "processor"), ({"processor": "stripe", "expires_in": 600}, "expires_in")],
+)
+async def test_bad_hosted_requests_are_400_naming_the_field_and_write_nothing(
+    sapi: httpx.AsyncClient, merchant: Any, fake: FakeStripeCheckout, overrides: dict[str, Any], param: str
+) -> None:
+    before = fake.creates
+    ref = _ref()
+    r = await sapi.post("/v1/checkout/sessions", json=session_body(ref, **overrides), headers=auth(merchant.secret_key))
+    assert r.status_code == 400 and r.json()["error"]["param"] == param
+    listed = (await sapi.get("/v1/checkout/sessions", headers=auth(merchant.secret_key))).json()["data"]
+    assert ref not in [s["reference"] for s in listed] and fake.creates == before
+
+
+async def test_without_stripe_settings_a_stripe_session_is_a_400(api: httpx.AsyncClient, merchant: Any) -> None:
+    """The session container has no TENDER_STRIPE_SECRET_KEY: Tender's own page works, Stripe's is refused."""
+    r = await api.post("/v1/checkout/sessions", json=session_body(_ref(), **STRIPE), headers=auth(merchant.secret_key))
+    assert r.status_code == 400 and r.json()["error"]["param"] == "processor"
