@@ -10,13 +10,17 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
 from tender.services import checkout_stripe
 from tender.worker.pumps import ExpiryPump
 from tests.support.api import auth
 from tests.support.checkout import events_of, session_body
-from tests.support.fake_stripe_checkout import FakeStripeCheckout, checkout_completed_event, serve_fake
+from tests.support.fake_stripe_checkout import (
+    FakeStripeCheckout,
+    checkout_completed_event,
+    serve_fake,
+    tender_with_stripe,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -30,27 +34,22 @@ async def fake() -> AsyncIterator[FakeStripeCheckout]:
 
 
 @pytest.fixture(scope="module")
-async def stripe_container(settings: Any, fake: FakeStripeCheckout, container: Any) -> AsyncIterator[Any]:
+async def tender(settings: Any, fake: FakeStripeCheckout, container: Any) -> AsyncIterator[tuple[Any, Any]]:
     """Tender configured for Stripe (the fake's address as TENDER_STRIPE_API_BASE), on the session's database."""
-    from tender.bootstrap import build
-
-    configured = settings.model_copy(
-        update={"stripe_secret_key": SecretStr("sk_test_tender"), "stripe_api_base": fake.url}
-    )
-    c = build(configured, configured.database_url)
-    c.processors = {**container.processors, **{k: v for k, v in c.processors.items() if k != "simulator"}}
-    await c.open()
-    yield c
-    await c.db.close()
+    async with tender_with_stripe(
+        settings, container.processors, api_base=fake.url, secret_key="sk_test_tender"
+    ) as pair:
+        yield pair
 
 
 @pytest.fixture(scope="module")
-async def sapi(stripe_container: Any) -> AsyncIterator[httpx.AsyncClient]:
-    from tender.api.app import create_app
+def stripe_container(tender: tuple[Any, Any]) -> Any:
+    return tender[0]
 
-    app = create_app(stripe_container)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tender.test") as client:
-        yield client
+
+@pytest.fixture(scope="module")
+def sapi(tender: tuple[Any, Any]) -> httpx.AsyncClient:
+    return tender[1]  # type: ignore[no-any-return]
 
 
 def _ref() -> str:

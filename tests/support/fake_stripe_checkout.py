@@ -56,6 +56,7 @@ class FakeStripeCheckout:
     def __init__(self) -> None:
         self.sessions: dict[str, dict[str, Any]] = {}
         self.creates = 0  # sessions made (whatever the answer)
+        self.keys: dict[str, str] = {}  # session id -> the secret key that created it (whose account)
         self.fail_creates = 0
         self.down = False
         self.url = ""
@@ -126,6 +127,7 @@ class FakeStripeCheckout:
             "created": now,
         }
         self.sessions[session_id] = session
+        self.keys[session_id] = request.headers["Authorization"].removeprefix("Bearer ")
         self.creates += 1
         if self.fail_creates > 0:  # made, but the answer is lost
             self.fail_creates -= 1
@@ -185,3 +187,29 @@ def checkout_completed_event(session: dict[str, Any], kind: str = "checkout.sess
         "type": kind,
         "data": {"object": dict(session)},
     }
+
+
+@asynccontextmanager
+async def tender_with_stripe(
+    settings: Any, processors: dict[str, Any], *, api_base: str, secret_key: str | None
+) -> AsyncIterator[tuple[Any, Any]]:
+    """(container, httpx client on the API app) of a Tender whose TENDER_STRIPE_API_BASE is `api_base` and
+    TENDER_STRIPE_SECRET_KEY `secret_key` (None: only merchants' own accounts), on the tests' database."""
+    import httpx
+    from pydantic import SecretStr
+
+    from tender.api.app import create_app
+    from tender.bootstrap import build
+
+    configured = settings.model_copy(
+        update={"stripe_secret_key": SecretStr(secret_key) if secret_key else None, "stripe_api_base": api_base}
+    )
+    c = build(configured, configured.database_url)
+    c.processors = {**c.processors, **processors}
+    await c.open()
+    try:
+        app = create_app(c)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tender.test") as client:
+            yield c, client
+    finally:
+        await c.db.close()

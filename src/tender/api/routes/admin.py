@@ -11,7 +11,7 @@ from tender.api.deps import ContainerDep, Operator, StartingAfter, json_body, te
 from tender.api.openapi import IDEMPOTENT, JSON_BODY, OPERATOR_KEY, responses
 from tender.domain.models import Merchant
 from tender.errors import DeadLetterResolved, DeadLetterUnsupported, NotFound
-from tender.services import dead_letters, merchants
+from tender.services import dead_letters, merchants, processor_accounts
 from tender.services.objects import dumps, iso, list_object, merchant_object
 from tender.services.validation import parse
 from tender.store.db import Conn
@@ -93,6 +93,47 @@ async def roll_keys(
     )  # fmt: skip
     container.authenticator.forget()  # this process at once; the others when the roll's notification arrives
     return response
+
+
+@router.post(
+    "/merchants/{merchant_id}/processor_accounts",
+    status_code=201,
+    summary="Give a merchant its own account at a processor (the credentials are never shown again)",
+    responses=responses(*JSON_BODY, NotFound, *IDEMPOTENT),
+    openapi_extra={
+        "requestBody": {
+            "content": {"application/json": {"schema": processor_accounts.AccountCreate.model_json_schema()}}
+        }
+    },
+)
+async def create_processor_account(
+    merchant_id: str, request: Request, container: ContainerDep, idempotency_key: IdempotencyKey = None
+) -> Response:
+    """`{"processor": "stripe", "secret_key", "webhook_secret"?}`: kept encrypted by the vault; the answer and
+    every listing show only a hint (the key's last 4). It replaces the merchant's account at that processor."""
+    payload = await json_body(request)
+    body = parse(processor_accounts.AccountCreate, payload)
+
+    async def change(conn: Conn) -> dict[str, Any]:
+        row = await processor_accounts.create(conn, container.vault, merchant_id, body)
+        return processor_accounts.account_object(row)
+
+    path = f"/admin/v1/merchants/{merchant_id}/processor_accounts"
+    return await idempotent.post(
+        container, merchants.OPERATOR_SCOPE, idempotency_key, path, payload, change, status_code=201
+    )
+
+
+@router.get(
+    "/merchants/{merchant_id}/processor_accounts",
+    summary="A merchant's processor accounts (never their credentials)",
+    responses=responses(NotFound),
+)
+async def list_processor_accounts(merchant_id: str, container: ContainerDep) -> Response:
+    rows = await processor_accounts.list_(container.db, merchant_id)
+    data = [processor_accounts.account_object(r) for r in rows]
+    url = f"/admin/v1/merchants/{merchant_id}/processor_accounts"
+    return Response(dumps(list_object(data, has_more=False, url=url)), media_type="application/json")
 
 
 @router.get("/dead_letters", summary="Work that exhausted its automatic retries")
