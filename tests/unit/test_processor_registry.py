@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from tender.config import Settings
 from tender.processors import registry
 from tender.processors.simulator import SimulatorProcessor
+from tender.processors.stripe import StripeProcessor
 
 
 def settings(tmp_path: Path, **values: object) -> Settings:
@@ -37,9 +38,21 @@ def test_an_empty_simulator_url_turns_it_off_and_a_default_that_is_off_stops_the
 
 
 def test_an_unknown_default_processor_stops_the_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TENDER_DEFAULT_PROCESSOR", "stripe")
-    with pytest.raises(registry.ProcessorNotConfigured, match=r"'stripe' is unknown; processors on: simulator"):
+    monkeypatch.setenv("TENDER_DEFAULT_PROCESSOR", "acme")
+    with pytest.raises(registry.ProcessorNotConfigured, match=r"'acme' is unknown; processors on: simulator"):
         registry.build(settings(tmp_path))
+
+
+def test_stripe_is_off_without_its_key_and_on_with_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "stripe" not in registry.build(settings(tmp_path))  # `make run` needs no Stripe setting
+    monkeypatch.setenv("TENDER_DEFAULT_PROCESSOR", "stripe")
+    with pytest.raises(registry.ProcessorNotConfigured, match=r"'stripe' is off \(its settings are missing\)"):
+        registry.build(settings(tmp_path))
+    monkeypatch.setenv("TENDER_STRIPE_SECRET_KEY", "sk_test_x")
+    monkeypatch.setenv("TENDER_STRIPE_API_BASE", "http://127.0.0.1:9/")
+    built = registry.build(settings(tmp_path))
+    assert sorted(built) == ["simulator", "stripe"]
+    assert isinstance(built["stripe"], StripeProcessor) and built["stripe"].name == "stripe"
 
 
 def test_a_new_processor_is_one_more_factory(tmp_path: Path) -> None:

@@ -65,6 +65,7 @@ def payment_object(p: Payment) -> dict[str, Any]:
         "failure_message": p.failure_message,
         "next_action": p.next_action,
         "processor": p.processor,
+        "processor_reference": p.processor_reference,  # the processor's own id (Stripe's pi_...); None: none
         "checkout_session": p.checkout_session_id,
         "created": iso(p.created),
         "updated": iso(p.updated),

@@ -49,7 +49,14 @@ from tender.domain.models import Attempt, DeadLetterKind, Payment, VaultCard
 from tender.domain.payments import FINAL_STATUSES, PaymentStatus
 from tender.domain.retry import DeadLetter, RetryPolicy
 from tender.domain.transitions import DEFINITIVE, PaymentChange, change_of, decide
-from tender.processors.base import AuthorizeRequest, CardData, Outcome, Processor, ProcessorResult
+from tender.processors.base import (
+    AuthorizeRequest,
+    CardData,
+    Outcome,
+    Processor,
+    ProcessorResult,
+    RegisteringProcessor,
+)
 from tender.services import dead_letters, payment_transitions
 from tender.store import attempts as attempt_store
 from tender.store import payments as store
@@ -83,6 +90,7 @@ class PaymentWork:
     attempt: Attempt | None  # the operation to run now; None: nothing to ask the processor
     is_new: bool  # made by this claim: send it; otherwise ask the processor about it first
     authorization_id: str | None = None  # capture/cancel: the authorize attempt they refer to
+    authorization_reference: str | None = None  # ...and the processor's own id for it (a RegisteringProcessor's)
     dead: bool = False  # retries exhausted: open a dead letter
     # Only look the (finished) authorization up: its truth may differ from the payment's status. Its answer
     # changes the payment, never the attempt's own record.
@@ -152,9 +160,11 @@ class PaymentOperations:
         await attempt_store.insert(conn, [w.attempt for w in work if w.attempt and w.is_new])
         needs_authorization = [w.payment.id for w in work if w.attempt and w.attempt.operation != "authorize"]
         if needs_authorization:
-            authorizations = await attempt_store.authorization_ids(conn, needs_authorization)
+            authorizations = await attempt_store.latest_authorizations(conn, needs_authorization)
             for w in work:
-                w.authorization_id = authorizations.get(w.payment.id)
+                if (authorization := authorizations.get(w.payment.id)) is not None:
+                    w.authorization_id = authorization.id
+                    w.authorization_reference = authorization.processor_reference
         card_ids = [w.payment.card_id for w in work if w.payment.card_id and w.payment.status == "processing"]
         if card_ids:
             vault_cards = await store.get_cards(conn, card_ids)
@@ -209,12 +219,23 @@ class PaymentOperations:
         if processor is None:
             return self._retry_later(w, f"no processor named {payment.processor!r} is configured")
         janitor = self._retry.out_of_tries(w.tries)  # past its tries: only look up, until an operator retries
+        registering = isinstance(processor, RegisteringProcessor)
         if w.reconcile:
-            return self._outcome(w, await processor.lookup(attempt.id))
+            return self._outcome(w, await processor.lookup(_key(processor, attempt)))
         if attempt.operation == "authorize":
             cvc_erased = payment.status == PaymentStatus.PROCESSING and _cvc_erased(payment, w.card)
+            if isinstance(processor, RegisteringProcessor) and attempt.processor_reference is None:
+                # Register, then execute: nothing is charged until the processor's id is on record.
+                if cvc_erased:
+                    return self._never_sent(w)
+                if janitor and not w.is_new:  # an operator decides; an unconfirmed registration charges nothing
+                    return self._retry_later(w, attempt.last_error or "not registered at the processor")
+                request = self._authorize_request(payment, attempt, w.card)
+                if request is None:
+                    return self._retry_later(w, "card data unavailable in the vault")
+                return self._registered(w, await processor.register(request))
             if not w.is_new:
-                result = await processor.lookup(attempt.id)
+                result = await processor.lookup(_key(processor, attempt))
                 if payment.status == PaymentStatus.REQUIRES_ACTION or result.outcome is not Outcome.NOT_FOUND:
                     return self._outcome(w, result)
                 if cvc_erased:  # the processor never saw it, and it can never be sent again
@@ -227,16 +248,35 @@ class PaymentOperations:
             request = self._authorize_request(payment, attempt, w.card)
             if request is None:
                 return self._retry_later(w, "card data unavailable in the vault")
+            if registering:
+                request = replace(request, processor_reference=attempt.processor_reference)
             return self._outcome(w, await processor.authorize(request))
-        if w.authorization_id is None:
+        authorization = w.authorization_reference if registering else w.authorization_id
+        if authorization is None:
             return self._retry_later(w, f"no authorization to {attempt.operation}")
         if not w.is_new:
-            result = await processor.lookup_operation(attempt.id)
+            if isinstance(processor, RegisteringProcessor):
+                result = await processor.lookup_operation_on(attempt.id, attempt.operation, authorization)
+            else:
+                result = await processor.lookup_operation(attempt.id)
             if janitor or result.outcome is not Outcome.NOT_FOUND:
                 return self._outcome(w, result)
         if attempt.operation == "capture":
-            return self._outcome(w, await processor.capture(attempt.id, w.authorization_id, attempt.amount))
-        return self._outcome(w, await processor.cancel(attempt.id, w.authorization_id))
+            return self._outcome(w, await processor.capture(attempt.id, authorization, attempt.amount))
+        return self._outcome(w, await processor.cancel(attempt.id, authorization))
+
+    def _registered(self, w: PaymentWork, result: ProcessorResult) -> PaymentChange:
+        """A registration's answer: its id is written with the attempt (this batch's write, its own transaction)
+        and the payment is due at once, to be executed (confirmed) under that id. Else retried, or declined."""
+        assert w.attempt is not None
+        if result.outcome is Outcome.NOT_FOUND and result.processor_reference:
+            w.attempt.processor_reference = result.processor_reference
+            w.attempt.last_error = None
+            return change_of(w.payment, processor_reference=result.processor_reference, next_run_at=datetime.now(UTC))
+        if result.outcome is Outcome.DECLINED:
+            return self._outcome(w, result)
+        # Nothing was charged, whatever happened: registering again is safe (TRANSIENT, never a look-up).
+        return self._retry_later(w, f"not registered: {result.message or 'processor unavailable'}")
 
     def _authorize_request(
         self, payment: Payment, attempt: Attempt, stored: VaultCard | None
@@ -374,6 +414,13 @@ class PaymentOperations:
             w.dead = w.attempt is not None
             return change_of(w.payment, next_run_at=then.look_again_at, last_error=error)
         return change_of(w.payment, next_run_at=then.when, last_error=error)
+
+
+def _key(processor: Processor, attempt: Attempt) -> str:
+    """How the processor names an authorization: its own id for a RegisteringProcessor, else our attempt id."""
+    if isinstance(processor, RegisteringProcessor) and attempt.processor_reference:
+        return attempt.processor_reference
+    return attempt.id
 
 
 def _cvc_erased(payment: Payment, stored: VaultCard | None) -> bool:

@@ -121,6 +121,12 @@ class PaymentCreate(_Strict):
         description="Where the shopper comes back after 3-D Secure or a provider's page: an http(s) URL of"
         " at most 2048 characters.",
     )
+    processor: str | None = Field(
+        default=None,
+        max_length=MAX_ID_LENGTH,
+        description='Forces a processor ("simulator" or "stripe"); it must be configured, else a 400 naming'
+        " processor. Default: Tender's default processor.",
+    )
 
 
 class CaptureIn(_Strict):

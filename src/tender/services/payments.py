@@ -9,6 +9,7 @@ Nothing slow happens here: the worker's payment pump does the processor call. Th
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +27,7 @@ from tender.errors import (
     PaymentOperationInProgress,
     PaymentUnexpectedState,
 )
+from tender.processors.registry import FACTORIES as KNOWN_PROCESSORS
 from tender.services import velocity
 from tender.services.payment_requests import (
     APM_MODELS,
@@ -117,6 +119,18 @@ async def _vault_card(
     return card_id, view
 
 
+def choose_processor(asked: str | None, *, default: str, available: Collection[str] | None) -> str:
+    """The processor a new payment goes to: the one asked for if it is on, else a 400 naming `processor`."""
+    if asked is None:
+        return default
+    on = set(available) if available is not None else {default}
+    if asked in on:
+        return asked
+    # The value is not echoed: a merchant's mistake could put anything there.
+    state = "an unknown processor" if asked not in KNOWN_PROCESSORS else "a processor not configured on this Tender"
+    raise InvalidRequest(f"processor: {state}; available: {', '.join(sorted(on))}", param="processor")
+
+
 async def create_payment(
     conn: Conn,
     vault: Vault,
@@ -127,11 +141,14 @@ async def create_payment(
     now: datetime | None = None,
     checkout_session_id: str | None = None,
     guard: velocity.Guard | None = None,
+    available: Collection[str] | None = None,
 ) -> Payment:
     """Validate, vault the card (if a card) and insert the payment, due at once, for `processor` (the
-    container's default_processor: processors/registry.py). Runs in the caller's transaction. A card payment
+    container's default_processor: processors/registry.py) unless the request names one of the processors
+    `available` (those that are on; None: only the default). Runs in the caller's transaction. A card payment
     over one of `guard`'s velocity limits raises RateLimited before any write."""
     now = now or datetime.now(UTC)
+    processor = choose_processor(request.processor, default=processor, available=available)
     currency = money.normalize_currency(request.currency)
     amount = money.validate_amount(request.amount, currency)
     method = _parse_method(request.payment_method)

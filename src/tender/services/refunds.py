@@ -50,7 +50,7 @@ from tender.errors import (
     NotFound,
     PaymentUnexpectedState,
 )
-from tender.processors.base import Outcome, ProcessorResult
+from tender.processors.base import Outcome, ProcessorResult, RegisteringProcessor
 from tender.services import dead_letters, payables
 from tender.services.objects import refund_object
 from tender.store import attempts as attempt_store
@@ -177,6 +177,8 @@ class RefundWork:
     tries: int
     was_maybe_sent: bool  # a call of an earlier claim may have reached the processor: look it up first
     authorization_id: str | None
+    # The processor's own id for that authorization (a RegisteringProcessor's, e.g. Stripe's pi_...).
+    authorization_reference: str | None = None
     calls: int = 0  # refund calls made by this claim
     dead: bool = False  # retries exhausted: open a dead letter
 
@@ -202,16 +204,19 @@ class RefundOperations:
 
     async def prepare(self, conn: Conn, rows: Sequence[Mapping[str, Any]]) -> list[RefundWork]:
         """The claimed refunds' work, in the claim's transaction."""
-        authorizations = await attempt_store.authorization_ids(conn, [r["payment_id"] for r in rows])
-        work = [
-            RefundWork(
-                store.refund_of(row),
-                int(row["tries"]),
-                bool(row["maybe_sent"]),
-                authorizations.get(row["payment_id"]),
+        authorizations = await attempt_store.latest_authorizations(conn, [r["payment_id"] for r in rows])
+        work = []
+        for row in rows:
+            authorization = authorizations.get(row["payment_id"])
+            work.append(
+                RefundWork(
+                    store.refund_of(row),
+                    int(row["tries"]),
+                    bool(row["maybe_sent"]),
+                    authorization.id if authorization else None,
+                    authorization.processor_reference if authorization else None,
+                )
             )
-            for row in rows
-        ]
         # Committed before any call leaves: if we crash or time out, the next claimer looks it up first.
         await store.mark_maybe_sent(conn, [w.id for w in work if not w.was_maybe_sent])
         return work
@@ -271,16 +276,24 @@ class RefundOperations:
         if not isinstance(processor, RefundingProcessor):
             return self._retry_later(w, f"no processor named {w.refund.processor!r} that can refund")
         janitor = self._retry.out_of_tries(w.tries)  # past its tries: only look up, until an operator retries
+        # A registering processor (Stripe) names the authorization by its own id and finds a refund on it.
+        registering = isinstance(processor, RegisteringProcessor)
+        authorization = w.authorization_reference if registering else w.authorization_id
         if w.was_maybe_sent or janitor:
-            result = await processor.lookup_operation(w.id)
+            if isinstance(processor, RegisteringProcessor):
+                if authorization is None:
+                    return self._retry_later(w, "no approved authorization to look the refund up on")
+                result = await processor.lookup_operation_on(w.id, "refund", authorization)
+            else:
+                result = await processor.lookup_operation(w.id)
             if janitor or result.outcome is not Outcome.NOT_FOUND:
                 return self._outcome(w, result)
             # No record: the earlier call never landed. Send again under the same id, so one still in
             # flight and this one count once.
-        if w.authorization_id is None:
+        if authorization is None:
             return self._retry_later(w, "no approved authorization to refund")
         w.calls += 1
-        return self._outcome(w, await processor.refund(w.id, w.authorization_id, w.refund.amount))
+        return self._outcome(w, await processor.refund(w.id, authorization, w.refund.amount))
 
     def _change(self, w: RefundWork, **fields: Any) -> dict[str, Any]:
         change: dict[str, Any] = {

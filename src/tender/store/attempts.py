@@ -8,7 +8,7 @@ from typing import Any
 from tender.domain.models import Attempt
 from tender.store.db import Conn
 
-_COLUMNS = "id, payment_id, operation, processor, status, amount, calls, maybe_sent"
+_COLUMNS = "id, payment_id, operation, processor, status, amount, calls, maybe_sent, processor_reference"
 
 
 async def open_attempts(conn: Conn, payment_ids: Sequence[str]) -> dict[str, list[Attempt]]:
@@ -27,18 +27,6 @@ async def find(conn: Conn, attempt_id: str) -> Attempt | None:
     cur = await conn.execute(f"SELECT {_COLUMNS} FROM payment_attempts WHERE id = %s", (attempt_id,))
     row = await cur.fetchone()
     return Attempt(**row) if row else None
-
-
-async def authorization_ids(conn: Conn, payment_ids: Sequence[str]) -> dict[str, str]:
-    """The authorize attempt that got an answer (approved or waiting for the shopper), by payment: captures
-    and cancels name it to the processor."""
-    cur = await conn.execute(
-        "SELECT DISTINCT ON (payment_id) payment_id, id FROM payment_attempts"
-        " WHERE payment_id = ANY(%s) AND operation = 'authorize' AND status IN ('approved', 'action_required')"
-        " ORDER BY payment_id, id DESC",
-        (list(payment_ids),),
-    )
-    return {row["payment_id"]: row["id"] for row in await cur.fetchall()}
 
 
 async def latest_authorizations(conn: Conn, payment_ids: Sequence[str]) -> dict[str, Attempt]:

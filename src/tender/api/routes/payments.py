@@ -79,7 +79,13 @@ async def create_payment(
 
     async def work(conn: Conn) -> StoredResponse:
         payment = await payments.create_payment(
-            conn, container.vault, merchant.merchant_id, body, processor=container.default_processor, guard=guard
+            conn,
+            container.vault,
+            merchant.merchant_id,
+            body,
+            processor=container.default_processor,
+            guard=guard,
+            available=container.processors.keys(),
         )
         accepted.append(payment.id)
         return StoredResponse(202, dumps(payment_object(payment)), {"Location": f"/v1/payments/{payment.id}"})
