@@ -172,6 +172,13 @@ class NotificationRejected(InvalidRequest):
     code = "invalid_signature"
 
 
+class WebhookNotConfigured(InvalidRequest):
+    """A processor's webhook whose verification secret is not set (TENDER_STRIPE_WEBHOOK_SECRET): nothing can
+    be verified, so nothing is stored. A 400, not a 404: the route exists, and Stripe shows this message."""
+
+    code = "webhook_not_configured"
+
+
 # -- 401, 403, 404, 405 ----------------------------------------------------------------------------------
 
 

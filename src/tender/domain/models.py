@@ -223,6 +223,7 @@ class DeadLetterKind(StrEnum):
     PAYMENT = "payment"
     REFUND = "refund"
     WEBHOOK_DELIVERY = "webhook_delivery"
+    PROCESSOR_EVENT = "processor_event"  # an inbound event Tender could not book by itself (an operator's)
 
 
 @dataclass(frozen=True, slots=True)

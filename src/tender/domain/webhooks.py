@@ -28,6 +28,9 @@ EVENT_TYPES = (
     "payment.succeeded",
     "payment.failed",
     "payment.canceled",
+    # What the processor says happened to a payment outside Tender's own operations (Stripe's events).
+    "payment.dispute_created",
+    "payment.refunded_at_processor",
     "refund.succeeded",
     "refund.failed",
     "payable.paid",

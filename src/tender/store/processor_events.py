@@ -6,6 +6,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from tender.domain.models import Attempt
 from tender.store.db import Conn
 
 
@@ -24,3 +25,16 @@ async def set_outcome(conn: Conn, processor: str, event_id: str, outcome: str) -
         "UPDATE processor_events SET outcome = %s WHERE processor = %s AND event_id = %s",
         (outcome, processor, event_id),
     )
+
+
+async def find_attempt(conn: Conn, processor: str, reference: str) -> Attempt | None:
+    """The authorize attempt on which a processor's own id for it (Stripe's `pi_...`) was recorded: how an
+    inbound event that does not name Tender's attempt finds it."""
+    cur = await conn.execute(
+        "SELECT id, payment_id, operation, processor, status, amount, calls, maybe_sent, processor_reference"
+        " FROM payment_attempts WHERE processor = %s AND processor_reference = %s AND operation = 'authorize'"
+        " ORDER BY id DESC LIMIT 1",
+        (processor, reference),
+    )
+    row = await cur.fetchone()
+    return Attempt(**row) if row else None
