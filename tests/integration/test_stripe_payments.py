@@ -23,7 +23,7 @@ from tender.processors.stripe import StripeProcessor
 from tender.worker.pumps import PaymentPump
 from tests.support.api import auth, card_payment
 from tests.support.localstripe import KEY, authenticate, intents_of
-from tests.support.money import assert_ledger_clean, entries_of, payment_payables
+from tests.support.money import assert_ledger_clean, entries_of, payment_payables, query
 from tests.support.payments import attempt_of, drain, make_due
 from tests.support.refunds import drain_refunds, refund
 from tests.support.refunds import pump as refund_pump
@@ -61,8 +61,8 @@ async def sapi(stripe_container: Any) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-def payments_pump(c: Any, stripe: StripeProcessor | None = None) -> PaymentPump:
-    policy = RetryPolicy(base_seconds=0.01, cap_seconds=0.05, lookup_delay_seconds=0.0)
+def payments_pump(c: Any, stripe: StripeProcessor | None = None, **retry: Any) -> PaymentPump:
+    policy = RetryPolicy(base_seconds=0.01, cap_seconds=0.05, lookup_delay_seconds=0.0, **retry)
     processors = {**c.processors, "stripe": stripe} if stripe else c.processors
     return PaymentPump(c.db, c.vault, processors, lease_seconds=30, retry=policy)
 
@@ -264,6 +264,27 @@ async def test_stripe_unreachable_retries_and_charges_nothing(
     await drain(payments_pump(stripe_container))
     assert (await get(sapi, merchant, created["id"]))["status"] == "succeeded"
     assert len(await intents_of(localstripe_url, created["id"])) == 1
+
+
+async def test_a_refused_api_key_ends_in_a_dead_letter_for_the_operator_and_charges_nothing(
+    sapi: httpx.AsyncClient, stripe_container: Any, merchant: Any, localstripe_url: str
+) -> None:
+    async with running_proxy(localstripe_url) as proxy:
+        proxy.arm(Fault("/v1/payment_methods", "fail", status=401, times=100))  # Stripe: 401 Invalid API Key
+        stripe = StripeProcessor("sk_test_revoked", api_base=proxy.url, timeout=5.0)
+        try:
+            created = await pay(sapi, merchant)
+            await drain(payments_pump(stripe_container, stripe, max_tries=2))
+        finally:
+            await stripe.aclose()
+    p = await get(sapi, merchant, created["id"])
+    assert p["status"] == "processing"  # never failed on a guess, never charged
+    assert await intents_of(localstripe_url, created["id"]) == []
+    rows = await query(
+        stripe_container, "SELECT status, last_error FROM dead_letters WHERE object_id = %s", created["id"]
+    )
+    assert [r["status"] for r in rows] == ["open"]
+    assert "TENDER_STRIPE_SECRET_KEY" in rows[0]["last_error"]
 
 
 async def test_asking_for_an_unknown_or_unconfigured_processor_is_a_400_naming_it(
