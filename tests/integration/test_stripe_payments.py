@@ -10,6 +10,7 @@ the PaymentIntents and charges localstripe holds for the payment."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -104,6 +105,23 @@ async def test_a_card_payment_through_stripe_succeeds_with_its_payable_and_ledge
     assert entry["lines"][receivable_account("stripe", "BRL")] == 2500
     assert sum(entry["lines"].values()) == 0
     await assert_ledger_clean(stripe_container)
+
+
+async def test_no_card_number_or_cvc_reaches_a_log_line_even_at_debug(
+    sapi: httpx.AsyncClient, stripe_container: Any, merchant: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # stripe-python logs request bodies at DEBUG (the PaymentMethod's holds the card): processors/stripe.py
+    # keeps its logger at WARNING whatever Tender's LOG_LEVEL is.
+    caplog.set_level(logging.DEBUG)
+    body = card_payment("4000056655665556", processor="stripe")
+    body["payment_method"]["card"]["cvc"] = "987"
+    r = await sapi.post("/v1/payments", json=body, headers=auth(merchant.secret_key))
+    assert r.status_code == 202, r.text
+    await drain(payments_pump(stripe_container))
+    assert (await get(sapi, merchant, r.json()["id"]))["status"] == "succeeded"
+    logged = caplog.text + "".join(str(rec.args) for rec in caplog.records)
+    assert "4000056655665556" not in logged
+    assert "cvc%5D=987" not in logged and "cvc]=987" not in logged
 
 
 async def test_the_pi_id_is_on_record_before_the_confirm(

@@ -70,3 +70,15 @@ def test_retention_settings_keep_the_api_promise(tmp_path: Path) -> None:
     assert (s.idempotency_key_hours, s.webhook_attempt_days, s.worker_action_lookup_seconds) == (48, 30, 60.0)
     with pytest.raises(ValidationError, match="idempotency_key_hours"):
         settings(tmp_path, idempotency_key_hours=23)  # API.md: keys are kept at least 24 hours
+
+
+def test_stripe_refuses_to_start_when_stripe_python_would_print_request_bodies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """STRIPE_LOG=debug makes stripe-python print every request body (card numbers too) to stderr."""
+    monkeypatch.setenv("TENDER_STRIPE_SECRET_KEY", "sk_test_x")
+    monkeypatch.setenv("STRIPE_LOG", "debug")
+    with pytest.raises(ValueError, match="STRIPE_LOG=debug"):
+        registry.build(settings(tmp_path))
+    monkeypatch.setenv("STRIPE_LOG", "info")  # method, URL and status only
+    assert "stripe" in registry.build(settings(tmp_path))

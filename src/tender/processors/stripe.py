@@ -22,6 +22,7 @@ Messages never carry a request body, so no card number or CVC can reach them.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,6 +35,20 @@ from tender.domain.bins import known_funding
 from tender.processors.base import AuthorizeRequest, InvalidNotification, Notification, Outcome, ProcessorResult
 
 log = logging.getLogger(__name__)
+
+
+class _NoRequestBodies(logging.Filter):
+    """stripe-python logs each request's form body ("Post details") and each answer's body at DEBUG: a card
+    number and CVC are in the PaymentMethod's. Tender's LOG_LEVEL=DEBUG must not write them, so nothing below
+    WARNING leaves the `stripe` logger (its INFO lines say only method, URL and status; ours say more)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
+
+
+_stripe_logger = logging.getLogger("stripe")
+_stripe_logger.setLevel(logging.WARNING)
+_stripe_logger.addFilter(_NoRequestBodies())
 
 DEFAULT_API_BASE = "https://api.stripe.com"
 ATTEMPT_METADATA = "tender_attempt"  # the PaymentIntent's metadata key naming Tender's authorize attempt
@@ -421,6 +436,9 @@ def from_settings(settings: Settings) -> StripeProcessor | None:
     key = settings.stripe_secret_key
     if key is None or not key.get_secret_value():
         return None
+    if os.environ.get("STRIPE_LOG", "").lower() == "debug" or stripe.log == "debug":
+        # stripe-python would print every request's body, card numbers included, to stderr.
+        raise ValueError("STRIPE_LOG=debug prints card numbers to stderr: unset it to run the stripe processor")
     return StripeProcessor(
         key.get_secret_value(),
         api_base=settings.stripe_api_base or DEFAULT_API_BASE,
