@@ -474,15 +474,23 @@ def up(
     simulator_port: Annotated[
         int | None, typer.Option(help="Simulator port (default: the API's + 1 when free, else any free port)")
     ] = None,
+    stripe: Annotated[
+        bool,
+        typer.Option(
+            "--stripe",
+            help="Also run localstripe (a Stripe emulator) and wire the stripe processor and its webhooks to it",
+        ),
+    ] = False,
 ) -> None:
-    """Everything for development: embedded PostgreSQL, migrations, API, worker and simulator."""
+    """Everything for development: embedded PostgreSQL, migrations, API, worker and simulator (and, with
+    --stripe, a local Stripe emulator)."""
     from tender.devserver import run_all
 
     settings = Settings()
     if port is not None:
         settings.port = port
     setup_logging(settings.log_level)
-    sys.exit(run_all(settings, simulator_port=simulator_port))
+    sys.exit(run_all(settings, simulator_port=simulator_port, stripe=stripe))
 
 
 def main() -> None:

@@ -3,6 +3,10 @@
 Starts (or joins) the embedded PostgreSQL, migrates, makes sure a demo merchant exists, then runs the
 simulator, the API and one worker as child processes until Ctrl-C or SIGTERM, which stop them all cleanly.
 A child that dies is restarted with back-off (the others keep running); one that keeps dying stops it all.
+
+`tender up --stripe` also runs localstripe (a Stripe emulator, from the same environment) and gives the API and
+the worker TENDER_STRIPE_SECRET_KEY (any sk_test_ key works there), TENDER_STRIPE_API_BASE and a webhook secret
+it registers with localstripe for POST /webhooks/stripe. Without it, no Stripe setting is needed.
 """
 
 from __future__ import annotations
@@ -75,13 +79,19 @@ def _demo_keys(url: str, keys_file: Path) -> dict[str, Any]:
     return created
 
 
-def _wait_healthy(url: str, children: list[Child], stopping: Callable[[], bool], timeout: float = 60) -> bool:
+def _wait_healthy(
+    url: str,
+    children: list[Child],
+    stopping: Callable[[], bool],
+    timeout: float = 60,
+    headers: dict[str, str] | None = None,
+) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not stopping():
         if any(c.proc.poll() is not None for c in children):
             return False
         try:
-            if httpx.get(url, timeout=1).status_code == 200:
+            if httpx.get(url, timeout=1, headers=headers).status_code == 200:
                 return True
         except httpx.HTTPError:
             pass
@@ -99,13 +109,13 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def choose_simulator_port(api_port: int, requested: int | None) -> int:
-    """The requested port, else the API's + 1 when free (two `make run` with different TENDER_PORT do not
-    clash), else any free port."""
+def choose_simulator_port(api_port: int, requested: int | None, offset: int = 1) -> int:
+    """The requested port, else the API's + `offset` when free (two `make run` with different TENDER_PORT do
+    not clash), else any free port."""
     if requested is not None:
         return requested
-    if api_port + 1 < 65536 and _port_free("127.0.0.1", api_port + 1):
-        return api_port + 1
+    if api_port + offset < 65536 and _port_free("127.0.0.1", api_port + offset):
+        return api_port + offset
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -190,7 +200,40 @@ def _stop(children: list[Child]) -> None:
             p.wait()
 
 
-def run_all(settings: Settings, *, simulator_port: int | None = None) -> int:
+@dataclass(frozen=True)
+class LocalStripe:
+    """localstripe for `tender up --stripe`: where it listens and what the API and worker are told."""
+
+    port: int
+    secret_key: str = "sk_test_tender_local"  # noqa: S105  (not a secret: localstripe takes any sk_test_ key)
+    webhook_secret: str = field(default_factory=lambda: "whsec_" + secrets.token_urlsafe(24))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        return {
+            "TENDER_STRIPE_SECRET_KEY": self.secret_key,
+            "TENDER_STRIPE_API_BASE": self.url,
+            "TENDER_STRIPE_WEBHOOK_SECRET": self.webhook_secret,
+        }
+
+    def command(self) -> list[str]:
+        # --from-scratch: otherwise it loads the state it pickles to a fixed file in the temp dir.
+        return [sys.executable, "-m", "localstripe", "--from-scratch", "--port", str(self.port)]
+
+    def register_webhook(self, api_url: str) -> None:
+        """localstripe signs its events with our secret and POSTs them to Tender (its /_config API)."""
+        r = httpx.post(
+            f"{self.url}/_config/webhooks/tender",
+            data={"url": f"{api_url}/webhooks/stripe", "secret": self.webhook_secret},
+            timeout=5,
+        )
+        r.raise_for_status()
+
+
+def run_all(settings: Settings, *, simulator_port: int | None = None, stripe: bool = False) -> int:
     data_dir = settings.data_dir.expanduser().resolve()
     if not _port_free(settings.host, settings.port):
         print(
@@ -216,6 +259,7 @@ def run_all(settings: Settings, *, simulator_port: int | None = None) -> int:
         configured_secret.get_secret_value() if configured_secret else None, data_dir
     )
     demo = _demo_keys(db.url, data_dir / "demo-merchant.json")
+    local_stripe = LocalStripe(choose_simulator_port(settings.port, None, offset=2)) if stripe else None
 
     api_url = f"http://{settings.host}:{settings.port}"
     simulator_url = f"http://127.0.0.1:{sim_port}"
@@ -231,6 +275,7 @@ def run_all(settings: Settings, *, simulator_port: int | None = None) -> int:
         "TENDER_HOST": settings.host,
         "TENDER_PORT": str(settings.port),
         "TENDER_DATA_DIR": str(data_dir),
+        **(local_stripe.env() if local_stripe else {}),
     }
     me = [sys.executable, "-m", "tender"]
     commands = {
@@ -252,6 +297,8 @@ def run_all(settings: Settings, *, simulator_port: int | None = None) -> int:
         "api": [*me, "api"],
         "worker": [*me, "worker"],
     }
+    if local_stripe is not None:
+        commands = {"localstripe": local_stripe.command(), **commands}
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -266,12 +313,21 @@ def run_all(settings: Settings, *, simulator_port: int | None = None) -> int:
         ready = _wait_healthy(f"{simulator_url}/healthz", children, lambda: stopping) and _wait_healthy(
             f"{api_url}/readyz", children, lambda: stopping
         )
+        if ready and local_stripe is not None:
+            ready = _wait_healthy(
+                f"{local_stripe.url}/v1/customers",
+                children,
+                lambda: stopping,
+                headers={"Authorization": f"Bearer {local_stripe.secret_key}"},
+            )
+            if ready:
+                local_stripe.register_webhook(api_url)
         if stopping:
             return 0
         if not ready:
             print("tender: a component failed to start; see the log above", file=sys.stderr)
             return 1
-        _banner(api_url, simulator_url, admin_key, demo)
+        _banner(api_url, simulator_url, admin_key, demo, local_stripe)
         code = supervise(children, lambda: stopping)
         if code == 0:
             print("\ntender: stopping...", file=sys.stderr)
@@ -280,12 +336,25 @@ def run_all(settings: Settings, *, simulator_port: int | None = None) -> int:
         _stop(children)
 
 
-def _banner(api_url: str, simulator_url: str, admin_key: str, demo: dict[str, Any]) -> None:
+def _banner(
+    api_url: str, simulator_url: str, admin_key: str, demo: dict[str, Any], local_stripe: LocalStripe | None = None
+) -> None:
     body = (
         '{"amount": 2500, "currency": "BRL", "payment_method": {"type": "card", "card": '
         '{"number": "4242424242424242", "exp_month": 10, "exp_year": 2030, "cvc": "123", '
         '"holder_name": "Luke Skywalker"}}}'
     )
+    stripe_lines = ""
+    if local_stripe is not None:
+        stripe_body = body.replace('{"amount"', '{"processor": "stripe", "amount"', 1)
+        stripe_lines = f"""
+Stripe (localstripe, an emulator)  {local_stripe.url}
+  TENDER_STRIPE_SECRET_KEY={local_stripe.secret_key}  TENDER_STRIPE_API_BASE={local_stripe.url}
+  its webhooks go to {api_url}/webhooks/stripe, signed with the TENDER_STRIPE_WEBHOOK_SECRET given to the API
+  A payment through Stripe:
+  curl -i -X POST {api_url}/v1/payments -H "Authorization: Bearer {demo["secret_key"]}" \\
+       -H "Idempotency-Key: $(date +%s%N)" -H "Prefer: wait=10" -d '{stripe_body}'
+"""
     print(
         f"""
 Tender is running (Ctrl-C stops everything)
@@ -301,6 +370,6 @@ Try it:
   curl -i -X POST {api_url}/v1/payments -H "Authorization: Bearer {demo["secret_key"]}" \\
        -H "Idempotency-Key: $(date +%s%N)" -d '{body}'
   tender demo checkout     # a hosted checkout page to pay in your browser
-""",
+{stripe_lines}""",
         flush=True,
     )
