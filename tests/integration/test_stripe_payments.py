@@ -227,6 +227,27 @@ async def test_a_confirm_whose_answer_is_lost_is_looked_up_and_charged_once(
     assert attempt["maybe_sent"] is True
 
 
+async def test_a_registration_whose_answer_is_lost_leaves_an_orphan_that_never_charges(
+    sapi: httpx.AsyncClient, stripe_container: Any, merchant: Any, localstripe_url: str
+) -> None:
+    # localstripe ignores Idempotency-Key, so registering again makes a second PaymentIntent (real Stripe would
+    # answer the first within 24 h): the lost one was never confirmed, so it charged nothing.
+    async with running_proxy(localstripe_url) as proxy:
+        proxy.arm(Fault("/v1/payment_intents", "drop_answer"))
+        stripe = StripeProcessor(KEY, api_base=proxy.url, timeout=1.0)
+        try:
+            created = await pay(sapi, merchant)
+            await drain(payments_pump(stripe_container, stripe))
+        finally:
+            await stripe.aclose()
+    p = await get(sapi, merchant, created["id"])
+    assert p["status"] == "succeeded", p
+    intents = await intents_of(localstripe_url, created["id"])
+    assert sorted(i["status"] for i in intents) == ["requires_confirmation", "succeeded"]
+    [charged] = [i for i in intents if i["latest_charge"]]
+    assert charged["id"] == p["processor_reference"]
+
+
 async def test_a_500_on_confirm_is_looked_up_then_confirmed_once(
     sapi: httpx.AsyncClient, stripe_container: Any, merchant: Any, localstripe_url: str
 ) -> None:
