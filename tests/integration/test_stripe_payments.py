@@ -248,6 +248,32 @@ async def test_a_registration_whose_answer_is_lost_leaves_an_orphan_that_never_c
     assert charged["id"] == p["processor_reference"]
 
 
+async def test_a_capture_and_a_refund_whose_answers_are_lost_are_found_on_the_payment_intent(
+    sapi: httpx.AsyncClient, stripe_container: Any, merchant: Any, localstripe_url: str
+) -> None:
+    p = await paid(sapi, stripe_container, merchant, capture=False)
+    async with running_proxy(localstripe_url) as proxy:
+        proxy.arm(Fault("/capture", "drop_answer"))
+        proxy.arm(Fault("/v1/refunds", "drop_answer"))  # the create; the look-up (a list) goes through
+        stripe = StripeProcessor(KEY, api_base=proxy.url, timeout=1.0)
+        try:
+            r = await sapi.post(f"/v1/payments/{p['id']}/capture", json={}, headers=auth(merchant.secret_key))
+            assert r.status_code == 202, r.text
+            await drain(payments_pump(stripe_container, stripe))
+            assert (await get(sapi, merchant, p["id"]))["status"] == "succeeded"
+            r = await refund(sapi, merchant, {"payment": p["id"], "amount": 700})
+            await drain_refunds(refund_pump(stripe_container, {**stripe_container.processors, "stripe": stripe}))
+        finally:
+            await stripe.aclose()
+    assert proxy.calls("/capture") == 1 and proxy.calls("/v1/refunds") >= 2
+    got = (await sapi.get(f"/v1/refunds/{r.json()['id']}", headers=auth(merchant.secret_key))).json()
+    assert got["status"] == "succeeded", got
+    async with httpx.AsyncClient(base_url=localstripe_url, auth=(KEY, "")) as client:
+        made = (await client.get("/v1/refunds", params={"payment_intent": p["processor_reference"]})).json()["data"]
+    assert [x["amount"] for x in made if x.get("metadata", {}).get("tender_refund") == got["id"]] == [700]
+    await assert_ledger_clean(stripe_container)
+
+
 async def test_a_500_on_confirm_is_looked_up_then_confirmed_once(
     sapi: httpx.AsyncClient, stripe_container: Any, merchant: Any, localstripe_url: str
 ) -> None:
