@@ -67,3 +67,18 @@ def test_up_with_stripe_runs_localstripe_and_pays_through_it(tmp_path: Path) -> 
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_the_live_check_script_does_nothing_without_a_key_and_refuses_a_live_one() -> None:
+    script = Path(__file__).resolve().parents[2] / "scripts" / "stripe_live_check.py"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STRIPE_")}
+    skipped = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60)
+    assert skipped.returncode == 0 and "STRIPE_API_KEY is not set" in skipped.stdout
+    live = subprocess.run(
+        [sys.executable, str(script)],
+        env={**env, "STRIPE_API_KEY": "sk_live_" + "x" * 12},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert live.returncode == 2 and "not a test-mode key" in live.stderr

@@ -71,12 +71,16 @@ class SessionRequest:
 
 class StripeCheckout:
     def __init__(self, secret_key: str, *, api_base: str | None = None, timeout: float = 10.0) -> None:
+        self._http = stripe.HTTPXClient(timeout=timeout)
         self._client = stripe.StripeClient(
             secret_key,
             base_addresses={"api": api_base} if api_base else None,
-            http_client=stripe.HTTPXClient(timeout=timeout),
+            http_client=self._http,
             max_network_retries=0,  # Tender's own look-ups and retries decide
         )
+
+    async def aclose(self) -> None:
+        await self._http.close_async()  # type: ignore[no-untyped-call]  # untyped in stripe-python
 
     async def create(self, r: SessionRequest) -> StripeSession:
         params: dict[str, Any] = {
