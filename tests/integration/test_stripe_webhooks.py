@@ -11,6 +11,7 @@ or charge.dispute.created events and has no disputes: those objects are built pe
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -28,6 +29,7 @@ from tests.support.money import assert_ledger_clean, entries_of, payment_payable
 from tests.support.payments import attempt_of, drain, get, pay
 from tests.support.refunds import drain_refunds, refund
 from tests.support.refunds import pump as refund_pump
+from tests.support.serve import serve
 from tests.support.stripe_events import (
     SECRET,
     charge_refunded,
@@ -312,6 +314,42 @@ async def test_event_naming_a_simulator_attempt_is_not_applied(
     r = await post_event(stripe_api, event("payment_intent.canceled", canceled))
     assert r.status_code == 200 and r.json()["outcome"] == "unknown_object"
     assert (await get(api, merchant, p["id"]))["status"] == "requires_capture"
+
+
+async def test_localstripe_own_webhook_moves_the_payment(
+    stripe_container: Any, merchant: Any, at_stripe: stripe.StripeClient, localstripe_url: str
+) -> None:
+    """localstripe delivers its own payment_intent.succeeded to Tender over HTTP, signed its own way (Stripe's
+    scheme, by its own code): verified, stored and applied while Tender's confirm has not answered."""
+    from tender.api.app import create_app
+
+    c = stripe_container
+    hook = {"url": "", "secret": SECRET, "events": ["payment_intent.succeeded"]}
+    async with serve(create_app(c)) as tender_url, httpx.AsyncClient(auth=(KEY, "")) as ls:
+        api = httpx.AsyncClient(base_url=tender_url)
+        r = await ls.post(
+            f"{localstripe_url}/_config/webhooks/tender", json={**hook, "url": tender_url + "/webhooks/stripe"}
+        )
+        assert r.status_code == 200, r.text
+        try:
+            p, pi_id = await registered(api, c, merchant)
+            await confirmed_at_stripe(at_stripe, pi_id)
+            for _ in range(75):  # localstripe waits 1 s before it sends
+                if (await get(api, merchant, p["id"]))["status"] != "processing":
+                    break
+                await asyncio.sleep(0.2)
+            assert (await get(api, merchant, p["id"]))["status"] == "succeeded"
+        finally:
+            # localstripe cannot forget a webhook: this one now listens to no event type
+            await ls.post(
+                f"{localstripe_url}/_config/webhooks/tender", json={**hook, "url": tender_url, "events": ["none"]}
+            )
+            await api.aclose()
+    [row] = await query(
+        c, "SELECT type, outcome FROM processor_events WHERE payload->'data'->'object'->>'id' = %s", pi_id
+    )
+    assert (row["type"], row["outcome"]) == ("payment_intent.succeeded", "applied")
+    assert len(await payment_payables(c, p["id"])) == 1
 
 
 # -- disputes and refunds ---------------------------------------------------------------------------------
