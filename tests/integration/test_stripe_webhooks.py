@@ -39,6 +39,7 @@ from tests.support.stripe_events import (
     post_event,
     signed,
     stripe_id,
+    stripe_refund,
 )
 
 THREE_DS = "4000002760003184"  # localstripe: requires_action
@@ -387,6 +388,11 @@ async def test_refund_made_by_tender_is_left_to_its_pump(stripe_api: Any, stripe
     evt = event("charge.refunded", charge_refunded(pi_id, amount=2500, amount_refunded=1000))
     r = await post_event(stripe_api, evt)
     assert r.status_code == 200 and r.json()["outcome"] == "refund_by_tender"
+    # the charge listing its refunds: Tender's is told by its metadata
+    listed = charge_refunded(
+        pi_id, amount=2500, amount_refunded=1000, refunds=[stripe_refund(1000, tender_refund=made.json()["id"])]
+    )
+    assert (await post_event(stripe_api, event("charge.refunded", listed))).json()["outcome"] == "refund_by_tender"
     await drain_refunds(refund_pump(c))
     assert (await get(stripe_api, merchant, p["id"]))["amount_refunded"] == 1000
     again = event("charge.refunded", charge_refunded(pi_id, amount=2500, amount_refunded=1000))
@@ -415,4 +421,23 @@ async def test_refund_made_at_stripe_is_recorded_shown_and_left_to_an_operator(
     # the ledger is not touched by a guess: the same entries, still balanced
     assert await entries_of(c, p["id"]) == entries
     assert (await get(stripe_api, merchant, p["id"]))["amount_refunded"] == 0
+    await assert_ledger_clean(c)
+
+
+async def test_a_listed_refund_without_tender_metadata_is_not_tenders_even_when_the_amounts_match(
+    stripe_api: Any, stripe_container: Any, merchant: Any
+) -> None:
+    """A Tender refund still pending (its call not made yet) and a refund of the same amount made at Stripe's
+    dashboard: the amounts alone would take one for the other; the charge's list of refunds tells them apart."""
+    c = stripe_container
+    p, pi_id = await succeeded(stripe_api, c, merchant)
+    made = await refund(stripe_api, merchant, {"payment": p["id"], "amount": 1000})
+    assert made.status_code in (200, 201, 202), made.text
+    charge = charge_refunded(pi_id, amount=2500, amount_refunded=1000, refunds=[stripe_refund(1000)])
+    r = await post_event(stripe_api, event("charge.refunded", charge))
+    assert r.json()["outcome"] == "refund_not_by_tender"
+    [letter] = await query(c, "SELECT kind, status FROM dead_letters WHERE object_id = %s", p["id"])
+    assert (letter["kind"], letter["status"]) == ("processor_event", "open")
+    await drain_refunds(refund_pump(c))  # Tender's own refund goes ahead, booked once by its pump
+    assert (await get(stripe_api, merchant, p["id"]))["amount_refunded"] == 1000
     await assert_ledger_clean(c)

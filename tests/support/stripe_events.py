@@ -93,9 +93,25 @@ def payment_intent(
     return pi
 
 
-def charge_refunded(pi_id: str, *, amount: int, amount_refunded: int, currency: str = "brl") -> dict[str, Any]:
-    """A Charge after a refund, per Stripe's reference (`refunds` is not included by default since 2022-11-15)."""
+def stripe_refund(amount: int, *, tender_refund: str | None = None, status: str = "succeeded") -> dict[str, Any]:
+    """A Refund per Stripe's reference; Tender's carry their id in `metadata[tender_refund]`."""
+    metadata = {"tender_refund": tender_refund} if tender_refund else {}
+    return {"id": stripe_id("re"), "object": "refund", "amount": amount, "status": status, "metadata": metadata}
+
+
+def charge_refunded(
+    pi_id: str,
+    *,
+    amount: int,
+    amount_refunded: int,
+    currency: str = "brl",
+    refunds: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A Charge after a refund, per Stripe's reference. `refunds` (the charge's list of them) is included only
+    when given: Stripe stopped embedding it by default in API version 2022-11-15."""
+    listed = {"refunds": {"object": "list", "data": refunds, "has_more": False}} if refunds is not None else {}
     return {
+        **listed,
         "id": stripe_id("ch"),
         "object": "charge",
         "amount": amount,

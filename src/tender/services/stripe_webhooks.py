@@ -11,10 +11,11 @@ What each event does:
   belongs to (`metadata.tender_attempt`, else the attempt that recorded its `pi_...`) through
   `payment_transitions.apply_answer`, the one status-change path: a late or out-of-order event is `stale`.
 - `charge.refunded`: refunds Tender made are booked by Tender's refund pump when its own call (or look-up)
-  answers, never here, so the money moves once. A refund beyond what Tender's refunds account for was made at
-  Stripe (its dashboard): the ledger cannot book it safely from an event (which of the payment's payables, which
-  balance, a refund Tender may be making meanwhile), so it is recorded, shown to the merchant as a
-  `payment.refunded_at_processor` event, and an operator gets a dead letter to book it.
+  answers, never here, so the money moves once. Tender's are told apart by `metadata.tender_refund` when the
+  charge lists its refunds, else by the amounts (Stripe's charge no longer embeds them by default). A refund
+  beyond Tender's was made at Stripe (its dashboard): the ledger cannot book it safely from an event (which
+  of the payment's payables, which balance, a refund Tender may be making meanwhile), so it is recorded,
+  shown to the merchant as a `payment.refunded_at_processor` event, and an operator gets a dead letter.
 - `charge.dispute.created`: recorded and shown to the merchant as `payment.dispute_created` (amount, reason).
 - `checkout.session.*`: handed to the Stripe Checkout flow (`checkout_stripe.apply_event`, same transaction).
 - Anything else, or an object Tender does not know: stored, answered 200 (Stripe retries anything else).
@@ -32,8 +33,9 @@ import stripe
 from pydantic import BaseModel, ConfigDict, Field
 
 from tender.domain.models import Attempt, DeadLetterKind, Payment
+from tender.domain.money_models import RefundStatus
 from tender.errors import InvalidJson, NotificationRejected, WebhookNotConfigured
-from tender.processors.stripe import result_from_payment_intent
+from tender.processors.stripe import REFUND_METADATA, result_from_payment_intent
 from tender.services import checkout_stripe, dead_letters, payment_transitions
 from tender.services.validation import check_json, parse
 from tender.store import attempts as attempt_store
@@ -195,7 +197,17 @@ async def _charge_refunded(conn: Conn, event_id: str, charge: dict[str, Any]) ->
     at_stripe = _amount(charge.get("amount_refunded"))
     # Tender's own refunds, answered or not: a pending one may already be done at Stripe, and its pump books it.
     by_tender = payment.amount_refunded + await refund_store.pending_amount(conn, payment.id)
-    unbooked = at_stripe - by_tender
+    listed = _listed_refunds(charge)
+    if listed is None:  # Stripe's charge no longer embeds its refunds (API 2022-11-15 on): by the amounts
+        unbooked = at_stripe - by_tender
+    else:  # each refund by its metadata: one of this payment's refunds that Tender has not given up on
+        named = [n for _, n in listed if n is not None]
+        ours = {
+            r.id
+            for r in await refund_store.get_many(conn, named)
+            if r.payment_id == payment.id and r.status in (RefundStatus.PENDING, RefundStatus.SUCCEEDED)
+        }
+        unbooked = sum(amount for amount, n in listed if n not in ours)
     if unbooked <= 0:
         return "refund_by_tender"
     await event_store.record(
@@ -232,6 +244,25 @@ async def _charge_refunded(conn: Conn, event_id: str, charge: dict[str, Any]) ->
         history=[{"event": event_id, "amount_not_booked": unbooked}],
     )
     return "refund_not_by_tender"
+
+
+def _listed_refunds(charge: Mapping[str, Any]) -> list[tuple[int, str | None]] | None:
+    """The charge's refunds that hold money, as (amount, Tender's refund id from metadata), when the event
+    carries the whole list (API versions before 2022-11-15, or expanded); None when it does not."""
+    refunds = charge.get("refunds")
+    if not isinstance(refunds, Mapping) or refunds.get("has_more") is not False:
+        return None
+    data = refunds.get("data")
+    if not isinstance(data, list):
+        return None
+    found: list[tuple[int, str | None]] = []
+    for refund in data:
+        if not isinstance(refund, Mapping) or refund.get("status") in ("failed", "canceled"):
+            continue
+        metadata = refund.get("metadata")
+        named = metadata.get(REFUND_METADATA) if isinstance(metadata, Mapping) else None
+        found.append((_amount(refund.get("amount")), named if isinstance(named, str) else None))
+    return found
 
 
 async def _dispute_created(conn: Conn, event_id: str, dispute: dict[str, Any]) -> str:
