@@ -4,6 +4,7 @@ Checkout Sessions. Tender's side is real: the API in process, PostgreSQL, the ex
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -96,6 +97,25 @@ async def test_a_lost_answer_from_stripe_is_found_again_not_created_twice(
     assert retry.json()["url"] == made["url"]
     assert retry.json()["id"] == made["client_reference_id"]
     assert fake.creates == creates and len(fake.by_reference(retry.json()["id"])) == 1
+
+
+async def test_concurrent_requests_for_one_session_register_one_stripe_page(
+    sapi: httpx.AsyncClient, merchant: Any, fake: FakeStripeCheckout
+) -> None:
+    """Two requests for the same order at once while Stripe is slow: only one may search-then-create (the
+    other is told to try again), or both would find nothing and make two Stripe pages for one session."""
+    ref = _ref()
+    fake.delay = 0.5
+    try:
+        answers = await asyncio.gather(*(_create(sapi, merchant, ref) for _ in range(3)))
+    finally:
+        fake.delay = 0.0
+    codes = [r.status_code for r in answers]
+    assert codes.count(201) == 1 and set(codes) <= {200, 201, 409}, [r.text for r in answers]
+    session_id = next(r.json()["id"] for r in answers if r.status_code == 201)
+    assert len(fake.by_reference(session_id)) == 1
+    again = await _create(sapi, merchant, ref)
+    assert again.status_code == 200 and again.json()["url"] == fake.by_reference(session_id)[0]["url"]
 
 
 async def test_completion_by_webhook_event_makes_one_succeeded_payment_with_payable_and_events(

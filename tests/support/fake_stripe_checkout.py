@@ -14,11 +14,12 @@ Like localstripe, it ignores Idempotency-Key (so Tender's exactly-once cannot le
 
 Test controls (what the shopper or a network fault would do): `pay(id)` completes a session as Stripe's page
 would (a `pi_...` PaymentIntent, payment_status paid), `fail_creates` answers the next N creates 500 AFTER
-making the session (an answer lost on the way back), `down` answers every request 503.
+making the session (an answer lost on the way back), `down` answers every request 503, `delay` slows creates.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 import secrets
@@ -59,6 +60,7 @@ class FakeStripeCheckout:
         self.keys: dict[str, str] = {}  # session id -> the secret key that created it (whose account)
         self.fail_creates = 0
         self.down = False
+        self.delay = 0.0  # seconds a create takes before the session exists (a slow Stripe)
         self.url = ""
         self._seq = itertools.count()
 
@@ -108,6 +110,7 @@ class FakeStripeCheckout:
         for url_param in ("success_url", "cancel_url"):
             if not str(body.get(url_param, "")).startswith(("http://", "https://")):
                 return _error(400, f"Not a valid URL: {url_param}", url_param)
+        await asyncio.sleep(self.delay)
         session_id = f"cs_test_{next(self._seq):04d}{secrets.token_hex(8)}"
         session = {
             "id": session_id,

@@ -20,6 +20,7 @@ entry in one transaction, as for Tender's own page.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -30,7 +31,7 @@ from tender.domain.ids import ATTEMPT, PAYMENT, new_id
 from tender.domain.models import Attempt, CheckoutSession, CheckoutStatus, Payment
 from tender.domain.outcomes import Outcome, ProcessorResult
 from tender.domain.payments import PaymentStatus
-from tender.errors import InvalidRequest, PaymentInProgress, ProcessorUnavailable, SessionNotOpen
+from tender.errors import CheckoutSessionBusy, InvalidRequest, PaymentInProgress, ProcessorUnavailable, SessionNotOpen
 from tender.processors.stripe_checkout import (
     SessionRequest,
     StripeCheckout,
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 
 PROCESSOR = "stripe"
 FIRST_LOOK = timedelta(minutes=2)  # a registering session the request did not finish: the pump registers it
+REGISTRATION_LEASE = timedelta(seconds=60)  # longer than a Stripe call may take (TENDER_PROCESSOR_TIMEOUT_SECONDS)
 LOOK_EVERY = timedelta(minutes=5)  # an open Stripe session, in case its webhook never comes
 HANDLED = (
     "checkout.session.completed",
@@ -122,16 +124,21 @@ async def create(
     or created. (session, created, Stripe's session or None if already registered); step 3 is `record`.
     Raises InvalidRequest (400 naming the field) before anything is written, ProcessorUnavailable (503) if
     Stripe does not answer: the session stays registering, and a retry or the pump finishes it."""
+    token = uuid.uuid4()
     async with db.transaction() as conn:
-        await _client(conn, vault, access, merchant_id)  # 400 now if Stripe is not configured for this merchant
+        client = await _client(conn, vault, access, merchant_id)  # 400 now if Stripe is not set up for the merchant
         session, created = await checkout.create(conn, merchant_id, request, base_url=base_url, first_look=FIRST_LOOK)
-    if session.processor_session_id is not None or session.status is not CheckoutStatus.OPEN:
-        return session, created, None
-    async with db.connection() as conn:
-        client = await _client(conn, vault, access, merchant_id)
+        if session.processor_session_id is not None or session.status is not CheckoutStatus.OPEN:
+            return session, created, None
+        # One caller registers at a time (a concurrent retry, the pump): both searching, finding nothing and
+        # creating would make two Stripe pages for one session.
+        if not await store.take_registration(conn, session.id, token, REGISTRATION_LEASE.total_seconds()):
+            raise CheckoutSessionBusy("This session is being registered at Stripe right now; try again shortly.")
     try:
         return session, created, await _register(client, session)
     except StripeCheckoutUnavailable as exc:
+        async with db.transaction() as conn:
+            await store.release_registration(conn, session.id, token, FIRST_LOOK.total_seconds())
         raise ProcessorUnavailable(f"Stripe did not answer; retry the request. {exc}") from None
 
 
@@ -150,7 +157,9 @@ async def record(conn: Conn, session: CheckoutSession, registered: StripeSession
         return await checkout.get(conn, session.id)
     if registered.url is None:
         raise ProcessorUnavailable("Stripe answered a session without a page; retry the request.")
-    found = await store.record_registration(conn, session.id, registered.id, registered.url)
+    found = await store.record_registration(
+        conn, session.id, registered.id, registered.url, next_look_seconds=LOOK_EVERY.total_seconds()
+    )
     assert found is not None  # sessions are never deleted
     return found
 
@@ -181,7 +190,7 @@ async def _apply(conn: Conn, s: StripeSession, *, tz: tzinfo, async_failed: bool
     if session.status is not CheckoutStatus.OPEN:
         return "stale"
     if session.processor_session_id is None and s.url:
-        await store.record_registration(conn, session.id, s.id, s.url)
+        await store.record_registration(conn, session.id, s.id, s.url, next_look_seconds=LOOK_EVERY.total_seconds())
     if s.paid:
         await _pay(conn, session, s, Outcome.APPROVED, tz=tz)
         return "applied"

@@ -127,16 +127,38 @@ async def payment_count(conn: Conn, session_id: str) -> int:
 
 
 async def record_registration(
-    conn: Conn, session_id: str, processor_session_id: str, url: str
+    conn: Conn, session_id: str, processor_session_id: str, url: str, *, next_look_seconds: float
 ) -> CheckoutSession | None:
     """The processor's session id and page, written once (a second registration of the same session, after a
-    retry, keeps the first); the session as it is now."""
+    retry, keeps the first), the registration's lease let go and the next look-up due; the session as it is."""
     await conn.execute(
-        "UPDATE checkout_sessions SET processor_session_id = %s, url = %s, updated = now()"
+        "UPDATE checkout_sessions SET processor_session_id = %s, url = %s, updated = now(), lease_token = NULL,"
+        " next_run_at = CASE WHEN status = 'open' THEN now() + make_interval(secs => %s) END"
         " WHERE id = %s AND processor_session_id IS NULL",
-        (processor_session_id, url, session_id),
+        (processor_session_id, url, next_look_seconds, session_id),
     )
     return await get(conn, session_id)
+
+
+async def take_registration(conn: Conn, session_id: str, token: Any, seconds: float) -> bool:
+    """A lease on registering the session at its processor (the one caller that may call it now): False when
+    another request or the pump holds one. It also keeps the pump away until it runs out."""
+    cur = await conn.execute(
+        "UPDATE checkout_sessions SET lease_token = %s, next_run_at = now() + make_interval(secs => %s)"
+        " WHERE id = %s AND processor_session_id IS NULL AND status = 'open'"
+        " AND (lease_token IS NULL OR next_run_at <= now()) RETURNING id",
+        (token, seconds, session_id),
+    )
+    return await cur.fetchone() is not None
+
+
+async def release_registration(conn: Conn, session_id: str, token: Any, seconds: float) -> None:
+    """The registration failed (the processor did not answer): free for the next try, and the pump's in `seconds`."""
+    await conn.execute(
+        "UPDATE checkout_sessions SET lease_token = NULL, next_run_at = now() + make_interval(secs => %s)"
+        " WHERE id = %s AND lease_token = %s",
+        (seconds, session_id, token),
+    )
 
 
 async def by_processor_session(
