@@ -242,6 +242,20 @@ async def test_succeeded_applies_once_with_payable_and_ledger(
     await assert_ledger_clean(c)
 
 
+async def test_the_same_event_delivered_twice_at_once_applies_once(
+    stripe_api: Any, stripe_container: Any, merchant: Any, at_stripe: stripe.StripeClient
+) -> None:
+    """Stripe may deliver an event again before the first delivery is answered: the second waits on the first's
+    row (processor_events' primary key) and finds it stored."""
+    c = stripe_container
+    p, pi_id = await registered(stripe_api, c, merchant)
+    evt = event("payment_intent.succeeded", await confirmed_at_stripe(at_stripe, pi_id))
+    answers = await asyncio.gather(*(post_event(stripe_api, evt) for _ in range(4)))
+    assert sorted(r.json()["outcome"] for r in answers) == ["applied", "duplicate", "duplicate", "duplicate"]
+    assert len(await payment_payables(c, p["id"])) == 1
+    assert [e["type"] for e in await merchant_events(c, p["id"])] == ["payment.succeeded"]
+
+
 async def test_out_of_order_events_move_nothing_backwards(
     stripe_api: Any, stripe_container: Any, merchant: Any, at_stripe: stripe.StripeClient, localstripe_url: str
 ) -> None:
