@@ -1,31 +1,21 @@
-"""A merchant's own processor account (issue 13 item 1): credentials encrypted by the vault and never shown
-again, listed without them, and used for that merchant's Stripe Checkout sessions (against
-tests/support/fake_stripe_checkout.py: a FAKE following Stripe's API reference, because localstripe has no
-Checkout Sessions)."""
+"""A merchant's own processor account (issue 13 item 1): credentials encrypted by the vault (bound to the row)
+and never shown again, listed without them, and read back only for that merchant and processor."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from cryptography.exceptions import InvalidTag
 
 from tests.support.api import auth
-from tests.support.checkout import session_body
-from tests.support.fake_stripe_checkout import FakeStripeCheckout, serve_fake, tender_with_stripe
 from tests.support.money import admin
 
 pytestmark = pytest.mark.integration
 
 KEY = "sk_test_" + "merchant0wn" + "Secret4242"
 HOOK = "whsec_" + "merchantHookSecret"
-
-
-@pytest.fixture(scope="module")
-async def fake() -> AsyncIterator[FakeStripeCheckout]:
-    async with serve_fake() as f:
-        yield f
 
 
 def _path(merchant_id: str) -> str:
@@ -94,20 +84,40 @@ async def test_unknown_merchant_and_merchant_keys_are_refused(api: Any, settings
     )
 
 
-async def test_a_merchants_stripe_checkout_uses_its_own_account(
-    settings: Any, container: Any, merchant: Any, fake: FakeStripeCheckout
+async def test_the_credentials_are_read_back_for_the_processor_and_only_for_that_merchant(
+    api: Any, settings: Any, merchant: Any, container: Any
 ) -> None:
-    """Tender has no Stripe key of its own here: a merchant without an account gets a 400 naming `processor`;
-    one with an account gets a Stripe page made with ITS key."""
-    async with tender_with_stripe(settings, container.processors, api_base=fake.url, secret_key=None) as (_, api):
-        body = session_body("order-" + uuid.uuid4().hex[:6], processor="stripe", expires_in=3600)
-        refused = await api.post("/v1/checkout/sessions", json=body, headers=auth(merchant.secret_key))
-        assert refused.status_code == 400 and refused.json()["error"]["param"] == "processor"
-        made = await api.post(
-            _path(merchant.merchant.id), json={"processor": "stripe", "secret_key": KEY}, headers=admin(settings)
-        )
-        assert made.status_code == 201
-        r = await api.post("/v1/checkout/sessions", json=body, headers=auth(merchant.secret_key))
-        assert r.status_code == 201, r.text
-        [stripe_session] = fake.by_reference(r.json()["id"])
-        assert fake.keys[stripe_session["id"]] == KEY
+    """What the processor will be given for this merchant (services/processor_accounts.credentials): the key
+    decrypted with the row's id; another merchant, or another processor, has none."""
+    from tender.services import merchants, processor_accounts
+
+    made = await api.post(
+        _path(merchant.merchant.id),
+        json={"processor": "stripe", "secret_key": KEY, "webhook_secret": HOOK},
+        headers=admin(settings),
+    )
+    assert made.status_code == 201
+    other = await merchants.create_merchant(container.db, "Other " + uuid.uuid4().hex[:6])
+    async with container.db.connection() as conn:
+        mine = await processor_accounts.credentials(conn, container.vault, merchant.merchant.id, "stripe")
+        assert mine is not None and (mine.secret_key, mine.webhook_secret) == (KEY, HOOK)
+        assert KEY not in repr(mine)
+        assert await processor_accounts.credentials(conn, container.vault, other.merchant.id, "stripe") is None
+        assert await processor_accounts.credentials(conn, container.vault, merchant.merchant.id, "simulator") is None
+    # The ciphertext is bound to its row: copied into another row, it does not decrypt (then undone).
+    with pytest.raises(_Undo):
+        await _read_moved_row(container, merchant.merchant.id)
+
+
+async def _read_moved_row(container: Any, merchant_id: str) -> None:
+    from tender.services import processor_accounts
+
+    async with container.db.transaction() as conn:
+        await conn.execute("UPDATE processor_accounts SET id = 'pa_moved' WHERE merchant_id = %s", (merchant_id,))
+        with pytest.raises(InvalidTag):
+            await processor_accounts.credentials(conn, container.vault, merchant_id, "stripe")
+        raise _Undo
+
+
+class _Undo(Exception):
+    """Rolls the test's tampering back."""

@@ -38,7 +38,7 @@ from tender.processors.stripe_checkout import (
     StripeCheckoutUnavailable,
     StripeSession,
 )
-from tender.services import checkout, payment_transitions, processor_accounts
+from tender.services import checkout, payment_transitions
 from tender.store import attempts as attempt_store
 from tender.store import checkout as store
 from tender.store import payments as payment_store
@@ -61,7 +61,7 @@ HANDLED = (
 
 @dataclass(frozen=True, slots=True)
 class StripeAccess:
-    """How to reach Stripe: Tender's account from Settings, or a merchant's own (services/processor_accounts)."""
+    """How to reach Stripe: Tender's account, from Settings."""
 
     secret_key: str | None
     api_base: str | None
@@ -81,12 +81,12 @@ _clients: dict[tuple[str, str | None, float], StripeCheckout] = {}
 
 
 async def _client(conn: Conn, vault: Vault, access: StripeAccess, merchant_id: str) -> StripeCheckout:
-    own = await processor_accounts.credentials(conn, vault, merchant_id, PROCESSOR)
-    key = own.secret_key if own is not None else access.secret_key
+    # Tender's own Stripe account, whoever the merchant. Not yet a merchant's own account
+    # (services/processor_accounts.credentials): the payment's refunds, captures and Stripe's events would then
+    # have to use that account too, and the refund pump and the webhook route do not know it yet.
+    key = access.secret_key
     if key is None:
-        raise InvalidRequest(
-            "processor: stripe is not configured (TENDER_STRIPE_SECRET_KEY, or a processor account)", param="processor"
-        )
+        raise InvalidRequest("processor: stripe is not configured (TENDER_STRIPE_SECRET_KEY)", param="processor")
     cache_key = (key, access.api_base, access.timeout)
     if cache_key not in _clients:  # one HTTP connection pool per account, for the process's life
         _clients[cache_key] = StripeCheckout(key, api_base=access.api_base, timeout=access.timeout)

@@ -1,8 +1,13 @@
 """A merchant's own account at a processor (issue 13 item 1): its credentials encrypted by the vault, bound to
-the row, never shown again; the processor then acts for that merchant with them instead of Tender's own.
+the row, never shown again, and read back (`credentials`) only for that merchant and processor.
 
-Only Stripe has accounts today. The answer shows the account's id, processor, a hint (the secret key's last 4)
-and when it was created; a new account for the same processor replaces the old one (a key rotated at Stripe).
+Stored and listed; not yet used for calls. Every call about a payment made with a merchant's account (its
+authorization, capture, cancel, refunds, look-ups, and Stripe's events signed with its webhook secret) must use
+that account, so the payment and refund pumps and POST /webhooks/stripe have to resolve it together: until
+they do, Tender's own account (TENDER_STRIPE_SECRET_KEY) makes every Stripe call. Only Stripe has accounts.
+
+The answer shows the account's id, processor, a hint (the secret key's last 4) and when it was created; a new
+account for the same processor replaces the old one (a key rotated at Stripe).
 """
 
 from __future__ import annotations
