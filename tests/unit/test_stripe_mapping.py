@@ -8,8 +8,14 @@ import httpx
 import pytest
 import stripe
 
-from tender.processors.base import Outcome
-from tender.processors.stripe import result_from_error, result_from_payment_intent, result_from_refund
+from tender.processors.base import AuthorizeRequest, CardData, Outcome
+from tender.processors.stripe import (
+    StripeProcessor,
+    intent_params,
+    result_from_error,
+    result_from_payment_intent,
+    result_from_refund,
+)
 
 
 def _pi(status: str, **fields: Any) -> dict[str, Any]:
@@ -160,3 +166,28 @@ def test_a_card_error_is_declined_with_its_codes() -> None:
         "card_declined",
         "generic_decline",
     )
+
+
+def _request(capture: bool) -> AuthorizeRequest:
+    card = CardData("4242424242424242", 10, 2030, "123", None)
+    return AuthorizeRequest(
+        reference="att_1", payment_id="pay_1", amount=2500, currency="BRL", capture=capture, card=card
+    )
+
+
+def test_the_payment_intent_is_unconfirmed_keyed_by_the_attempt_and_captures_as_the_payment_asks() -> None:
+    params = intent_params(_request(capture=True), "pm_1", cards_only=True)
+    assert "confirm" not in params  # registered first; confirmed only once its id is on record
+    assert params["metadata"] == {"tender_attempt": "att_1", "tender_payment": "pay_1"}
+    assert (params["amount"], params["currency"], params["payment_method"]) == (2500, "brl", "pm_1")
+    assert params["capture_method"] == "automatic"
+    assert params["allowed_payment_method_types"] == ["card"]
+    manual = intent_params(_request(capture=False), "pm_1", cards_only=False)
+    assert manual["capture_method"] == "manual" and "allowed_payment_method_types" not in manual
+    assert "4242424242424242" not in repr(params) and "4242424242424242" not in repr(_request(True))
+
+
+def test_an_emulator_is_any_api_base_but_stripes_own_by_default() -> None:
+    assert StripeProcessor("sk_test_x")._emulator is False
+    assert StripeProcessor("sk_test_x", api_base="http://127.0.0.1:8420")._emulator is True
+    assert StripeProcessor("sk_test_x", api_base="http://127.0.0.1:8420", emulator=False)._emulator is False

@@ -28,7 +28,12 @@ from typing import Any
 
 import httpx
 import stripe
-from stripe.params import PaymentIntentCaptureParams, PaymentIntentConfirmParams, RefundCreateParams
+from stripe.params import (
+    PaymentIntentCaptureParams,
+    PaymentIntentConfirmParams,
+    PaymentIntentCreateParams,
+    RefundCreateParams,
+)
 
 from tender.config import Settings
 from tender.domain.bins import known_funding
@@ -210,6 +215,24 @@ def result_from_error(exc: Exception, *, side_effect: bool) -> ProcessorResult:
     return ProcessorResult(Outcome.DECLINED, failure_code=code or "processing_error", message=message or detail)
 
 
+def intent_params(request: AuthorizeRequest, payment_method: str, *, cards_only: bool) -> PaymentIntentCreateParams:
+    """The unconfirmed PaymentIntent of an authorization. `capture_method` follows the payment (module
+    docstring). `cards_only`: Stripe's PaymentIntents accept the Dashboard's payment methods by default, some of
+    which redirect, and Stripe then refuses a server-side confirm without a return_url; a card-only PaymentIntent
+    confirms without one (3-D Secure then comes as next_action). localstripe, which emulates an older API,
+    refuses the parameter, so it is sent to Stripe's own API only (StripeProcessor's default)."""
+    params: PaymentIntentCreateParams = {
+        "amount": request.amount,
+        "currency": request.currency.lower(),
+        "payment_method": payment_method,
+        "capture_method": "automatic" if request.capture else "manual",
+        "metadata": {ATTEMPT_METADATA: request.reference, "tender_payment": request.payment_id},
+    }
+    if cards_only:
+        params["allowed_payment_method_types"] = ["card"]
+    return params
+
+
 # -- the client -----------------------------------------------------------------------------------------
 
 
@@ -223,9 +246,19 @@ class StripeProcessor:
 
     name = "stripe"
 
-    def __init__(self, secret_key: str, *, api_base: str = DEFAULT_API_BASE, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        secret_key: str,
+        *,
+        api_base: str = DEFAULT_API_BASE,
+        timeout: float = 10.0,
+        emulator: bool | None = None,
+    ) -> None:
         self._secret_key = secret_key
         self._api_base = api_base.rstrip("/")
+        # An emulator (localstripe; by default any API base but Stripe's own) refuses parameters of today's API
+        # that Stripe itself needs: the card-only restriction (intent_params) and a confirm's return_url.
+        self._emulator = self._api_base != DEFAULT_API_BASE if emulator is None else emulator
         self._timeout = timeout
         self._client: stripe.StripeClient | None = None
         self._http: stripe.HTTPXClient | None = None
@@ -281,13 +314,7 @@ class StripeProcessor:
             return result if result.outcome is Outcome.DECLINED else _as_transient(result)
         try:
             intent = await client.v1.payment_intents.create_async(
-                params={
-                    "amount": request.amount,
-                    "currency": request.currency.lower(),
-                    "payment_method": method.id,
-                    "capture_method": "automatic" if request.capture else "manual",
-                    "metadata": {ATTEMPT_METADATA: request.reference, "tender_payment": request.payment_id},
-                },
+                params=intent_params(request, method.id, cards_only=not self._emulator),
                 options={"idempotency_key": key},
             )
         except Exception as exc:
@@ -303,7 +330,7 @@ class StripeProcessor:
         if intent is None:
             return ProcessorResult(Outcome.TRANSIENT, message="not registered at Stripe yet")
         params: PaymentIntentConfirmParams = {"expand": ["payment_method"]}
-        if request.return_url:
+        if request.return_url and not self._emulator:  # 3-D Secure then comes back as next_action.redirect_to_url
             params["return_url"] = request.return_url
         try:
             pi = await self._stripe().v1.payment_intents.confirm_async(
