@@ -22,6 +22,9 @@ from tests.support.fake_stripe_checkout import (
     serve_fake,
     tender_with_stripe,
 )
+from tests.support.money import admin
+from tests.support.refunds import drain_refunds
+from tests.support.refunds import pump as refund_pump
 
 pytestmark = pytest.mark.integration
 
@@ -29,8 +32,10 @@ STRIPE = {"processor": "stripe", "expires_in": 3600}
 
 
 @pytest.fixture(scope="module")
-async def fake() -> AsyncIterator[FakeStripeCheckout]:
+async def fake(localstripe_url: str) -> AsyncIterator[FakeStripeCheckout]:
+    """The Checkout fake, forwarding the rest of Stripe's API to localstripe (PaymentIntents, Refunds)."""
     async with serve_fake() as f:
+        f.upstream = localstripe_url
         yield f
 
 
@@ -255,3 +260,28 @@ async def test_without_stripe_settings_a_stripe_session_is_a_400(api: httpx.Asyn
     """The session container has no TENDER_STRIPE_SECRET_KEY: Tender's own page works, Stripe's is refused."""
     r = await api.post("/v1/checkout/sessions", json=session_body(_ref(), **STRIPE), headers=auth(merchant.secret_key))
     assert r.status_code == 400 and r.json()["error"]["param"] == "processor"
+
+
+async def test_a_stripe_checkout_payment_is_refunded_at_stripe_like_any_other(
+    sapi: httpx.AsyncClient, merchant: Any, fake: FakeStripeCheckout, stripe_container: Any, localstripe_url: str
+) -> None:
+    """The shopper pays a real PaymentIntent (at localstripe, through the fake's page); the payment Tender records
+    for it is refunded by the refund pump through the stripe processor, at Stripe, and the ledger stays balanced."""
+    h = auth(merchant.secret_key)
+    session = (await _create(sapi, merchant, _ref())).json()
+    paid = await fake.pay_for_real(fake.by_reference(session["id"])[0]["id"])
+    got = (await sapi.get(f"/v1/checkout/sessions/{session['id']}", headers=h)).json()
+    assert got["status"] == "complete"
+    payment = (await sapi.get(f"/v1/payments/{got['payment']}", headers=h)).json()
+    assert payment["status"] == "succeeded" and payment["processor_reference"] == paid["payment_intent"]
+    r = await sapi.post("/v1/refunds", json={"payment": payment["id"], "amount": 1000}, headers=h)
+    assert r.status_code == 202, r.text
+    await drain_refunds(refund_pump(stripe_container))
+    refund = (await sapi.get(f"/v1/refunds/{r.json()['id']}", headers=h)).json()
+    assert refund["status"] == "succeeded", refund
+    async with httpx.AsyncClient(base_url=localstripe_url, auth=("sk_test_tender", "")) as ls:
+        at_stripe = (await ls.get("/v1/refunds", params={"payment_intent": paid["payment_intent"]})).json()["data"]
+    assert [x["amount"] for x in at_stripe] == [1000]
+    assert (await sapi.get(f"/v1/payments/{payment['id']}", headers=h)).json()["amount_refunded"] == 1000
+    verify = await sapi.get("/admin/v1/ledger/verify", headers=admin(stripe_container.settings))
+    assert verify.json()["balanced"] is True

@@ -11,6 +11,9 @@ It serves, as https://api.stripe.com does (form-encoded requests, JSON answers, 
 Fields: id, object, url, status open|complete|expired, payment_status, payment_intent, client_reference_id,
 amount_total, currency, success_url, cancel_url, metadata, expires_at, created.
 Like localstripe, it ignores Idempotency-Key (so Tender's exactly-once cannot lean on it).
+With `upstream` (localstripe's URL) it is a proxy: every other path is forwarded there, so one
+TENDER_STRIPE_API_BASE serves both Checkout (here) and PaymentIntents and Refunds (localstripe), and
+`pay_for_real` takes the shopper's payment as a real PaymentIntent at localstripe.
 
 Test controls (what the shopper or a network fault would do): `pay(id)` completes a session as Stripe's page
 would (a `pi_...` PaymentIntent, payment_status paid), `fail_creates` answers the next N creates 500 AFTER
@@ -28,9 +31,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 _KEY = re.compile(r"\[([^\]]*)\]")
+_FORWARDED = {"authorization", "content-type", "idempotency-key", "stripe-version", "accept"}
 
 
 def _nested(form: Any) -> dict[str, Any]:
@@ -61,6 +66,7 @@ class FakeStripeCheckout:
         self.fail_creates = 0
         self.down = False
         self.delay = 0.0  # seconds a create takes before the session exists (a slow Stripe)
+        self.upstream: str | None = None  # localstripe: where every other path goes
         self.url = ""
         self._seq = itertools.count()
 
@@ -70,7 +76,46 @@ class FakeStripeCheckout:
         app.router.add_get("/v1/checkout/sessions", self._list)
         app.router.add_get("/v1/checkout/sessions/{id}", self._retrieve)
         app.router.add_post("/v1/checkout/sessions/{id}/expire", self._expire)
+        app.router.add_route("*", "/{tail:.*}", self._forward)  # last: what is not Checkout
         return app
+
+    async def _forward(self, request: web.Request) -> web.Response:
+        if self.upstream is None:
+            return _error(404, f"Unrecognized request URL ({request.method}: {request.path}).")
+        headers = {k: v for k, v in request.headers.items() if k.lower() in _FORWARDED}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(
+                request.method, self.upstream + request.path_qs, data=await request.read(), headers=headers
+            ) as answer,
+        ):
+            return web.Response(
+                body=await answer.read(), status=answer.status, content_type=answer.content_type or "application/json"
+            )
+
+    async def pay_for_real(self, session_id: str) -> dict[str, Any]:
+        """The shopper pays on the page: a PaymentIntent confirmed (and captured) at localstripe for the
+        session's amount, then the session complete with it."""
+        assert self.upstream is not None
+        s = self.sessions[session_id]
+        auth = aiohttp.BasicAuth(self.keys[session_id])
+        async with aiohttp.ClientSession(self.upstream, auth=auth) as client:
+            card = {"type": "card", "card[number]": "4242424242424242", "card[exp_month]": "12",
+                    "card[exp_year]": "2034", "card[cvc]": "123"}  # fmt: skip
+            async with client.post("/v1/payment_methods", data=card) as r:
+                method = await r.json()
+            intent = {
+                "amount": str(s["amount_total"]),
+                "currency": s["currency"],
+                "payment_method": method["id"],
+                "confirm": "true",
+                "metadata[tender_checkout_session]": str(s["client_reference_id"]),
+            }
+            async with client.post("/v1/payment_intents", data=intent) as r:
+                pi = await r.json()
+        assert pi["status"] == "succeeded", pi
+        s.update(status="complete", payment_status="paid", payment_intent=pi["id"])
+        return dict(s)
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
