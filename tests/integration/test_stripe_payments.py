@@ -370,6 +370,9 @@ async def test_asking_for_an_unknown_or_unconfigured_processor_is_a_400_naming_i
     r = await api.post("/v1/payments", json=card_payment(processor="stripe"), headers=auth(merchant.secret_key))
     assert r.status_code == 400 and r.json()["error"]["param"] == "processor", r.text
     assert "not configured" in r.json()["error"]["message"]
+    upi = {**card_payment(processor="stripe"), "payment_method": {"type": "upi", "upi": {"vpa": "shopper@bank"}}}
+    r = await sapi.post("/v1/payments", json=upi, headers=auth(merchant.secret_key))
+    assert r.status_code == 400 and r.json()["error"]["param"] == "payment_method.type", r.text
     # The simulator stays the default, and can be asked for by name.
     r = await sapi.post("/v1/payments", json=card_payment(processor="simulator"), headers=auth(merchant.secret_key))
     assert r.status_code == 202 and r.json()["processor"] == "simulator"

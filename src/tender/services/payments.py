@@ -119,6 +119,10 @@ async def _vault_card(
     return card_id, view
 
 
+# Processors that take cards and nothing else (processors/stripe.py: PaymentIntents from a vaulted card).
+CARD_ONLY_PROCESSORS = frozenset({"stripe"})
+
+
 def choose_processor(asked: str | None, *, default: str, available: Collection[str] | None) -> str:
     """The processor a new payment goes to: the one asked for if it is on, else a 400 naming `processor`."""
     if asked is None:
@@ -164,6 +168,10 @@ async def create_payment(
             today=now.date(),
         )
     else:
+        if processor in CARD_ONLY_PROCESSORS:  # refused now, rather than failed later by the worker
+            raise InvalidRequest(
+                f"payment_method.type: the {processor} processor takes cards only", param="payment_method.type"
+            )
         apm_view = _apm_view(method)
     reference = validate_reference(request.reference)
     metadata = validate_metadata(request.metadata) if request.metadata is not None else {}
