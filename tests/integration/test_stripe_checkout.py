@@ -83,6 +83,9 @@ async def test_a_stripe_session_is_registered_once_and_answers_stripes_page(
     again = await _create(sapi, merchant, ref)
     assert again.status_code == 200 and again.json() == session
     assert len(fake.by_reference(session["id"])) == 1  # the same reference never registers a second page
+    # Tender's own page does not serve it (nor take a card for it): the page is Stripe's.
+    assert (await sapi.get(f"/checkout/{session['id']}")).status_code == 404
+    assert (await sapi.get(f"/checkout/{session['id']}/status")).status_code == 404
 
 
 async def test_a_lost_answer_from_stripe_is_found_again_not_created_twice(

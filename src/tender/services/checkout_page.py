@@ -65,10 +65,12 @@ async def pay(
 
 
 async def _session_or_none(conn: Conn, session_id: str) -> CheckoutSession | None:
+    """None also for a session hosted by a processor (Stripe Checkout): its page is the processor's, never ours."""
     try:
-        return await checkout.get(conn, session_id)
+        session = await checkout.get(conn, session_id)
     except NotFound:
         return None
+    return session if session.processor is None else None
 
 
 async def _merchant_name(conn: Conn, session: CheckoutSession) -> str | None:
