@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from pydantic import SecretStr
 
@@ -138,7 +139,12 @@ async def test_the_pi_id_is_on_record_before_the_confirm(
 ) -> None:
     created = await pay(sapi, merchant)
     pump = payments_pump(stripe_container)
-    assert await pump.run_batch(100) >= 1  # the first round only registers
+    async with await psycopg.AsyncConnection.connect(stripe_container.db.url, autocommit=True) as listener:
+        await listener.execute("LISTEN tender_work")
+        assert await pump.run_batch(100) >= 1  # the first round only registers
+        # ...and wakes idle workers, so the confirm follows at once rather than at the next poll.
+        notes = [n.payload async for n in listener.notifies(timeout=2.0, stop_after=1)]
+    assert notes == ["payments"]
     attempt = await attempt_of(stripe_container, created["id"])
     assert attempt["status"] == "pending" and attempt["processor_reference"].startswith("pi_")
     [intent] = await intents_of(localstripe_url, created["id"])

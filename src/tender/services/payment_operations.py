@@ -97,6 +97,7 @@ class PaymentWork:
     reconcile: bool = False
     void: bool = False  # Tender gives up waiting (shopper, capture): open a cancel in the write phase
     card: VaultCard | None = None  # a card payment still processing: its vault row (ciphertext)
+    registered: bool = False  # registered at its processor by this run: to be executed at once
 
 
 def plan(
@@ -191,6 +192,8 @@ class PaymentOperations:
             log.info(
                 "%d payment(s) changed hands or status meanwhile; their results were dropped", len(work) - len(written)
             )
+        if any(w.registered and w.payment.id in written for w in work):
+            await store.wake_workers(conn)  # due at once: an idle worker confirms it now, not at its next poll
         for w in work:
             if w.dead and w.attempt is not None and w.payment.id in written:
                 await dead_letters.open_for(
@@ -272,6 +275,7 @@ class PaymentOperations:
         if result.outcome is Outcome.NOT_FOUND and result.processor_reference:
             w.attempt.processor_reference = result.processor_reference
             w.attempt.last_error = None
+            w.registered = True
             return change_of(w.payment, processor_reference=result.processor_reference, next_run_at=datetime.now(UTC))
         if result.outcome is Outcome.DECLINED:
             return self._outcome(w, result)

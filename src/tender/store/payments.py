@@ -209,6 +209,11 @@ async def lock_payment(conn: Conn, payment_id: str, merchant_id: str | None = No
     return _payment(row) if row else None
 
 
+async def wake_workers(conn: Conn) -> None:
+    """Tell idle workers that payments are due now (delivered at commit): an UPDATE fires no trigger."""
+    await conn.execute("SELECT pg_notify('tender_work', 'payments')")
+
+
 async def schedule_now(conn: Conn, payment_id: str, *, reset_tries: bool = False) -> None:
     """Make a payment due at once and wake the workers (delivered at commit)."""
     await conn.execute(
