@@ -134,6 +134,18 @@ async def test_a_payment_with_a_return_url_goes_through_the_emulator(
     assert p["status"] == "succeeded", p
 
 
+async def test_the_fee_follows_the_funding_stripe_reports(
+    sapi: httpx.AsyncClient, stripe_container: Any, merchant: Any
+) -> None:
+    # 4000056655665556 is a debit BIN in Tender's table (3 % under the default plan); localstripe reports every
+    # card's funding as credit (5 %): the issuer's word, read from the expanded PaymentMethod, wins.
+    p = await paid(sapi, stripe_container, merchant, number="4000056655665556")
+    assert p["status"] == "succeeded", p
+    assert p["payment_method"]["card"]["funding"] == "credit"
+    [payable] = await payment_payables(stripe_container, p["id"])
+    assert (payable["amount"], payable["fee"]) == (2500, 125)
+
+
 async def test_the_pi_id_is_on_record_before_the_confirm(
     sapi: httpx.AsyncClient, stripe_container: Any, merchant: Any, localstripe_url: str
 ) -> None:
