@@ -236,6 +236,25 @@ async def test_expired_at_stripe_expires_the_session_and_the_merchant_can_expire
     assert first["id"] in expired and second["id"] in expired
 
 
+async def test_a_paid_session_of_another_amount_is_not_booked(
+    sapi: httpx.AsyncClient, merchant: Any, fake: FakeStripeCheckout, stripe_container: Any
+) -> None:
+    """Stripe says paid, but not the session's amount (never so for a session Tender made): nothing is booked on
+    a guess, the event is answered (no 500 for Stripe to retry for ever), the session stays open for an operator."""
+    h = auth(merchant.secret_key)
+    session = (await _create(sapi, merchant, _ref())).json()
+    paid = fake.pay(fake.by_reference(session["id"])[0]["id"])
+    async with stripe_container.db.transaction() as conn:
+        outcome = await checkout_stripe.apply_event(conn, checkout_completed_event({**paid, "amount_total": 1}))
+    assert outcome == "mismatch"
+    async with stripe_container.db.connection() as conn:
+        cur = await conn.execute("SELECT count(*) AS n FROM payments WHERE checkout_session_id = %s", (session["id"],))
+        row = await cur.fetchone()
+    assert row is not None and row["n"] == 0
+    fake.sessions[paid["id"]]["amount_total"] = 1  # the look-up on GET hears the same from Stripe
+    assert (await sapi.get(f"/v1/checkout/sessions/{session['id']}", headers=h)).json()["status"] == "open"
+
+
 async def test_an_event_about_an_unknown_session_changes_nothing(stripe_container: Any) -> None:
     stranger = {"id": "cs_test_stranger", "object": "checkout.session", "status": "complete",
                 "payment_status": "paid", "payment_intent": "pi_x", "client_reference_id": None}  # fmt: skip

@@ -167,7 +167,8 @@ async def record(conn: Conn, session: CheckoutSession, registered: StripeSession
 async def apply_event(conn: Conn, event: Mapping[str, Any], *, tz: tzinfo = UTC) -> str:
     """A verified Stripe event `checkout.session.*` (POST /webhooks/stripe), in the caller's transaction:
     applied at most once and never backwards. Returns what happened: applied, stale (already so), ignored
-    (not a checkout event, or one that changes nothing yet) or unknown_reference (not a Tender session)."""
+    (not a checkout event, or one that changes nothing yet), unknown_reference (not a Tender session) or
+    mismatch (Stripe's amount is not the session's: nothing booked, logged for an operator)."""
     kind = str(event.get("type", ""))
     if kind not in HANDLED:
         return "ignored"
@@ -191,6 +192,13 @@ async def _apply(conn: Conn, s: StripeSession, *, tz: tzinfo, async_failed: bool
         return "stale"
     if session.processor_session_id is None and s.url:
         await store.record_registration(conn, session.id, s.id, s.url, next_look_seconds=LOOK_EVERY.total_seconds())
+    if s.amount_total is not None and (s.amount_total, (s.currency or "").upper()) != (
+        session.amount,
+        session.currency.strip(),
+    ):
+        # Tender made the Stripe session with the session's amount: another is not Tender's to book on a guess.
+        log.error("checkout session %s: Stripe session %s has another amount; left to an operator", session.id, s.id)
+        return "mismatch"
     if s.paid:
         await _pay(conn, session, s, Outcome.APPROVED, tz=tz)
         return "applied"
@@ -207,13 +215,6 @@ async def _apply(conn: Conn, s: StripeSession, *, tz: tzinfo, async_failed: bool
 async def _pay(conn: Conn, session: CheckoutSession, s: StripeSession, outcome: Outcome, *, tz: tzinfo) -> None:
     """The session's payment: recorded as Stripe took it (its PaymentIntent), then its status moved through
     the one status-change path, which completes the session and books the payable and ledger entry."""
-    if s.amount_total is not None and (s.amount_total, (s.currency or "").upper()) != (
-        session.amount,
-        session.currency.strip(),
-    ):
-        # Tender created the Stripe session with its own amount: another is not ours to book blindly.
-        log.error("checkout session %s: Stripe's session %s has another amount; left for an operator", session.id, s.id)
-        raise ValueError(f"Stripe session {s.id} does not match checkout session {session.id}")
     now = datetime.now(UTC)
     payment = Payment(
         id=new_id(PAYMENT),
