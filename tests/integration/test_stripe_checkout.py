@@ -236,6 +236,35 @@ async def test_expired_at_stripe_expires_the_session_and_the_merchant_can_expire
     assert first["id"] in expired and second["id"] in expired
 
 
+async def test_delayed_payment_methods_complete_or_fail_by_their_later_events(
+    sapi: httpx.AsyncClient, merchant: Any, fake: FakeStripeCheckout, stripe_container: Any
+) -> None:
+    """A bank debit: `completed` while still unpaid changes nothing yet; `async_payment_succeeded` then pays the
+    session; `async_payment_failed` on another fails its payment and closes the session (no money)."""
+    h = auth(merchant.secret_key)
+    ok, bad = [(await _create(sapi, merchant, _ref())).json() for _ in range(2)]
+    outcomes = []
+    for session, later in ((ok, "async_payment_succeeded"), (bad, "async_payment_failed")):
+        stripe_session = fake.by_reference(session["id"])[0]
+        stripe_session.update(status="complete", payment_status="unpaid", payment_intent="pi_" + uuid.uuid4().hex)
+        async with stripe_container.db.transaction() as conn:
+            outcomes.append(await checkout_stripe.apply_event(conn, checkout_completed_event(stripe_session)))
+        if later == "async_payment_succeeded":
+            stripe_session["payment_status"] = "paid"
+        async with stripe_container.db.transaction() as conn:
+            event = checkout_completed_event(stripe_session, f"checkout.session.{later}")
+            outcomes.append(await checkout_stripe.apply_event(conn, event))
+    assert outcomes == ["ignored", "applied", "ignored", "applied"]
+    done = (await sapi.get(f"/v1/checkout/sessions/{ok['id']}", headers=h)).json()
+    assert done["status"] == "complete"
+    assert (await sapi.get(f"/v1/payments/{done['payment']}", headers=h)).json()["status"] == "succeeded"
+    failed = (await sapi.get(f"/v1/checkout/sessions/{bad['id']}", headers=h)).json()
+    assert failed["status"] == "expired" and failed["payment"] is not None
+    payment = (await sapi.get(f"/v1/payments/{failed['payment']}", headers=h)).json()
+    assert payment["status"] == "failed" and payment["amount_captured"] == 0
+    assert (await sapi.get("/v1/payables", params={"payment": payment["id"]}, headers=h)).json()["data"] == []
+
+
 async def test_a_paid_session_of_another_amount_is_not_booked(
     sapi: httpx.AsyncClient, merchant: Any, fake: FakeStripeCheckout, stripe_container: Any
 ) -> None:
