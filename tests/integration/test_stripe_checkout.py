@@ -126,6 +126,27 @@ async def test_concurrent_requests_for_one_session_register_one_stripe_page(
     assert again.status_code == 200 and again.json()["url"] == fake.by_reference(session_id)[0]["url"]
 
 
+async def test_retrieving_a_registering_session_does_not_register_it(
+    sapi: httpx.AsyncClient, merchant: Any, fake: FakeStripeCheckout, stripe_container: Any
+) -> None:
+    """Only the POST (or its retry) and the pump register, under the registration's lease: a GET racing them
+    must not create a Stripe page of its own."""
+    ref = _ref()
+    fake.down = True
+    try:
+        assert (await _create(sapi, merchant, ref)).status_code == 503
+    finally:
+        fake.down = False
+    async with stripe_container.db.connection() as conn:
+        cur = await conn.execute("SELECT id FROM checkout_sessions WHERE reference = %s", (ref,))
+        row = await cur.fetchone()
+    assert row is not None
+    creates = fake.creates
+    got = (await sapi.get(f"/v1/checkout/sessions/{row['id']}", headers=auth(merchant.secret_key))).json()
+    assert got["status"] == "open" and got["url"] is None and got["processor"] == "stripe"
+    assert fake.creates == creates and fake.by_reference(row["id"]) == []
+
+
 async def test_completion_by_webhook_event_makes_one_succeeded_payment_with_payable_and_events(
     sapi: httpx.AsyncClient, merchant: Any, fake: FakeStripeCheckout, stripe_container: Any
 ) -> None:

@@ -262,8 +262,9 @@ async def _pay(conn: Conn, session: CheckoutSession, s: StripeSession, outcome: 
 
 
 async def look_up(db: Database, vault: Vault, access: StripeAccess, session_id: str, *, tz: tzinfo = UTC) -> bool:
-    """Ask Stripe about one session and apply what it says; registers one left registering. True while it
-    stays open (look again later). Raises StripeCheckoutUnavailable when Stripe does not answer."""
+    """Ask Stripe about one session and apply what it says; registers one left registering (only the pump calls
+    it for those: its claim is the registration's lease). True while it stays open (look again later). Raises
+    StripeCheckoutUnavailable when Stripe does not answer."""
     async with db.connection() as conn:
         session = await checkout.get(conn, session_id)
         if session.status is not CheckoutStatus.OPEN or session.processor != PROCESSOR:
@@ -295,7 +296,9 @@ async def retrieve(
     """GET /v1/checkout/sessions/{id} of a Stripe session still open: looked up first (the shopper is back on
     `success_url`, the merchant asks); if Stripe does not answer, the session as Tender knows it."""
     session = await checkout.retrieve(db, session_id, merchant_id)
-    if session.processor == PROCESSOR and session.status is CheckoutStatus.OPEN:
+    # A session still registering is left to its request or the pump (they hold the registration's lease).
+    registered = session.processor_session_id is not None
+    if session.processor == PROCESSOR and session.status is CheckoutStatus.OPEN and registered:
         try:
             await look_up(db, vault, access, session_id, tz=tz)
         except StripeCheckoutUnavailable as exc:
