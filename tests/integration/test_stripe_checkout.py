@@ -147,6 +147,36 @@ async def test_retrieving_a_registering_session_does_not_register_it(
     assert fake.creates == creates and fake.by_reference(row["id"]) == []
 
 
+async def test_expiring_a_registering_session_waits_for_its_registration(
+    sapi: httpx.AsyncClient, merchant: Any, fake: FakeStripeCheckout, stripe_container: Any
+) -> None:
+    """While a request holds the registration's lease, the merchant's expire is a 409 (else the registration
+    could leave a Stripe page open for an expired session); once free, the session expires."""
+    from tender.store import checkout as store
+
+    h = auth(merchant.secret_key)
+    ref = _ref()
+    fake.down = True
+    try:
+        assert (await _create(sapi, merchant, ref)).status_code == 503
+    finally:
+        fake.down = False
+    async with stripe_container.db.connection() as conn:
+        cur = await conn.execute("SELECT id FROM checkout_sessions WHERE reference = %s", (ref,))
+        row = await cur.fetchone()
+    assert row is not None
+    session_id = row["id"]
+    async with stripe_container.db.transaction() as conn:  # a registration in flight elsewhere
+        assert await store.take_registration(conn, session_id, uuid.uuid4(), 60)
+    busy = await sapi.post(f"/v1/checkout/sessions/{session_id}/expire", headers=h)
+    assert busy.status_code == 409 and busy.json()["error"]["code"] == "checkout_session_busy"
+    async with stripe_container.db.transaction() as conn:  # that registration died; its lease ran out
+        await conn.execute("UPDATE checkout_sessions SET next_run_at = now() WHERE id = %s", (session_id,))
+    done = await sapi.post(f"/v1/checkout/sessions/{session_id}/expire", headers=h)
+    assert done.status_code == 200 and done.json()["status"] == "expired"
+    assert fake.by_reference(session_id) == []
+
+
 async def test_completion_by_webhook_event_makes_one_succeeded_payment_with_payable_and_events(
     sapi: httpx.AsyncClient, merchant: Any, fake: FakeStripeCheckout, stripe_container: Any
 ) -> None:

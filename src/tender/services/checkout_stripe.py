@@ -315,8 +315,16 @@ async def expire(
     session = await checkout.retrieve(db, session_id, merchant_id)
     if session.status is not CheckoutStatus.OPEN:
         raise SessionNotOpen(f"Only an open session can be expired; this one is {session.status}.")
-    async with db.connection() as conn:
+    token = uuid.uuid4()
+    async with db.transaction() as conn:
         client = await _client(conn, vault, access, merchant_id)
+        # Still registering: take the registration's lease, or a registration finishing meanwhile would leave a
+        # Stripe page open for a session Tender expired (a payment there then booked nowhere).
+        registering = session.processor_session_id is None
+        if registering and not await store.take_registration(
+            conn, session.id, token, REGISTRATION_LEASE.total_seconds()
+        ):
+            raise CheckoutSessionBusy("This session is being registered at Stripe right now; try again shortly.")
     try:
         if session.processor_session_id is None:
             found = await client.find(session.id, session.created)
@@ -325,6 +333,9 @@ async def expire(
         if found is not None and found.status == "open":
             found = await client.expire(found.id)
     except StripeCheckoutUnavailable as exc:
+        if registering:
+            async with db.transaction() as conn:
+                await store.release_registration(conn, session.id, token, FIRST_LOOK.total_seconds())
         raise ProcessorUnavailable(f"Stripe did not answer; retry the request. {exc}") from None
     async with db.transaction() as conn:
         if found is not None:

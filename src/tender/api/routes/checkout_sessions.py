@@ -122,7 +122,9 @@ async def get_session(session_id: str, merchant: Merchant, container: ContainerD
 @router.post(
     "/v1/checkout/sessions/{session_id}/expire",
     summary="Expire an open checkout session now",
-    responses=responses(NotFound, SessionNotOpen, PaymentInProgress, ProcessorUnavailable, *IDEMPOTENT),
+    responses=responses(
+        NotFound, SessionNotOpen, PaymentInProgress, CheckoutSessionBusy, ProcessorUnavailable, *IDEMPOTENT
+    ),
 )
 async def expire_session(
     session_id: str,
