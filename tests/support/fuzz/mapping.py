@@ -143,6 +143,12 @@ def valid_core(world: World, method: str, path: str) -> dict[str, Any] | None:
             "description": "Fuzz cart",
         },
         "/v1/webhook_endpoints": {"url": "https://receiver.example/fuzz", "events": ["*"], "description": "fuzz"},
+        # The spare merchant's (path_pools): a stored account is never used for calls by the fuzzing merchant.
+        "/admin/v1/merchants/{merchant_id}/processor_accounts": {
+            "processor": "stripe",
+            "secret_key": "sk_test_fuzz_0000",
+            "webhook_secret": "whsec_fuzz",
+        },
     }
     return cores.get(path)
 
