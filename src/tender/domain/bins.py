@@ -21,7 +21,7 @@ UNKNOWN_BIN_FUNDING: Final[Funding] = "credit"
 FUNDING_BY_PREFIX: Final[dict[str, Funding]] = {
     "424242": "credit",  # visa credit (API.md)
     "555555": "credit",  # mastercard credit (API.md)
-    "400005": "debit",  # visa debit (API.md 4000056655665556)
+    "400005": "debit",  # visa debit (API.md's debit test card)
     "520082": "debit",  # mastercard debit test card
     "510510": "prepaid",  # mastercard prepaid test card
 }

@@ -62,13 +62,14 @@ def card_brand(number: str) -> str:
 
 
 # The simulated issuer's own knowledge of funding, by prefix (longest wins). It knows more than Tender's
-# BIN table (tender/domain/bins.py) on purpose: 6200000000000047 is a UnionPay debit account in a range
-# (620000) whose other cards are credit, so only the processor's answer can tell Tender it is debit.
+# BIN table (tender/domain/bins.py) on purpose: the sub-range 620000000000 holds UnionPay debit accounts in a
+# range (620000) whose other cards are credit, so only the processor's answer can tell Tender they are debit.
+# (Prefixes only: no whole card number in source outside API.md's test cards.)
 FUNDING_BY_PREFIX: dict[str, str] = {
-    "400005": "debit",  # 4000056655665556, visa debit (API.md)
-    "520082": "debit",  # 5200828282828210, mastercard debit
-    "510510": "prepaid",  # 5105105105105100, mastercard prepaid
-    "6200000000000047": "debit",  # unionpay debit
+    "400005": "debit",  # visa debit (API.md)
+    "520082": "debit",  # mastercard debit test range
+    "510510": "prepaid",  # mastercard prepaid test range
+    "620000000000": "debit",  # unionpay debit accounts
 }
 
 
