@@ -56,6 +56,9 @@ class Payment:
     updated: datetime
     processor_reference: str | None = None
     checkout_session_id: str | None = None  # made on the hosted checkout page of this session
+    # The processors this payment may run on, in order (routing); `processor` is the one in charge now.
+    # None: `processor` only (forced by the request, or accepted before routing existed).
+    route: list[str] | None = None
 
     def __post_init__(self) -> None:
         # Rows from the database carry the text; one enum from here on (a StrEnum: JSON and SQL see the text).
