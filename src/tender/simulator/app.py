@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import logging
 import random
 import secrets
@@ -38,6 +39,7 @@ from tender.simulator.notify import Notifier
 from tender.simulator.requests import (
     AuthorizationInput,
     BadRequest,
+    CardInput,
     OperationInput,
     json_object,
     parse_authorization,
@@ -155,6 +157,7 @@ class Simulator:
             error_rate=cfg.error_rate,
             drop_rate=cfg.drop_rate,
             timeout_rate=cfg.timeout_rate,
+            drop_after_charge_share=cfg.drop_after_charge_share,
         )
         await plan.delay()
         if plan.error:
@@ -437,6 +440,12 @@ class Simulator:
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
+
+
+def _card_key(card: CardInput) -> str:
+    """The succeeds-once card's key in the store: a hash of the card as typed (number, expiry, holder name)."""
+    typed = f"{card.number}|{card.exp_month}|{card.exp_year}|{card.holder_name or ''}"
+    return hashlib.sha256(typed.encode()).hexdigest()
 
 
 async def _decision(request: Request) -> str | None:

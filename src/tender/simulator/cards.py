@@ -20,6 +20,10 @@ class Decision:
 
 
 THREE_DS_CARD = "4000002760003184"
+# Succeeds the first time it is charged, declined `insufficient_funds` afterwards: a subscription's first
+# invoice is paid and its renewals fail (dunning tests). "Once" is per card as the shopper typed it (number,
+# expiry, holder name): a test wanting a fresh one changes the holder name. The app keeps the count (store).
+SUCCEEDS_ONCE_CARD = "4000000000001117"
 
 TEST_CARDS: dict[str, Decision] = {
     "4000000000000002": Decision(DECLINED, "card_declined", "generic_decline", "The card was declined."),
@@ -29,6 +33,9 @@ TEST_CARDS: dict[str, Decision] = {
     "4000000000000127": Decision(DECLINED, "incorrect_cvc", None, "The card's security code is incorrect."),
     THREE_DS_CARD: Decision(ACTION_REQUIRED, None, None, "The card requires 3-D Secure authentication."),
 }
+
+# The succeeds-once card after its first charge (`decide` answers APPROVED for it: the app asks the store).
+DECLINED_AFTER_ONCE = Decision(DECLINED, "card_declined", "insufficient_funds", "The card has insufficient funds.")
 
 CHALLENGE_APPROVED = Decision(APPROVED)
 CHALLENGE_FAILED = Decision(DECLINED, "authentication_failed", None, "The cardholder failed 3-D Secure authentication.")

@@ -67,6 +67,10 @@ def simulator_command(
     drop_rate: Annotated[
         float, typer.Option(envvar="TENDER_SIM_DROP_RATE", help="Share of charges whose connection is cut.")
     ] = 0.0,
+    drop_after_charge_share: Annotated[
+        float,
+        typer.Option(envvar="TENDER_SIM_DROP_AFTER_CHARGE_SHARE", help="Share of dropped charges cut after charging."),
+    ] = 0.5,
     seed: Annotated[int | None, typer.Option(envvar="TENDER_SIM_SEED", help="Seed for reproducible faults.")] = None,
     log_level: Annotated[str, typer.Option(envvar="TENDER_SIM_LOG_LEVEL", help="uvicorn log level.")] = "info",
 ) -> None:
@@ -94,6 +98,7 @@ def simulator_command(
             timeout_rate=timeout_rate,
             timeout_seconds=timeout_seconds,
             drop_rate=drop_rate,
+            drop_after_charge_share=drop_after_charge_share,
             seed=seed,
         )
     except ConfigError as exc:

@@ -37,6 +37,9 @@ class SimulatorConfig:
     timeout_rate: float = 0.0  # charged, then the answer waits timeout_seconds
     timeout_seconds: float = 15.0
     drop_rate: float = 0.0  # the connection is cut, before or after charging (a coin decides)
+    # The coin's bias: the share of drops that come after the charge (1.0: every dropped request charged,
+    # the answer lost; fault tests of "charged, then unknown" need that without the before-charge half).
+    drop_after_charge_share: float = 0.5
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -46,7 +49,7 @@ class SimulatorConfig:
                 raise ConfigError(name, "must be >= 0")
         if not 0 <= self.upi_delay_ms <= 3_600_000:
             raise ConfigError("upi_delay_ms", "must be between 0 and 3600000")
-        for name in ("error_rate", "timeout_rate", "drop_rate"):
+        for name in ("error_rate", "timeout_rate", "drop_rate", "drop_after_charge_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(name, "must be between 0 and 1")
         if not 0.0 <= self.timeout_seconds <= 3600.0:
@@ -69,6 +72,7 @@ RUNTIME_KNOBS: dict[str, tuple[type, ...]] = {
     "timeout_rate": _NUM,
     "timeout_seconds": _NUM,
     "drop_rate": _NUM,
+    "drop_after_charge_share": _NUM,
     "seed": _INT,
     "notify_url": (str,),
     "notify_on_create": (bool,),

@@ -63,13 +63,14 @@ class FaultPlan:
         error_rate: float,
         drop_rate: float,
         timeout_rate: float,
+        drop_after_charge_share: float = 0.5,
     ) -> None:
         jitter = rng.uniform(0, latency_jitter_ms) if latency_jitter_ms else 0.0
         self.latency_seconds = (latency_ms + jitter) / 1000
         # Independent draws in a fixed order, so a seed reproduces the same run.
         self.error = rng.random() < error_rate
         self.drop = not self.error and rng.random() < drop_rate
-        self.drop_after_charge = self.drop and rng.random() < 0.5
+        self.drop_after_charge = self.drop and rng.random() < drop_after_charge_share
         self.timeout = not (self.error or self.drop) and rng.random() < timeout_rate
 
     async def delay(self) -> None:

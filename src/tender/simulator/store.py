@@ -65,6 +65,10 @@ CREATE TABLE IF NOT EXISTS operations (
     created INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS operations_authorization ON operations (authorization_id);
+CREATE TABLE IF NOT EXISTS first_charges (
+    card_key TEXT PRIMARY KEY,
+    reference TEXT NOT NULL
+);
 """
 # Columns added since the first version, so a record file kept from then (`tender up` keeps one in its
 # data folder) still opens: its card rows read as card rows.
@@ -211,6 +215,14 @@ class SimulatorStore:
                 _auth_values(new, columns),
             )
             return new, Registration.CREATED
+
+    def first_charge(self, card_key: str, reference: str) -> bool:
+        """Whether authorization `reference` is the first ever asked of the card `card_key` (a hash, never the
+        number): the succeeds-once test card's memory. Asking again for the same reference answers the same."""
+        with self._transaction() as db:
+            db.execute("INSERT OR IGNORE INTO first_charges (card_key, reference) VALUES (?, ?)", (card_key, reference))
+            row = db.execute("SELECT reference FROM first_charges WHERE card_key = ?", (card_key,)).fetchone()
+        return bool(row["reference"] == reference)
 
     def authorization_by_reference(self, reference: str) -> AuthorizationRecord | None:
         with self._lock:
