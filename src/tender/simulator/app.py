@@ -157,7 +157,6 @@ class Simulator:
             error_rate=cfg.error_rate,
             drop_rate=cfg.drop_rate,
             timeout_rate=cfg.timeout_rate,
-            drop_after_charge_share=cfg.drop_after_charge_share,
         )
         await plan.delay()
         if plan.error:
@@ -218,6 +217,9 @@ class Simulator:
         decide_at = None
         if inp.card is not None:
             decision = cards.decide(inp.card.number, inp.card.exp_month, inp.card.exp_year)
+            once = inp.card.number == cards.SUCCEEDS_ONCE_CARD and decision.status == cards.APPROVED
+            if once and not self.store.first_charge(_card_key(inp.card), inp.reference):
+                decision = cards.DECLINED_AFTER_ONCE
             brand, last4 = cards.card_brand(inp.card.number), inp.card.number[-4:]
             funding = cards.card_funding(inp.card.number)
         else:
