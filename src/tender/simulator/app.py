@@ -157,6 +157,7 @@ class Simulator:
             error_rate=cfg.error_rate,
             drop_rate=cfg.drop_rate,
             timeout_rate=cfg.timeout_rate,
+            drop_after_charge_share=cfg.drop_after_charge_share,
         )
         await plan.delay()
         if plan.error:
