@@ -28,6 +28,8 @@ ATTEMPT = "att"
 BALANCE_TRANSACTION = "txn"  # a journal entry, as the merchant sees it
 VAULT_CARD = "card"
 PROCESSOR_ACCOUNT = "pa"
+INVOICE = "in"
+TEST_CLOCK = "clock"
 
 # The longest id an input may name (ours have 30 characters): anything longer cannot exist.
 MAX_ID_LENGTH = 64

@@ -59,6 +59,12 @@ class Payment:
     # The processors this payment may run on, in order (routing); `processor` is the one in charge now.
     # None: `processor` only (forced by the request, or accepted before routing existed).
     route: list[str] | None = None
+    # Recurring payments (issue 15): the invoice this payment pays, the saved method (pm_...) it charges,
+    # whether the merchant initiated it without the shopper (no CVC), and "off_session" to save its card.
+    invoice_id: str | None = None
+    payment_method_id: str | None = None
+    off_session: bool = False
+    setup_future_usage: str | None = None
 
     def __post_init__(self) -> None:
         # Rows from the database carry the text; one enum from here on (a StrEnum: JSON and SQL see the text).
