@@ -39,6 +39,17 @@ EVENT_TYPES = (
     "checkout.session.completed",
     "checkout.session.expired",
     "webhook_endpoint.disabled",
+    # Recurring payments (issue 15).
+    "customer.created",
+    "payment_method.attached",
+    "subscription.created",
+    "subscription.updated",
+    "subscription.past_due",
+    "subscription.canceled",
+    "invoice.created",
+    "invoice.paid",
+    "invoice.payment_failed",
+    "invoice.uncollectible",
 )
 ALL_EVENTS = "*"
 
