@@ -4,8 +4,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # The browser tests' Chromium, from Debian's package (tests/browser/conftest.py launches it from here).
 CHROMIUM := /usr/bin/chromium
+# The benchmark's HTTP load generator, from Debian's package.
+WRK := /usr/bin/wrk
 
-.PHONY: run test test-integration fuzz browser lint format bench clean
+.PHONY: run test test-integration fuzz browser lint format bench bench-client clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -55,9 +57,21 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format src
 
-## bench: 2000 card payments, 50 clients, against a running `make run` (reads the keys it saved)
-bench: $(STAMP)
+## bench: a fresh `tender up` in a temporary data dir, the bare FastAPI baseline, 20 s of wrk load, the drain, CPU per
+## process; one table, JSON and a chart in bench/results/ (BENCH_ARGS="--workers 1,2,4" for the scale-out curve)
+bench: $(STAMP) $(WRK)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+## bench-client: bench/payments.py (Python client, webhooks too) against a running `make run`
+bench-client: $(STAMP)
 	$(BIN)/python bench/payments.py --admin-key "$$(cat .tender/admin.key)"
+
+$(WRK):
+	@set -e; \
+	if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+	echo "== installing Debian's wrk (the benchmark's load generator)"; \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends wrk \
+	  || { $$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends wrk; }
 
 clean:
 	rm -rf $(VENV) .tender .pytest_cache .mypy_cache .ruff_cache
