@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tender.domain.circuit import CircuitPolicy
 
 
 class Settings(BaseSettings):
@@ -47,6 +50,15 @@ class Settings(BaseSettings):
     stripe_secret_key: SecretStr | None = None
     stripe_api_base: str = "https://api.stripe.com"
     stripe_webhook_secret: SecretStr | None = None
+
+    # Circuit breaker per processor (domain/circuit.py): it opens after circuit_failures failures in a row, or when
+    # at least circuit_failure_rate of at least circuit_min_calls calls in circuit_window_seconds failed; it
+    # half-opens to probe after circuit_open_seconds (doubling with each failed probe, up to 10 times that).
+    circuit_failures: int = Field(default=5, ge=1)
+    circuit_failure_rate: Decimal = Field(default=Decimal("0.5"), gt=0, le=1)
+    circuit_window_seconds: int = Field(default=60, ge=1)
+    circuit_min_calls: int = Field(default=20, ge=1)
+    circuit_open_seconds: float = Field(default=30.0, gt=0)
 
     db_pool_min: int = 2
     db_pool_max: int = 20
@@ -136,6 +148,18 @@ class Settings(BaseSettings):
     @property
     def trusted_proxy_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
         return _networks(self.trusted_proxies)
+
+    @property
+    def circuit_policy(self) -> CircuitPolicy:
+        return CircuitPolicy(
+            failures_to_open=self.circuit_failures,
+            failure_rate=self.circuit_failure_rate,
+            window_seconds=self.circuit_window_seconds,
+            min_calls=self.circuit_min_calls,
+            open_seconds=self.circuit_open_seconds,
+            max_open_seconds=10 * self.circuit_open_seconds,
+            probe_seconds=max(30.0, self.processor_timeout_seconds * 2),
+        )
 
     @property
     def business_tz(self) -> ZoneInfo:
