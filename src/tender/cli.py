@@ -481,6 +481,8 @@ def up(
             help="Also run localstripe (a Stripe emulator) and wire the stripe processor and its webhooks to it",
         ),
     ] = False,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes")] = 1,
+    api_workers: Annotated[int, typer.Option(min=1, max=64, help="API server processes")] = 1,
 ) -> None:
     """Everything for development: embedded PostgreSQL, migrations, API, worker and simulator (and, with
     --stripe, a local Stripe emulator)."""
@@ -490,7 +492,7 @@ def up(
     if port is not None:
         settings.port = port
     setup_logging(settings.log_level)
-    sys.exit(run_all(settings, simulator_port=simulator_port, stripe=stripe))
+    sys.exit(run_all(settings, simulator_port=simulator_port, stripe=stripe, workers=workers, api_workers=api_workers))
 
 
 def main() -> None:

@@ -233,7 +233,14 @@ class LocalStripe:
         r.raise_for_status()
 
 
-def run_all(settings: Settings, *, simulator_port: int | None = None, stripe: bool = False) -> int:
+def run_all(
+    settings: Settings,
+    *,
+    simulator_port: int | None = None,
+    stripe: bool = False,
+    workers: int = 1,
+    api_workers: int = 1,
+) -> int:
     data_dir = settings.data_dir.expanduser().resolve()
     if not _port_free(settings.host, settings.port):
         print(
@@ -294,8 +301,9 @@ def run_all(settings: Settings, *, simulator_port: int | None = None, stripe: bo
             f"{api_url}/webhooks/simulator",
             "--no-notify-on-create",
         ],
-        "api": [*me, "api"],
-        "worker": [*me, "worker"],
+        # API processes share the port (uvicorn's workers); worker processes share the database's due rows.
+        "api": [*me, "api", *(["--workers", str(api_workers)] if api_workers > 1 else [])],
+        **{("worker" if n == 1 else f"worker-{n}"): [*me, "worker"] for n in range(1, workers + 1)},
     }
     if local_stripe is not None:
         commands = {"localstripe": local_stripe.command(), **commands}
