@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 # The outcome vocabulary is the domain's (domain/transitions.py decides what it means for a payment);
 # re-exported here, where every processor reads it.
 from tender.domain.outcomes import Outcome, ProcessorResult
+
+# A processor's own record of a charge or refund, for reconciliation (domain/reconciliation.py compares them).
+from tender.domain.reconciliation import LedgerRecord as ProcessorRecord
 
 __all__ = [
     "AuthorizeRequest",
@@ -21,7 +25,9 @@ __all__ = [
     "Notification",
     "Outcome",
     "Processor",
+    "ProcessorRecord",
     "ProcessorResult",
+    "RecordsUnavailable",
     "RegisteringProcessor",
 ]
 
@@ -75,6 +81,11 @@ class InvalidNotification(ValueError):
     """A notification whose signature or shape does not verify. Its message never carries the body."""
 
 
+class RecordsUnavailable(RuntimeError):
+    """A processor's records could not be read in full (unreachable, refused, an unreadable page): a
+    reconciliation never compares against part of them. Its message never carries a response body."""
+
+
 class Processor(Protocol):
     """Every call carries our attempt id as its idempotency key and never raises for network faults."""
 
@@ -107,6 +118,10 @@ class Processor(Protocol):
 
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
         """Verify and read an inbound notification, or raise InvalidNotification."""
+        ...
+
+    async def list_records(self, start: datetime, end: datetime) -> list[ProcessorRecord]:
+        """Every charge and refund the processor made in [start, end), all pages read; or RecordsUnavailable."""
         ...
 
     async def aclose(self) -> None: ...

@@ -16,6 +16,7 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -25,7 +26,16 @@ import orjson
 from tender import keyfiles
 from tender.config import Settings
 from tender.domain.bins import known_funding
-from tender.processors.base import AuthorizeRequest, InvalidNotification, Notification, Outcome, ProcessorResult
+from tender.domain.reconciliation import ChargeStatus, RecordKind, RefundStatus
+from tender.processors.base import (
+    AuthorizeRequest,
+    InvalidNotification,
+    Notification,
+    Outcome,
+    ProcessorRecord,
+    ProcessorResult,
+    RecordsUnavailable,
+)
 
 SIGNATURE_HEADER = "Simulator-Signature"
 
@@ -256,6 +266,32 @@ class SimulatorProcessor:
         """A capture, cancel or refund by its own reference: APPROVED, DECLINED or NOT_FOUND."""
         return await self._get(f"/v1/operations/{_segment(reference)}", _operation_result)
 
+    # -- records, for reconciliation ----------------------------------------------------------
+
+    async def list_records(self, start: datetime, end: datetime) -> list[ProcessorRecord]:
+        """Every authorization and refund the simulator made in [start, end), read page by page from
+        `GET /v1/records` (whole seconds: the window is widened to them). Captures and cancels are not records of
+        their own: they show on their authorization (amount_captured, status canceled)."""
+        gte, lt = int(start.timestamp()), -int(-end.timestamp() // 1)
+        records: list[ProcessorRecord] = []
+        after = ""
+        while True:
+            path = f"/v1/records?created_gte={gte}&created_lt={lt}&limit={_RECORDS_PAGE}"
+            answer = await self._call("GET", path + (f"&starting_after={quote(after, safe='')}" if after else ""))
+            if isinstance(answer, ProcessorResult):
+                raise RecordsUnavailable(answer.message or "the simulator did not answer")
+            if answer.status_code != 200:
+                raise RecordsUnavailable(f"the simulator answered HTTP {answer.status_code} to a records page")
+            try:
+                page = answer.json()
+                data = page["data"]
+                records.extend(r for item in data if (r := _record(item)) is not None)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise RecordsUnavailable(f"an unreadable records page ({type(exc).__name__})") from None
+            if not page.get("has_more") or not data:
+                return records
+            after = str(data[-1]["id"])
+
     # -- inbound notifications ----------------------------------------------------------------
 
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
@@ -320,6 +356,54 @@ def _notification(event: dict[str, Any]) -> Notification:
         result=_authorization_result(data),
         payload=event,
     )
+
+
+_RECORDS_PAGE = 500
+
+
+def _charge_status(data: Mapping[str, Any]) -> ChargeStatus:
+    match data.get("status"):
+        case "approved":
+            return ChargeStatus.SUCCEEDED if data.get("captured") else ChargeStatus.AUTHORIZED
+        case "declined":
+            return ChargeStatus.DECLINED
+        case "action_required":
+            return ChargeStatus.ACTION_REQUIRED
+        case "canceled":
+            return ChargeStatus.CANCELED
+    return ChargeStatus.PENDING
+
+
+def _record(item: Mapping[str, Any]) -> ProcessorRecord | None:
+    """An authorization or a refund of `GET /v1/records` as a reconciliation record; None for a capture or a
+    cancel (their effect is on the authorization). KeyError/TypeError/ValueError on a malformed item."""
+    created = datetime.fromtimestamp(int(item["created"]), UTC)
+    amount, currency = item["amount"], str(item["currency"])
+    if not isinstance(amount, int):
+        raise TypeError("amount")
+    if item.get("object") == "authorization":
+        return ProcessorRecord(
+            kind=RecordKind.CHARGE,
+            reference=str(item["reference"]),
+            processor_id=str(item["id"]),
+            amount=amount,
+            currency=currency,
+            status=_charge_status(item),
+            created=created,
+            amount_captured=_amount(item.get("amount_captured")) or 0,
+        )
+    if item.get("object") == "refund":
+        return ProcessorRecord(
+            kind=RecordKind.REFUND,
+            reference=str(item["reference"]),
+            processor_id=str(item["id"]),
+            amount=amount,
+            currency=currency,
+            status=RefundStatus.SUCCEEDED if item.get("status") == "succeeded" else RefundStatus.FAILED,
+            created=created,
+            charge=item.get("authorization"),
+        )
+    return None
 
 
 def _segment(value: str) -> str:

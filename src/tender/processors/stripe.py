@@ -22,8 +22,10 @@ Messages never carry a request body, so no card number or CVC can reach them.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -32,12 +34,23 @@ from stripe.params import (
     PaymentIntentCaptureParams,
     PaymentIntentConfirmParams,
     PaymentIntentCreateParams,
+    PaymentIntentListParams,
     RefundCreateParams,
+    RefundListParams,
 )
 
 from tender.config import Settings
 from tender.domain.bins import known_funding
-from tender.processors.base import AuthorizeRequest, InvalidNotification, Notification, Outcome, ProcessorResult
+from tender.domain.reconciliation import ChargeStatus, RecordKind, RefundStatus
+from tender.processors.base import (
+    AuthorizeRequest,
+    InvalidNotification,
+    Notification,
+    Outcome,
+    ProcessorRecord,
+    ProcessorResult,
+    RecordsUnavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +226,70 @@ def result_from_error(exc: Exception, *, side_effect: bool) -> ProcessorResult:
     # Any other 4xx: Stripe refused this request and did nothing; resending it will not help.
     message = exc.user_message if isinstance(exc.user_message, str) else None
     return ProcessorResult(Outcome.DECLINED, failure_code=code or "processing_error", message=message or detail)
+
+
+def charge_status(pi: Mapping[str, Any]) -> ChargeStatus:
+    """A PaymentIntent's status for reconciliation. One that was registered but never confirmed (no charge:
+    requires_payment_method or requires_confirmation without an error, or canceled before any charge) is not a
+    charge (INCOMPLETE); requires_payment_method after a failed charge is a decline."""
+    match pi.get("status"):
+        case "succeeded":
+            return ChargeStatus.SUCCEEDED
+        case "requires_capture":
+            return ChargeStatus.AUTHORIZED
+        case "requires_action":
+            return ChargeStatus.ACTION_REQUIRED
+        case "processing":
+            return ChargeStatus.PENDING
+        case "canceled":
+            return ChargeStatus.CANCELED if pi.get("latest_charge") else ChargeStatus.INCOMPLETE
+        case "requires_payment_method" if isinstance(pi.get("last_payment_error"), Mapping):
+            return ChargeStatus.DECLINED
+        case "requires_payment_method" | "requires_confirmation":
+            return ChargeStatus.INCOMPLETE
+    return ChargeStatus.PENDING
+
+
+def record_of_payment_intent(pi: Mapping[str, Any]) -> ProcessorRecord:
+    """A PaymentIntent as a reconciliation record: Tender's attempt is its metadata's (None if not Tender's)."""
+    captured = _amount(pi.get("amount_received"))
+    if not captured:  # localstripe says it on the charge only
+        captured = _amount(_get(pi, "latest_charge", "amount_captured"))
+    status = charge_status(pi)
+    attempt = _get(pi, "metadata", ATTEMPT_METADATA)
+    return ProcessorRecord(
+        kind=RecordKind.CHARGE,
+        reference=attempt if isinstance(attempt, str) else None,
+        processor_id=str(pi["id"]),
+        amount=int(pi["amount"]),
+        currency=str(pi["currency"]).upper(),
+        status=status,
+        created=datetime.fromtimestamp(int(pi["created"]), UTC),
+        amount_captured=(captured or 0) if status is ChargeStatus.SUCCEEDED else 0,
+    )
+
+
+def record_of_refund(refund: Mapping[str, Any]) -> ProcessorRecord:
+    """A Refund as a reconciliation record: Tender's refund is its metadata's (None if made elsewhere)."""
+    match refund.get("status"):
+        case "succeeded":
+            status = RefundStatus.SUCCEEDED
+        case "failed" | "canceled":
+            status = RefundStatus.FAILED
+        case _:
+            status = RefundStatus.PENDING
+    ours = _get(refund, "metadata", REFUND_METADATA)
+    intent = refund.get("payment_intent")
+    return ProcessorRecord(
+        kind=RecordKind.REFUND,
+        reference=ours if isinstance(ours, str) else None,
+        processor_id=str(refund["id"]),
+        amount=int(refund["amount"]),
+        currency=str(refund["currency"]).upper(),
+        status=status,
+        created=datetime.fromtimestamp(int(refund["created"]), UTC),
+        charge=intent if isinstance(intent, str) else None,
+    )
 
 
 def intent_params(request: AuthorizeRequest, payment_method: str, *, cards_only: bool) -> PaymentIntentCreateParams:
@@ -424,6 +501,44 @@ class StripeProcessor:
             if _get(refund, "metadata", REFUND_METADATA) == reference:
                 return result_from_refund(refund)
         return ProcessorResult(Outcome.NOT_FOUND, message="no such refund at Stripe")
+
+    # -- records, for reconciliation -----------------------------------------------------------------------
+
+    async def list_records(self, start: datetime, end: datetime) -> list[ProcessorRecord]:
+        """Every PaymentIntent and Refund created in [start, end), through Stripe's list APIs (`created` filter,
+        100 a page, `starting_after` until `has_more` is false). localstripe refuses the `created` filter (and
+        lists in insertion order): against an emulator every page is read and the window applied here."""
+        gte, lt = int(start.timestamp()), math.ceil(end.timestamp())
+        client = self._stripe()
+        records: list[ProcessorRecord] = []
+        try:
+            after: str | None = None
+            while True:
+                intents: PaymentIntentListParams = {"limit": 100}
+                if not self._emulator:
+                    intents["created"] = {"gte": gte, "lt": lt}
+                if after:
+                    intents["starting_after"] = after
+                page = _dict(await client.v1.payment_intents.list_async(params=intents))
+                records.extend(record_of_payment_intent(pi) for pi in page["data"])
+                if not page.get("has_more") or not page["data"]:
+                    break
+                after = page["data"][-1]["id"]
+            after = None
+            while True:
+                refunds: RefundListParams = {"limit": 100}
+                if not self._emulator:
+                    refunds["created"] = {"gte": gte, "lt": lt}
+                if after:
+                    refunds["starting_after"] = after
+                page = _dict(await client.v1.refunds.list_async(params=refunds))
+                records.extend(record_of_refund(r) for r in page["data"])
+                if not page.get("has_more") or not page["data"]:
+                    break
+                after = page["data"][-1]["id"]
+        except Exception as exc:  # never a partial list: the run fails and says why
+            raise RecordsUnavailable(result_from_error(exc, side_effect=False).message or type(exc).__name__) from None
+        return [r for r in records if start <= r.created < end]
 
     # -- inbound notifications -------------------------------------------------------------------------
 

@@ -6,6 +6,8 @@ Endpoints
   `GET /v1/authorizations/{reference}`
 - `POST /v1/authorizations/{reference}/capture`, `.../cancel`, `POST /v1/refunds`,
   `GET /v1/operations/{reference}`
+- `GET /v1/records?created_gte=&created_lt=&limit=&starting_after=`: authorizations and operations made in a
+  time window (unix seconds), oldest first, paginated: what Tender's reconciliation reads
 - `GET|POST /3ds/{sim_id}`: the shopper's challenge page
 - `GET|POST /apm/{sim_id}`: the shopper's approval page of an APM (for UPI, their UPI app)
 - `GET|POST /_sim/config`, `GET /_sim/authorizations`, `GET /_sim/operations`, `GET /_sim/stats`,
@@ -410,6 +412,28 @@ class Simulator:
             return _error(404, "not_found", "not_found", "No operation has this reference.")
         return JSONResponse(self.operation_object(op))
 
+    # -- records, for reconciliation --------------------------------------------------------------
+
+    async def list_records(self, request: Request) -> Response:
+        query = request.query_params
+        try:
+            created_gte = _int_param(query, "created_gte", 0)
+            created_lt = _int_param(query, "created_lt", 2**53)
+            limit = _int_param(query, "limit", 100)
+        except BadRequest as exc:
+            return _bad_request(exc)
+        if not 1 <= limit <= 1000:
+            return _error(400, "invalid_request_error", "parameter_invalid", "limit: 1 to 1000.", "limit")
+        starting_after = query.get("starting_after") or None
+        records, has_more = self.store.list_records(
+            created_gte=created_gte, created_lt=created_lt, limit=limit, starting_after=starting_after
+        )
+        data = [
+            self.authorization_object(r) if isinstance(r, AuthorizationRecord) else self.operation_object(r)
+            for r in records
+        ]
+        return JSONResponse({"object": "list", "data": data, "has_more": has_more})
+
     # -- admin ----------------------------------------------------------------------------------
 
     async def get_config(self, request: Request) -> Response:
@@ -449,6 +473,15 @@ def _card_key(card: CardInput) -> str:
     """The succeeds-once card's key in the store: a hash of the card as typed (number, expiry, holder name)."""
     typed = f"{card.number}|{card.exp_month}|{card.exp_year}|{card.holder_name or ''}"
     return hashlib.sha256(typed.encode()).hexdigest()
+
+
+def _int_param(query: Mapping[str, str], name: str, default: int) -> int:
+    value = query.get(name)
+    if value is None or value == "":
+        return default
+    if not (value.isascii() and value.isdigit() and len(value) <= 16):
+        raise BadRequest(f"{name}: a whole number is expected.", name)
+    return int(value)
 
 
 async def _decision(request: Request) -> str | None:
@@ -515,6 +548,7 @@ def create_app(config: SimulatorConfig, *, notify_client: httpx.AsyncClient | No
         Route("/v1/authorizations/{reference}/cancel", sim.cancel, methods=["POST"]),
         Route("/v1/refunds", sim.refund, methods=["POST"]),
         Route("/v1/operations/{reference}", sim.get_operation, methods=["GET"]),
+        Route("/v1/records", sim.list_records, methods=["GET"]),
         Route("/3ds/{sim_id}", sim.challenge_page, methods=["GET"]),
         Route("/3ds/{sim_id}", sim.challenge_decision, methods=["POST"]),
         Route("/apm/{sim_id}", sim.apm_page, methods=["GET"]),

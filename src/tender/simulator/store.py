@@ -319,6 +319,36 @@ class SimulatorStore:
             row = self._db.execute("SELECT * FROM operations WHERE reference = ?", (reference,)).fetchone()
         return None if row is None else _op(row)
 
+    def list_records(
+        self, *, created_gte: int, created_lt: int, limit: int, starting_after: str | None = None
+    ) -> tuple[list[AuthorizationRecord | OperationRecord], bool]:
+        """Authorizations and operations created in [created_gte, created_lt) (unix seconds), oldest first by
+        (created, id), at most `limit` after the record `starting_after` (an id of either kind); and whether
+        more follow. Reconciliation reads every page (`GET /v1/records`)."""
+        union = (
+            "SELECT 'authorization' AS kind, id, created FROM authorizations UNION ALL"
+            " SELECT 'operation', id, created FROM operations"
+        )
+        where, args = "created >= ? AND created < ?", [created_gte, created_lt]
+        if starting_after is not None:
+            with self._lock:
+                after = self._db.execute(
+                    f"SELECT created, id FROM ({union}) WHERE id = ?", (starting_after,)
+                ).fetchone()
+            if after is not None:
+                where += " AND (created, id) > (?, ?)"
+                args += [after["created"], after["id"]]
+        with self._lock:
+            keys = self._db.execute(
+                f"SELECT kind, id FROM ({union}) WHERE {where} ORDER BY created, id LIMIT ?", (*args, limit + 1)
+            ).fetchall()
+            records: list[AuthorizationRecord | OperationRecord] = []
+            for key in keys[:limit]:
+                table, make = ("authorizations", _auth) if key["kind"] == "authorization" else ("operations", _op)
+                row = self._db.execute(f"SELECT * FROM {table} WHERE id = ?", (key["id"],)).fetchone()
+                records.append(make(row))
+        return records, len(keys) > limit
+
     def list_operations(self, authorization_id: str | None = None) -> list[OperationRecord]:
         sql = "SELECT * FROM operations"
         args: tuple[str, ...] = ()
