@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -24,6 +24,8 @@ dlq_app = typer.Typer(help="Dead letters: work that exhausted its automatic retr
 app.add_typer(dlq_app, name="dlq")
 ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
+processor_app = typer.Typer(help="Processors: circuit breakers, pause and resume.", no_args_is_help=True)
+app.add_typer(processor_app, name="processor")
 demo_app = typer.Typer(help="Try Tender as a merchant would, against a running `tender up`.", no_args_is_help=True)
 app.add_typer(demo_app, name="demo")
 app.command("simulator", help="Run the card-acquirer simulator service.")(simulator_command)
@@ -412,6 +414,97 @@ def ledger_verify(
         return
     console.print("[bold red]ledger NOT balanced[/]")
     raise typer.Exit(1)
+
+
+def _run_with_processors(work: Callable[[Database, Settings, list[str]], Awaitable[T]]) -> T:
+    """Run one service call with the database and the names of the processors that are on (from Settings)."""
+    from tender.bootstrap import build
+
+    settings = Settings()
+    setup_logging("WARNING")
+    resolved = resolve_database(settings)
+
+    async def main() -> T:
+        container = build(settings, resolved.url)
+        await container.open()
+        try:
+            return await work(container.db, settings, list(container.processors))
+        finally:
+            await container.close()
+
+    return asyncio.run(main())
+
+
+@processor_app.command("list")
+def processor_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON (GET /admin/v1/processors)")] = False,
+) -> None:
+    """The processors that are on: circuit state, pause, failures."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from tender.services import processor_health
+
+    async def work(db: Database, settings: Settings, names: list[str]) -> list[dict[str, Any]]:
+        found = await processor_health.statuses(db, settings.circuit_policy, names)
+        return [processor_health.processor_object(s) for s in found]
+
+    data = _run_with_processors(work)
+    if as_json:
+        typer.echo(json.dumps({"object": "list", "data": data, "has_more": False, "url": "/admin/v1/processors"}))
+        return
+    table = Table(title="processors")
+    columns = ("name", "status", "paused", "failures in a row", "failure rate", "calls in window", "retry at", "reason")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for p in data:
+        table.add_row(
+            p["name"],
+            p["status"],
+            "yes" if p["paused"] else "no",
+            str(p["consecutive_failures"]),
+            p["failure_rate"],
+            str(p["calls_in_window"]),
+            p["retry_at"] or "",
+            p["paused_reason"] or "",
+        )
+    Console().print(table)
+
+
+def _set_paused(name: str, *, paused: bool, reason: str | None) -> dict[str, Any]:
+    from tender.errors import TenderError
+    from tender.services import processor_health
+
+    async def work(db: Database, settings: Settings, names: list[str]) -> dict[str, Any]:
+        processor_health.check_on(names, name)
+        status = await processor_health.set_paused(db, settings.circuit_policy, name, paused=paused, reason=reason)
+        return processor_health.processor_object(status)
+
+    try:
+        return _run_with_processors(work)
+    except TenderError as exc:
+        typer.echo(f"tender: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+
+
+@processor_app.command("pause")
+def processor_pause(
+    name: str,
+    reason: Annotated[str | None, typer.Option(help="Why (shown in the list and the event)")] = None,
+) -> None:
+    """Pause a processor: new payments go to the next processor of their route, or wait. Payments already
+    there are still looked up, captured and refunded."""
+    if reason is not None and not 0 < len(reason) <= 500:
+        raise typer.BadParameter("at most 500 characters, not empty", param_hint="--reason")
+    body = _set_paused(name, paused=True, reason=reason)
+    typer.echo(f"processor {body['name']} paused" + (f" ({body['paused_reason']})" if body["paused_reason"] else ""))
+
+
+@processor_app.command("resume")
+def processor_resume(name: str) -> None:
+    """Resume a paused processor."""
+    body = _set_paused(name, paused=False, reason=None)
+    typer.echo(f"processor {body['name']} resumed (circuit {body['status']})")
 
 
 @demo_app.command("checkout")

@@ -13,6 +13,7 @@ import pytest
 
 from tender.domain.circuit import CircuitPolicy
 from tender.services.processor_health import Availability, CallOutcome, ProcessorHealth
+from tests.support.money import admin
 
 pytestmark = pytest.mark.integration
 
@@ -104,3 +105,129 @@ async def test_accounts_have_their_own_circuits(container: Any) -> None:
     assert not (await health.availability([name], account="pa_one"))[name].usable
     assert (await health.availability([name], account="pa_two"))[name].usable
     assert (await health.availability([name]))[name].usable
+
+
+# --- the operator's view and controls -------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def operator_api(container: Any) -> Any:
+    """The API app on a container with one more processor on, under a name of this test's own (pausing it
+    disturbs no other test), as TENDER_SIMULATOR_INSTANCES would add."""
+    import httpx
+
+    from tender.api.app import create_app
+    from tender.bootstrap import Container
+
+    name = _name()
+    processors = {**container.processors, name: container.processors["simulator"]}
+    own = Container(settings=container.settings, db=container.db, vault=container.vault, processors=processors)
+    transport = httpx.ASGITransport(app=create_app(own))
+    async with httpx.AsyncClient(transport=transport, base_url="http://tender.test") as client:
+        yield client, name
+
+
+async def test_pause_and_resume_over_the_api(operator_api: Any, settings: Any, container: Any) -> None:
+    api, name = operator_api
+    listed = await api.get("/admin/v1/processors", headers=admin(settings))
+    assert listed.status_code == 200, listed.text
+    body = listed.json()
+    assert body["object"] == "list" and body["has_more"] is False
+    mine = next(p for p in body["data"] if p["name"] == name)
+    assert mine == {
+        "object": "processor", "name": name, "status": "closed", "paused": False, "consecutive_failures": 0,
+        "failure_rate": "0", "calls_in_window": 0, "opened_at": None, "retry_at": None, "paused_reason": None,
+        "paused_at": None,
+    }  # fmt: skip
+    assert "simulator" in [p["name"] for p in body["data"]]
+
+    paused = await api.post(f"/admin/v1/processors/{name}/pause", json={"reason": "acquirer maintenance"},
+                            headers=admin(settings))  # fmt: skip
+    assert paused.status_code == 200, paused.text
+    assert paused.json()["paused"] is True and paused.json()["paused_reason"] == "acquirer maintenance"
+    assert paused.json()["paused_at"] is not None
+    health = ProcessorHealth(container.db, FAST, refresh_seconds=0)
+    seen = (await health.availability([name, "simulator"]))[name]
+    assert seen == Availability(name, False, "paused", None)
+    again = await api.post(f"/admin/v1/processors/{name}/pause", headers=admin(settings))  # paused already
+    assert again.status_code == 200 and again.json()["paused"] is True
+
+    resumed = await api.post(f"/admin/v1/processors/{name}/resume", headers=admin(settings))
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["paused"] is False and resumed.json()["paused_reason"] is None
+    assert (await health.availability([name]))[name].usable
+    assert await _events(container, name) == ["processor.paused", "processor.paused", "processor.resumed"]
+
+    events = await api.get("/admin/v1/events", params={"type": "processor.paused", "limit": 100},
+                           headers=admin(settings))  # fmt: skip
+    assert events.status_code == 200
+    mine_events = [e for e in events.json()["data"] if e["data"]["processor"] == name]
+    assert [e["data"]["reason"] for e in mine_events] == [None, "acquirer maintenance"]  # newest first
+    assert all(e["object"] == "operator_event" and e["id"].startswith("evt_") for e in mine_events)
+    assert all(e["type"] == "processor.paused" for e in events.json()["data"])
+
+
+@pytest.mark.parametrize("path", ["/admin/v1/processors/nope/pause", "/admin/v1/processors/nope/resume"])
+async def test_an_unknown_processor_is_a_404(operator_api: Any, settings: Any, path: str) -> None:
+    api, _ = operator_api
+    r = await api.post(path, headers=admin(settings))
+    assert r.status_code == 404 and r.json()["error"]["code"] == "resource_missing"
+    assert "nope" not in r.json()["error"]["message"]
+
+
+async def test_a_bad_reason_is_a_400_and_changes_nothing(operator_api: Any, settings: Any, container: Any) -> None:
+    api, name = operator_api
+    for body, param in (({"reason": "x" * 501}, "reason"), ({"reason": 7}, "reason"), ({"why": "x"}, "why")):
+        r = await api.post(f"/admin/v1/processors/{name}/pause", json=body, headers=admin(settings))
+        assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
+    assert (await api.post(f"/admin/v1/processors/{name}/pause")).status_code == 401
+    assert await _events(container, name) == []
+
+
+async def test_the_list_and_metrics_show_an_open_circuit(operator_api: Any, settings: Any, container: Any) -> None:
+    api, name = operator_api
+    await ProcessorHealth(container.db, settings.circuit_policy).record([CallOutcome(name, ok=False)] * 5)
+    mine = next(p for p in (await api.get("/admin/v1/processors", headers=admin(settings))).json()["data"]
+                if p["name"] == name)  # fmt: skip
+    assert mine["status"] == "open" and mine["consecutive_failures"] == 5 and mine["failure_rate"] == "1.0000"
+    assert mine["calls_in_window"] == 5 and mine["opened_at"] and mine["retry_at"]
+    await api.post(f"/admin/v1/processors/{name}/pause", headers=admin(settings))
+    metrics = await api.get("/metrics", headers=admin(settings))
+    assert metrics.status_code == 200
+    assert f'tender_processor_circuit_state{{processor="{name}"}} 2.0' in metrics.text
+    assert f'tender_processor_paused{{processor="{name}"}} 1.0' in metrics.text
+    assert f'tender_processor_consecutive_failures{{processor="{name}"}} 5.0' in metrics.text
+    assert 'tender_processor_circuit_state{processor="simulator"}' in metrics.text
+    opened = await api.get("/admin/v1/events", params={"type": "processor.circuit_opened", "limit": 100},
+                           headers=admin(settings))  # fmt: skip
+    event = next(e for e in opened.json()["data"] if e["data"]["processor"] == name)
+    assert event["data"]["reason"] == "consecutive_failures" and event["data"]["status"] == "open"
+
+
+def test_the_cli_pauses_lists_and_resumes(container: Any, tender_env: dict[str, str]) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    # The simulator is on by default (TENDER_SIMULATOR_URL); it is paused only for the seconds this test takes.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TENDER_")} | tender_env | {"COLUMNS": "200"}
+
+    def tender(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tender", "processor", *args],
+            env=env, capture_output=True, text=True, timeout=60, check=check,
+        )  # fmt: skip
+
+    try:
+        assert "paused (card network outage)" in tender("pause", "simulator", "--reason", "card network outage").stdout
+        listed = json.loads(tender("list", "--json").stdout)
+        simulator = next(p for p in listed["data"] if p["name"] == "simulator")
+        assert simulator["paused"] is True and simulator["paused_reason"] == "card network outage"
+        assert "card network outage" in tender("list").stdout
+    finally:
+        assert "resumed" in tender("resume", "simulator").stdout
+    listed = json.loads(tender("list", "--json").stdout)
+    assert next(p for p in listed["data"] if p["name"] == "simulator")["paused"] is False
+    missing = tender("pause", "nope", check=False)
+    assert missing.returncode == 1 and "No such processor" in missing.stderr

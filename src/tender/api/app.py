@@ -16,6 +16,7 @@ from tender.api.retry import RetryOnLostConnection
 from tender.api.routes import (
     admin,
     admin_money,
+    admin_processors,
     checkout_sessions,
     events,
     health,
@@ -81,5 +82,6 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(money.router)
     app.include_router(admin.router)
     app.include_router(admin_money.router)
+    app.include_router(admin_processors.router)
     app.include_router(health.router)
     return app

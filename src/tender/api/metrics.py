@@ -11,15 +11,46 @@ from __future__ import annotations
 import errno
 import logging
 import threading
+from collections.abc import Iterable
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import Counter, start_http_server
+from prometheus_client import Counter, Gauge, start_http_server
 
 from tender.config import listen_address
+from tender.domain.circuit import CircuitPolicy, CircuitState
+from tender.services import processor_health
+from tender.store.db import Database
 
 log = logging.getLogger(__name__)
 
 PAYMENTS_ACCEPTED = Counter("tender_payments_accepted_total", "Payments accepted (202) by this API process")
+
+# Each processor's breaker, read from processor_health at scrape time (the table is shared by every process,
+# so any API process answers for all of them).
+CIRCUIT_STATE = Gauge(
+    "tender_processor_circuit_state", "Circuit breaker state: 0 closed, 1 half_open, 2 open", ["processor"]
+)
+PROCESSOR_PAUSED = Gauge("tender_processor_paused", "1 while the operator has paused the processor", ["processor"])
+CONSECUTIVE_FAILURES = Gauge(
+    "tender_processor_consecutive_failures", "Failed calls in a row (refused, 5xx, timeout)", ["processor"]
+)
+_STATE_VALUE = {CircuitState.CLOSED: 0, CircuitState.HALF_OPEN: 1, CircuitState.OPEN: 2}
+
+
+async def refresh_processor_gauges(db: Database, policy: CircuitPolicy, processors: Iterable[str]) -> None:
+    """Set the processor gauges from the table, for the processors that are on. A database problem leaves the
+    last values (logged): a scrape never fails for it."""
+    try:
+        found = await processor_health.statuses(db, policy, processors)
+    except Exception:
+        log.exception("metrics: could not read processor health; the processor gauges keep their last values")
+        return
+    for gauge in (CIRCUIT_STATE, PROCESSOR_PAUSED, CONSECUTIVE_FAILURES):
+        gauge.clear()
+    for status in found:
+        CIRCUIT_STATE.labels(status.name).set(_STATE_VALUE[status.status])
+        PROCESSOR_PAUSED.labels(status.name).set(1 if status.paused else 0)
+        CONSECUTIVE_FAILURES.labels(status.name).set(status.consecutive_failures)
 
 
 class MetricsListener:

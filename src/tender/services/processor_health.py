@@ -17,9 +17,11 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from tender.domain import operator_events as types
 from tender.domain.circuit import (
@@ -36,12 +38,14 @@ from tender.domain.circuit import (
     probe_free,
 )
 from tender.domain.operator_events import OperatorEvent
+from tender.errors import NotFound
 from tender.store import operator_events
 from tender.store import processor_health as store
 from tender.store.db import Conn, Database, Page
 
 log = logging.getLogger(__name__)
 
+MAX_REASON_LENGTH = 500
 OWN_ACCOUNT = ""  # Tender's own account at a processor (not a merchant's processor account)
 
 _EVENT_OF_STATE = {
@@ -259,23 +263,73 @@ async def statuses(db: Database, policy: CircuitPolicy, processors: Iterable[str
     return [_status(name, by_name.get(name), policy, now) for name in names]
 
 
+class PauseRequest(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    reason: str | None = Field(
+        default=None, min_length=1, max_length=MAX_REASON_LENGTH, description="Why (at most 500 characters)."
+    )
+
+
+class ResumeRequest(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+def check_on(processors_on: Iterable[str], processor: str) -> None:
+    """A 404 for a processor that is unknown or off (never quoting the name asked for)."""
+    if processor not in set(processors_on):
+        raise NotFound("No such processor: it is unknown or not configured on this Tender", param="name")
+
+
+async def set_paused_in(
+    conn: Conn, policy: CircuitPolicy, processor: str, *, paused: bool, reason: str | None = None
+) -> ProcessorStatus:
+    """Pause (new payments go elsewhere or wait) or resume a processor, in the caller's transaction; an operator
+    event and a log line when that changes anything. The caller has checked the processor is on (check_on)."""
+    row, _ = await store.lock(conn, processor, OWN_ACCOUNT)
+    await store.set_paused(conn, processor, paused=paused, reason=reason)
+    if row.paused != paused or (paused and row.paused_reason != reason):
+        data = {"processor": processor, "reason": reason} if paused else {"processor": processor}
+        await operator_events.insert(conn, types.PROCESSOR_PAUSED if paused else types.PROCESSOR_RESUMED, data)
+        if paused:
+            log.warning("processor %s paused by the operator: new payments skip it until resumed", processor)
+        else:
+            log.info("processor %s resumed by the operator", processor)
+    after, now = await store.lock(conn, processor, OWN_ACCOUNT)
+    return _status(processor, after, policy, now)
+
+
 async def set_paused(
     db: Database, policy: CircuitPolicy, processor: str, *, paused: bool, reason: str | None = None
 ) -> ProcessorStatus:
-    """Pause (new payments go elsewhere or wait) or resume a processor; an event when that changes anything.
-    The caller has checked the processor is on."""
+    """set_paused_in in a transaction of its own (the CLI)."""
     async with db.transaction() as conn:
-        row, now = await store.lock(conn, processor, OWN_ACCOUNT)
-        await store.set_paused(conn, processor, paused=paused, reason=reason)
-        if row.paused != paused or (paused and row.paused_reason != reason):
-            data = {"processor": processor, "reason": reason} if paused else {"processor": processor}
-            await operator_events.insert(conn, types.PROCESSOR_PAUSED if paused else types.PROCESSOR_RESUMED, data)
-            if paused:
-                log.warning("processor %s paused by the operator: new payments skip it", processor)
-            else:
-                log.info("processor %s resumed by the operator", processor)
-        after, now = await store.lock(conn, processor, OWN_ACCOUNT)
-    return _status(processor, after, policy, now)
+        return await set_paused_in(conn, policy, processor, paused=paused, reason=reason)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z") if moment else None
+
+
+def processor_object(status: ProcessorStatus) -> dict[str, Any]:
+    return {
+        "object": "processor",
+        "name": status.name,
+        "status": status.status.value,
+        "paused": status.paused,
+        "consecutive_failures": status.consecutive_failures,
+        "failure_rate": str(status.failure_rate),
+        "calls_in_window": status.calls_in_window,
+        "opened_at": _iso(status.opened_at),
+        "retry_at": _iso(status.retry_at),
+        "paused_reason": status.paused_reason,
+        "paused_at": _iso(status.paused_at),
+    }
+
+
+def operator_event_object(event: OperatorEvent) -> dict[str, Any]:
+    return {"id": event.id, "object": "operator_event", "type": event.type, "data": event.data,
+            "created": _iso(event.created)}  # fmt: skip
 
 
 async def list_events(db: Database, *, type: str | None, limit: int, starting_after: str | None) -> Page[OperatorEvent]:

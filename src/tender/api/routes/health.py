@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tender.api.deps import ContainerDep, operator
+from tender.api.metrics import refresh_processor_gauges
 from tender.api.openapi import OPERATOR_KEY, responses
 from tender.api.responses import JSON
 from tender.services import readiness
@@ -41,5 +42,6 @@ async def metrics_reader(request: Request, container: ContainerDep) -> None:
     dependencies=[Depends(metrics_reader)],
     responses=responses(*OPERATOR_KEY),  # a scraper without the key: TENDER_METRICS_ADDRESS
 )
-async def metrics() -> Response:
+async def metrics(container: ContainerDep) -> Response:
+    await refresh_processor_gauges(container.db, container.settings.circuit_policy, container.processors)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
