@@ -118,6 +118,12 @@ class ChargeAlreadyRefunded(InvalidRequest):
     code = "charge_already_refunded"
 
 
+class SubscriptionUnexpectedState(InvalidRequest):
+    """The subscription's status does not allow this operation (a canceled one changes no more)."""
+
+    code = "subscription_unexpected_state"
+
+
 class SessionNotOpen(InvalidRequest):
     """Only an open checkout session can be expired."""
 
