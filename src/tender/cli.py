@@ -336,6 +336,91 @@ def settle(
 
 
 @app.command()
+def reconcile(
+    processor: Annotated[str, typer.Option("--processor", metavar="NAME", help="A processor that is on")],
+    day: Annotated[
+        str, typer.Option("--date", metavar="YYYY-MM-DD", help="The business day (TENDER_BUSINESS_TIMEZONE)")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+) -> None:
+    """Compare Tender's payments and refunds at a processor with the processor's own records of a day.
+
+    Prints matched, missing in Tender, missing at the processor and mismatched (amount, currency, status), and
+    stores the run (GET /admin/v1/reconciliations). Exit 0 when all match, 1 when anything is off (or the
+    processor's records could not be read), 2 on a usage error (a processor that is not on, a bad date)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from tender.errors import TenderError
+    from tender.processors import registry
+    from tender.services import reconciliation
+
+    settings = Settings()
+    try:
+        when = reconciliation.parse_day(day, settings.business_tz)
+    except TenderError as exc:
+        raise typer.BadParameter(exc.message.removeprefix("date: "), param_hint="--date") from None
+    try:
+        processors = registry.build(settings)
+    except ValueError as exc:
+        typer.echo(f"tender: {exc}", err=True)
+        raise typer.Exit(2) from None
+    chosen = processors.get(processor)
+    if chosen is None:
+        on = ", ".join(sorted(processors)) or "none"
+        raise typer.BadParameter(f"not a processor that is on (on: {on})", param_hint="--processor")
+
+    async def work(db: Database) -> reconciliation.RunResult:
+        try:
+            return await reconciliation.run(db, chosen, when, settings.business_tz)
+        finally:
+            for p in processors.values():
+                await p.aclose()
+
+    result = _run_with_database(work)
+    if result.report is None:
+        typer.echo(f"tender: reconciliation {result.run_id} failed: {result.error}", err=True)
+        raise typer.Exit(1)
+    report = reconciliation.report_object(result.report)
+    if as_json:
+        typer.echo(json.dumps(report))
+        raise typer.Exit(0 if result.report.clean else 1)
+    console = Console()
+    console.print(f"reconciliation {result.run_id}: {processor} on {when}: {report['matched']} matched")
+    titles = {
+        "missing_in_tender": "missing in Tender (the processor has it, Tender does not)",
+        "missing_at_processor": "missing at the processor (Tender has it, the processor does not)",
+        "mismatched": "mismatched",
+    }
+    for key, title in titles.items():
+        rows = report[key]
+        if not rows:
+            continue
+        table = Table(title=f"{title}: {len(rows)}")
+        for column in ("type", "reference", "processor id", "payment", "amount", "currency", "status", "differences"):
+            table.add_column(column, overflow="fold")
+        for r in rows:
+            differences = "; ".join(
+                f"{d['field']}: tender {d['tender']}, processor {d['processor']}" for d in r.get("differences", [])
+            )
+            table.add_row(
+                r["type"],
+                r["reference"] or "",
+                r["processor_id"] or "",
+                r["payment"] or "",
+                str(r["amount"]),
+                r["currency"],
+                r["status"],
+                differences,
+            )
+        console.print(table)
+    if result.report.clean:
+        console.print("[green]all records match[/]")
+        return
+    raise typer.Exit(1)
+
+
+@app.command()
 def balance(merchant_id: str) -> None:
     """A merchant's balance per currency: the ledger's beside its payables' sums. Exit 1 if they differ."""
     from rich.console import Console

@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     # Capture dates, payment dates and settlement days are dates in this IANA time zone.
     business_timezone: str = "UTC"
     settle_batch_groups: int = 50  # merchant/currency/day groups settled per transaction round
+    # The worker reconciles yesterday with each processor's records this long after midnight (business time
+    # zone): late notifications and look-ups have settled by then. A run left running this long (a crashed
+    # worker) is taken over by another.
+    reconcile_after_minutes: float = Field(default=30.0, ge=0, le=23 * 60)
+    reconcile_stale_minutes: float = Field(default=30.0, gt=0)
 
     # Webhooks: a request gets this long to answer; failures are retried (doubling from base, up to cap)
     # for retry_hours after the event, then the delivery fails; an endpoint failing that long is disabled.

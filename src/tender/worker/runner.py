@@ -15,7 +15,7 @@ import psycopg
 from tender.bootstrap import Container
 from tender.config import Settings
 from tender.domain.retry import RetryPolicy
-from tender.services import checkout_stripe, maintenance, velocity
+from tender.services import checkout_stripe, maintenance, reconciliation, velocity
 from tender.services.payment_operations import PaymentSchedule
 from tender.services.webhook_delivery import DeliveryPolicy
 from tender.store.db import unavailable
@@ -87,6 +87,15 @@ class Worker:
             business_tz=s.business_tz,
         )
         self.pumps.append(Pump("checkout_expiry", expirer.run_batch, s.worker_batch_size, lanes=1))
+        # Yesterday's reconciliation with each processor, once a day across workers: one lane, a look a minute.
+        reconciler = reconciliation.DailyRun(
+            container.db,
+            container.processors,
+            tz=s.business_tz,
+            after=timedelta(minutes=s.reconcile_after_minutes),
+            stale=timedelta(minutes=s.reconcile_stale_minutes),
+        )
+        self.pumps.append(Pump("reconciliation", reconciler.run_batch, 10, lanes=1))
         self.webhooks = DeliveryPump(container.db, container.vault, webhook_policy(s))
         self.pumps.append(
             Pump("webhooks", self.webhooks.run_batch, s.webhook_batch_size, wakes_on="webhook_deliveries")

@@ -1,0 +1,151 @@
+"""SQL for reconciliation: Tender's side of a day at a processor (its authorize attempts and refunds), and the
+runs (reconciliation_runs) with their figures."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+
+from tender.domain.reconciliation import (
+    FindingKind,
+    LedgerRecord,
+    ReconciliationRun,
+    RecordKind,
+    Report,
+    RunTrigger,
+    tender_charge_status,
+    tender_refund_status,
+)
+from tender.store.db import Conn, Page, newest_first
+from tender.store.rows import fetch_one
+
+COLUMNS = (
+    "id, processor, day, trigger, status, tries, matched, missing_in_tender, missing_at_processor, mismatched,"
+    " error, created, started, finished"
+)
+
+
+async def tender_records(conn: Conn, processor: str, start: datetime, end: datetime) -> list[LedgerRecord]:
+    """Tender's charges (authorize attempts, with what their payment became) and refunds at `processor` made in
+    [start, end). An attempt that the processor never processed (`not_processed`: failed over) is left out."""
+    records: list[LedgerRecord] = []
+    cur = await conn.execute(
+        "SELECT a.id, a.processor_reference, a.status AS attempt_status, a.maybe_sent, a.created,"
+        " p.id AS payment, p.amount, p.currency, p.status AS payment_status, p.amount_captured"
+        " FROM payment_attempts a JOIN payments p ON p.id = a.payment_id"
+        " WHERE a.operation = 'authorize' AND a.processor = %s AND a.created >= %s AND a.created < %s",
+        (processor, start, end),
+    )
+    for row in await cur.fetchall():
+        status = tender_charge_status(row["attempt_status"], row["payment_status"], maybe_sent=row["maybe_sent"])
+        if status is None:
+            continue
+        records.append(
+            LedgerRecord(
+                kind=RecordKind.CHARGE,
+                reference=row["id"],
+                processor_id=row["processor_reference"],
+                amount=row["amount"],
+                currency=row["currency"],
+                status=status,
+                created=row["created"],
+                amount_captured=row["amount_captured"],
+                payment=row["payment"],
+            )
+        )
+    cur = await conn.execute(
+        "SELECT r.id, r.processor_reference, r.status, r.maybe_sent, r.created, r.payment_id, r.amount, r.currency"
+        " FROM refunds r WHERE r.processor = %s AND r.created >= %s AND r.created < %s",
+        (processor, start, end),
+    )
+    for row in await cur.fetchall():
+        records.append(
+            LedgerRecord(
+                kind=RecordKind.REFUND,
+                reference=row["id"],
+                processor_id=row["processor_reference"],
+                amount=row["amount"],
+                currency=row["currency"],
+                status=tender_refund_status(row["status"], maybe_sent=row["maybe_sent"]),
+                created=row["created"],
+                payment=row["payment_id"],
+            )
+        )
+    return records
+
+
+async def insert_run(conn: Conn, run_id: str, processor: str, day: date, trigger: RunTrigger) -> None:
+    await conn.execute(
+        "INSERT INTO reconciliation_runs (id, processor, day, trigger) VALUES (%s, %s, %s, %s)",
+        (run_id, processor, day, trigger.value),
+    )
+
+
+async def claim_daily(
+    conn: Conn, run_id: str, processor: str, day: date, *, stale_after: timedelta, retry_after: timedelta
+) -> str | None:
+    """The worker's run of (processor, day), claimed by this caller: a new row (`run_id`), or the existing one
+    taken over when its run was left `running` longer than `stale_after` (a crashed worker) or `failed` longer
+    than `retry_after` ago. None: another worker has it, or it is done. The unique index makes it one row."""
+    cur = await conn.execute(
+        "INSERT INTO reconciliation_runs (id, processor, day, trigger) VALUES (%s, %s, %s, 'worker')"
+        " ON CONFLICT (processor, day) WHERE trigger = 'worker' DO UPDATE"
+        " SET status = 'running', started = now(), finished = NULL, error = NULL,"
+        " tries = reconciliation_runs.tries + 1"
+        " WHERE (reconciliation_runs.status = 'running' AND reconciliation_runs.started < now() - %s)"
+        " OR (reconciliation_runs.status = 'failed' AND reconciliation_runs.finished < now() - %s)"
+        " RETURNING id",
+        (run_id, processor, day, stale_after, retry_after),
+    )
+    row = await cur.fetchone()
+    return None if row is None else str(row["id"])
+
+
+async def daily_settled(conn: Conn, processors: list[str], day: date) -> set[str]:
+    """Those of `processors` whose worker run of `day` is completed (nothing left to do for that day)."""
+    cur = await conn.execute(
+        "SELECT processor FROM reconciliation_runs"
+        " WHERE trigger = 'worker' AND day = %s AND processor = ANY(%s) AND status = 'completed'",
+        (day, processors),
+    )
+    return {r["processor"] for r in await cur.fetchall()}
+
+
+async def complete(conn: Conn, run_id: str, report: Report) -> None:
+    await conn.execute(
+        "UPDATE reconciliation_runs SET status = 'completed', finished = now(), error = NULL, matched = %s,"
+        " missing_in_tender = %s, missing_at_processor = %s, mismatched = %s WHERE id = %s",
+        (
+            report.matched,
+            Jsonb(report.of(FindingKind.MISSING_IN_TENDER)),
+            Jsonb(report.of(FindingKind.MISSING_AT_PROCESSOR)),
+            Jsonb(report.of(FindingKind.MISMATCHED)),
+            run_id,
+        ),
+    )
+
+
+async def fail(conn: Conn, run_id: str, error: str) -> None:
+    await conn.execute(
+        "UPDATE reconciliation_runs SET status = 'failed', finished = now(), error = %s WHERE id = %s",
+        (error[:1000], run_id),
+    )
+
+
+async def get(conn: Conn, run_id: str) -> ReconciliationRun | None:
+    return await fetch_one(
+        conn, ReconciliationRun, f"SELECT {COLUMNS} FROM reconciliation_runs WHERE id = %s", (run_id,)
+    )
+
+
+async def list_(
+    conn: Conn, *, processor: str | None, limit: int, starting_after: str | None
+) -> Page[ReconciliationRun]:
+    equal: dict[str, Any] = {"processor": processor}
+    return await newest_first(
+        conn, "reconciliation_runs", COLUMNS, limit=limit, starting_after=starting_after, equal=equal,
+        row_factory=class_row(ReconciliationRun),
+    )  # fmt: skip
