@@ -141,6 +141,41 @@ class Report:
         return not self.findings
 
 
+class RunTrigger(StrEnum):
+    CLI = "cli"
+    WORKER = "worker"
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"  # the processor's records could not be read: nothing was compared
+
+
+@dataclass(slots=True)
+class ReconciliationRun:
+    """A stored run (reconciliation_runs) and its figures; the findings are their JSON views."""
+
+    id: str
+    processor: str
+    day: date
+    trigger: RunTrigger
+    status: RunStatus
+    tries: int
+    matched: int
+    missing_in_tender: list[dict[str, Any]]
+    missing_at_processor: list[dict[str, Any]]
+    mismatched: list[dict[str, Any]]
+    error: str | None
+    created: datetime
+    started: datetime
+    finished: datetime | None
+
+    def __post_init__(self) -> None:
+        self.trigger = RunTrigger(self.trigger)
+        self.status = RunStatus(self.status)
+
+
 def day_bounds(day: date, tz: tzinfo) -> tuple[datetime, datetime]:
     """The business day `day` in time zone `tz` as a UTC [start, end) (23 or 25 hours across a DST change)."""
     start = datetime.combine(day, time(0), tzinfo=tz)
@@ -242,13 +277,16 @@ def reconcile(
     matched = 0
     findings: list[Finding] = []
     for record in theirs:
-        ours = None
-        if record.reference is not None:
+        # The processor's id first: Tender stored it, so it names exactly one record; then Tender's own id, unless
+        # that record stored another processor id (a Stripe registration whose answer was lost left an orphan
+        # PaymentIntent with the same metadata: never confirmed, it is not a charge).
+        ours = by_processor_id.get((record.kind, record.processor_id)) if record.processor_id else None
+        if ours is None and record.reference is not None:
             ours = by_reference.get((record.kind, record.reference))
-        if ours is None and record.processor_id is not None:
-            ours = by_processor_id.get((record.kind, record.processor_id))
+            if ours is not None and ours.processor_id not in (None, record.processor_id):
+                ours = None
         if ours is not None and id(ours) in paired:
-            ours = None  # a second record claiming the same Tender record: report it on its own
+            ours = None  # a second record claiming the same Tender record: reported on its own
         if ours is None:
             if in_day(record) and _moved_money(record):
                 findings.append(Finding(FindingKind.MISSING_IN_TENDER, record, record.processor_id))

@@ -12,7 +12,7 @@ unless a payment is still in progress then.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -235,6 +235,7 @@ async def pay(
     max_payments: int,
     now: datetime | None = None,
     guard: velocity.Guard | None = None,
+    available: Collection[str] | None = None,
 ) -> Payment:
     """Start the session's payment by `method` (`{"type": "card", "card": {...}}`, or an alternative method
     the session offers), unless one is already in progress or done (a double click): then that one.
@@ -275,6 +276,7 @@ async def pay(
         now=now,
         checkout_session_id=session_id,
         guard=guard,
+        available=available,  # routed by the merchant's rules among these, as POST /v1/payments is
     )
     await store.set_payment(conn, session_id, payment.id)
     return payment

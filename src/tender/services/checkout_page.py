@@ -7,6 +7,7 @@ connection.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,7 @@ async def pay(
     processor: str,
     max_payments: int,
     guard: velocity.Guard | None = None,
+    available: Collection[str] | None = None,
 ) -> SessionView | None:
     """Start the session's payment by `method` (checkout.pay), in one transaction. None once it is started
     (or one already was: a double click); the session as it is now, with its payment, when it was paid or
@@ -56,7 +58,14 @@ async def pay(
     async with db.transaction() as conn:
         try:
             await checkout.pay(
-                conn, vault, session_id, method, processor=processor, max_payments=max_payments, guard=guard
+                conn,
+                vault,
+                session_id,
+                method,
+                processor=processor,
+                max_payments=max_payments,
+                guard=guard,
+                available=available,
             )
         except SessionClosed:
             session = await checkout.get(conn, session_id)

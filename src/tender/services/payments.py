@@ -17,6 +17,7 @@ from tender.domain import cards, methods, money
 from tender.domain.ids import ATTEMPT, PAYMENT, VAULT_CARD, new_id
 from tender.domain.models import Attempt, Payment
 from tender.domain.payments import PaymentStatus, validate_metadata, validate_reference
+from tender.domain.routing import CARD_ONLY_PROCESSORS
 from tender.errors import (
     AmountTooLarge,
     DuplicateReference,
@@ -28,7 +29,7 @@ from tender.errors import (
     PaymentUnexpectedState,
 )
 from tender.processors.registry import FACTORIES as KNOWN_PROCESSORS
-from tender.services import velocity
+from tender.services import routing, velocity
 from tender.services.payment_requests import (
     APM_MODELS,
     ApmMethodIn,
@@ -119,10 +120,6 @@ async def _vault_card(
     return card_id, view
 
 
-# Processors that take cards and nothing else (processors/stripe.py: PaymentIntents from a vaulted card).
-CARD_ONLY_PROCESSORS = frozenset({"stripe"})
-
-
 def choose_processor(asked: str | None, *, default: str, available: Collection[str] | None) -> str:
     """The processor a new payment goes to: the one asked for if it is on, else a 400 naming `processor`."""
     if asked is None:
@@ -147,11 +144,13 @@ async def create_payment(
     guard: velocity.Guard | None = None,
     available: Collection[str] | None = None,
 ) -> Payment:
-    """Validate, vault the card (if a card) and insert the payment, due at once, for `processor` (the
-    container's default_processor: processors/registry.py) unless the request names one of the processors
-    `available` (those that are on; None: only the default). Runs in the caller's transaction. A card payment
-    over one of `guard`'s velocity limits raises RateLimited before any write."""
+    """Validate, vault the card (if a card) and insert the payment, due at once, routed by the merchant's
+    rules (services/routing.py) among the processors `available` (those that are on; None: only the default,
+    `processor`: the container's default_processor), unless the request names one of them. Runs in the
+    caller's transaction. A card payment over one of `guard`'s velocity limits raises RateLimited before any
+    write."""
     now = now or datetime.now(UTC)
+    forced = request.processor is not None
     processor = choose_processor(request.processor, default=processor, available=available)
     currency = money.normalize_currency(request.currency)
     amount = money.validate_amount(request.amount, currency)
@@ -168,7 +167,7 @@ async def create_payment(
             today=now.date(),
         )
     else:
-        if processor in CARD_ONLY_PROCESSORS:  # refused now, rather than failed later by the worker
+        if forced and processor in CARD_ONLY_PROCESSORS:  # refused now, rather than failed later by the worker
             raise InvalidRequest(
                 f"payment_method.type: the {processor} processor takes cards only", param="payment_method.type"
             )
@@ -181,6 +180,23 @@ async def create_payment(
             f"return_url: required for {method.type} payments (the shopper comes back there after approving)",
             param="return_url",
         )
+    payment_id = new_id(PAYMENT)
+    # Routing: the merchant's first matching rule (one query), less what is off or cannot take the method;
+    # a processor the request names is the only one. Before any write: a 400 here leaves nothing behind.
+    route = [processor]
+    if not forced:
+        route = await routing.route(
+            conn,
+            merchant_id,
+            payment_id=payment_id,
+            method_type=method.type,
+            currency=currency,
+            card_brand=card.brand if card is not None else None,
+            amount=amount,
+            default=processor,
+            on=available if available is not None else (processor,),
+        )
+        processor = route[0]
 
     if card is not None and guard is not None:
         fingerprint = vault.fingerprint(card.number, merchant_id=merchant_id)
@@ -193,7 +209,7 @@ async def create_payment(
         assert apm_view is not None
         card_id, payment_method = None, apm_view
     payment = Payment(
-        id=new_id(PAYMENT),
+        id=payment_id,
         merchant_id=merchant_id,
         amount=amount,
         currency=currency,
@@ -216,6 +232,7 @@ async def create_payment(
         created=now,
         updated=now,
         checkout_session_id=checkout_session_id,
+        route=route,
     )
     if not await store.insert_payment(conn, payment, next_run_at=now):
         existing = await store.find_by_reference(conn, merchant_id, reference or "")

@@ -190,6 +190,7 @@ async def pay(session_id: str, request: Request, container: ContainerDep) -> Res
             {"type": "card", "card": _card(fields)},
             processor=container.default_processor,
             max_payments=container.settings.checkout_max_payments,
+            available=container.processors.keys(),
             guard=guard,
         )
         if closed is not None:  # paid or expired meanwhile: show what it is now
@@ -260,6 +261,7 @@ async def pay_method(session_id: str, request: Request, container: ContainerDep)
             method,
             processor=container.default_processor,
             max_payments=container.settings.checkout_max_payments,
+            available=container.processors.keys(),
         )
         if closed is not None:
             return _render(ctx, closed.session, closed.payment)
