@@ -17,6 +17,7 @@ from tender.api.routes import (
     admin,
     admin_money,
     admin_processors,
+    admin_reconciliations,
     admin_routing,
     checkout_sessions,
     events,
@@ -84,6 +85,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(admin_money.router)
     app.include_router(admin_processors.router)
+    app.include_router(admin_reconciliations.router)
     app.include_router(admin_routing.router)
     app.include_router(health.router)
     return app
