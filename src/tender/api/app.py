@@ -22,10 +22,12 @@ from tender.api.routes import (
     checkout_sessions,
     events,
     health,
+    invoices,
     money,
     payment_events,
     payments,
     refunds,
+    subscriptions,
     webhook_endpoints,
     webhooks,
 )
@@ -74,6 +76,8 @@ def create_app(container: Container) -> FastAPI:
     app.add_middleware(RequestLimits, max_body_bytes=container.settings.max_body_bytes)
     app.include_router(payments.router)
     app.include_router(refunds.router)
+    app.include_router(subscriptions.router)
+    app.include_router(invoices.router)
     app.include_router(payment_events.router)
     app.include_router(checkout_sessions.router)
     app.include_router(pages.router)

@@ -32,7 +32,7 @@ from tender.domain.models import Attempt, Payment
 from tender.domain.outcomes import ProcessorResult
 from tender.domain.payments import FINAL_STATUSES, PaymentStatus
 from tender.domain.transitions import DEFINITIVE, PaymentChange, decide
-from tender.services import events, payables
+from tender.services import billing, events, payables
 from tender.store import attempts as attempt_store
 from tender.store import card_funding, dead_letters
 from tender.store import payments as store
@@ -113,5 +113,8 @@ async def _follow_up(conn: Conn, steps: list[Step], *, tz: tzinfo, now: datetime
         conn, [s.change.id for s in steps if s.change.status == PaymentStatus.CANCELED]
     )
     await events.record_payment_changes(conn, [s.change.id for s in steps if s.change.moved])
+    # Recurring billing: an invoice follows its payment's end, and so does its subscription (before the
+    # payables: a payment on a test clock gets its payable dated in the clock's time there).
+    await billing.on_payment_changes(conn, [s.change.id for s in steps if s.change.moved], tz=tz, now=now)
     captured = [s.change.id for s in steps if s.change.moved and s.change.status == PaymentStatus.SUCCEEDED]
     await payables.record_captures(conn, captured, tz=tz, now=now)

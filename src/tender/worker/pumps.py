@@ -13,11 +13,12 @@ from aiohttp.abc import AbstractResolver
 from tender.domain.retry import RetryPolicy
 from tender.domain.transitions import PaymentChange
 from tender.processors.base import Processor
-from tender.services import checkout, checkout_stripe, settlement
+from tender.services import billing, checkout, checkout_stripe, settlement
 from tender.services.payment_operations import PaymentOperations, PaymentSchedule, PaymentWork
 from tender.services.refunds import RefundOperations, RefundWork
 from tender.services.webhook_delivery import DeliveryOperations, DeliveryPolicy, DeliveryResult, DeliveryWork
 from tender.store import refunds as refund_store
+from tender.store import subscriptions as subscription_store
 from tender.store import webhooks as webhook_store
 from tender.store.claims import Claim
 from tender.store.db import Conn, Database
@@ -212,3 +213,26 @@ class SettlementPump:
         """One round of at most `limit` groups; returns how many groups it settled (0 when idle)."""
         round_ = await settlement.settle_due(self._db, settlement.business_today(self._tz), max_groups=limit)
         return round_.groups
+
+
+class RenewalPump(BatchPump[str, None]):
+    """Due subscriptions on the wall clock: renewals, dunning retries, trial ends and cancels at the period's
+    end, each stepped in the claim's own transaction by services/billing.py (nothing slow to call: the
+    payments a step makes are the payment pump's). Subscriptions on a test clock are never claimed here
+    (their `next_run_at` is NULL): their clock's advance runs them."""
+
+    table = "subscriptions"
+    columns = subscription_store.CLAIM_COLUMNS
+    kind = "subscription"
+
+    def __init__(self, db: Database, *, setup: billing.BillingSetup, lease_seconds: float = 60.0) -> None:
+        super().__init__(db, lease_seconds=lease_seconds)
+        self._setup = setup
+
+    async def prepare(self, conn: Conn, claim: Claim) -> Sequence[str]:
+        rows = [subscription_store.subscription_of(r) for r in claim.rows]
+        await billing.run_claimed(conn, rows, setup=self._setup)
+        return []  # all done in the claim's transaction
+
+    def key(self, item: str) -> str:
+        return item

@@ -15,11 +15,11 @@ import psycopg
 from tender.bootstrap import Container
 from tender.config import Settings
 from tender.domain.retry import RetryPolicy
-from tender.services import checkout_stripe, maintenance, reconciliation, velocity
+from tender.services import billing, checkout_stripe, maintenance, reconciliation, velocity
 from tender.services.payment_operations import PaymentSchedule
 from tender.services.webhook_delivery import DeliveryPolicy
 from tender.store.db import unavailable
-from tender.worker.pumps import DeliveryPump, ExpiryPump, PaymentPump, RefundPump, SettlementPump
+from tender.worker.pumps import DeliveryPump, ExpiryPump, PaymentPump, RefundPump, RenewalPump, SettlementPump
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,11 @@ class Worker:
             business_tz=s.business_tz,
         )
         self.pumps.append(Pump("checkout_expiry", expirer.run_batch, s.worker_batch_size, lanes=1))
+        # Subscriptions due on the wall clock (renewals, dunning retries): one lane, polls; their payments wake
+        # the payment pump as any new payment does.
+        setup = billing.BillingSetup.of(s.business_tz, container.default_processor, container.processors.keys())
+        renewer = RenewalPump(container.db, setup=setup, lease_seconds=s.worker_lease_seconds)
+        self.pumps.append(Pump("renewals", renewer.run_batch, s.worker_batch_size, lanes=1))
         # Yesterday's reconciliation with each processor, once a day across workers: one lane, a look a minute.
         reconciler = reconciliation.DailyRun(
             container.db,
