@@ -185,6 +185,12 @@ class WebhookNotConfigured(InvalidRequest):
     code = "webhook_not_configured"
 
 
+class PaymentMethodUnexpectedState(InvalidRequest):
+    """The saved payment method cannot be used so: it is attached to another customer (detach it first)."""
+
+    code = "payment_method_unexpected_state"
+
+
 # -- 401, 403, 404, 405 ----------------------------------------------------------------------------------
 
 

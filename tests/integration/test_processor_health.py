@@ -231,3 +231,28 @@ def test_the_cli_pauses_lists_and_resumes(container: Any, tender_env: dict[str, 
     assert next(p for p in listed["data"] if p["name"] == "simulator")["paused"] is False
     missing = tender("pause", "nope", check=False)
     assert missing.returncode == 1 and "No such processor" in missing.stderr
+
+
+async def test_the_separate_metrics_listener_refreshes_the_gauges(settings: Any, container: Any) -> None:
+    """TENDER_METRICS_ADDRESS: its scrapes run in a thread that cannot query, so the gauges are refreshed for it."""
+    import httpx
+
+    from tender.api.metrics import MetricsListener, refresh_processor_gauges
+    from tests.support.serve import free_port
+
+    name = _name()
+    await ProcessorHealth(container.db, settings.circuit_policy).record([CallOutcome(name, ok=False)] * 2)
+    address = f"127.0.0.1:{free_port()}"
+    listener = MetricsListener(address, refresh=lambda: refresh_processor_gauges(container.db, FAST, [name]))
+    listener.start()
+    try:
+        line = f'tender_processor_consecutive_failures{{processor="{name}"}} 2.0'
+        async with httpx.AsyncClient() as client:
+            for _ in range(50):
+                if line in (await client.get(f"http://{address}/metrics")).text:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail("the listener never showed the processor's gauge")
+    finally:
+        listener.stop()

@@ -11,7 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from tender import __version__
 from tender.api import errors
 from tender.api.limits import RequestLimits
-from tender.api.metrics import MetricsListener
+from tender.api.metrics import MetricsListener, refresh_processor_gauges
 from tender.api.retry import RetryOnLostConnection
 from tender.api.routes import (
     admin,
@@ -41,7 +41,9 @@ def create_app(container: Container) -> FastAPI:
     hub = PaymentStatusHub(container.db.url)
 
     address = container.settings.metrics_address
-    metrics_listener = MetricsListener(address) if address else None
+    metrics_listener = MetricsListener(address, refresh=lambda: refresh_processor_gauges(
+        container.db, container.settings.circuit_policy, container.processors
+    )) if address else None  # fmt: skip
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -8,10 +8,11 @@ the API's clients cannot reach.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import Counter, Gauge, start_http_server
@@ -34,6 +35,7 @@ PROCESSOR_PAUSED = Gauge("tender_processor_paused", "1 while the operator has pa
 CONSECUTIVE_FAILURES = Gauge(
     "tender_processor_consecutive_failures", "Failed calls in a row (refused, 5xx, timeout)", ["processor"]
 )
+REFRESH_SECONDS = 10.0  # how often the separate listener's processor gauges are read again
 _STATE_VALUE = {CircuitState.CLOSED: 0, CircuitState.HALF_OPEN: 1, CircuitState.OPEN: 2}
 
 
@@ -56,10 +58,14 @@ async def refresh_processor_gauges(db: Database, policy: CircuitPolicy, processo
 class MetricsListener:
     """The separate listener, run in a thread by the API's lifespan."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, refresh: Callable[[], Awaitable[None]] | None = None) -> None:
         self.address = address
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
+        # Gauges read from the database (the processors'), refreshed every REFRESH_SECONDS while it serves: its
+        # scrapes arrive in a thread of its own, which cannot query, unlike the API's GET /metrics.
+        self._refresh = refresh
+        self._refresher: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         host, port = listen_address(self.address)
@@ -72,8 +78,19 @@ class MetricsListener:
             log.warning("metrics address %s is in use (by another API process?); not serving it here", self.address)
             return
         log.info("serving /metrics on %s", self.address)
+        if self._refresh is not None:
+            self._refresher = asyncio.get_running_loop().create_task(self._refreshing(self._refresh))
+
+    @staticmethod
+    async def _refreshing(refresh: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await refresh()  # logs its own errors and never raises
+            await asyncio.sleep(REFRESH_SECONDS)
 
     def stop(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            self._refresher = None
         server, self._server = self._server, None
         if server is not None:
             server.shutdown()

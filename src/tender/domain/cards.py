@@ -105,8 +105,11 @@ def validate_card(
     holder_name: object,
     today: date,
     param_prefix: str = "payment_method.card",
+    require_cvc: bool = True,
 ) -> ValidatedCard:
-    """Check a raw card from a request; raise the first problem found, naming its parameter."""
+    """Check a raw card from a request; raise the first problem found, naming its parameter. Without
+    `require_cvc` (a card saved for later, which never keeps it), an absent CVC (None) is "" and a given one
+    is still checked."""
     pan = _check_number(number, f"{param_prefix}.number")
     month = _check_exp_month(exp_month, f"{param_prefix}.exp_month")
     year = _check_exp_year(exp_year, f"{param_prefix}.exp_year", today)
@@ -116,7 +119,7 @@ def validate_card(
         error, field = (InvalidExpiryYear, "exp_year") if year < today.year else (InvalidExpiryMonth, "exp_month")
         raise error(f"{param_prefix}.{field} is in the past: the card has expired.", param=f"{param_prefix}.{field}")
     brand = card_brand(pan)
-    security_code = _check_cvc(cvc, brand, f"{param_prefix}.cvc")
+    security_code = "" if cvc is None and not require_cvc else _check_cvc(cvc, brand, f"{param_prefix}.cvc")
     name = _check_holder_name(holder_name, f"{param_prefix}.holder_name")
     return ValidatedCard(
         number=pan,

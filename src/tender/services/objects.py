@@ -27,6 +27,7 @@ from tender.domain.money_models import (
     Refund,
     Settlement,
 )
+from tender.domain.recurring import Customer, SavedPaymentMethod, TestClock
 
 
 def iso(moment: datetime) -> str:
@@ -271,4 +272,53 @@ def ledger_verification_object(v: LedgerVerification) -> dict[str, Any]:
         "entries_without_lines": list(v.entries_without_lines),
         "drifted_accounts": [asdict(a) for a in v.drifted_accounts],
         "balance_mismatches": [asdict(m) for m in v.balance_mismatches],
+    }
+
+
+# -- customers, saved payment methods, test clocks (issue 15) ------------------------------------------------
+
+
+def customer_object(c: Customer) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "object": "customer",
+        "email": c.email,
+        "name": c.name,
+        "metadata": c.metadata,
+        "default_payment_method": c.default_payment_method,
+        "invoice_settings": {"default_payment_method": c.default_payment_method},  # where Stripe keeps it
+        "test_clock": c.test_clock_id,
+        "created": iso(c.created),
+        "updated": iso(c.updated),
+    }
+
+
+def payment_method_object(m: SavedPaymentMethod) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "object": "payment_method",
+        "type": m.type,
+        "card": {
+            "brand": m.brand,
+            "last4": m.last4,
+            "exp_month": m.exp_month,
+            "exp_year": m.exp_year,
+            "funding": m.funding,
+            "fingerprint": m.fingerprint,
+        },
+        "customer": m.customer_id,
+        "created": iso(m.created),
+        "updated": iso(m.updated),
+    }
+
+
+def clock_object(c: TestClock) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "object": "test_clock",
+        "name": c.name,
+        "frozen_time": iso(c.frozen_time),
+        "status": c.status,
+        "created": iso(c.created),
+        "updated": iso(c.updated),
     }
