@@ -181,11 +181,13 @@ async def update(
     )
 
 
-async def delete(conn: Conn, merchant_id: str, customer_id: str, *, now: datetime | None = None) -> dict[str, Any]:
-    """Deleted for good (a second delete is a 404); its subscriptions are canceled (services/billing.py)."""
-    customer = await get(conn, merchant_id, customer_id, lock=True)
-    await store.mark_deleted(conn, customer.id, now or datetime.now(UTC))
-    await billing.on_customer_deleted(conn, customer)
+async def delete(db: Database, merchant_id: str, customer_id: str, *, now: datetime | None = None) -> dict[str, Any]:
+    """Deleted for good (a second delete is a 404); its subscriptions are canceled (services/billing.py) in the
+    same transaction."""
+    async with db.transaction() as conn:
+        customer = await get(conn, merchant_id, customer_id, lock=True)
+        await store.mark_deleted(conn, customer.id, now or datetime.now(UTC))
+        await billing.on_customer_deleted(conn, customer)
     return {"id": customer.id, "object": "customer", "deleted": True}
 
 

@@ -97,8 +97,7 @@ async def update_customer(
 @router.delete("/v1/customers/{customer_id}", summary="Delete a customer", responses=responses(NotFound))
 async def delete_customer(customer_id: str, merchant: Merchant, container: ContainerDep) -> Response:
     """For good: it is not found again, and its subscriptions are canceled."""
-    async with container.db.transaction() as conn:
-        return _json(await service.delete(conn, merchant.merchant_id, customer_id))
+    return _json(await service.delete(container.db, merchant.merchant_id, customer_id))
 
 
 @router.get(
