@@ -212,7 +212,7 @@ def dlq_list(
     except TenderError as exc:
         raise typer.BadParameter(exc.message) from None
     table = Table(title=f"dead letters ({status or 'all'})")
-    for column in ("id", "kind", "object", "operation", "status", "tries", "last error", "created"):
+    for column in ("id", "kind", "object", "operation", "processor", "status", "tries", "last error", "created"):
         table.add_column(column)
     for r in rows:
         table.add_row(
@@ -220,6 +220,7 @@ def dlq_list(
             r["kind"],
             r["object_id"],
             r["operation"],
+            r["processor"] or "",
             r["status"],
             str(r["tries"]),
             (r["last_error"] or "")[:60],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
@@ -45,6 +46,14 @@ class Settings(BaseSettings):
     # (simulator-notify.key, mode 0600), which `tender simulator` reads too. Set it in production.
     simulator_notify_secret: SecretStr | None = None
     processor_timeout_seconds: float = 10.0
+    # More simulator processors, each its own acquirer (failover tests, a second acquirer in development):
+    # "name=url,name=url", e.g. "simulator_b=http://127.0.0.1:8101". Each signs its notifications with the
+    # simulator's notify secret and they arrive on /webhooks/{name}. A bad value stops the start.
+    simulator_instances: str = ""
+    # Routing (services/payment_operations.py): a payment no processor of its route can take now (circuits
+    # open, paused) waits at most this long after its creation; then, if nothing was ever sent, it fails
+    # `processor_unavailable` (nothing charged).
+    routing_max_hold_seconds: float = Field(default=600.0, gt=0)
     # Stripe (processors/stripe.py): on while the secret key is set. The API base may point at an emulator
     # (localstripe in the tests); the webhook secret verifies POST /webhooks/stripe.
     stripe_secret_key: SecretStr | None = None
@@ -131,6 +140,17 @@ class Settings(BaseSettings):
     def _empty_is_off(cls, value: str | None) -> str | None:
         return value or None  # TENDER_SIMULATOR_URL= (empty) turns the simulator off
 
+    @field_validator("simulator_instances")
+    @classmethod
+    def _instances(cls, value: str) -> str:
+        simulator_instances(value)  # raises for a bad name or URL: better at start than at the first payment
+        return value
+
+    @property
+    def simulator_instance_urls(self) -> dict[str, str]:
+        """TENDER_SIMULATOR_INSTANCES as {name: url}, in the order given."""
+        return simulator_instances(self.simulator_instances)
+
     @field_validator("business_timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -177,6 +197,27 @@ class Settings(BaseSettings):
 
 def _networks(text: str) -> tuple[IPv4Network | IPv6Network, ...]:
     return tuple(ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip())
+
+
+_PROCESSOR_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+def simulator_instances(text: str) -> dict[str, str]:
+    """{name: url} of "name=url,name=url", or ValueError saying which entry is wrong (never quoting a URL's
+    credentials: an entry is named by its position and name only)."""
+    found: dict[str, str] = {}
+    for position, entry in enumerate((e.strip() for e in text.split(",")), start=1):
+        if not entry:
+            continue
+        name, sep, url = (part.strip() for part in entry.partition("="))
+        if not sep or not _PROCESSOR_NAME.fullmatch(name):
+            raise ValueError(f"entry {position} must be name=url with a name of [a-z][a-z0-9_]{{0,31}}")
+        if not url.startswith(("http://", "https://")) or len(url) <= len("https://"):
+            raise ValueError(f"entry {position} ({name}): the URL must start with http:// or https://")
+        if name in found:
+            raise ValueError(f"entry {position}: {name} is named twice")
+        found[name] = url
+    return found
 
 
 def listen_address(value: str) -> tuple[str, int]:

@@ -249,6 +249,7 @@ class DeadLetter:
     history: list[dict[str, Any]]
     created: datetime
     updated: datetime
+    processor: str | None = None  # the processor the work was at (payments, refunds); None: not a processor's
 
     def __post_init__(self) -> None:
         _as(DeadLetterStatus, self, "status")

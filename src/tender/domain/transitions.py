@@ -48,6 +48,10 @@ class PaymentChange:
     reset_tries: bool  # the work moved on: fresh tries, and its dead letters are resolved
     updated: datetime | None  # when it was written (set by the writer)
     card_funding: Funding | None = None  # the issuer's word on the card's funding (an approved authorization)
+    # Failover: the processor now in charge (None keeps it). Only for an authorization nothing was charged by
+    # (services/payment_operations.py); the previous processor's reference, if any, goes with it.
+    processor: str | None = None
+    held: bool = False  # waiting for a processor of its route to take it: this claim costs no retry try
 
     @property
     def moved(self) -> bool:

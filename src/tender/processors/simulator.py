@@ -137,8 +137,6 @@ def _operation_result(data: Mapping[str, Any]) -> ProcessorResult:
 
 
 class SimulatorProcessor:
-    name = "simulator"
-
     def __init__(
         self,
         base_url: str,
@@ -146,7 +144,9 @@ class SimulatorProcessor:
         timeout: float = 10.0,
         notify_secret: str = "simsecret_dev",  # noqa: S107 - the simulator's development default
         max_connections: int = 400,
+        name: str = "simulator",  # another instance (TENDER_SIMULATOR_INSTANCES) is a processor of its own
     ) -> None:
+        self.name = name
         self._base_url = base_url.rstrip("/")
         self._notify_secret = notify_secret.encode()
         # `connect` bounds waiting for a pooled connection plus connecting (nothing sent yet: TRANSIENT);
@@ -343,6 +343,17 @@ def from_settings(settings: Settings) -> SimulatorProcessor | None:
     return SimulatorProcessor(
         settings.simulator_url, timeout=settings.processor_timeout_seconds, notify_secret=notify_secret(settings)
     )
+
+
+def instances_from_settings(settings: Settings) -> dict[str, SimulatorProcessor]:
+    """The extra simulator processors of TENDER_SIMULATOR_INSTANCES, by name: each one acquirer of its own, with
+    the simulator's notify secret (its notifications arrive on /webhooks/{name})."""
+    urls = settings.simulator_instance_urls
+    secret = notify_secret(settings) if urls else ""
+    return {
+        name: SimulatorProcessor(url, timeout=settings.processor_timeout_seconds, notify_secret=secret, name=name)
+        for name, url in urls.items()
+    }
 
 
 def _notification(event: dict[str, Any]) -> Notification:

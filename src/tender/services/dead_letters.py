@@ -29,9 +29,11 @@ async def open_for(
     tries: int,
     last_error: str | None,
     history: list[dict[str, Any]],
+    processor: str | None = None,
 ) -> bool:
     """Work the retry policy gave up on (domain/retry.py), for an operator: at most one open dead letter per
-    work and operation, in the transaction that writes the work's last try. True if opened now."""
+    work and operation, in the transaction that writes the work's last try; `processor`: where the work was
+    (payments, refunds). True if opened now."""
     opened = await store.open_one(
         conn,
         id=new_id(DEAD_LETTER),
@@ -41,13 +43,15 @@ async def open_for(
         tries=tries,
         last_error=last_error,
         history=history,
+        processor=processor,
     )
     if opened:
         log.warning(
-            "%s %s: %s out of retries after %d tries (%s); dead letter opened",
+            "%s %s: %s%s out of retries after %d tries (%s); dead letter opened",
             kind,
             object_id,
             operation,
+            f" at {processor}" if processor else "",
             tries,
             last_error,
         )

@@ -161,6 +161,7 @@ def dead_letter_object(d: DeadLetter) -> dict[str, Any]:
         "kind": d.kind,
         "object_id": d.object_id,
         "operation": d.operation,
+        "processor": d.processor,
         "status": d.status,
         "tries": d.tries,
         "last_error": d.last_error,

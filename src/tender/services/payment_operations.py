@@ -17,6 +17,19 @@ else. If the processor has no record of it, the call is sent again under the SAM
 idempotency key), never a new one: the first call may still be in flight, and only the shared key makes
 the two count once. A payment is never charged twice, whatever fails and whenever.
 
+Failover (domain/failover.py decides, this module knows when it may ask): a payment's `route` lists the
+processors it may run on, `processor` is the one in charge. Only an authorization that certainly charged nothing
+moves on: never possibly sent (`maybe_sent` is marked in the claim's transaction before a call leaves, so a
+worker dying mid-call leaves it set; a TRANSIENT answer, "certainly not done", leaves it as it was), or, at a
+registering processor, never registered. Such an attempt moves to the next processor of the route that is on
+and usable when its processor answers TRANSIENT, or before it is sent when the circuit breaker
+(services/processor_health.py) says its processor is open or paused: the attempt is finished `not_processed`,
+the payment's `processor` changes with the write, and the next claim opens a new attempt there. A decline, an
+unknown outcome, a timeout and every look-up stay where they are: only that processor can say what it did.
+When no processor of the route can take it, the payment is held (no try spent) until one may half-open; held
+past `max_hold` after its creation, it fails `processor_unavailable` (nothing was charged). Every call's
+outcome is reported to the breaker after the batch is written.
+
 Retries back off exponentially with full jitter (domain/retry.py). After `max_tries` a dead letter is opened for an
 operator, and the work is only looked up from then on, on a slow janitor schedule (a call sent earlier
 may still land); it is never marked failed on a guess. An operator's retry gives it fresh tries. An
@@ -43,6 +56,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
+from tender.domain import failover
+from tender.domain.failover import Gate, Hold, Move
 from tender.domain.ids import ATTEMPT, new_id
 from tender.domain.methods import is_apm
 from tender.domain.models import Attempt, DeadLetterKind, Payment, VaultCard
@@ -58,6 +73,7 @@ from tender.processors.base import (
     RegisteringProcessor,
 )
 from tender.services import dead_letters, payment_transitions
+from tender.services.processor_health import CallOutcome, ProcessorHealth
 from tender.store import attempts as attempt_store
 from tender.store import payments as store
 from tender.store.db import Conn
@@ -74,6 +90,10 @@ class PaymentSchedule:
     # A payment waiting for the shopper (3-D Secure, an APM approval) is looked up if no notification came by then.
     action_lookup_seconds: float = 60.0
     action_lookup_cap_seconds: float = 900.0
+    # A payment held because no processor of its route can take it (circuits open, paused) waits at most this
+    # long after its creation, then fails `processor_unavailable`; a pause (no half-open time) is polled.
+    max_hold: timedelta = timedelta(seconds=600)
+    hold_poll_seconds: float = 5.0
     # Waiting for the shopper this long, the payment is voided (canceled, failure_code `abandoned`).
     action_expiry: timedelta = timedelta(days=1)
     # Authorized and not captured this long, it is voided (canceled, `authorization_expired`): card networks
@@ -98,6 +118,9 @@ class PaymentWork:
     void: bool = False  # Tender gives up waiting (shopper, capture): open a cancel in the write phase
     card: VaultCard | None = None  # a card payment still processing: its vault row (ciphertext)
     registered: bool = False  # registered at its processor by this run: to be executed at once
+    marked: bool = False  # the authorization was marked maybe_sent by this claim (about to be sent)
+    called: bool = True  # the operation's call was made; False: it never left (held, failed over before it)
+    moved: bool = False  # failed over to another processor, due at once
 
 
 def plan(
@@ -137,8 +160,11 @@ class PaymentOperations:
         retry: RetryPolicy | None = None,
         schedule: PaymentSchedule | None = None,
         business_tz: tzinfo = UTC,
+        health: ProcessorHealth | None = None,  # the circuit breaker; None: every processor that is on is usable
     ) -> None:
         self._tz = business_tz
+        self._health = health
+        self._calls: list[CallOutcome] = []  # this process's call outcomes not yet reported to the breaker
         self._vault = vault
         self._processors = processors
         self._retry = retry or RetryPolicy()
@@ -159,6 +185,11 @@ class PaymentOperations:
             attempt, is_new, reconcile = plan(payment, open_attempts.get(payment.id, []), answered.get(payment.id))
             work.append(PaymentWork(payment, int(row["tries"]), attempt, is_new, reconcile=reconcile))
         await attempt_store.insert(conn, [w.attempt for w in work if w.attempt and w.is_new])
+        # Before an authorization may leave: on record as maybe sent, so a worker dying mid-call can never let
+        # it fail over (the write puts back what the call showed).
+        for w in work:
+            w.marked = self._may_send(w)
+        await attempt_store.mark_maybe_sent(conn, [w.attempt.id for w in work if w.marked and w.attempt])
         needs_authorization = [w.payment.id for w in work if w.attempt and w.attempt.operation != "authorize"]
         if needs_authorization:
             authorizations = await attempt_store.latest_authorizations(conn, needs_authorization)
@@ -184,7 +215,9 @@ class PaymentOperations:
     async def write(self, conn: Conn, token: uuid.UUID, work: list[PaymentWork], changes: list[PaymentChange]) -> None:
         """The outcomes, where the lease `token` still holds, in the caller's transaction."""
         steps = [
-            payment_transitions.Step(w.payment, c, call=None if w.reconcile else w.attempt, void=w.void)
+            payment_transitions.Step(
+                w.payment, c, call=None if w.reconcile else w.attempt, void=w.void, called=w.called, marked=w.marked
+            )
             for w, c in zip(work, changes, strict=True)
         ]
         written = await payment_transitions.write_claimed(conn, token, steps, tz=self._tz, now=datetime.now(UTC))
@@ -192,7 +225,7 @@ class PaymentOperations:
             log.info(
                 "%d payment(s) changed hands or status meanwhile; their results were dropped", len(work) - len(written)
             )
-        if any(w.registered and w.payment.id in written for w in work):
+        if any((w.registered or w.moved) and w.payment.id in written for w in work):
             await store.wake_workers(conn)  # due at once: an idle worker confirms it now, not at its next poll
         for w in work:
             if w.dead and w.attempt is not None and w.payment.id in written:
@@ -201,10 +234,134 @@ class PaymentOperations:
                     DeadLetterKind.PAYMENT,
                     w.payment.id,
                     w.attempt.operation,
+                    processor=w.payment.processor,
                     tries=w.tries,
                     last_error=w.attempt.last_error,
                     history=await attempt_store.history(conn, w.payment.id),
                 )
+
+    async def report_calls(self) -> None:
+        """Tell the circuit breaker how the calls made since the last report went (after their batch's write,
+        in a transaction of its own; it never raises)."""
+        calls, self._calls = self._calls, []
+        if calls and self._health is not None:
+            await self._health.record(calls)
+
+    def _may_send(self, w: PaymentWork) -> bool:
+        """An authorization this claim may send (or confirm) and that is not marked maybe_sent yet."""
+        a = w.attempt
+        if a is None or a.operation != "authorize" or w.reconcile or w.payment.status != PaymentStatus.PROCESSING:
+            return False
+        if a.maybe_sent or a.status != "pending":
+            return False
+        processor = self._processors.get(w.payment.processor)
+        return not (isinstance(processor, RegisteringProcessor) and a.processor_reference is None)  # registers
+
+    def _charged_nothing(self, w: PaymentWork, processor: Processor | None) -> bool:
+        """The authorization certainly charged nothing so far: it may go to another processor. Never possibly
+        sent (the claim's mark makes `maybe_sent` trustworthy), or never registered at a registering processor."""
+        a = w.attempt
+        if a is None or a.operation != "authorize" or w.reconcile or w.payment.status != PaymentStatus.PROCESSING:
+            return False
+        if a.status != "pending":
+            return False
+        unregistered = isinstance(processor, RegisteringProcessor) and a.processor_reference is None
+        return unregistered or not a.maybe_sent
+
+    def _noted(self, name: str, result: ProcessorResult) -> ProcessorResult:
+        """A call's result, noted for the circuit breaker: no answer (TRANSIENT, UNKNOWN) is a failure."""
+        self._calls.append(CallOutcome(name, result.outcome not in (Outcome.TRANSIENT, Outcome.UNKNOWN)))
+        return result
+
+    async def _gates(self, names: Sequence[str]) -> dict[str, Gate]:
+        """The breaker's word on `names` that are on, asked one at a time in order until one is usable: asking
+        may take a half-open processor's probe slot, which only the processor actually sent to should hold."""
+        gates: dict[str, Gate] = {}
+        for name in names:
+            if name not in self._processors or name in gates:
+                continue
+            if self._health is None:
+                gates[name] = failover.OPEN
+            else:
+                available = (await self._health.availability([name]))[name]
+                gates[name] = Gate(available.usable, available.retry_at)
+            if gates[name].usable:
+                break
+        return gates
+
+    async def _failover_before_sending(self, w: PaymentWork) -> PaymentChange | None:
+        """Before an authorization that charged nothing is sent: a change if it must go elsewhere or wait."""
+        p = w.payment
+        gates = await self._gates([p.processor, *failover.candidates(p.route, p.processor)])
+        decision = failover.before_sending(p.route, p.processor, gates, on=self._processors.keys())
+        if isinstance(decision, Move):
+            gate = gates.get(p.processor)
+            why = "not on" if gate is None else "its circuit is open or it is paused"
+            return self._move(w, decision, f"not sent: processor {p.processor} {why}", sent=False)
+        if isinstance(decision, Hold):
+            return self._hold(w, decision)
+        return None
+
+    async def _failover_after_refusal(self, w: PaymentWork, result: ProcessorResult) -> PaymentChange | None:
+        """After the processor certainly did not act on an authorization that charged nothing: the next one."""
+        p = w.payment
+        gates = await self._gates(failover.candidates(p.route, p.processor))
+        move = failover.after_refusal(p.route, p.processor, gates, on=self._processors.keys())
+        if move is None:
+            return None
+        when = datetime.now(UTC)
+        if move.wrapped:  # the route was gone round: two processors refusing in turn must not spin
+            then = self._retry.after_failure(w.tries, now=when)
+            if isinstance(then, DeadLetter):
+                return None  # its tries are spent: retried here, a dead letter for an operator
+            when = then.when
+        return self._move(w, move, f"not processed by {p.processor}: {result.message or 'processor unavailable'}", when)
+
+    def _move(
+        self, w: PaymentWork, move: Move, reason: str, when: datetime | None = None, *, sent: bool = True
+    ) -> PaymentChange:
+        """Fail over: the attempt is finished not_processed and the payment handed to `move.processor`, due
+        `when` (default: at once); the next claim opens an attempt there."""
+        assert w.attempt is not None
+        when = when or datetime.now(UTC)
+        w.attempt.status, w.attempt.last_error = "not_processed", reason
+        w.called, w.moved = sent, True
+        log.info("payment %s: failover %s -> %s (%s)", w.payment.id, w.payment.processor, move.processor, reason)
+        return change_of(w.payment, processor=move.processor, next_run_at=when, last_error=reason)
+
+    def _hold(self, w: PaymentWork, hold: Hold) -> PaymentChange:
+        """No processor of the route can take it now: wait (no try spent) until one may half-open, or poll a
+        pause; past the longest hold, nothing having been sent anywhere, it fails `processor_unavailable`."""
+        assert w.attempt is not None
+        now = datetime.now(UTC)
+        deadline = w.payment.created + self._schedule.max_hold
+        w.called = False
+        if now >= deadline:
+            return self._unavailable(w)
+        until = hold.until or now + timedelta(seconds=self._schedule.hold_poll_seconds)
+        until = min(max(until, now + timedelta(seconds=0.5)), deadline)
+        error = "held: no processor of its route can take it now (circuit open or paused)"
+        w.attempt.last_error = error
+        return change_of(w.payment, next_run_at=until, last_error=error, held=True)
+
+    def _unavailable(self, w: PaymentWork) -> PaymentChange:
+        assert w.attempt is not None
+        minutes = self._schedule.max_hold / timedelta(minutes=1)
+        message = (
+            f"No processor could take the payment within {minutes:g} minutes; nothing was charged."
+            " Ask the shopper to pay again later."
+        )
+        a = w.attempt
+        a.status, a.failure_code, a.message, a.last_error = "not_processed", "processor_unavailable", message, message
+        log.warning("payment %s: no processor of its route could take it in time; failed", w.payment.id)
+        return change_of(
+            w.payment,
+            status=PaymentStatus.FAILED,
+            failure_code="processor_unavailable",
+            failure_message=message,
+            next_action=None,
+            reset_tries=True,
+        )
 
     def _scheduled(self, w: PaymentWork, change: PaymentChange) -> PaymentChange:
         """The house rule, checked on every write: a non-final status always has a next step. Each path
@@ -219,12 +376,17 @@ class PaymentOperations:
         if attempt is None:
             return self._waiting(w)  # nothing to ask the processor about: the status's own next step
         processor = self._processors.get(payment.processor)
+        janitor = self._retry.out_of_tries(w.tries)  # past its tries: only look up, until an operator retries
+        movable = not janitor and self._charged_nothing(w, processor)
+        # (A card whose CVC is gone can go nowhere: it fails below, wherever it is.)
+        sendable = movable and not _cvc_erased(payment, w.card)
+        if sendable and (change := await self._failover_before_sending(w)) is not None:
+            return change
         if processor is None:
             return self._retry_later(w, f"no processor named {payment.processor!r} is configured")
-        janitor = self._retry.out_of_tries(w.tries)  # past its tries: only look up, until an operator retries
         registering = isinstance(processor, RegisteringProcessor)
         if w.reconcile:
-            return self._outcome(w, await processor.lookup(_key(processor, attempt)))
+            return self._outcome(w, self._noted(payment.processor, await processor.lookup(_key(processor, attempt))))
         if attempt.operation == "authorize":
             cvc_erased = payment.status == PaymentStatus.PROCESSING and _cvc_erased(payment, w.card)
             if isinstance(processor, RegisteringProcessor) and attempt.processor_reference is None:
@@ -236,9 +398,14 @@ class PaymentOperations:
                 request = self._authorize_request(payment, attempt, w.card)
                 if request is None:
                     return self._retry_later(w, "card data unavailable in the vault")
-                return self._registered(w, await processor.register(request))
-            if not w.is_new:
-                result = await processor.lookup(_key(processor, attempt))
+                result = self._noted(payment.processor, await processor.register(request))
+                # A registration charges nothing, whatever happened to it: safe to go elsewhere.
+                failed = result.outcome is not Outcome.DECLINED and not result.processor_reference
+                if movable and failed and (change := await self._failover_after_refusal(w, result)) is not None:
+                    return change
+                return self._registered(w, result)
+            if not w.is_new and not movable:  # may have reached the processor: ask it first
+                result = self._noted(payment.processor, await processor.lookup(_key(processor, attempt)))
                 if payment.status == PaymentStatus.REQUIRES_ACTION or result.outcome is not Outcome.NOT_FOUND:
                     return self._outcome(w, result)
                 if cvc_erased:  # the processor never saw it, and it can never be sent again
@@ -253,7 +420,12 @@ class PaymentOperations:
                 return self._retry_later(w, "card data unavailable in the vault")
             if registering:
                 request = replace(request, processor_reference=attempt.processor_reference)
-            return self._outcome(w, await processor.authorize(request))
+            result = self._noted(payment.processor, await processor.authorize(request))
+            # TRANSIENT: certainly not done there, so the next processor may take it.
+            refused = movable and result.outcome is Outcome.TRANSIENT
+            if refused and (change := await self._failover_after_refusal(w, result)) is not None:
+                return change
+            return self._outcome(w, result)
         authorization = w.authorization_reference if registering else w.authorization_id
         if authorization is None:
             return self._retry_later(w, f"no authorization to {attempt.operation}")
@@ -262,11 +434,14 @@ class PaymentOperations:
                 result = await processor.lookup_operation_on(attempt.id, attempt.operation, authorization)
             else:
                 result = await processor.lookup_operation(attempt.id)
+            result = self._noted(payment.processor, result)
             if janitor or result.outcome is not Outcome.NOT_FOUND:
                 return self._outcome(w, result)
         if attempt.operation == "capture":
-            return self._outcome(w, await processor.capture(attempt.id, authorization, attempt.amount))
-        return self._outcome(w, await processor.cancel(attempt.id, authorization))
+            result = await processor.capture(attempt.id, authorization, attempt.amount)
+        else:
+            result = await processor.cancel(attempt.id, authorization)
+        return self._outcome(w, self._noted(payment.processor, result))
 
     def _registered(self, w: PaymentWork, result: ProcessorResult) -> PaymentChange:
         """A registration's answer: its id is written with the attempt (this batch's write, its own transaction)

@@ -50,6 +50,8 @@ class Step:
     call: Attempt | None = None  # the attempt the pump called (or looked up) for it: its record is written
     answered: Attempt | None = None  # an attempt answered without a call of ours (a notification)
     void: bool = False  # Tender stops waiting: its own cancel is opened, due at once
+    called: bool = True  # `call` was sent (or looked up); False: it never left (held, failed over before sending)
+    marked: bool = False  # `call` was marked maybe_sent by the claim: its flag is now what the call showed
 
 
 async def write_claimed(conn: Conn, token: Any, steps: Sequence[Step], *, tz: tzinfo, now: datetime) -> set[str]:
@@ -91,7 +93,12 @@ async def _follow_up(conn: Conn, steps: list[Step], *, tz: tzinfo, now: datetime
     if not steps:
         return
     await card_funding.record(conn, {s.change.id: s.change.card_funding for s in steps if s.change.card_funding})
-    await attempt_store.record_calls(conn, [s.call for s in steps if s.call is not None])
+    await attempt_store.record_calls(
+        conn,
+        [s.call for s in steps if s.call is not None],
+        uncounted={s.call.id for s in steps if s.call is not None and not s.called},
+        marked={s.call.id for s in steps if s.call is not None and s.marked},
+    )
     for s in steps:
         if s.answered is not None:
             await attempt_store.record_answer(conn, s.answered)

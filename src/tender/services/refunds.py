@@ -269,6 +269,7 @@ class RefundOperations:
                     tries=w.tries,
                     last_error=change["last_error"],
                     history=history,
+                    processor=w.refund.processor,
                 )
 
     async def _run(self, w: RefundWork) -> dict[str, Any]:

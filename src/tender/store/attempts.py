@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from tender.domain.models import Attempt
@@ -68,18 +68,30 @@ async def insert(conn: Conn, attempts: Sequence[Attempt]) -> None:
             )
 
 
-async def record_calls(conn: Conn, attempts: Sequence[Attempt]) -> None:
-    """One more call of each attempt and its outcome; pending and action_required ones stay open."""
+async def mark_maybe_sent(conn: Conn, attempt_ids: Sequence[str]) -> None:
+    """Authorizations about to be sent, in the claim's transaction: if the worker dies with the call in flight,
+    the record says it may have reached the processor (never failed over, looked up first)."""
+    if attempt_ids:
+        await conn.execute("UPDATE payment_attempts SET maybe_sent = true WHERE id = ANY(%s)", (list(attempt_ids),))
+
+
+async def record_calls(
+    conn: Conn, attempts: Sequence[Attempt], *, uncounted: Collection[str] = (), marked: Collection[str] = ()
+) -> None:
+    """One more call of each attempt (none for the `uncounted`: never sent) and its outcome; pending and
+    action_required ones stay open. `marked`: attempts marked maybe_sent by this claim, whose flag is now what
+    the call showed (a call that certainly did not reach the processor leaves it as it was before)."""
     if attempts:
         async with conn.cursor() as cur:
             await cur.executemany(
-                "UPDATE payment_attempts SET status = %(status)s, calls = calls + 1, last_error = %(last_error)s,"
-                " maybe_sent = maybe_sent OR %(maybe_sent)s,"
+                "UPDATE payment_attempts SET status = %(status)s, calls = calls + %(calls)s,"
+                " last_error = %(last_error)s,"
+                " maybe_sent = CASE WHEN %(marked)s THEN %(maybe_sent)s ELSE maybe_sent OR %(maybe_sent)s END,"
                 " processor_reference = coalesce(%(processor_reference)s, processor_reference),"
                 " failure_code = %(failure_code)s, decline_code = %(decline_code)s, message = %(message)s,"
                 " finished = CASE WHEN %(status)s IN ('pending', 'action_required') THEN NULL ELSE now() END"
                 " WHERE id = %(id)s",
-                [_row(a) for a in attempts],
+                [{**_row(a), "calls": int(a.id not in uncounted), "marked": a.id in marked} for a in attempts],
             )
 
 
@@ -107,7 +119,7 @@ async def close_authorizations(conn: Conn, payment_ids: Sequence[str]) -> None:
 
 async def history(conn: Conn, payment_id: str) -> list[dict[str, Any]]:
     cur = await conn.execute(
-        "SELECT id, operation, status, calls, maybe_sent, last_error, failure_code, created, finished"
+        "SELECT id, operation, processor, status, calls, maybe_sent, last_error, failure_code, created, finished"
         " FROM payment_attempts WHERE payment_id = %s ORDER BY id",
         (payment_id,),
     )

@@ -11,7 +11,7 @@ from tender.domain.models import DeadLetter, DeadLetterStatus
 from tender.store.db import Conn, Page, newest_first
 from tender.store.rows import fetch_one
 
-_COLUMNS = "id, kind, object_id, operation, status, tries, last_error, history, created, updated"
+_COLUMNS = "id, kind, object_id, operation, status, tries, last_error, history, created, updated, processor"
 
 
 async def open_one(
@@ -24,13 +24,14 @@ async def open_one(
     tries: int,
     last_error: str | None,
     history: list[dict[str, Any]],
+    processor: str | None = None,
 ) -> bool:
     """Record it, unless the same work already has an open dead letter. True if recorded."""
     cur = await conn.execute(
-        "INSERT INTO dead_letters (id, kind, object_id, operation, tries, last_error, history)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+        "INSERT INTO dead_letters (id, kind, object_id, operation, tries, last_error, history, processor)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
         " ON CONFLICT (kind, object_id, operation) WHERE status = 'open' DO NOTHING RETURNING id",
-        (id, kind, object_id, operation, tries, last_error, Jsonb(history)),
+        (id, kind, object_id, operation, tries, last_error, Jsonb(history), processor),
     )
     return await cur.fetchone() is not None
 

@@ -114,6 +114,11 @@ async def get_cards(conn: Conn, card_ids: Sequence[str]) -> dict[str, VaultCard]
     return {row["id"]: VaultCard(**row) for row in await cur.fetchall()}
 
 
+async def set_payment_method(conn: Conn, payment_id: str, payment_method_id: str) -> None:
+    """The saved method a payment's card became (setup_future_usage), in the status change's transaction."""
+    await conn.execute("UPDATE payments SET payment_method_id = %s WHERE id = %s", (payment_method_id, payment_id))
+
+
 async def erase_cvcs(conn: Conn, card_ids: Sequence[str]) -> None:
     if card_ids:
         await conn.execute(
@@ -158,6 +163,8 @@ def _change_params(c: PaymentChange) -> dict[str, Any]:
         "last_error": c.last_error,
         "reset_tries": c.reset_tries,
         "updated": c.updated,
+        "processor": c.processor,
+        "held": c.held,
     }
 
 
@@ -172,9 +179,14 @@ async def update_after_processing(conn: Conn, token: Any, changes: Sequence[Paym
             "UPDATE payments SET status = %(status)s, amount_captured = %(amount_captured)s,"
             " failure_code = %(failure_code)s, decline_code = %(decline_code)s,"
             " failure_message = %(failure_message)s, next_action = %(next_action)s,"
-            " processor_reference = coalesce(%(processor_reference)s, processor_reference),"
+            # A failover hands the payment to another processor; the old one's reference (an unconfirmed
+            # registration at most: nothing was charged) does not describe it any more.
+            " processor_reference = CASE WHEN %(processor)s::text IS NOT NULL AND %(processor)s::text <> processor"
+            "   THEN %(processor_reference)s ELSE coalesce(%(processor_reference)s, processor_reference) END,"
+            " processor = coalesce(%(processor)s::text, processor),"
             " next_run_at = %(next_run_at)s, last_error = %(last_error)s,"
-            " tries = CASE WHEN %(reset_tries)s THEN 0 ELSE tries END, lease_token = NULL,"
+            " tries = CASE WHEN %(reset_tries)s THEN 0 WHEN %(held)s THEN greatest(tries - 1, 0) ELSE tries END,"
+            " lease_token = NULL,"
             # `status` on the right is the old value: only a visible change moves `updated`.
             " updated = CASE WHEN status IS DISTINCT FROM %(status)s THEN %(updated)s ELSE updated END"
             " WHERE id = %(id)s AND lease_token = %(token)s AND status = %(expected_status)s RETURNING id",

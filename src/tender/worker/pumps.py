@@ -15,6 +15,7 @@ from tender.domain.transitions import PaymentChange
 from tender.processors.base import Processor
 from tender.services import billing, checkout, checkout_stripe, settlement
 from tender.services.payment_operations import PaymentOperations, PaymentSchedule, PaymentWork
+from tender.services.processor_health import ProcessorHealth
 from tender.services.refunds import RefundOperations, RefundWork
 from tender.services.webhook_delivery import DeliveryOperations, DeliveryPolicy, DeliveryResult, DeliveryWork
 from tender.store import refunds as refund_store
@@ -29,7 +30,8 @@ from tender.worker.pump import BatchPump
 
 class PaymentPump(BatchPump[PaymentWork, PaymentChange]):
     """Due payments: every processor operation (authorize, capture, cancel, look-ups), by
-    services/payment_operations.py; each status it reaches is written by services/payment_transitions.py."""
+    services/payment_operations.py; each status it reaches is written by services/payment_transitions.py.
+    After each batch, its calls' outcomes go to the circuit breaker (`health`)."""
 
     table = "payments"
     columns = PAYMENT_COLUMNS
@@ -45,9 +47,18 @@ class PaymentPump(BatchPump[PaymentWork, PaymentChange]):
         retry: RetryPolicy | None = None,
         schedule: PaymentSchedule | None = None,
         business_tz: tzinfo = UTC,
+        health: ProcessorHealth | None = None,
     ) -> None:
         super().__init__(db, lease_seconds=lease_seconds)
-        self.operations = PaymentOperations(vault, processors, retry=retry, schedule=schedule, business_tz=business_tz)
+        self.operations = PaymentOperations(
+            vault, processors, retry=retry, schedule=schedule, business_tz=business_tz, health=health
+        )
+
+    async def run_batch(self, limit: int) -> int:
+        try:
+            return await super().run_batch(limit)
+        finally:  # after the write (or its failure): the calls happened either way
+            await self.operations.report_calls()
 
     async def prepare(self, conn: Conn, claim: Claim) -> Sequence[PaymentWork]:
         return await self.operations.prepare(conn, claim.rows)

@@ -17,6 +17,7 @@ from tender.config import Settings
 from tender.domain.retry import RetryPolicy
 from tender.services import billing, checkout_stripe, maintenance, reconciliation, velocity
 from tender.services.payment_operations import PaymentSchedule
+from tender.services.processor_health import ProcessorHealth
 from tender.services.webhook_delivery import DeliveryPolicy
 from tender.store.db import unavailable
 from tender.worker.pumps import DeliveryPump, ExpiryPump, PaymentPump, RefundPump, RenewalPump, SettlementPump
@@ -55,6 +56,7 @@ class Worker:
             action_lookup_seconds=s.worker_action_lookup_seconds,
             action_expiry=timedelta(hours=s.action_expiry_hours),
             capture_window=timedelta(days=s.capture_window_days),
+            max_hold=timedelta(seconds=s.routing_max_hold_seconds),
         )
         payment_pump = PaymentPump(
             container.db,
@@ -64,6 +66,8 @@ class Worker:
             retry=retry,
             schedule=schedule,
             business_tz=s.business_tz,
+            # The circuit breaker: new authorizations skip a processor that is open or paused (failover).
+            health=ProcessorHealth(container.db, s.circuit_policy),
         )
         self.pumps = [Pump("payments", payment_pump.run_batch, s.worker_batch_size, wakes_on="payments")]
         # Refunds: the payment pump's guarantees (lease, look-up before re-send, dead letters), its settings.
