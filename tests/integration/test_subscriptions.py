@@ -46,7 +46,11 @@ async def test_without_trial_the_first_period_is_charged_at_once(api: Any, conta
     assert (invoice["status"], invoice["amount_due"], invoice["attempt_count"]) == ("open", 1990, 1)
     assert (invoice["period_start"], invoice["period_end"]) == (sub["current_period_start"], sub["current_period_end"])
     payment = await call(api, merchant, "GET", f"/v1/payments/{invoice['payment']}")
-    assert (payment["status"], payment["amount"], payment["reference"]) == ("processing", 1990, f"inv:{invoice['id']}:1")
+    assert (payment["status"], payment["amount"], payment["reference"]) == (
+        "processing",
+        1990,
+        f"inv:{invoice['id']}:1",
+    )
 
     await drain(authorizer(container))
 

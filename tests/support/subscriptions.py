@@ -94,9 +94,7 @@ async def payments_running(container: Any) -> AsyncIterator[None]:
 
 
 async def advance(api: Any, merchant: Any, clock_id: str, frozen_time: str) -> dict[str, Any]:
-    return dict(
-        await call(api, merchant, "POST", f"/v1/test_clocks/{clock_id}/advance", {"frozen_time": frozen_time})
-    )
+    return dict(await call(api, merchant, "POST", f"/v1/test_clocks/{clock_id}/advance", {"frozen_time": frozen_time}))
 
 
 async def query(container: Any, sql: str, *args: Any) -> list[dict[str, Any]]:
