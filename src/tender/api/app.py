@@ -20,14 +20,17 @@ from tender.api.routes import (
     admin_reconciliations,
     admin_routing,
     checkout_sessions,
+    customers,
     events,
     health,
     invoices,
     money,
     payment_events,
+    payment_methods,
     payments,
     refunds,
     subscriptions,
+    test_clocks,
     webhook_endpoints,
     webhooks,
 )
@@ -78,6 +81,9 @@ def create_app(container: Container) -> FastAPI:
     app.add_middleware(RequestLimits, max_body_bytes=container.settings.max_body_bytes)
     app.include_router(payments.router)
     app.include_router(refunds.router)
+    app.include_router(customers.router)
+    app.include_router(payment_methods.router)
+    app.include_router(test_clocks.router)
     app.include_router(subscriptions.router)
     app.include_router(invoices.router)
     app.include_router(payment_events.router)

@@ -95,11 +95,20 @@ async def list_(db: Database, merchant_id: str, *, limit: int, starting_after: s
         return await store.list_(conn, merchant_id, limit=limit, starting_after=starting_after)
 
 
-async def advance(db: Database, merchant_id: str, clock_id: str, request: TestClockAdvance) -> TestClock:
-    """Move the clock to `frozen_time` and run what fell due; the clock as it is once done.
+async def advance(
+    db: Database,
+    merchant_id: str,
+    clock_id: str,
+    request: TestClockAdvance,
+    *,
+    setup: billing.BillingSetup | None = None,
+) -> TestClock:
+    """Move the clock to `frozen_time` and run what fell due (`setup`: the deployment's time zone and
+    processors); the clock as it is once done: `ready`, or still `advancing` if billing left work for later
+    (a payment that did not end in time, e.g. no worker running).
 
     The same time again, on a clock that is ready, runs nothing (a retried advance). A clock left `advancing`
-    (its advance died midway) is run again to that time: the billing hook does nothing twice."""
+    (its advance died midway, or left work) is run again to that time: the billing hook does nothing twice."""
     target = parse_time(request.frozen_time)
     async with db.transaction() as lock_conn:
         # Held until the end: another advance of this clock waits here (it cannot update the row we update
@@ -116,6 +125,7 @@ async def advance(db: Database, merchant_id: str, clock_id: str, request: TestCl
             if target == clock.frozen_time and clock.status is TestClockStatus.READY:
                 return clock
             clock = await store.set_state(conn, clock.id, frozen_time=target, status=TestClockStatus.ADVANCING)
-        await billing.run_due_for_clock(db, clock)
+        done = await billing.run_due_for_clock(db, clock, setup=setup)
+        status = TestClockStatus.READY if done else TestClockStatus.ADVANCING
         async with db.transaction() as conn:
-            return await store.set_state(conn, clock.id, frozen_time=target, status=TestClockStatus.READY)
+            return await store.set_state(conn, clock.id, frozen_time=target, status=status)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from tender.api import idempotent
 from tender.api.deps import ContainerDep, Merchant, StartingAfter, json_body
 from tender.api.openapi import IDEMPOTENT, JSON_BODY, MERCHANT_KEY, body_schema, responses
+from tender.api.routes.subscriptions import setup_of
 from tender.errors import NotFound
 from tender.services import test_clocks as service
 from tender.services.objects import clock_object, dumps, list_object
@@ -80,7 +81,9 @@ async def get_test_clock(clock_id: str, merchant: Merchant, container: Container
 )
 async def advance_test_clock(clock_id: str, request: Request, merchant: Merchant, container: ContainerDep) -> Response:
     """Moves `frozen_time` forward (an earlier time is a 400) and runs everything of the clock's customers that
-    falls due up to it (renewals, dunning retries, trial ends), answering once done, with `status` `ready`.
+    falls due up to it (renewals, dunning retries, trial ends), answering once done, with `status` `ready`
+    (`advancing`: a payment did not end in time, e.g. no worker is running; advance to the same time again).
     The same time again runs nothing: retrying an advance is safe without an Idempotency-Key."""
     body = parse(service.TestClockAdvance, await json_body(request))
-    return _json(clock_object(await service.advance(container.db, merchant.merchant_id, clock_id, body)))
+    clock = await service.advance(container.db, merchant.merchant_id, clock_id, body, setup=setup_of(container))
+    return _json(clock_object(clock))
