@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tender.domain.circuit import CircuitPolicy
-from tender.services.processor_health import Availability, CallOutcome, ProcessorHealth
+from tender.services.processor_health import Availability, CallOutcome, ProcessorHealth, set_paused_in
 from tests.support.money import admin
 
 pytestmark = pytest.mark.integration
@@ -105,6 +105,9 @@ async def test_accounts_have_their_own_circuits(container: Any) -> None:
     assert not (await health.availability([name], account="pa_one"))[name].usable
     assert (await health.availability([name], account="pa_two"))[name].usable
     assert (await health.availability([name]))[name].usable
+    async with container.db.transaction() as conn:
+        await set_paused_in(conn, FAST, name, paused=True)  # a pause stops the processor for every account
+    assert (await health.availability([name], account="pa_two"))[name].reason == "paused"
 
 
 # --- the operator's view and controls -------------------------------------------------------------------------
@@ -137,7 +140,7 @@ async def test_pause_and_resume_over_the_api(operator_api: Any, settings: Any, c
     assert mine == {
         "object": "processor", "name": name, "status": "closed", "paused": False, "consecutive_failures": 0,
         "failure_rate": "0", "calls_in_window": 0, "opened_at": None, "retry_at": None, "paused_reason": None,
-        "paused_at": None,
+        "paused_at": None, "accounts": [],
     }  # fmt: skip
     assert "simulator" in [p["name"] for p in body["data"]]
 
@@ -186,11 +189,17 @@ async def test_a_bad_reason_is_a_400_and_changes_nothing(operator_api: Any, sett
 
 async def test_the_list_and_metrics_show_an_open_circuit(operator_api: Any, settings: Any, container: Any) -> None:
     api, name = operator_api
-    await ProcessorHealth(container.db, settings.circuit_policy).record([CallOutcome(name, ok=False)] * 5)
+    await ProcessorHealth(container.db, settings.circuit_policy).record(
+        [CallOutcome(name, ok=True)] + [CallOutcome(name, ok=False)] * 5 + [CallOutcome(name, ok=False, account="pa_x")]
+    )
     mine = next(p for p in (await api.get("/admin/v1/processors", headers=admin(settings))).json()["data"]
                 if p["name"] == name)  # fmt: skip
-    assert mine["status"] == "open" and mine["consecutive_failures"] == 5 and mine["failure_rate"] == "1.0000"
-    assert mine["calls_in_window"] == 5 and mine["opened_at"] and mine["retry_at"]
+    assert mine["status"] == "open" and mine["consecutive_failures"] == 5 and mine["failure_rate"] == "0.8333"
+    assert mine["calls_in_window"] == 6 and mine["opened_at"] and mine["retry_at"]
+    assert mine["accounts"] == [
+        {"account": "pa_x", "status": "closed", "consecutive_failures": 1, "failure_rate": "1.0000",
+         "calls_in_window": 1, "opened_at": None, "retry_at": None},
+    ]  # fmt: skip
     await api.post(f"/admin/v1/processors/{name}/pause", headers=admin(settings))
     metrics = await api.get("/metrics", headers=admin(settings))
     assert metrics.status_code == 200

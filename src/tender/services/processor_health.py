@@ -86,6 +86,19 @@ class ProcessorStatus:
     retry_at: datetime | None
     paused_reason: str | None
     paused_at: datetime | None
+    # The circuits of merchants' own accounts at this processor (processor_accounts), each apart from Tender's.
+    accounts: tuple[AccountCircuit, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AccountCircuit:
+    account: str
+    status: CircuitState
+    consecutive_failures: int
+    failure_rate: Decimal
+    calls_in_window: int
+    opened_at: datetime | None
+    retry_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,30 +250,54 @@ async def _report(
 # --- what an operator sees and does --------------------------------------------------------------------------
 
 
-def _status(name: str, row: ProcessorHealthRecord | None, policy: CircuitPolicy, now: datetime) -> ProcessorStatus:
-    circuit = row.circuit if row is not None else Circuit()
+def _circuit(account: str, circuit: Circuit, policy: CircuitPolicy, now: datetime) -> AccountCircuit:
     state = effective_state(circuit, policy, now)
-    return ProcessorStatus(
-        name=name,
+    return AccountCircuit(
+        account=account,
         status=state,
-        paused=row.paused if row is not None else False,
         consecutive_failures=circuit.consecutive_failures,
         failure_rate=failure_rate(circuit, policy, now),
         calls_in_window=calls_in_window(circuit, policy, now),
         opened_at=circuit.opened_at if state is not CircuitState.CLOSED else None,
         retry_at=circuit.retry_at if state is CircuitState.OPEN else None,
+    )
+
+
+def _status(
+    name: str,
+    row: ProcessorHealthRecord | None,
+    policy: CircuitPolicy,
+    now: datetime,
+    accounts: Sequence[ProcessorHealthRecord] = (),
+) -> ProcessorStatus:
+    own = _circuit(OWN_ACCOUNT, row.circuit if row is not None else Circuit(), policy, now)
+    return ProcessorStatus(
+        name=name,
+        status=own.status,
+        paused=row.paused if row is not None else False,
+        consecutive_failures=own.consecutive_failures,
+        failure_rate=own.failure_rate,
+        calls_in_window=own.calls_in_window,
+        opened_at=own.opened_at,
+        retry_at=own.retry_at,
         paused_reason=row.paused_reason if row is not None else None,
         paused_at=row.paused_at if row is not None else None,
+        accounts=tuple(_circuit(a.account, a.circuit, policy, now) for a in accounts),
     )
 
 
 async def statuses(db: Database, policy: CircuitPolicy, processors: Iterable[str]) -> list[ProcessorStatus]:
-    """Each processor's status (Tender's own account), in the order given; one never called shows closed."""
+    """Each processor's status (Tender's own account, and merchants' accounts at it), in the order given; one
+    never called shows closed."""
     names = list(processors)
     async with db.connection() as conn:
-        rows, now = await store.read(conn, names, [OWN_ACCOUNT])
-    by_name = {r.processor: r for r in rows}
-    return [_status(name, by_name.get(name), policy, now) for name in names]
+        rows, now = await store.read(conn, names, None)
+    own = {r.processor: r for r in rows if r.account == OWN_ACCOUNT}
+    accounts: dict[str, list[ProcessorHealthRecord]] = defaultdict(list)
+    for r in rows:
+        if r.account != OWN_ACCOUNT:
+            accounts[r.processor].append(r)
+    return [_status(name, own.get(name), policy, now, accounts[name]) for name in names]
 
 
 class PauseRequest(BaseModel):
@@ -324,6 +361,18 @@ def processor_object(status: ProcessorStatus) -> dict[str, Any]:
         "retry_at": _iso(status.retry_at),
         "paused_reason": status.paused_reason,
         "paused_at": _iso(status.paused_at),
+        "accounts": [
+            {
+                "account": a.account,
+                "status": a.status.value,
+                "consecutive_failures": a.consecutive_failures,
+                "failure_rate": str(a.failure_rate),
+                "calls_in_window": a.calls_in_window,
+                "opened_at": _iso(a.opened_at),
+                "retry_at": _iso(a.retry_at),
+            }
+            for a in status.accounts
+        ],
     }
 
 

@@ -51,21 +51,17 @@ async def now(conn: Conn) -> datetime:
 
 
 async def read(
-    conn: Conn, processors: Sequence[str], accounts: Sequence[str]
+    conn: Conn, processors: Sequence[str], accounts: Sequence[str] | None
 ) -> tuple[list[ProcessorHealthRecord], datetime]:
-    """The rows of these processors and accounts (a processor never recorded has none), and the database's now."""
+    """The rows of these processors and accounts (None: every account; a processor never recorded has none),
+    ordered by processor and account, and the database's now."""
     cur = await conn.execute(
         f"SELECT {_COLUMNS}, clock_timestamp() AS now FROM processor_health"
-        " WHERE processor = ANY(%s) AND account = ANY(%s)",
-        (list(processors), list(accounts)),
+        " WHERE processor = ANY(%s) AND (%s::text[] IS NULL OR account = ANY(%s)) ORDER BY processor, account",
+        (list(processors), None if accounts is None else list(accounts), None if accounts is None else list(accounts)),
     )
     rows = await cur.fetchall()
     return [_record(r) for r in rows], (rows[0]["now"] if rows else await now(conn))
-
-
-async def list_all(conn: Conn) -> list[ProcessorHealthRecord]:
-    cur = await conn.execute(f"SELECT {_COLUMNS} FROM processor_health ORDER BY processor, account")
-    return [_record(r) for r in await cur.fetchall()]
 
 
 async def lock(conn: Conn, processor: str, account: str) -> tuple[ProcessorHealthRecord, datetime]:
