@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -64,7 +65,10 @@ async def test_half_open_grants_one_probe_across_workers_and_a_success_closes(co
     answers = await asyncio.gather(*(w.availability([name]) for w in workers))
     probes = [a[name] for a in answers if a[name].usable]
     assert len(probes) == 1 and probes[0].probe  # one probe slot for all four
-    assert all(a[name].reason == "open" for a in answers if not a[name].usable)
+    kept = [a[name] for a in answers if not a[name].usable]
+    assert all(k.reason == "open" and k.retry_at is not None for k in kept)
+    soon = datetime.now(UTC) + timedelta(seconds=6)  # ask again soon: the probe's answer may close it
+    assert all(k.retry_at is not None and k.retry_at < soon for k in kept)
     await workers[1].record([CallOutcome(name, ok=True)])
     for w in workers:
         assert (await w.availability([name]))[name] == Availability(name, True, None, None)

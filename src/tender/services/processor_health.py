@@ -46,7 +46,8 @@ from tender.store.db import Conn, Database, Page
 log = logging.getLogger(__name__)
 
 MAX_REASON_LENGTH = 500
-OWN_ACCOUNT = ""  # Tender's own account at a processor (not a merchant's processor account)
+OWN_ACCOUNT = ""
+PROBE_RECHECK_SECONDS = 5.0  # Tender's own account at a processor (not a merchant's processor account)
 
 _EVENT_OF_STATE = {
     CircuitState.OPEN: types.CIRCUIT_OPENED,
@@ -67,7 +68,7 @@ class Availability:
     processor: str
     usable: bool  # may be sent new work now (closed, or a half-open probe slot)
     reason: str | None  # None | "open" | "paused"
-    retry_at: datetime | None  # open: when it half-opens (or a probe slot frees); paused / usable: None
+    retry_at: datetime | None  # open: when it half-opens (its probe slot taken: when to ask again); else None
     # Usable only as a half-open probe: this caller holds one probe slot, so send it ONE call, not a batch.
     probe: bool = False
 
@@ -185,7 +186,7 @@ class ProcessorHealth:
         if state is CircuitState.OPEN:
             return Availability(name, False, "open", row.circuit.retry_at)
         if not probe_free(row.circuit, self.policy, now):
-            return Availability(name, False, "open", row.circuit.probes_expire)
+            return Availability(name, False, "open", _probe_answer_due(row.circuit, now))
         return await self._take_probe(name, account)
 
     async def _take_probe(self, name: str, account: str) -> Availability:
@@ -207,7 +208,14 @@ class ProcessorHealth:
             return Availability(name, True, None, None)
         if circuit.state is CircuitState.OPEN:
             return Availability(name, False, "open", circuit.retry_at)
-        return Availability(name, False, "open", circuit.probes_expire)
+        return Availability(name, False, "open", _probe_answer_due(circuit, now))
+
+
+def _probe_answer_due(circuit: Circuit, now: datetime) -> datetime | None:
+    """When work kept from a half-open processor (its probe slot taken) should ask again: soon, since the probe's
+    answer usually comes within seconds and may close the circuit; at the latest when the slot frees."""
+    soon = now + timedelta(seconds=PROBE_RECHECK_SECONDS)
+    return soon if circuit.probes_expire is None else min(soon, circuit.probes_expire)
 
 
 async def _report(
