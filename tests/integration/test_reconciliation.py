@@ -88,7 +88,8 @@ async def acquirer(container: Any) -> AsyncIterator[Acquirer]:
     name = f"sim_{uuid.uuid4().hex[:8]}"
     app = create_app(SimulatorConfig(public_url="http://simulator.test"))
     async with serve(app) as url:
-        processor = SimulatorProcessor(url, name=name)
+        processor = SimulatorProcessor(url)
+        processor.name = name  # as TENDER_SIMULATOR_INSTANCES names another instance
         processors = {**container.processors, name: processor}
         own = Container(settings=container.settings, db=container.db, vault=container.vault, processors=processors)
         transport = httpx.ASGITransport(app=create_api(own))
@@ -209,7 +210,8 @@ async def test_a_clean_day_and_an_unreadable_processor(acquirer: Acquirer, merch
     empty = await a.reconcile(today() - timedelta(days=1))
     assert empty.report is not None and (empty.report.matched, empty.report.clean) == (0, True)
 
-    down = SimulatorProcessor("http://127.0.0.1:9", name=a.name)  # nothing listens on the discard port
+    down = SimulatorProcessor("http://127.0.0.1:9")  # nothing listens on the discard port
+    down.name = a.name
     try:
         failed = await reconciliation.run(a.container.db, down, today(), UTC)
     finally:

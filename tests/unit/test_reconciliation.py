@@ -201,3 +201,34 @@ def test_an_orphan_registration_with_the_same_metadata_does_not_take_the_charges
     ):
         report = reconcile("p", DAY, WINDOW, ours, theirs)
         assert (report.matched, report.clean) == (1, True)
+
+
+@pytest.mark.parametrize(
+    ("pi", "expected"),
+    [
+        ({"status": "succeeded"}, C.SUCCEEDED),
+        ({"status": "requires_capture"}, C.AUTHORIZED),
+        ({"status": "requires_action"}, C.ACTION_REQUIRED),
+        ({"status": "processing"}, C.PENDING),
+        ({"status": "canceled", "latest_charge": "ch_1"}, C.CANCELED),  # a voided authorization
+        ({"status": "canceled", "latest_charge": None}, C.INCOMPLETE),  # registered, canceled, never charged
+        ({"status": "requires_payment_method", "last_payment_error": {"code": "card_declined"}}, C.DECLINED),
+        ({"status": "requires_payment_method"}, C.INCOMPLETE),
+        ({"status": "requires_confirmation"}, C.INCOMPLETE),
+    ],
+)
+def test_a_stripe_payment_intents_status(pi: dict[str, object], expected: ChargeStatus) -> None:
+    from tender.processors.stripe import charge_status
+
+    assert charge_status(pi) is expected
+
+
+def test_a_stripe_payment_intent_as_a_record_takes_the_captured_amount_from_wherever_it_is() -> None:
+    from tender.processors.stripe import record_of_payment_intent
+
+    base = {"id": "pi_1", "amount": 2500, "currency": "brl", "created": 1_700_000_000, "status": "succeeded"}
+    stripe = record_of_payment_intent({**base, "amount_received": 2000, "metadata": {"tender_attempt": "att_1"}})
+    emulator = record_of_payment_intent({**base, "latest_charge": {"captured": True, "amount": 2500}})
+    assert (stripe.reference, stripe.currency, stripe.amount_captured) == ("att_1", "BRL", 2000)
+    assert (emulator.reference, emulator.amount_captured) == (None, 2500)
+    assert emulator.created == datetime.fromtimestamp(1_700_000_000, UTC)

@@ -253,8 +253,10 @@ def charge_status(pi: Mapping[str, Any]) -> ChargeStatus:
 def record_of_payment_intent(pi: Mapping[str, Any]) -> ProcessorRecord:
     """A PaymentIntent as a reconciliation record: Tender's attempt is its metadata's (None if not Tender's)."""
     captured = _amount(pi.get("amount_received"))
-    if not captured:  # localstripe says it on the charge only
+    if not captured:  # localstripe has no amount_received: its charge says it (as `captured` and `amount`)
         captured = _amount(_get(pi, "latest_charge", "amount_captured"))
+        if captured is None and _get(pi, "latest_charge", "captured") is True:
+            captured = _amount(_get(pi, "latest_charge", "amount"))
     status = charge_status(pi)
     attempt = _get(pi, "metadata", ATTEMPT_METADATA)
     return ProcessorRecord(
@@ -515,7 +517,9 @@ class StripeProcessor:
             after: str | None = None
             while True:
                 intents: PaymentIntentListParams = {"limit": 100}
-                if not self._emulator:
+                if self._emulator:  # its PaymentIntents have no amount_received: the charge says it
+                    intents["expand"] = ["data.latest_charge"]
+                else:
                     intents["created"] = {"gte": gte, "lt": lt}
                 if after:
                     intents["starting_after"] = after
