@@ -120,6 +120,8 @@ def valid_core(world: World, method: str, path: str) -> dict[str, Any] | None:
     if method.upper() == "PUT" and path.endswith("/fee_plan"):
         catch_all = {"payment_method": "*", "funding": "*", "percent": "2.5", "delay_days": 1, "starts": "paid"}
         return {"rules": [catch_all]}
+    if method.upper() == "PUT" and path.endswith("/routing"):  # the spare merchant's (path_pools), to the default
+        return {"rules": [{"currency": "BRL", "amount_min": 0, "processors": ["simulator"]}]}
     if method.upper() != "POST":
         return None
     # With the optional text fields filled in too, so that a hostile leaf often lands in one that is stored.
