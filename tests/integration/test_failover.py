@@ -23,11 +23,11 @@ import pytest
 from tender.domain.circuit import CircuitPolicy
 from tender.domain.retry import RetryPolicy
 from tender.processors.simulator import SimulatorProcessor
-from tender.services import processor_health
+from tender.services import dead_letters, processor_health
 from tender.services.payment_operations import PaymentSchedule
 from tender.services.processor_health import CallOutcome, ProcessorHealth
 from tender.worker.pumps import PaymentPump
-from tests.support.payments import drain, get, pay
+from tests.support.payments import THREE_DS, drain, get, notification_for, pay
 from tests.support.serve import free_port
 
 pytestmark = pytest.mark.integration
@@ -88,8 +88,10 @@ class Route:
 FAULTS_OFF = {"error_rate": 0, "timeout_rate": 0, "drop_rate": 0, "drop_after_charge_share": 0.5, "latency_ms": 0}
 
 
-def _pump(container: Any, processors: dict[str, Any], health: ProcessorHealth, **schedule: Any) -> PaymentPump:
-    policy = RetryPolicy(base_seconds=0.01, cap_seconds=0.05, lookup_delay_seconds=0.0)
+def _pump(
+    container: Any, processors: dict[str, Any], health: ProcessorHealth | None, max_tries: int = 8, **schedule: Any
+) -> PaymentPump:
+    policy = RetryPolicy(base_seconds=0.01, cap_seconds=0.05, lookup_delay_seconds=0.0, max_tries=max_tries)
     return PaymentPump(
         container.db,
         container.vault,
@@ -325,3 +327,49 @@ async def test_held_past_the_longest_hold_fails_processor_unavailable(
         assert await charges(url, payment_id) == []
     for name in (route.a, route.b):
         await processor_health.set_paused(container.db, route.health.policy, name, paused=False)
+
+
+async def test_a_dead_letter_names_the_processor(api: Any, container: Any, merchant: Any, route: Route) -> None:
+    await configure(route.a_url, error_rate=1.0)
+    pump = _pump(container, route.processors, None, max_tries=2)
+    payment_id = await routed(api, container, merchant, [route.a])  # nowhere else to go: retried, then a letter
+    await drain(pump)
+    letters, _ = await dead_letters.list_dead_letters(container.db, status="open", limit=100)
+    [letter] = [d for d in letters if d["object_id"] == payment_id]
+    assert (letter["operation"], letter["processor"]) == ("authorize", route.a)
+    assert [h["processor"] for h in letter["history"]] == [route.a]
+
+
+async def test_an_instance_notifies_on_its_own_webhook(api: Any, container: Any, merchant: Any, route: Route) -> None:
+    """A payment failed over to `b` and waiting for the shopper there is completed by b's notification on
+    /webhooks/{b} (the extra simulator instances sign with the simulator's notify secret)."""
+    closed = f"http://127.0.0.1:{free_port()}"
+    route.processors[route.a] = SimulatorProcessor(closed, timeout=1.0, name=route.a)
+    pump = _pump(container, route.processors, route.health)
+    payment_id = await routed(api, container, merchant, [route.a, route.b], THREE_DS)
+    await drain(pump)
+    assert (await get(api, merchant, payment_id))["status"] == "requires_action"
+    attempt = (await attempts(container, payment_id))[-1]
+    reference = await attempt_id(container, payment_id, route.b)
+    body, headers = await notification_for(route.b_url, reference, status="approved")
+    assert (await api.post("/webhooks/nosuchsim", content=body, headers=headers)).status_code == 404
+    container.processors[route.b] = route.processors[route.b]
+    try:
+        r = await api.post(f"/webhooks/{route.b}", content=body, headers=headers)
+    finally:
+        del container.processors[route.b]
+    assert r.status_code == 200, r.text
+    assert r.json()["outcome"] == "applied"
+    p = await get(api, merchant, payment_id)
+    assert (p["status"], p["processor"], attempt["processor"]) == ("succeeded", route.b, route.b)
+
+
+async def attempt_id(container: Any, payment_id: str, processor: str) -> str:
+    async with container.db.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id FROM payment_attempts WHERE payment_id = %s AND processor = %s AND operation = 'authorize'",
+            (payment_id, processor),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return str(row["id"])
