@@ -70,6 +70,9 @@ def path_pools(world: World, method: str, path: str) -> Pools:
         "settlement_id": world.settlements,
         "transaction_id": world.balance_transactions,
         "processor": ("simulator",),
+        "customer_id": world.deletable_customers if method.upper() == "DELETE" else world.customers,
+        "payment_method_id": world.payment_methods,
+        "clock_id": world.test_clocks,
     }
 
 
@@ -83,6 +86,8 @@ _LISTS = {
     "/v1/settlements": "settlements",
     "/v1/balance_transactions": "balance_transactions",
     "/admin/v1/dead_letters": "dead_letters",
+    "/v1/customers": "customers",
+    "/v1/test_clocks": "test_clocks",
 }
 
 
@@ -110,6 +115,9 @@ def body_pools(world: World, method: str, path: str) -> Pools:
         "cancel_url": ("https://shop.example/cart",),
         "return_url": ("https://shop.example/back",),
         "events": (["*"], ["payment.succeeded", "refund.succeeded"]),
+        "customer": world.customers,
+        "test_clock": world.test_clocks,
+        "frozen_time": ("2027-02-28T12:00:00Z", "2030-01-01T00:00:00Z", 1801396800),
     }
 
 
@@ -151,6 +159,22 @@ def valid_core(world: World, method: str, path: str) -> dict[str, Any] | None:
             "secret_key": "sk_test_fuzz_0000",
             "webhook_secret": "whsec_fuzz",
         },
+        "/v1/customers": {
+            "email": "fuzz@shop.example",
+            "name": "Fuzz",
+            "metadata": {"crm": "7"},
+            "test_clock": world.test_clocks[0],
+        },
+        "/v1/customers/{customer_id}": {"name": "Fuzz again", "metadata": {"crm": "", "tier": "gold"}},
+        "/v1/payment_methods": {
+            "type": "card",
+            "card": {"number": CREDIT, "exp_month": 12, "exp_year": 2034, "cvc": "123", "holder_name": "Fuzz"},
+            "customer": world.customers[0],
+        },
+        "/v1/payment_methods/{payment_method_id}/attach": {"customer": world.customers[0]},
+        "/v1/test_clocks": {"frozen_time": "2027-01-31T12:00:00Z", "name": "fuzz"},
+        # Far ahead, and the same each time: the first advance moves the clock, the rest are no-ops.
+        "/v1/test_clocks/{clock_id}/advance": {"frozen_time": "2030-01-01T00:00:00Z"},
     }
     return cores.get(path)
 

@@ -42,6 +42,11 @@ class World:
     payables: tuple[str, ...]
     settlements: tuple[str, ...]
     balance_transactions: tuple[str, ...]
+    # Recurring payments (issue 15): customers (deletable ones apart), saved cards, test clocks.
+    customers: tuple[str, ...] = ()
+    deletable_customers: tuple[str, ...] = ()
+    payment_methods: tuple[str, ...] = ()
+    test_clocks: tuple[str, ...] = ()
 
     def all_payments(self) -> tuple[str, ...]:
         return self.final_payments + self.open_payments
@@ -150,6 +155,16 @@ async def seed(api_url: str, simulator_url: str, container: Container, admin_key
             for i in range(2)
         ]
 
+        clocks = [(await s.call("POST", "/v1/test_clocks", json={"frozen_time": "2027-01-31T12:00:00Z"}))["id"]]
+        customers = [
+            (await s.call("POST", "/v1/customers", json={"email": f"c{i}@fuzz.example"}))["id"] for i in range(4)
+        ]
+        saved = {"type": "card", "card": {"number": CREDIT, "exp_month": 12, "exp_year": 2034}}
+        methods = [
+            (await s.call("POST", "/v1/payment_methods", json={**saved, "customer": customers[0]}))["id"],
+            (await s.call("POST", "/v1/payment_methods", json=saved))["id"],
+        ]
+
         body = await s.call("GET", "/admin/v1/dead_letters", admin_key, params={"limit": 100})
         dead_letters = tuple(d["id"] for d in body["data"] if d["object_id"] == stuck)
         assert dead_letters, "no dead letter for the payment authorized against a failing processor"
@@ -174,6 +189,10 @@ async def seed(api_url: str, simulator_url: str, container: Container, admin_key
             payables=payables,
             settlements=await s.ids("/v1/settlements"),
             balance_transactions=await s.ids("/v1/balance_transactions"),
+            customers=tuple(customers[:2]),
+            deletable_customers=tuple(customers[2:]),
+            payment_methods=tuple(methods),
+            test_clocks=tuple(clocks),
         )
     for kind in ("refunds", "events", "payables", "settlements", "balance_transactions"):
         assert getattr(world, kind), f"seeding made no {kind}"
