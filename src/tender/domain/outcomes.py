@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from tender.domain.bins import Funding
 
@@ -36,3 +37,6 @@ class ProcessorResult:
     # An authorization's card funding as the issuer knows it (credit, debit, prepaid); None if not told.
     # It overrides Tender's BIN table: the fee and the payable's date follow it.
     funding: Funding | None = None
+    # A registration that created the processor's own objects for a saved card (a customer and payment method
+    # at Stripe): to be remembered on the saved method, with the registration, before anything is charged.
+    saved_refs: dict[str, Any] | None = None

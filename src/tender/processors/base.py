@@ -29,6 +29,7 @@ __all__ = [
     "ProcessorResult",
     "RecordsUnavailable",
     "RegisteringProcessor",
+    "SavedMethod",
 ]
 
 
@@ -47,6 +48,17 @@ class CardData:
 
 
 @dataclass(frozen=True, slots=True)
+class SavedMethod:
+    """A saved card a payment charges: Tender's id for it, and what processors made of it before, by processor
+    name (payment_methods.processor_refs, e.g. {"stripe": {"customer": "cus_X", "payment_method": "pm_X"}}).
+    A processor that needs objects of its own for it creates them once and answers them in
+    ProcessorResult.saved_refs; the services remember them before anything is charged."""
+
+    id: str
+    refs: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class AuthorizeRequest:
     reference: str  # our attempt id: the processor's idempotency key and the key for look-ups
     payment_id: str
@@ -60,6 +72,9 @@ class AuthorizeRequest:
     return_url: str | None = None
     # A registering processor's own id for this authorization (RegisteringProcessor), once registered.
     processor_reference: str | None = None
+    # Merchant-initiated (MIT): the shopper is absent and the saved card has no CVC; the processor is told.
+    off_session: bool = False
+    saved: SavedMethod | None = None  # the saved card (pm_...) this charges, if one
 
     def __post_init__(self) -> None:
         if (self.card is None) == (self.method is None):

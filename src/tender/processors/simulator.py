@@ -232,6 +232,8 @@ class SimulatorProcessor:
             body["method"] = request.method
         if request.return_url:
             body["return_url"] = request.return_url
+        if request.off_session:  # merchant-initiated: a saved card, no CVC, the shopper absent
+            body["off_session"] = True
         return await self._post("/v1/authorizations", body, request.reference, _authorization_result)
 
     async def lookup(self, reference: str) -> ProcessorResult:

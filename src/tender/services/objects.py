@@ -37,11 +37,13 @@ def iso(moment: datetime) -> str:
 _CARD_FIELDS = ("brand", "last4", "exp_month", "exp_year", "funding", "fingerprint")
 
 
-def _payment_method(method: dict[str, Any]) -> dict[str, Any]:
-    """Stored as jsonb (which sorts keys); shown in the order of API.md."""
+def _payment_method(method: dict[str, Any], saved_id: str | None = None) -> dict[str, Any]:
+    """Stored as jsonb (which sorts keys); shown in the order of API.md. A saved card (charged, or saved by
+    setup_future_usage) shows its `pm_...` id first, as Stripe's payment_method does."""
     if method.get("type") == "card":
         card = method.get("card") or {}
-        return {"type": "card", "card": {k: card.get(k) for k in _CARD_FIELDS}}
+        view = {"type": "card", "card": {k: card.get(k) for k in _CARD_FIELDS}}
+        return {"id": saved_id, **view} if saved_id else view
     return {"type": method.get("type"), **{k: v for k, v in method.items() if k != "type"}}
 
 
@@ -55,7 +57,7 @@ def payment_object(p: Payment) -> dict[str, Any]:
         "capture": p.capture,
         "amount_captured": p.amount_captured,
         "amount_refunded": p.amount_refunded,
-        "payment_method": _payment_method(p.payment_method),
+        "payment_method": _payment_method(p.payment_method, p.payment_method_id),
         "reference": p.reference,
         "description": p.description,
         "metadata": p.metadata,
@@ -68,6 +70,9 @@ def payment_object(p: Payment) -> dict[str, Any]:
         "processor": p.processor,
         "processor_reference": p.processor_reference,  # the processor's own id (Stripe's pi_...); None: none
         "checkout_session": p.checkout_session_id,
+        "off_session": p.off_session,  # merchant-initiated, with a saved method
+        "setup_future_usage": p.setup_future_usage,
+        "invoice": p.invoice_id,  # the subscription invoice it pays
         "created": iso(p.created),
         "updated": iso(p.updated),
     }

@@ -71,8 +71,9 @@ from tender.processors.base import (
     Processor,
     ProcessorResult,
     RegisteringProcessor,
+    SavedMethod,
 )
-from tender.services import dead_letters, payment_transitions
+from tender.services import dead_letters, payment_transitions, payments
 from tender.services.processor_health import CallOutcome, ProcessorHealth
 from tender.store import attempts as attempt_store
 from tender.store import payments as store
@@ -117,6 +118,8 @@ class PaymentWork:
     reconcile: bool = False
     void: bool = False  # Tender gives up waiting (shopper, capture): open a cancel in the write phase
     card: VaultCard | None = None  # a card payment still processing: its vault row (ciphertext)
+    saved: SavedMethod | None = None  # a saved card (pm_...) on a registering processor: its refs there
+    saved_refs: dict[str, Any] | None = None  # ...created there by this run: remembered with the write
     registered: bool = False  # registered at its processor by this run: to be executed at once
     marked: bool = False  # the authorization was marked maybe_sent by this claim (about to be sent)
     called: bool = True  # the operation's call was made; False: it never left (held, failed over before it)
@@ -202,6 +205,17 @@ class PaymentOperations:
             vault_cards = await store.get_cards(conn, card_ids)
             for w in work:
                 w.card = vault_cards.get(w.payment.card_id or "")
+        registering = [
+            w.payment
+            for w in work
+            if w.payment.payment_method_id
+            and w.payment.status == PaymentStatus.PROCESSING
+            and isinstance(self._processors.get(w.payment.processor), RegisteringProcessor)
+        ]
+        if registering:  # what the processor made of a saved card before (created there once)
+            saved = await payments.saved_methods_of(conn, registering)
+            for w in work:
+                w.saved = saved.get(w.payment.id)
         return work
 
     async def run(self, w: PaymentWork) -> PaymentChange:
@@ -227,6 +241,16 @@ class PaymentOperations:
             )
         if any((w.registered or w.moved) and w.payment.id in written for w in work):
             await store.wake_workers(conn)  # due at once: an idle worker confirms it now, not at its next poll
+        # The objects of a saved card created at the processor with this registration: remembered in the same
+        # transaction as its id, before anything is charged (never created twice).
+        await payments.remember_saved_refs(
+            conn,
+            [
+                (w.saved.id, w.payment.processor, w.saved_refs)
+                for w in work
+                if w.saved and w.saved_refs and w.payment.id in written
+            ],
+        )
         for w in work:
             if w.dead and w.attempt is not None and w.payment.id in written:
                 await dead_letters.open_for(
@@ -395,7 +419,7 @@ class PaymentOperations:
                     return self._never_sent(w)
                 if janitor and not w.is_new:  # an operator decides; an unconfirmed registration charges nothing
                     return self._retry_later(w, attempt.last_error or "not registered at the processor")
-                request = self._authorize_request(payment, attempt, w.card)
+                request = self._authorize_request(payment, attempt, w.card, w.saved)
                 if request is None:
                     return self._retry_later(w, "card data unavailable in the vault")
                 result = self._noted(payment.processor, await processor.register(request))
@@ -415,7 +439,7 @@ class PaymentOperations:
                 # No record (yet): send again under the same key, so a call still in flight counts once.
             elif cvc_erased:
                 return self._never_sent(w)
-            request = self._authorize_request(payment, attempt, w.card)
+            request = self._authorize_request(payment, attempt, w.card, w.saved)
             if request is None:
                 return self._retry_later(w, "card data unavailable in the vault")
             if registering:
@@ -451,6 +475,7 @@ class PaymentOperations:
             w.attempt.processor_reference = result.processor_reference
             w.attempt.last_error = None
             w.registered = True
+            w.saved_refs = result.saved_refs
             return change_of(w.payment, processor_reference=result.processor_reference, next_run_at=datetime.now(UTC))
         if result.outcome is Outcome.DECLINED:
             return self._outcome(w, result)
@@ -458,7 +483,7 @@ class PaymentOperations:
         return self._retry_later(w, f"not registered: {result.message or 'processor unavailable'}")
 
     def _authorize_request(
-        self, payment: Payment, attempt: Attempt, stored: VaultCard | None
+        self, payment: Payment, attempt: Attempt, stored: VaultCard | None, saved: SavedMethod | None = None
     ) -> AuthorizeRequest | None:
         if is_apm(payment.payment_method):  # nothing in the vault: the public view is what the processor needs
             return AuthorizeRequest(
@@ -486,6 +511,8 @@ class PaymentOperations:
             capture=payment.capture,
             card=CardData(number, stored.exp_month, stored.exp_year, cvc, stored.holder_name),
             return_url=payment.return_url,
+            off_session=payment.off_session,
+            saved=saved,
         )
 
     def _outcome(self, w: PaymentWork, result: ProcessorResult) -> PaymentChange:
@@ -604,5 +631,11 @@ def _key(processor: Processor, attempt: Attempt) -> str:
 
 def _cvc_erased(payment: Payment, stored: VaultCard | None) -> bool:
     """A card payment still processing whose CVC is gone. Every card taken by the API or the hosted page comes
-    with a CVC, and only housekeeping erases one before authorization ends (TENDER_CVC_RETENTION_HOURS)."""
-    return not is_apm(payment.payment_method) and stored is not None and stored.cvc_ct is None
+    with a CVC, and only housekeeping erases one before authorization ends (TENDER_CVC_RETENTION_HOURS). A saved
+    card (payment_method_id: off-session or on-session) has none by design: never "erased"."""
+    return (
+        not is_apm(payment.payment_method)
+        and payment.payment_method_id is None
+        and stored is not None
+        and stored.cvc_ct is None
+    )

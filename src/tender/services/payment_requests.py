@@ -113,7 +113,10 @@ class PaymentCreate(_Strict):
         " most 500 characters.",
     )
     customer: str | None = Field(
-        default=None, max_length=MAX_CUSTOMER_LENGTH, description="Your customer's id or name: at most 255 characters."
+        default=None,
+        max_length=MAX_CUSTOMER_LENGTH,
+        description="Your customer's id or name: at most 255 characters. With a saved"
+        " payment_method or setup_future_usage: a Tender customer's id (cus_...).",
     )
     return_url: str | None = Field(
         default=None,
@@ -126,6 +129,16 @@ class PaymentCreate(_Strict):
         max_length=MAX_ID_LENGTH,
         description='Forces a processor ("simulator" or "stripe"); it must be configured, else a 400 naming'
         " processor. Default: Tender's default processor.",
+    )
+    off_session: bool = Field(
+        default=False,
+        description="A merchant-initiated charge of a saved payment method (payment_method: pm_..., with its"
+        " customer), the shopper absent: no CVC; the processor is told so.",
+    )
+    setup_future_usage: Literal["off_session"] | None = Field(
+        default=None,
+        description='"off_session": once the card payment is authorized, its card is saved to `customer` (a'
+        " cus_ id) without its CVC, and the payment shows the saved method's id as payment_method.id.",
     )
 
 

@@ -33,6 +33,7 @@ from tender.domain.outcomes import ProcessorResult
 from tender.domain.payments import FINAL_STATUSES, PaymentStatus
 from tender.domain.transitions import DEFINITIVE, PaymentChange, decide
 from tender.services import billing, events, payables
+from tender.services.payments import save_cards_for_future_use
 from tender.store import attempts as attempt_store
 from tender.store import card_funding, dead_letters
 from tender.store import payments as store
@@ -119,6 +120,8 @@ async def _follow_up(conn: Conn, steps: list[Step], *, tz: tzinfo, now: datetime
     await attempt_store.close_authorizations(
         conn, [s.change.id for s in steps if s.change.status == PaymentStatus.CANCELED]
     )
+    # setup_future_usage: an authorized card is saved to its customer and the payment names it (before events).
+    await save_cards_for_future_use(conn, [(s.payment, s.change.status) for s in steps if s.change.moved])
     await events.record_payment_changes(conn, [s.change.id for s in steps if s.change.moved])
     # Recurring billing: an invoice follows its payment's end, and so does its subscription (before the
     # payables: a payment on a test clock gets its payable dated in the clock's time there).

@@ -9,7 +9,9 @@ Nothing slow happens here: the worker's payment pump does the processor call. Th
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +19,7 @@ from tender.domain import cards, methods, money
 from tender.domain.ids import ATTEMPT, PAYMENT, VAULT_CARD, new_id
 from tender.domain.models import Attempt, Payment
 from tender.domain.payments import PaymentStatus, validate_metadata, validate_reference
+from tender.domain.recurring import SavedPaymentMethod
 from tender.domain.routing import CARD_ONLY_PROCESSORS
 from tender.errors import (
     AmountTooLarge,
@@ -28,8 +31,9 @@ from tender.errors import (
     PaymentOperationInProgress,
     PaymentUnexpectedState,
 )
+from tender.processors.base import SavedMethod
 from tender.processors.registry import FACTORIES as KNOWN_PROCESSORS
-from tender.services import routing, velocity
+from tender.services import payment_methods, routing, velocity
 from tender.services.payment_requests import (
     APM_MODELS,
     ApmMethodIn,
@@ -43,9 +47,13 @@ from tender.services.payment_requests import (
 )
 from tender.services.validation import parse
 from tender.store import attempts as attempt_store
+from tender.store import customers as customer_store
+from tender.store import payment_methods as method_store
 from tender.store import payments as store
 from tender.store.db import Conn, Database
 from tender.vault import Vault
+
+log = logging.getLogger(__name__)
 
 APM_TYPES = methods.APM_TYPES
 
@@ -120,6 +128,62 @@ async def _vault_card(
     return card_id, view
 
 
+async def _saved_method(conn: Conn, merchant_id: str, pm_id: str, customer: str | None) -> SavedPaymentMethod:
+    """The saved method a payment charges: this merchant's, attached to the customer the request names."""
+    saved = await method_store.get(conn, merchant_id, pm_id) if pm_id.startswith("pm_") else None
+    if saved is None:  # another merchant's is indistinguishable from none; the value is never quoted back
+        raise NoSuchObject(
+            "payment_method: no such saved payment method (give a pm_ id or a card object)", param="payment_method"
+        )
+    if saved.customer_id is None:
+        raise InvalidRequest(
+            "payment_method: this payment method is not attached to a customer; attach it first",
+            param="payment_method",
+        )
+    if customer is None:
+        raise ParameterMissing("customer: required with a saved payment method (its customer's id)", param="customer")
+    if customer != saved.customer_id:
+        raise InvalidRequest("customer: the payment method belongs to another customer", param="customer")
+    return saved
+
+
+async def _check_future_usage(
+    conn: Conn, merchant_id: str, request: PaymentCreate, method_type: str, saved: SavedPaymentMethod | None
+) -> None:
+    """`off_session` charges a saved method without the shopper; `setup_future_usage` saves a card to a customer."""
+    if request.off_session and saved is None:
+        raise InvalidRequest(
+            "off_session: a merchant-initiated payment charges a saved payment method (payment_method: pm_...)",
+            param="off_session",
+        )
+    if request.setup_future_usage is None or saved is not None:  # a saved method is saved already
+        return
+    if method_type != "card":
+        raise InvalidRequest("setup_future_usage: only a card can be saved", param="setup_future_usage")
+    if request.customer is None:
+        raise ParameterMissing("customer: required with setup_future_usage (the card is saved to it)", param="customer")
+    found = (
+        await customer_store.get(conn, merchant_id, request.customer) if request.customer.startswith("cus_") else None
+    )
+    if found is None:
+        raise NoSuchObject("customer: no such customer", param="customer")
+
+
+def _saved_view(saved: SavedPaymentMethod) -> dict[str, Any]:
+    """The payment's public payment_method for a saved card: the method's own view."""
+    return {
+        "type": "card",
+        "card": {
+            "brand": saved.brand,
+            "last4": saved.last4,
+            "exp_month": saved.exp_month,
+            "exp_year": saved.exp_year,
+            "funding": saved.funding,
+            "fingerprint": saved.fingerprint,
+        },
+    }
+
+
 def choose_processor(asked: str | None, *, default: str, available: Collection[str] | None) -> str:
     """The processor a new payment goes to: the one asked for if it is on, else a 400 naming `processor`."""
     if asked is None:
@@ -134,7 +198,7 @@ def choose_processor(asked: str | None, *, default: str, available: Collection[s
 
 async def create_payment(
     conn: Conn,
-    vault: Vault,
+    vault: Vault | None,
     merchant_id: str,
     request: PaymentCreate,
     *,
@@ -143,6 +207,7 @@ async def create_payment(
     checkout_session_id: str | None = None,
     guard: velocity.Guard | None = None,
     available: Collection[str] | None = None,
+    invoice_id: str | None = None,
 ) -> Payment:
     """Validate, vault the card (if a card) and insert the payment, due at once, routed by the merchant's
     rules (services/routing.py) among the processors `available` (those that are on; None: only the default,
@@ -154,7 +219,15 @@ async def create_payment(
     processor = choose_processor(request.processor, default=processor, available=available)
     currency = money.normalize_currency(request.currency)
     amount = money.validate_amount(request.amount, currency)
-    method = _parse_method(request.payment_method)
+    # A saved method (pm_...) is the merchant's: its card view comes from it, and it has no CVC by design.
+    saved: SavedPaymentMethod | None = None
+    method: CardMethodIn | ApmMethodIn | None = None
+    if isinstance(request.payment_method, str):
+        saved = await _saved_method(conn, merchant_id, request.payment_method, request.customer)
+    else:
+        method = _parse_method(request.payment_method)
+    method_type = method.type if method is not None else "card"
+    await _check_future_usage(conn, merchant_id, request, method_type, saved)
     card: cards.ValidatedCard | None = None
     apm_view: dict[str, Any] | None = None
     if isinstance(method, CardMethodIn):
@@ -166,7 +239,7 @@ async def create_payment(
             holder_name=method.card.holder_name,
             today=now.date(),
         )
-    else:
+    elif method is not None:
         if forced and processor in CARD_ONLY_PROCESSORS:  # refused now, rather than failed later by the worker
             raise InvalidRequest(
                 f"payment_method.type: the {processor} processor takes cards only", param="payment_method.type"
@@ -175,9 +248,9 @@ async def create_payment(
     reference = validate_reference(request.reference)
     metadata = validate_metadata(request.metadata) if request.metadata is not None else {}
     return_url = _check_return_url(request.return_url)
-    if return_url is None and method.type in methods.REDIRECT_TYPES:
+    if return_url is None and method_type in methods.REDIRECT_TYPES:
         raise ParameterMissing(
-            f"return_url: required for {method.type} payments (the shopper comes back there after approving)",
+            f"return_url: required for {method_type} payments (the shopper comes back there after approving)",
             param="return_url",
         )
     payment_id = new_id(PAYMENT)
@@ -189,9 +262,9 @@ async def create_payment(
             conn,
             merchant_id,
             payment_id=payment_id,
-            method_type=method.type,
+            method_type=method_type,
             currency=currency,
-            card_brand=card.brand if card is not None else None,
+            card_brand=card.brand if card is not None else saved.brand if saved is not None else None,
             amount=amount,
             default=processor,
             on=available if available is not None else (processor,),
@@ -199,12 +272,16 @@ async def create_payment(
         processor = route[0]
 
     if card is not None and guard is not None:
+        assert vault is not None, "a card payment needs the vault"
         fingerprint = vault.fingerprint(card.number, merchant_id=merchant_id)
         await guard.check(
             conn, merchant_id=merchant_id, fingerprint=fingerprint, session_id=checkout_session_id, now=now
         )
     if card is not None:
+        assert vault is not None, "a card payment needs the vault"
         card_id, payment_method = await _vault_card(conn, vault, merchant_id, card)
+    elif saved is not None:
+        card_id, payment_method = saved.card_id, _saved_view(saved)
     else:
         assert apm_view is not None
         card_id, payment_method = None, apm_view
@@ -233,6 +310,10 @@ async def create_payment(
         updated=now,
         checkout_session_id=checkout_session_id,
         route=route,
+        invoice_id=invoice_id,
+        payment_method_id=saved.id if saved is not None else None,
+        off_session=request.off_session,
+        setup_future_usage=request.setup_future_usage,
     )
     if not await store.insert_payment(conn, payment, next_run_at=now):
         existing = await store.find_by_reference(conn, merchant_id, reference or "")
@@ -244,6 +325,90 @@ async def create_payment(
     if card is not None and guard is not None:
         await guard.record(conn, payment.id, now)
     return payment  # a trigger on payments wakes the workers when this transaction commits
+
+
+async def create_off_session(
+    conn: Conn,
+    *,
+    merchant_id: str,
+    customer_id: str,
+    payment_method_id: str,
+    amount: int,
+    currency: str,
+    reference: str,
+    metadata: dict[str, str] | None,
+    invoice_id: str | None,
+    description: str | None,
+    processor: str,
+    available: Collection[str] | None = None,
+) -> Payment:
+    """A merchant-initiated charge of a saved card (a subscription's renewal): a `processing` payment due at
+    once, routed like any payment (`processor`: the container's default_processor; `available`: the processors
+    that are on). No CVC and no Idempotency-Key: its unique `reference` (e.g. `inv:<invoice>:<attempt n>`)
+    makes it exactly once, so calling again with a reference already taken by a payment of the same invoice
+    answers that payment (a renewal re-run after a crash finds it, never makes a second one). Raises
+    NoSuchObject / InvalidRequest naming the field as POST /v1/payments would. Runs in the caller's
+    transaction; `created` and `next_run_at` are wall-clock time (the pump runs it now, whatever a test clock
+    says)."""
+    request = PaymentCreate(
+        amount=amount,
+        currency=currency,
+        payment_method=payment_method_id,
+        customer=customer_id,
+        off_session=True,
+        reference=reference,
+        metadata=metadata,
+        description=description,
+    )
+    try:
+        return await create_payment(
+            conn, None, merchant_id, request, processor=processor, available=available, invoice_id=invoice_id
+        )
+    except DuplicateReference:
+        existing = await store.find_by_reference(conn, merchant_id, reference)
+        found = await store.get_payment(conn, merchant_id, existing) if existing else None
+        if found is None or found.invoice_id != invoice_id:
+            raise
+        return found
+
+
+async def saved_methods_of(conn: Conn, payments: list[Payment]) -> dict[str, SavedMethod]:
+    """The saved card each of these payments charges (by payment id), with what processors made of it before."""
+    found: dict[str, SavedMethod] = {}
+    for p in payments:
+        if p.payment_method_id and (saved := await method_store.get(conn, p.merchant_id, p.payment_method_id)):
+            found[p.id] = SavedMethod(saved.id, dict(saved.processor_refs))
+    return found
+
+
+async def remember_saved_refs(conn: Conn, created: list[tuple[str, str, dict[str, Any]]]) -> None:
+    """(saved method id, processor, what the processor made of it): kept, so it is never created there twice."""
+    for payment_method_id, processor, refs in created:
+        await method_store.set_processor_ref(conn, payment_method_id, processor, refs)
+
+
+async def save_cards_for_future_use(conn: Conn, changed: list[tuple[Payment, PaymentStatus]]) -> None:
+    """setup_future_usage: a card payment just authorized (succeeded, or requires_capture) has its card saved to
+    its customer (services/payment_methods.py: the payment's vault row, its CVC erased: a saved card never keeps
+    one) and names the saved method, in the status change's transaction. A customer deleted meanwhile saves
+    nothing: the payment's own change must not fail for it (a savepoint keeps the transaction usable)."""
+    for payment, status in changed:
+        if (
+            payment.setup_future_usage != "off_session"
+            or payment.payment_method_id is not None
+            or status not in (PaymentStatus.SUCCEEDED, PaymentStatus.REQUIRES_CAPTURE)
+            or not payment.customer
+            or payment.card_id is None
+        ):
+            continue
+        try:
+            async with conn.transaction():
+                saved_id = await payment_methods.save_card_from_payment(
+                    conn, replace(payment, status=status), payment.customer
+                )
+                await store.set_payment_method(conn, payment.id, saved_id)
+        except (NoSuchObject, NotFound, ValueError) as exc:
+            log.warning("payment %s: its card was not saved for future use (%s)", payment.id, type(exc).__name__)
 
 
 async def get_payment(db: Database, merchant_id: str, payment_id: str) -> Payment:
