@@ -647,6 +647,81 @@ def demo_checkout(
     )
 
 
+@demo_app.command("subscription")
+def demo_subscription(
+    amount: Annotated[int, typer.Option(help="Minor units per month")] = 4990,
+    currency: Annotated[str, typer.Option()] = "BRL",
+    months: Annotated[int, typer.Option(min=1, max=36, help="How far to advance the test clock")] = 12,
+    card: Annotated[
+        str, typer.Option(help="A test card; 4000000000001117 succeeds once, then dunning shows")
+    ] = "4242424242424242",
+    api_url: Annotated[
+        str | None, typer.Option(help="Default: TENDER_PUBLIC_URL or http://TENDER_HOST:TENDER_PORT")
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(envvar="TENDER_DEMO_KEY", help="A secret key; default: the demo merchant's, saved by `tender up`"),
+    ] = None,
+) -> None:
+    """A customer on a test clock with a saved card, a monthly subscription, the clock advanced a month at a time
+    (renewals and dunning run at once, through a running `tender up`'s worker), and its invoices as a table."""
+    from datetime import UTC, datetime
+
+    import httpx
+    from rich.console import Console
+    from rich.table import Table
+
+    from tender.domain.money import format_amount
+    from tender.domain.periods import period_start
+
+    settings = Settings()
+    base = (api_url or settings.base_url).rstrip("/")
+    if key is None:
+        saved = settings.data_dir.expanduser() / "demo-merchant.json"
+        if not saved.exists():
+            typer.echo(f"No demo merchant in {saved}: run `make run` (or `tender up`) first, or pass --key.", err=True)
+            raise typer.Exit(2)
+        key = json.loads(saved.read_text())["secret_key"]
+    start = datetime.now(UTC).replace(microsecond=0)
+
+    def call(client: httpx.Client, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        r = client.post(path, json=body) if body is not None else client.get(path)
+        if r.status_code not in (200, 201):
+            typer.echo(f"Tender answered {r.status_code} to {path}: {r.text}", err=True)
+            raise typer.Exit(1)
+        return dict(r.json())
+
+    headers = {"Authorization": f"Bearer {key}"}
+    try:
+        with httpx.Client(base_url=base, headers=headers, timeout=120) as client:
+            clock = call(client, "/v1/test_clocks", {"frozen_time": start.isoformat(), "name": "tender demo"})["id"]
+            method = {"number": card, "exp_month": 12, "exp_year": start.year + 5, "holder_name": f"Demo {clock[-6:]}"}
+            pm = call(client, "/v1/payment_methods", {"type": "card", "card": method})["id"]
+            customer = call(
+                client, "/v1/customers", {"email": "demo@example.com", "test_clock": clock, "payment_method": pm}
+            )["id"]
+            body = {"customer": customer, "amount": amount, "currency": currency, "interval": "month"}
+            sub = call(client, "/v1/subscriptions", body)
+            typer.echo(f"{sub['id']}: {customer} on test clock {clock}, advancing {months} months...")
+            anchor = datetime.fromisoformat(sub["billing_cycle_anchor"])
+            for month in range(1, months + 1):  # a month at a time, as a merchant's test would
+                to = period_start(anchor, month, "month", 1, UTC)
+                call(client, f"/v1/test_clocks/{clock}/advance", {"frozen_time": to.isoformat()})
+            sub = call(client, f"/v1/subscriptions/{sub['id']}")
+            invoices = call(client, f"/v1/invoices?subscription={sub['id']}&limit=100")["data"]
+    except httpx.HTTPError as exc:
+        typer.echo(f"Cannot reach Tender at {base}: {exc}. Is `make run` running?", err=True)
+        raise typer.Exit(2) from None
+    table = Table(title=f"invoices of {sub['id']} ({sub['status']})")
+    for column in ("invoice", "period", "amount", "status", "attempts", "payment"):
+        table.add_column(column, justify="right" if column in ("amount", "attempts") else "left")
+    for i in reversed(invoices):
+        period = f"{i['period_start'][:10]} .. {i['period_end'][:10]}"
+        money = format_amount(i["amount_due"], i["currency"])
+        table.add_row(i["id"], period, money, i["status"], str(i["attempt_count"]), i["payment"])
+    Console(width=140).print(table)
+
+
 @app.command()
 def up(
     port: Annotated[int | None, typer.Option(help="API port (default TENDER_PORT or 8000)")] = None,
