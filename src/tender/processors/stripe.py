@@ -35,6 +35,8 @@ from stripe.params import (
     PaymentIntentConfirmParams,
     PaymentIntentCreateParams,
     PaymentIntentListParams,
+    PaymentMethodCreateParams,
+    PaymentMethodCreateParamsCard,
     RefundCreateParams,
     RefundListParams,
 )
@@ -44,12 +46,14 @@ from tender.domain.bins import known_funding
 from tender.domain.reconciliation import ChargeStatus, RecordKind, RefundStatus
 from tender.processors.base import (
     AuthorizeRequest,
+    CardData,
     InvalidNotification,
     Notification,
     Outcome,
     ProcessorRecord,
     ProcessorResult,
     RecordsUnavailable,
+    SavedMethod,
 )
 
 log = logging.getLogger(__name__)
@@ -71,6 +75,7 @@ _stripe_logger.addFilter(_NoRequestBodies())
 DEFAULT_API_BASE = "https://api.stripe.com"
 ATTEMPT_METADATA = "tender_attempt"  # the PaymentIntent's metadata key naming Tender's authorize attempt
 REFUND_METADATA = "tender_refund"  # a Refund's metadata key naming Tender's refund
+SAVED_METADATA = "tender_payment_method"  # a saved card's Stripe Customer and PaymentMethod name Tender's pm_ id
 
 # Exceptions (the cause of stripe's APIConnectionError) raised before any byte of the request left.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
@@ -312,6 +317,30 @@ def intent_params(request: AuthorizeRequest, payment_method: str, *, cards_only:
     return params
 
 
+def saved_intent_params(
+    request: AuthorizeRequest, customer: str, payment_method: str, *, cards_only: bool
+) -> PaymentIntentCreateParams:
+    """The unconfirmed PaymentIntent of a saved card's charge: on the Stripe Customer and PaymentMethod made for
+    it once (StripeProcessor._saved_refs), as Stripe requires for a merchant-initiated charge."""
+    params = intent_params(request, payment_method, cards_only=cards_only)
+    params["customer"] = customer
+    return params
+
+
+def confirm_params(request: AuthorizeRequest, *, emulator: bool) -> PaymentIntentConfirmParams:
+    """A confirm: a merchant-initiated charge says `off_session` (the shopper is absent: Stripe then declines with
+    authentication_required rather than asking for 3-D Secure), a shopper's may carry a return_url. localstripe
+    refuses both on a confirm, so an emulator gets neither."""
+    params: PaymentIntentConfirmParams = {"expand": ["payment_method"]}
+    if emulator:
+        return params
+    if request.off_session:
+        params["off_session"] = True
+    elif request.return_url:  # 3-D Secure then comes back as next_action.redirect_to_url
+        params["return_url"] = request.return_url
+    return params
+
+
 # -- the client -----------------------------------------------------------------------------------------
 
 
@@ -371,6 +400,8 @@ class StripeProcessor:
             return ProcessorResult(
                 Outcome.DECLINED, failure_code="payment_method_unsupported", message="Stripe takes cards only here."
             )
+        if request.saved is not None:
+            return await self._register_saved(request, card, request.saved)
         client = self._stripe()
         key = request.reference
         try:
@@ -402,15 +433,74 @@ class StripeProcessor:
             return result if result.outcome is Outcome.DECLINED else _as_transient(result)
         return ProcessorResult(Outcome.NOT_FOUND, processor_reference=intent.id, message="registered at Stripe")
 
+    async def _register_saved(self, request: AuthorizeRequest, card: CardData, saved: SavedMethod) -> ProcessorResult:
+        """A saved card's charge: its Stripe Customer and PaymentMethod (made once, the first time it is charged
+        here, then remembered by the services: answered in saved_refs), and an unconfirmed PaymentIntent on them."""
+        known = saved.refs.get(self.name)
+        created: dict[str, Any] | None = None
+        if isinstance(known, Mapping) and known.get("customer") and known.get("payment_method"):
+            customer, method = str(known["customer"]), str(known["payment_method"])
+        else:
+            made = await self._saved_refs(card, saved.id)
+            if isinstance(made, ProcessorResult):
+                return made
+            customer, method = made["customer"], made["payment_method"]
+            created = made
+        try:
+            intent = await self._stripe().v1.payment_intents.create_async(
+                params=saved_intent_params(request, customer, method, cards_only=not self._emulator),
+                options={"idempotency_key": request.reference},
+            )
+        except Exception as exc:  # an unconfirmed PaymentIntent charges nothing: registering again is safe
+            result = result_from_error(exc, side_effect=True)
+            return result if result.outcome is Outcome.DECLINED else _as_transient(result)
+        return ProcessorResult(
+            Outcome.NOT_FOUND, processor_reference=intent.id, message="registered at Stripe", saved_refs=created
+        )
+
+    async def _saved_refs(self, card: CardData, saved_id: str) -> dict[str, str] | ProcessorResult:
+        """A Stripe Customer and a PaymentMethod attached to it for Tender's saved card `saved_id` (no CVC: it has
+        none). Their idempotency keys derive from `saved_id`, so a registration repeated before the services have
+        written them (a crash, a lost answer) finds the same objects at Stripe (within its 24 h of keys); once
+        written they are never made again. Nothing here charges anything."""
+        client = self._stripe()
+        try:
+            customer = await client.v1.customers.create_async(
+                params={"metadata": {SAVED_METADATA: saved_id}}, options={"idempotency_key": f"{saved_id}-customer"}
+            )
+            method = await client.v1.payment_methods.create_async(
+                params=self._saved_method_params(card, saved_id), options={"idempotency_key": f"{saved_id}-pm"}
+            )
+            await client.v1.payment_methods.attach_async(
+                method.id, params={"customer": customer.id}, options={"idempotency_key": f"{saved_id}-attach"}
+            )
+        except Exception as exc:  # nothing charged: a decline (the card refused on attach) is final, the rest retried
+            result = result_from_error(exc, side_effect=True)
+            return result if result.outcome is Outcome.DECLINED else _as_transient(result)
+        return {"customer": customer.id, "payment_method": method.id}
+
+    def _saved_method_params(self, card: CardData, saved_id: str) -> PaymentMethodCreateParams:
+        """A saved card's PaymentMethod: number and expiry, no CVC (it has none). localstripe refuses a card without
+        a 3-digit cvc, which Stripe does not require: an emulator alone gets a placeholder, never a real CVC."""
+        fields: PaymentMethodCreateParamsCard = {
+            "number": card.number,
+            "exp_month": card.exp_month,
+            "exp_year": card.exp_year,
+        }
+        if self._emulator:
+            fields["cvc"] = "000"
+        params: PaymentMethodCreateParams = {"type": "card", "card": fields, "metadata": {SAVED_METADATA: saved_id}}
+        if card.holder_name:
+            params["billing_details"] = {"name": card.holder_name}
+        return params
+
     async def authorize(self, request: AuthorizeRequest) -> ProcessorResult:
         """Confirm the registered PaymentIntent (request.processor_reference). Unregistered: TRANSIENT (the
         services register first)."""
         intent = request.processor_reference
         if intent is None:
             return ProcessorResult(Outcome.TRANSIENT, message="not registered at Stripe yet")
-        params: PaymentIntentConfirmParams = {"expand": ["payment_method"]}
-        if request.return_url and not self._emulator:  # 3-D Secure then comes back as next_action.redirect_to_url
-            params["return_url"] = request.return_url
+        params = confirm_params(request, emulator=self._emulator)
         try:
             pi = await self._stripe().v1.payment_intents.confirm_async(
                 intent, params=params, options={"idempotency_key": f"{request.reference}-confirm"}
