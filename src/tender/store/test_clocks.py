@@ -14,6 +14,7 @@ from tender.store.db import Conn, Page, newest_first
 from tender.store.rows import fetch_one
 
 COLUMNS = ", ".join(f.name for f in fields(TestClock))
+ADVANCE_WAIT_SECONDS = 120
 
 
 async def insert(conn: Conn, clock: TestClock) -> None:
@@ -41,7 +42,10 @@ async def list_(conn: Conn, merchant_id: str, *, limit: int, starting_after: str
 
 
 async def take_advance_lock(conn: Conn, clock_id: str) -> None:
-    """Wait for (and hold until `conn`'s transaction ends) the right to advance this clock."""
+    """Wait for (and hold until `conn`'s transaction ends) the right to advance this clock. An advance may run
+    long (billing waits for the clock's payments), so this waits up to ADVANCE_WAIT_SECONDS rather than the pool's
+    10 s lock_timeout; past it, the database's lock timeout (a 503 asking to retry)."""
+    await conn.execute(f"SET LOCAL lock_timeout = '{ADVANCE_WAIT_SECONDS}s'")
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('test_clock:' || %s, 0))", (clock_id,))
 
 
