@@ -174,6 +174,45 @@ def merchant_roll_keys(
     typer.echo(f"the old keys stop working at {body['old_keys_expire_at']}")
 
 
+@merchant_app.command("routing")
+def merchant_routing(
+    merchant_id: str,
+    set_from: Annotated[
+        str | None,
+        typer.Option("--set", help='A JSON file: {"rules": [...]} (or the list alone) replaces the merchant\'s rules'),
+    ] = None,
+) -> None:
+    """Print a merchant's routing rules as JSON (GET /admin/v1/merchants/{id}/routing), or replace them first with
+    --set (the same checks as the PUT: exit 1 naming the field, nothing changed)."""
+    from pathlib import Path
+
+    from tender.domain.errors import DomainError
+    from tender.errors import TenderError
+    from tender.services import routing
+
+    payload: Any = None
+    if set_from is not None:
+        try:
+            payload = json.loads(Path(set_from).read_text())
+        except (OSError, ValueError) as exc:
+            raise typer.BadParameter(f"cannot read it as JSON ({type(exc).__name__})", param_hint="--set") from None
+        if isinstance(payload, list):
+            payload = {"rules": payload}
+
+    async def work(db: Database, settings: Settings, names: list[str]) -> dict[str, Any]:
+        default = [settings.default_processor]
+        if payload is None:
+            return await routing.get(db, merchant_id, default=default)
+        return await routing.put(db, merchant_id, payload, on=names, default=default)
+
+    try:
+        body = _run_with_processors(work)
+    except (TenderError, DomainError) as exc:
+        typer.echo(f"tender: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps(body, indent=2))
+
+
 def _run_with_database(work: Callable[[Database], Awaitable[T]]) -> T:
     """Run one service call against the configured database, for commands that are not servers."""
     from tender.store.db import Database

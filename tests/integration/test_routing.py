@@ -270,3 +270,35 @@ async def test_the_hosted_page_routes_by_the_same_rules(
     assert [p["processor"] for p in payments] == ["simulator_b"]
     assert await stored_route(routed, payments[0]["id"]) == ("simulator_b", ["simulator_b", "simulator"])
     await drain(authorizer(routed))
+
+
+async def test_the_cli_sets_and_shows_a_merchants_rules(
+    merchant: Any, tender_env: dict[str, str], tmp_path: Any
+) -> None:
+    import asyncio
+    import json
+    import os
+    import subprocess
+    import sys
+
+    # The processors on for the CLI are the environment's: the simulator only (TENDER_SIMULATOR_URL's default).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TENDER_")} | tender_env
+
+    def tender(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tender", "merchant", "routing", merchant.merchant.id, *args],
+            env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    good = tmp_path / "rules.json"
+    good.write_text(json.dumps([{"currency": "usd", "processors": ["simulator"]}]))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"rules": [{"processors": ["simulator", "stripe"]}]}))  # stripe is off there
+
+    done = await asyncio.to_thread(tender, "--set", str(good))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["rules"] == [{"currency": "USD", "processors": ["simulator"]}]
+    refused = await asyncio.to_thread(tender, "--set", str(bad))
+    assert refused.returncode == 1 and "rules[0].processors[1]" in refused.stderr
+    shown = await asyncio.to_thread(tender)
+    assert shown.returncode == 0 and json.loads(shown.stdout) == json.loads(done.stdout)  # unchanged by the 400
