@@ -62,6 +62,18 @@ def test_a_month_lasts_28_to_31_local_days(anchor: datetime, index: int, tz: Zon
 
 
 @given(anchor=anchors(), index=indexes, tz=zones)
+def test_a_year_lasts_365_or_366_local_days_and_keeps_the_anchor_date(
+    anchor: datetime, index: int, tz: ZoneInfo
+) -> None:
+    local_anchor = anchor.astimezone(tz)
+    start, end = (b.astimezone(tz) for b in period_bounds(anchor, index, Interval.YEAR, 1, tz))
+    assert (end.date() - start.date()).days in (365, 366)
+    assert start.year == local_anchor.year + index and start.month == local_anchor.month
+    # Feb 29 falls back to Feb 28 in a common year; every other day is kept.
+    assert start.day == local_anchor.day or (local_anchor.month, local_anchor.day, start.day) == (2, 29, 28)
+
+
+@given(anchor=anchors(), index=indexes, tz=zones)
 def test_months_keep_the_anchor_day_clamped_to_the_month_length(anchor: datetime, index: int, tz: ZoneInfo) -> None:
     local_anchor = anchor.astimezone(tz)
     start = period_start(anchor, index, Interval.MONTH, 1, tz).astimezone(tz)
