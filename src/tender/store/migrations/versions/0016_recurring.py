@@ -150,6 +150,15 @@ def upgrade() -> None:
     ALTER TABLE payments ADD COLUMN off_session boolean NOT NULL DEFAULT false;
     ALTER TABLE payments ADD COLUMN setup_future_usage text CHECK (setup_future_usage IN ('off_session'));
     CREATE INDEX payments_invoice ON payments (invoice_id) WHERE invoice_id IS NOT NULL;
+
+    -- The hosted checkout for a customer: its card saved (setup_future_usage), or a subscription started
+    -- (mode 'subscription', with the subscription's terms in subscription_data until it is created).
+    ALTER TABLE checkout_sessions ADD COLUMN mode text NOT NULL DEFAULT 'payment'
+        CHECK (mode IN ('payment', 'subscription'));
+    ALTER TABLE checkout_sessions ADD COLUMN customer_id text REFERENCES customers (id);
+    ALTER TABLE checkout_sessions ADD COLUMN setup_future_usage text CHECK (setup_future_usage IN ('off_session'));
+    ALTER TABLE checkout_sessions ADD COLUMN subscription_data jsonb;  -- interval, interval_count, trial_days, ...
+    ALTER TABLE checkout_sessions ADD COLUMN subscription_id text REFERENCES subscriptions (id);
     """)
 
 
