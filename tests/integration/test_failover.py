@@ -26,8 +26,9 @@ from tender.processors.simulator import SimulatorProcessor
 from tender.services import dead_letters, processor_health
 from tender.services.payment_operations import PaymentSchedule
 from tender.services.processor_health import CallOutcome, ProcessorHealth
-from tender.worker.pumps import PaymentPump
+from tender.worker.pumps import PaymentPump, RefundPump
 from tests.support.payments import THREE_DS, drain, get, notification_for, pay
+from tests.support.refunds import drain_refunds, refund
 from tests.support.serve import free_port
 
 pytestmark = pytest.mark.integration
@@ -373,3 +374,17 @@ async def attempt_id(container: Any, payment_id: str, processor: str) -> str:
         row = await cur.fetchone()
     assert row is not None
     return str(row["id"])
+
+
+async def test_the_refund_pump_tells_the_breaker_too(api: Any, container: Any, merchant: Any, route: Route) -> None:
+    payment_id = await routed(api, container, merchant, [route.b])
+    await drain(route.pump)
+    assert (await get(api, merchant, payment_id))["status"] == "succeeded"
+    [before] = await processor_health.statuses(container.db, route.health.policy, [route.b])
+    assert (await refund(api, merchant, {"payment": payment_id})).status_code < 300
+    policy = RetryPolicy(base_seconds=0.01, cap_seconds=0.05, lookup_delay_seconds=0.0)
+    refunder = RefundPump(container.db, route.processors, lease_seconds=30, retry=policy, health=route.health)
+    await drain_refunds(refunder)
+    [after] = await processor_health.statuses(container.db, route.health.policy, [route.b])
+    assert after.calls_in_window == before.calls_in_window + 1  # the refund's one call, an answer
+    assert after.consecutive_failures == 0

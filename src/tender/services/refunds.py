@@ -53,6 +53,7 @@ from tender.errors import (
 from tender.processors.base import Outcome, ProcessorResult, RegisteringProcessor
 from tender.services import dead_letters, payables
 from tender.services.objects import refund_object
+from tender.services.processor_health import CallOutcome, ProcessorHealth
 from tender.store import attempts as attempt_store
 from tender.store import dead_letters as dead_letter_store
 from tender.store import events
@@ -197,10 +198,24 @@ class RefundOperations:
         *,
         retry: RetryPolicy | None = None,
         business_tz: tzinfo = UTC,
+        health: ProcessorHealth | None = None,  # the circuit breaker, told how each call went
     ) -> None:
         self._processors = processors
         self._retry = retry or RetryPolicy()
         self._tz = business_tz
+        self._health = health
+        self._calls: list[CallOutcome] = []  # call outcomes not yet reported to the breaker
+
+    async def report_calls(self) -> None:
+        """Tell the circuit breaker how the calls since the last report went (its own transaction; never raises).
+        A refund's circuit is its processor's, as the payment pump sees it."""
+        calls, self._calls = self._calls, []
+        if calls and self._health is not None:
+            await self._health.record(calls)
+
+    def _noted(self, name: str, result: ProcessorResult) -> ProcessorResult:
+        self._calls.append(CallOutcome(name, result.outcome not in (Outcome.TRANSIENT, Outcome.UNKNOWN)))
+        return result
 
     async def prepare(self, conn: Conn, rows: Sequence[Mapping[str, Any]]) -> list[RefundWork]:
         """The claimed refunds' work, in the claim's transaction."""
@@ -287,6 +302,7 @@ class RefundOperations:
                 result = await processor.lookup_operation_on(w.id, "refund", authorization)
             else:
                 result = await processor.lookup_operation(w.id)
+            result = self._noted(w.refund.processor, result)
             if janitor or result.outcome is not Outcome.NOT_FOUND:
                 return self._outcome(w, result)
             # No record: the earlier call never landed. Send again under the same id, so one still in
@@ -294,7 +310,8 @@ class RefundOperations:
         if authorization is None:
             return self._retry_later(w, "no approved authorization to refund")
         w.calls += 1
-        return self._outcome(w, await processor.refund(w.id, authorization, w.refund.amount))
+        result = await processor.refund(w.id, authorization, w.refund.amount)
+        return self._outcome(w, self._noted(w.refund.processor, result))
 
     def _change(self, w: RefundWork, **fields: Any) -> dict[str, Any]:
         change: dict[str, Any] = {

@@ -92,9 +92,16 @@ class RefundPump(BatchPump[RefundWork, dict[str, Any]]):
         lease_seconds: float = 60.0,
         retry: RetryPolicy | None = None,
         business_tz: tzinfo = UTC,
+        health: ProcessorHealth | None = None,
     ) -> None:
         super().__init__(db, lease_seconds=lease_seconds)
-        self.operations = RefundOperations(processors, retry=retry, business_tz=business_tz)
+        self.operations = RefundOperations(processors, retry=retry, business_tz=business_tz, health=health)
+
+    async def run_batch(self, limit: int) -> int:
+        try:
+            return await super().run_batch(limit)
+        finally:  # after the write (or its failure): the calls happened either way
+            await self.operations.report_calls()
 
     async def prepare(self, conn: Conn, claim: Claim) -> Sequence[RefundWork]:
         return await self.operations.prepare(conn, claim.rows)

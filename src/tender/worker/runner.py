@@ -58,6 +58,9 @@ class Worker:
             capture_window=timedelta(days=s.capture_window_days),
             max_hold=timedelta(seconds=s.routing_max_hold_seconds),
         )
+        # The circuit breaker: new authorizations skip a processor that is open or paused (failover); both pumps
+        # tell it how their calls went.
+        health = ProcessorHealth(container.db, s.circuit_policy)
         payment_pump = PaymentPump(
             container.db,
             container.vault,
@@ -66,8 +69,7 @@ class Worker:
             retry=retry,
             schedule=schedule,
             business_tz=s.business_tz,
-            # The circuit breaker: new authorizations skip a processor that is open or paused (failover).
-            health=ProcessorHealth(container.db, s.circuit_policy),
+            health=health,
         )
         self.pumps = [Pump("payments", payment_pump.run_batch, s.worker_batch_size, wakes_on="payments")]
         # Refunds: the payment pump's guarantees (lease, look-up before re-send, dead letters), its settings.
@@ -77,6 +79,7 @@ class Worker:
             lease_seconds=s.worker_lease_seconds,
             retry=retry,
             business_tz=s.business_tz,
+            health=health,
         )
         self.pumps.append(Pump("refunds", refunder.run_batch, s.worker_batch_size, wakes_on="refunds"))
         # Settlement is not latency-sensitive: one lane, a round of groups per poll when idle.
