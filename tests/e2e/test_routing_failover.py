@@ -77,7 +77,7 @@ async def operator_shop(processors: Processors) -> dict[str, Any]:
 
 
 def settled(state: dict[str, Any]) -> bool:
-    return state["status"] == "closed" and state["consecutive_failures"] == 0
+    return bool(state["status"] == "closed" and state["consecutive_failures"] == 0)
 
 
 async def healed(p: Processors, shop: dict[str, Any], *names: str, within: float = 30) -> None:
