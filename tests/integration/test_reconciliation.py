@@ -337,3 +337,31 @@ async def test_tender_reconcile_exit_codes_and_json(acquirer: Acquirer, tender_e
     ):
         usage = await tender(env, "reconcile", *args)
         assert usage.returncode == 2, (args, usage.stdout, usage.stderr)
+
+
+async def test_the_simulators_records_come_page_by_page(acquirer: Acquirer, merchant: Any) -> None:
+    """GET /v1/records: a window's authorizations and operations, oldest first, `starting_after` the last id seen;
+    the client reads every page (a captured payment is one authorization; its refund one more record)."""
+    a = acquirer
+    made = [await a.charge(f"att_page_{i}_{uuid.uuid4().hex[:6]}") for i in range(3)]
+    await a.refund_directly("re_page_" + uuid.uuid4().hex[:6], made[0]["reference"], 100)
+    seen: list[str] = []
+    after = ""
+    async with httpx.AsyncClient(base_url=a.url) as sim:
+        while True:
+            page = (
+                await sim.get("/v1/records", params={"limit": 2, **({"starting_after": after} if after else {})})
+            ).json()
+            seen += [r["id"] for r in page["data"]]
+            if not page["has_more"]:
+                break
+            after = page["data"][-1]["id"]
+        assert (await sim.get("/v1/records", params={"limit": "many"})).status_code == 400
+        assert (await sim.get("/v1/records", params={"created_gte": "-1"})).status_code == 400
+        future = int(datetime.now(UTC).timestamp()) + 3600
+        assert (await sim.get("/v1/records", params={"created_gte": future})).json()["data"] == []
+    # (one second's records come in id order, which is random: compare sets)
+    assert len(seen) == 4 == len(set(seen)) and {m["id"] for m in made} < set(seen)
+    now = datetime.now(UTC)
+    records = await a.processor.list_records(now - timedelta(minutes=5), now + timedelta(minutes=5))
+    assert sorted(r.processor_id or "" for r in records) == sorted(seen)
