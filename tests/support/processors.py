@@ -156,6 +156,16 @@ class Processors:
         return {name: await sim.records() for name, sim in self.simulators.items() if sim.running}
 
 
+def forget_health(database_url: str, names: Sequence[str]) -> None:
+    """No circuit state or pause left by earlier tests of the session (they share its database): these
+    processors start closed and unpaused, as on a fresh deployment. Run before the processes start (each caches
+    what it read for a second)."""
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM processor_health WHERE processor = ANY(%s)", (list(names),))
+
+
 @contextlib.contextmanager
 def running_processors(
     tender_env: Mapping[str, str],
@@ -185,6 +195,7 @@ def running_processors(
         extra |= {"TENDER_STRIPE_SECRET_KEY": STRIPE_KEY, "TENDER_STRIPE_API_BASE": local_stripe.url}
     stack.env = environment(dict(tender_env), **extra)
     sims = {name: SimulatorProcess(stack, name, ports[name], tuple(args)) for name, args in simulators.items()}
+    forget_health(tender_env["TENDER_DATABASE_URL"], [*names, "stripe"])
     try:
         for sim in sims.values():
             sim.start()
