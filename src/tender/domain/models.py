@@ -138,6 +138,15 @@ class CheckoutSession:
     # registered (None while registering).
     processor: str | None = None
     processor_session_id: str | None = None
+    # Recurring (issue 15): "payment" (one payment) or "subscription" (the card entered is saved to `customer_id`,
+    # made at payment time when None, and starts the subscription `subscription_data` describes: amount, currency,
+    # interval, interval_count, trial_days, metadata; `subscription_id` once started). In payment mode,
+    # setup_future_usage "off_session" saves the card paid with to `customer_id`.
+    mode: str = "payment"
+    customer_id: str | None = None
+    setup_future_usage: str | None = None
+    subscription_data: dict[str, Any] | None = None
+    subscription_id: str | None = None
 
     def __post_init__(self) -> None:
         _as(CheckoutStatus, self, "status")

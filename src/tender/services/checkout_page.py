@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import UTC, tzinfo
 from typing import Any
 
 from tender.domain.models import CheckoutSession, Payment
@@ -51,6 +52,7 @@ async def pay(
     max_payments: int,
     guard: velocity.Guard | None = None,
     available: Collection[str] | None = None,
+    tz: tzinfo = UTC,
 ) -> SessionView | None:
     """Start the session's payment by `method` (checkout.pay), in one transaction. None once it is started
     (or one already was: a double click); the session as it is now, with its payment, when it was paid or
@@ -66,6 +68,7 @@ async def pay(
                 max_payments=max_payments,
                 guard=guard,
                 available=available,
+                tz=tz,  # a subscription's periods follow the business time zone
             )
         except SessionClosed:
             session = await checkout.get(conn, session_id)

@@ -100,6 +100,10 @@ def session_object(s: CheckoutSession) -> dict[str, Any]:
         "success_url": s.success_url,
         "cancel_url": s.cancel_url,
         "payment": s.payment_id,
+        "mode": s.mode,  # "payment" or "subscription"
+        "customer": s.customer_id,
+        "setup_future_usage": s.setup_future_usage,
+        "subscription": s.subscription_id,  # the subscription the card entered started
         "expires_at": iso(s.expires_at),
         "created": iso(s.created),
         "updated": iso(s.updated),

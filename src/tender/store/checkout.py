@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
 
 from tender.domain.models import CheckoutSession, CheckoutStatus
 from tender.store.db import Conn, Page, newest_first
@@ -14,7 +15,8 @@ from tender.store.rows import fetch_all, fetch_one
 
 COLUMNS = (
     "id, merchant_id, amount, currency, reference, description, success_url, cancel_url, url, payment_method_types,"
-    " status, payment_id, expires_at, created, updated, processor, processor_session_id"
+    " status, payment_id, expires_at, created, updated, processor, processor_session_id,"
+    " mode, customer_id, setup_future_usage, subscription_data, subscription_id"
 )
 
 
@@ -34,6 +36,10 @@ async def insert(
     expires_at: datetime,
     processor: str | None = None,
     next_run_at: datetime | None = None,
+    mode: str = "payment",
+    customer_id: str | None = None,
+    setup_future_usage: str | None = None,
+    subscription_data: dict[str, Any] | None = None,
 ) -> CheckoutSession | None:
     """Insert an open session, due to expire at `expires_at` (or first looked at `next_run_at`: a session
     hosted by `processor`); None if the merchant already has an open or complete session for this reference."""
@@ -41,9 +47,11 @@ async def insert(
         conn,
         CheckoutSession,
         "INSERT INTO checkout_sessions (id, merchant_id, amount, currency, reference, description, success_url,"
-        " cancel_url, url, payment_method_types, expires_at, next_run_at, processor) VALUES (%(id)s,"
+        " cancel_url, url, payment_method_types, expires_at, next_run_at, processor, mode, customer_id,"
+        " setup_future_usage, subscription_data) VALUES (%(id)s,"
         " %(merchant_id)s, %(amount)s, %(currency)s, %(reference)s, %(description)s, %(success_url)s,"
-        " %(cancel_url)s, %(url)s, %(payment_method_types)s, %(expires_at)s, %(next_run_at)s, %(processor)s)"
+        " %(cancel_url)s, %(url)s, %(payment_method_types)s, %(expires_at)s, %(next_run_at)s, %(processor)s,"
+        " %(mode)s, %(customer_id)s, %(setup_future_usage)s, %(subscription_data)s)"
         f" ON CONFLICT (merchant_id, reference) WHERE status <> 'expired' DO NOTHING RETURNING {COLUMNS}",
         {
             "id": id,
@@ -59,6 +67,10 @@ async def insert(
             "expires_at": expires_at,
             "next_run_at": next_run_at or expires_at,
             "processor": processor,
+            "mode": mode,
+            "customer_id": customer_id,
+            "setup_future_usage": setup_future_usage,
+            "subscription_data": Jsonb(subscription_data) if subscription_data is not None else None,
         },
     )
 
@@ -92,6 +104,26 @@ async def list_(
         conn, "checkout_sessions", COLUMNS, limit=limit, starting_after=starting_after,
         equal={"merchant_id": merchant_id, "status": status}, row_factory=class_row(CheckoutSession),
     )  # fmt: skip
+
+
+async def set_subscription(
+    conn: Conn, session_id: str, *, customer_id: str, subscription_id: str, payment_id: str | None
+) -> None:
+    """A subscription session's customer (made on the page if it had none), the subscription the card started,
+    and its first invoice's payment (None during a trial)."""
+    await conn.execute(
+        "UPDATE checkout_sessions SET customer_id = %s, subscription_id = %s, payment_id = %s, updated = now()"
+        " WHERE id = %s",
+        (customer_id, subscription_id, payment_id, session_id),
+    )
+
+
+async def by_payments(conn: Conn, payment_ids: Sequence[str]) -> list[str]:
+    """The open sessions whose current payment is one of these (a subscription's first invoice's payment)."""
+    cur = await conn.execute(
+        "SELECT id FROM checkout_sessions WHERE payment_id = ANY(%s) AND status = 'open'", (list(payment_ids),)
+    )
+    return [str(r["id"]) for r in await cur.fetchall()]
 
 
 async def set_payment(conn: Conn, session_id: str, payment_id: str) -> None:

@@ -80,14 +80,31 @@ def with_query(url: str, **params: str) -> str:
 
 def _context(shown: SessionView) -> dict[str, Any]:
     row = shown.session
+    amount = format_amount(row.amount, row.currency.strip())
     return {
         "session_id": row.id,
         "merchant_name": shown.merchant_name or "the shop",
         "description": row.description,
-        "amount": format_amount(row.amount, row.currency.strip()),
+        "amount": amount,
         "values": {"expiry": "", "holder_name": "", "vpa": ""},
         "method_types": list(row.payment_method_types),
         "method_names": METHOD_NAMES,
+        **_subscription_terms(row, amount),
+    }
+
+
+def _subscription_terms(row: CheckoutSession, amount: str) -> dict[str, Any]:
+    """A subscription session's page: the price per period, the trial, and a Subscribe button."""
+    plan = row.subscription_data if row.mode == "subscription" else None
+    if not plan:
+        return {}
+    count, unit = int(plan.get("interval_count", 1)), str(plan.get("interval", "month"))
+    every = f"{unit}" if count == 1 else f"{count} {unit}s"
+    trial = int(plan.get("trial_days", 0))
+    return {
+        "amount": f"{amount} / {every}",
+        "terms": (f"{trial} days free, then " if trial else "") + f"{amount} every {every}, until you cancel.",
+        "pay_label": "Start trial" if trial else "Subscribe",
     }
 
 
@@ -98,7 +115,7 @@ def _back_to_shop(ctx: dict[str, Any], row: CheckoutSession) -> HTMLResponse:
         kind="succeeded",
         delay=1,
         target=target,
-        heading="Payment successful",
+        heading="Subscription started" if row.mode == "subscription" else "Payment successful",
         message=f"Thank you. Taking you back to {ctx['merchant_name']}…",
         link_text=f"Return to {ctx['merchant_name']}",
         **ctx,
@@ -192,6 +209,7 @@ async def pay(session_id: str, request: Request, container: ContainerDep) -> Res
             max_payments=container.settings.checkout_max_payments,
             available=container.processors.keys(),
             guard=guard,
+            tz=container.settings.business_tz,
         )
         if closed is not None:  # paid or expired meanwhile: show what it is now
             return _render(ctx, closed.session, closed.payment)
