@@ -73,8 +73,9 @@ async def run(
     start, end = day_bounds(day, tz)
     try:
         theirs = await processor.list_records(start - MARGIN, end + MARGIN)
-    except RecordsUnavailable as exc:
-        error = f"the {name} processor's records could not be read: {exc}"
+    except Exception as exc:  # RecordsUnavailable, or a client's bug: the run fails and says so, never hangs
+        detail = str(exc) if isinstance(exc, RecordsUnavailable) else type(exc).__name__
+        error = f"the {name} processor's records could not be read: {detail}"
         async with db.transaction() as conn:
             await store.fail(conn, run_id, error)
         log.warning("reconciliation %s of %s on %s failed: %s", run_id, name, day, error)
