@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +23,7 @@ import pytest
 
 from tests.support.processors import (
     Processors,
+    card,
     charges_by_payment,
     create_merchant,
     merchant_client,
@@ -228,6 +230,28 @@ async def test_routing_by_currency(processors: Processors) -> None:
     assert {(x["status"], x["processor"]) for x in usd} == {("succeeded", "simulator_b")}
     assert (eur["status"], eur["processor"]) == ("succeeded", "simulator")
     assert_charged_once_at(await p.all_records(), [*brl, *usd, eur])
+
+
+async def test_routing_by_card_brand_amount_and_a_split(processors: Processors) -> None:
+    p = processors
+    rules = [
+        {"card_brand": "mastercard", "processors": ["simulator_b"]},
+        {"amount_min": 100_000, "processors": ["simulator_b", "simulator"]},
+        {"currency": "EUR", "processors": ["simulator", "simulator_b"], "split": {"simulator": 50, "simulator_b": 50}},
+    ]
+    shop = await routed_shop(p, "Rules shop", rules)
+    async with merchant_client(p, shop) as client:
+        mastercard = await pay(client, amount=7100, payment_method=card("5555555555554444"))
+        large = await pay(client, amount=150_000)
+        split = await asyncio.gather(*(pay(client, amount=7200 + i, currency="EUR") for i in range(20)))
+        finals = await asyncio.gather(*(wait_final(client, x["id"]) for x in [mastercard, large, *split]))
+    by_id = {x["id"]: x for x in finals}
+    assert (by_id[mastercard["id"]]["processor"], by_id[large["id"]]["processor"]) == ("simulator_b", "simulator_b")
+    shares = Counter(by_id[x["id"]]["processor"] for x in split)
+    # A deterministic draw from each payment id: 20 payments all on one side would happen about twice in a million.
+    assert set(shares) == {"simulator", "simulator_b"}, shares
+    assert {x["status"] for x in finals} == {"succeeded"}
+    assert_charged_once_at(await p.all_records(), finals)
 
 
 async def test_pause_moves_new_payments_and_resume_brings_them_back(processors: Processors) -> None:
