@@ -234,7 +234,7 @@ async def test_routing_by_currency(processors: Processors) -> None:
 
 async def test_routing_by_card_brand_amount_and_a_split(processors: Processors) -> None:
     p = processors
-    rules = [
+    rules: list[dict[str, Any]] = [
         {"card_brand": "mastercard", "processors": ["simulator_b"]},
         {"amount_min": 100_000, "processors": ["simulator_b", "simulator"]},
         {"currency": "EUR", "processors": ["simulator", "simulator_b"], "split": {"simulator": 50, "simulator_b": 50}},
