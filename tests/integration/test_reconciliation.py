@@ -365,3 +365,40 @@ async def test_the_simulators_records_come_page_by_page(acquirer: Acquirer, merc
     now = datetime.now(UTC)
     records = await a.processor.list_records(now - timedelta(minutes=5), now + timedelta(minutes=5))
     assert sorted(r.processor_id or "" for r in records) == sorted(seen)
+
+
+async def test_records_far_apart_in_time_still_pair(acquirer: Acquirer, merchant: Any) -> None:
+    """Tender's and the processor's times of one charge can be hours apart: an attempt written at acceptance and
+    sent when the processor came back, or answered long after (3-D Secure). Neither is called missing."""
+    a = acquirer
+    day = today() - timedelta(days=1)
+    start = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
+    end = start + timedelta(days=1)
+    early, late = await paid(a, merchant), await paid(a, merchant)
+    early_attempt, late_attempt = await attempt_id(a, early["id"]), await attempt_id(a, late["id"])
+    async with a.container.db.connection() as conn:
+        # Written three days before the processor recorded it (at noon of the day reconciled).
+        await conn.execute(
+            "UPDATE payment_attempts SET created = %s WHERE id = %s", (start - timedelta(days=3), early_attempt)
+        )
+        # Written at noon of the day, answered 5 hours after it: the processor recorded it 4 hours after the day.
+        await conn.execute(
+            "UPDATE payment_attempts SET created = %s, finished = %s WHERE id = %s",
+            (start + timedelta(hours=12), end + timedelta(hours=5), late_attempt),
+        )
+    a.books(
+        "UPDATE authorizations SET created = ? WHERE reference = ?",
+        int((start + timedelta(hours=12)).timestamp()),
+        early_attempt,
+    )
+    a.books(
+        "UPDATE authorizations SET created = ? WHERE reference = ?",
+        int((end + timedelta(hours=4)).timestamp()),
+        late_attempt,
+    )
+    result = await a.reconcile(day)
+    assert result.report is not None
+    assert reconciliation.report_object(result.report) == {
+        "processor": a.name, "date": day.isoformat(), "matched": 2,
+        "missing_in_tender": [], "missing_at_processor": [], "mismatched": [],
+    }  # fmt: skip

@@ -90,6 +90,9 @@ class LedgerRecord:
     amount_captured: int = 0
     payment: str | None = None
     charge: str | None = None
+    # Tender's only: when the processor's answer was recorded (the attempt finished, the refund last changed);
+    # the processor's own record is no later than that.
+    answered: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

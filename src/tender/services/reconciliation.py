@@ -43,6 +43,7 @@ from tender.store.db import Database
 log = logging.getLogger(__name__)
 
 MARGIN = timedelta(hours=2)  # both sides are read this much beyond the day (domain/reconciliation.py)
+LATEST = timedelta(days=2)  # the processor's side is read at most this far past the day (see `run`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +72,14 @@ async def run(
         async with db.connection() as conn:
             await store.insert_run(conn, run_id, name, day, trigger)
     start, end = day_bounds(day, tz)
+    async with db.connection() as conn:
+        ours = await store.tender_records(conn, name, start - MARGIN, end + MARGIN)
+    # The processor may have made a charge of the day as late as Tender recorded its answer (a 3-D Secure or an
+    # APM approval, a processor down for a while): its records are read that far (at most LATEST after the day).
+    answered = [r.answered for r in ours if r.answered is not None and start <= r.created < end]
+    until = min(max([end, *answered]), end + LATEST) + MARGIN
     try:
-        theirs = await processor.list_records(start - MARGIN, end + MARGIN)
+        theirs = await processor.list_records(start - MARGIN, until)
     except Exception as exc:  # RecordsUnavailable, or a client's bug: the run fails and says so, never hangs
         detail = str(exc) if isinstance(exc, RecordsUnavailable) else type(exc).__name__
         error = f"the {name} processor's records could not be read: {detail}"
@@ -80,8 +87,18 @@ async def run(
             await store.fail(conn, run_id, error)
         log.warning("reconciliation %s of %s on %s failed: %s", run_id, name, day, error)
         return RunResult(run_id, None, error)
-    async with db.connection() as conn:
-        ours = await store.tender_records(conn, name, start - MARGIN, end + MARGIN)
+    # ... and a processor's record of the day that Tender wrote long before it (an attempt made at acceptance,
+    # sent only when the processor came back) is looked up by its ids, not taken for one Tender never made.
+    known: set[str | None] = {key for r in ours for key in (r.reference, r.processor_id) if key}
+    strays = [r for r in theirs if start <= r.created < end and not {r.reference, r.processor_id} & known]
+    if strays:
+        async with db.connection() as conn:
+            ours += await store.tender_records_named(
+                conn,
+                name,
+                [r.reference for r in strays if r.reference],
+                [r.processor_id for r in strays if r.processor_id],
+            )
     report = reconcile(name, day, (start, end), ours, theirs)
     async with db.transaction() as conn:
         await store.complete(conn, run_id, report)

@@ -3,6 +3,7 @@ runs (reconciliation_runs) with their figures."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -28,18 +29,44 @@ COLUMNS = (
 )
 
 
+_CHARGES = (
+    "SELECT a.id, a.processor_reference, a.status AS attempt_status, a.maybe_sent, a.created, a.finished,"
+    " p.id AS payment, p.amount, p.currency, p.status AS payment_status, p.amount_captured"
+    " FROM payment_attempts a JOIN payments p ON p.id = a.payment_id"
+    " WHERE a.operation = 'authorize' AND a.processor = %s AND "
+)
+_REFUNDS = (
+    "SELECT r.id, r.processor_reference, r.status, r.maybe_sent, r.created, r.updated, r.payment_id, r.amount,"
+    " r.currency FROM refunds r WHERE r.processor = %s AND "
+)
+
+
 async def tender_records(conn: Conn, processor: str, start: datetime, end: datetime) -> list[LedgerRecord]:
     """Tender's charges (authorize attempts, with what their payment became) and refunds at `processor` made in
     [start, end). An attempt that the processor never processed (`not_processed`: failed over) is left out."""
-    records: list[LedgerRecord] = []
-    cur = await conn.execute(
-        "SELECT a.id, a.processor_reference, a.status AS attempt_status, a.maybe_sent, a.created,"
-        " p.id AS payment, p.amount, p.currency, p.status AS payment_status, p.amount_captured"
-        " FROM payment_attempts a JOIN payments p ON p.id = a.payment_id"
-        " WHERE a.operation = 'authorize' AND a.processor = %s AND a.created >= %s AND a.created < %s",
-        (processor, start, end),
+    charges = await conn.execute(_CHARGES + "a.created >= %s AND a.created < %s", (processor, start, end))
+    refunds = await conn.execute(_REFUNDS + "r.created >= %s AND r.created < %s", (processor, start, end))
+    return _charges(await charges.fetchall()) + _refunds(await refunds.fetchall())
+
+
+async def tender_records_named(
+    conn: Conn, processor: str, references: Sequence[str], processor_ids: Sequence[str]
+) -> list[LedgerRecord]:
+    """Tender's charges and refunds at `processor` whose own id is one of `references` or whose processor id is one
+    of `processor_ids`, whenever they were made (a processor's record of the day that Tender made long before)."""
+    refs, ids = list(references), list(processor_ids)
+    charges = await conn.execute(
+        _CHARGES + "(a.id = ANY(%s) OR a.processor_reference = ANY(%s))", (processor, refs, ids)
     )
-    for row in await cur.fetchall():
+    refunds = await conn.execute(
+        _REFUNDS + "(r.id = ANY(%s) OR r.processor_reference = ANY(%s))", (processor, refs, ids)
+    )
+    return _charges(await charges.fetchall()) + _refunds(await refunds.fetchall())
+
+
+def _charges(rows: Sequence[Mapping[str, Any]]) -> list[LedgerRecord]:
+    records: list[LedgerRecord] = []
+    for row in rows:
         status = tender_charge_status(row["attempt_status"], row["payment_status"], maybe_sent=row["maybe_sent"])
         if status is None:
             continue
@@ -54,27 +81,27 @@ async def tender_records(conn: Conn, processor: str, start: datetime, end: datet
                 created=row["created"],
                 amount_captured=row["amount_captured"],
                 payment=row["payment"],
-            )
-        )
-    cur = await conn.execute(
-        "SELECT r.id, r.processor_reference, r.status, r.maybe_sent, r.created, r.payment_id, r.amount, r.currency"
-        " FROM refunds r WHERE r.processor = %s AND r.created >= %s AND r.created < %s",
-        (processor, start, end),
-    )
-    for row in await cur.fetchall():
-        records.append(
-            LedgerRecord(
-                kind=RecordKind.REFUND,
-                reference=row["id"],
-                processor_id=row["processor_reference"],
-                amount=row["amount"],
-                currency=row["currency"],
-                status=tender_refund_status(row["status"], maybe_sent=row["maybe_sent"]),
-                created=row["created"],
-                payment=row["payment_id"],
+                answered=row["finished"],
             )
         )
     return records
+
+
+def _refunds(rows: Sequence[Mapping[str, Any]]) -> list[LedgerRecord]:
+    return [
+        LedgerRecord(
+            kind=RecordKind.REFUND,
+            reference=row["id"],
+            processor_id=row["processor_reference"],
+            amount=row["amount"],
+            currency=row["currency"],
+            status=tender_refund_status(row["status"], maybe_sent=row["maybe_sent"]),
+            created=row["created"],
+            payment=row["payment_id"],
+            answered=row["updated"],
+        )
+        for row in rows
+    ]
 
 
 async def insert_run(conn: Conn, run_id: str, processor: str, day: date, trigger: RunTrigger) -> None:
