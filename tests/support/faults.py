@@ -54,6 +54,12 @@ WORKER_ENV = {
     # One merchant sends each decline card hundreds of times here: the card-testing limit (10 declines per card
     # and hour, tests/security/test_velocity_limits.py) would refuse most of them.
     "TENDER_VELOCITY_CARD_DECLINES": "0",
+    # The simulator here fails about a third of calls by design (SIMULATOR_FAULTS): with the breaker's defaults
+    # (5 failures in a row, or half the calls) its circuit would open again and again and hold the payments,
+    # which is not what these tests are about (tests/faults/test_processor_outage.py is). Only a processor
+    # failing nearly everything opens it here.
+    "TENDER_CIRCUIT_FAILURES": "50",
+    "TENDER_CIRCUIT_FAILURE_RATE": "0.9",
     "TENDER_WEBHOOK_TIMEOUT_SECONDS": "1",
     "TENDER_WEBHOOK_RETRY_BASE_SECONDS": "0.2",
     "TENDER_WEBHOOK_RETRY_CAP_SECONDS": "2",

@@ -92,7 +92,8 @@ class PaymentSchedule:
     action_lookup_seconds: float = 60.0
     action_lookup_cap_seconds: float = 900.0
     # A payment held because no processor of its route can take it (circuits open, paused) waits at most this
-    # long after its creation, then fails `processor_unavailable`; a pause (no half-open time) is polled.
+    # long after its creation, then fails `processor_unavailable`. It looks again when a circuit may half-open,
+    # and at least every `hold_poll_seconds` (a pause has no end time; a probe may close a circuit early).
     max_hold: timedelta = timedelta(seconds=600)
     hold_poll_seconds: float = 5.0
     # Waiting for the shopper this long, the payment is voided (canceled, failure_code `abandoned`).
@@ -362,7 +363,10 @@ class PaymentOperations:
         w.called = False
         if now >= deadline:
             return self._unavailable(w)
-        until = hold.until or now + timedelta(seconds=self._schedule.hold_poll_seconds)
+        # Never longer than a poll: the half-open time of a busy probe slot is when the slot frees, while the
+        # probe's answer (closing the circuit) usually comes within a second.
+        poll = now + timedelta(seconds=self._schedule.hold_poll_seconds)
+        until = min(hold.until or poll, poll)
         until = min(max(until, now + timedelta(seconds=0.5)), deadline)
         error = "held: no processor of its route can take it now (circuit open or paused)"
         w.attempt.last_error = error
