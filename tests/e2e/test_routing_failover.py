@@ -213,6 +213,27 @@ async def test_a_charge_whose_answer_is_lost_is_looked_up_never_failed_over(
     await healed(p, operator_shop, "simulator")
 
 
+async def test_a_route_with_no_other_processor_holds_the_payment_until_it_is_back(processors: Processors) -> None:
+    """Nothing to fail over to: the payment waits (it is never failed on a guess) and succeeds once it can."""
+    p = processors
+    first = p.simulators["simulator"]
+    shop = await routed_shop(p, "Single route shop", [{"processors": ["simulator"]}])
+    first.kill()
+    try:
+        async with merchant_client(p, shop) as client:
+            accepted = await asyncio.gather(*(pay(client, amount=8100 + i) for i in range(FAILURES_TO_OPEN + 1)))
+            await wait_for_state(p, "simulator", {"open"}, within=10)
+            waiting = [(await client.get(f"/v1/payments/{x['id']}")).json() for x in accepted]
+            assert {x["status"] for x in waiting} == {"processing"}, waiting
+            first.start()
+            payments = await asyncio.gather(*(wait_final(client, x["id"], within=45) for x in accepted))
+    finally:
+        if not first.running:
+            first.start()
+    assert {(x["status"], x["processor"]) for x in payments} == {("succeeded", "simulator")}
+    assert_charged_once_at(await p.all_records(), payments)
+
+
 async def test_routing_by_currency(processors: Processors) -> None:
     p = processors
     rules = [
@@ -304,3 +325,6 @@ async def test_processors_list_names_every_processor_with_its_circuit(processors
     assert {"simulator", "simulator_b", "stripe"} <= set(listed)
     assert all(x["status"] in {"closed", "open", "half_open"} for x in listed.values())
     assert unauthenticated.status_code == 401
+    async with processors.admin() as admin:
+        metrics = (await admin.get("/metrics")).text
+    assert 'tender_processor_circuit_state{processor="simulator_b"}' in metrics
