@@ -3,11 +3,14 @@
 
 Failover is safe only when the processor certainly charged nothing: a stopped processor (connection refused)
 and an explicit "not processed" (503) move a payment to the next processor; a charge whose answer is lost (a
-timeout, a cut connection) is looked up at the same processor and never sent to another. The simulators' own
-records are the judge: each payment charged once, at the processor it names.
+timeout, a cut connection) is looked up at the same processor and never sent to another; with no other
+processor in its route a payment waits for its own. Routing rules pick the route (currency, card brand, amount,
+a split); an open circuit or a pause skips a processor, and the operator sees it (GET /admin/v1/processors,
+operator events, /metrics). The simulators' own records are the judge: each payment charged once, at the
+processor it names.
 
-The circuits are shared by every test here (one stack): a test that opens one closes it again before it ends
-(`healed`), and a fixture checks every circuit is closed before each test.
+The circuits are shared by every test here (one stack): before each test a fixture turns the simulators' faults
+off and brings every circuit back to closed with no failure counted (`healed`: a forced payment is the probe).
 """
 
 from __future__ import annotations
