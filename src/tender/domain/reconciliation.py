@@ -5,13 +5,14 @@ decides what matches. Both sides are read as `LedgerRecord`s of two kinds, charg
 its amount, what became of it, how much was captured) and refunds, with a status in one shared vocabulary
 (`ChargeStatus`, `RefundStatus`), so the table of what agrees with what is one small function with a table test.
 
-Matching is by reference: Tender's attempt or refund id (the simulator keeps it as its reference; Stripe in the
-PaymentIntent's or Refund's metadata), else the processor's own id that Tender stored (processor_reference).
+Matching is by the processor's own id that Tender stored (processor_reference), else by Tender's attempt or refund
+id (the simulator keeps it as its reference; Stripe in the PaymentIntent's or Refund's metadata).
 
 Which day a record belongs to: each side is read over the business day (Settings.business_timezone, as
 settlement's days) widened by a margin at both ends, so a charge Tender wrote at 23:59:59.9 and the processor at
-00:00:00.1 still meet; a pair matches if either of its records falls in the day, and an unpaired record is
-reported only if it falls in the day itself (the day before or after reports it otherwise).
+00:00:00.1 still meet (services/reconciliation.py reads further where Tender's answers came later, and looks up
+older Tender records a processor's record names); a pair matches if either of its records falls in the day, and an
+unpaired record is reported only if it falls in the day itself (the day before or after reports it otherwise).
 
 Only what moved or may move money is ever "missing": a charge that is succeeded, authorized, pending or waiting
 for the shopper, a refund that is succeeded or pending. A decline, a void, a failed refund or a registration
