@@ -26,6 +26,8 @@ from tender.processors.simulator import SimulatorProcessor
 from tender.services import dead_letters, processor_health
 from tender.services.payment_operations import PaymentSchedule
 from tender.services.processor_health import CallOutcome, ProcessorHealth
+from tender.store import claims
+from tender.store.payments import PAYMENT_COLUMNS
 from tender.worker.pumps import PaymentPump, RefundPump
 from tests.support.payments import THREE_DS, drain, get, notification_for, pay
 from tests.support.refunds import drain_refunds, refund
@@ -119,8 +121,8 @@ async def route(container: Any, sim_urls: tuple[str, str]) -> AsyncIterator[Rout
     for url in sim_urls:
         async with httpx.AsyncClient(base_url=url) as sim:
             assert (await sim.post("/_sim/config", json=FAULTS_OFF)).status_code == 200
-    for p in processors.values():
-        await p.aclose()
+    for p in {*processors.values(), *everything.values()} - set(container.processors.values()):
+        await p.aclose()  # a test's stand-in for a or b too
 
 
 async def routed(api: Any, container: Any, merchant: Any, route: list[str], number: str = "4242424242424242") -> str:
@@ -388,3 +390,48 @@ async def test_the_refund_pump_tells_the_breaker_too(api: Any, container: Any, m
     [after] = await processor_health.statuses(container.db, route.health.policy, [route.b])
     assert after.calls_in_window == before.calls_in_window + 1  # the refund's one call, an answer
     assert after.consecutive_failures == 0
+
+
+async def test_a_call_cut_by_a_dying_worker_is_never_failed_over(
+    api: Any, container: Any, merchant: Any, route: Route
+) -> None:
+    """A worker claims the payment, writes the attempt (marked maybe sent) and dies with the call in flight.
+    Whatever the first processor says afterwards (here: nothing, it refuses connections), the payment is only
+    looked up there: the call may have charged, so it never goes to the second."""
+    payment_id = await routed(api, container, merchant, [route.a, route.b])
+    async with container.db.transaction() as conn:  # the dead worker's claim: committed, never written back
+        claim = await claims.claim_due(conn, "payments", columns=PAYMENT_COLUMNS, limit=1000, lease_seconds=30)
+        await route.pump.operations.prepare(conn, [r for r in claim.rows if r["id"] == payment_id])
+    [attempt] = await attempts(container, payment_id)
+    assert (attempt["status"], attempt["maybe_sent"]) == ("pending", True)
+    closed = f"http://127.0.0.1:{free_port()}"
+    route.processors[route.a] = SimulatorProcessor(closed, timeout=1.0, name=route.a)
+    async with container.db.connection() as conn:  # its lease runs out
+        await conn.execute("UPDATE payments SET next_run_at = now() WHERE id = %s", (payment_id,))
+    await drain(_pump(container, route.processors, None, max_tries=3))
+    p = await get(api, merchant, payment_id)
+    assert (p["status"], p["processor"]) == ("processing", route.a)
+    [attempt] = await attempts(container, payment_id)
+    assert (attempt["processor"], attempt["status"], attempt["maybe_sent"]) == (route.a, "pending", True)
+    assert await charges(route.b_url, payment_id) == []
+
+
+async def test_two_refusing_processors_take_turns_with_back_off_then_a_dead_letter(
+    api: Any, container: Any, merchant: Any, route: Route
+) -> None:
+    """Without a breaker, a route whose processors all refuse goes round with back-off and ends in a dead letter
+    (never spinning, never charging): a at once to b, b to a after a back-off, ..."""
+    for name in (route.a, route.b):
+        route.processors[name] = SimulatorProcessor(f"http://127.0.0.1:{free_port()}", timeout=1.0, name=name)
+    payment_id = await routed(api, container, merchant, [route.a, route.b])
+    await drain(_pump(container, route.processors, None, max_tries=4))
+    history = await attempts(container, payment_id)
+    assert [(h["processor"], h["status"]) for h in history] == [
+        (route.a, "not_processed"),
+        (route.b, "not_processed"),
+        (route.a, "not_processed"),
+        (route.b, "pending"),  # out of tries here: looked up by the janitor until an operator retries
+    ]
+    assert not any(h["maybe_sent"] for h in history)
+    letters, _ = await dead_letters.list_dead_letters(container.db, status="open", limit=100)
+    assert [d["processor"] for d in letters if d["object_id"] == payment_id] == [route.b]
