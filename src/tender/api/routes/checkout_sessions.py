@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 
 from tender.api import idempotent
 from tender.api.deps import ContainerDep, Merchant, StartingAfter, json_body, text_query
-from tender.api.openapi import IDEMPOTENT, JSON_BODY, MERCHANT_KEY, responses
+from tender.api.openapi import IDEMPOTENT, JSON_BODY, MERCHANT_KEY, body_schema, responses
 from tender.domain.models import CheckoutStatus
 from tender.errors import (
     CheckoutSessionBusy,
@@ -40,9 +40,7 @@ _NOT_FOUND = responses(NotFound)
             *JSON_BODY, DomainRuleViolated, DuplicateReference, CheckoutSessionBusy, ProcessorUnavailable, *IDEMPOTENT
         ),
     },
-    openapi_extra={
-        "requestBody": {"content": {"application/json": {"schema": checkout.SessionCreate.model_json_schema()}}}
-    },
+    openapi_extra={"requestBody": {"content": {"application/json": {"schema": body_schema(checkout.SessionCreate)}}}},
 )
 async def create_session(
     request: Request, merchant: Merchant, container: ContainerDep, idempotency_key: IdempotencyKey = None
