@@ -135,6 +135,15 @@ class Settings(BaseSettings):
     # A session due to expire while its payment is in progress is looked at again this much later.
     checkout_expiry_recheck_seconds: float = Field(default=60.0, gt=0)
 
+    # The dashboard (web/dashboard, services/dashboard_users.py): a session ends after this many minutes without
+    # a request, and at the latest this many hours after sign-in. Sign-in is refused (429) after this many
+    # failures per email, or per address, within the window.
+    dashboard_idle_minutes: float = Field(default=30.0, gt=0)
+    dashboard_session_hours: float = Field(default=12.0, gt=0)
+    dashboard_signin_window_minutes: float = Field(default=15.0, gt=0)
+    dashboard_signin_email_failures: int = Field(default=5, ge=1)
+    dashboard_signin_address_failures: int = Field(default=20, ge=1)
+
     @field_validator("simulator_url")
     @classmethod
     def _empty_is_off(cls, value: str | None) -> str | None:

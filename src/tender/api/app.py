@@ -36,7 +36,7 @@ from tender.api.routes import (
 )
 from tender.bootstrap import Container
 from tender.services.live import PaymentStatusHub
-from tender.web import pages
+from tender.web import dashboard, pages
 
 
 def create_app(container: Container) -> FastAPI:
@@ -90,6 +90,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(checkout_sessions.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
+    dashboard.install(app)
     app.include_router(events.router)
     app.include_router(webhook_endpoints.router)
     app.include_router(webhooks.router)

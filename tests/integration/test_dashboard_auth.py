@@ -1,0 +1,222 @@
+"""Dashboard sign-in over HTTP (the in-process app): sessions and their cookie, wrong passwords without user
+enumeration, the rate limit, CSRF, the idle timeout, sign-out, and operators with the admin key."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from tender.services.dashboard_users import create_user
+from tender.services.merchants import create_merchant
+from tests.support.dashboard_client import (
+    PASSWORD,
+    csrf_of,
+    dashboard_client,
+    new_user,
+    operator_sign_in,
+    sign_in,
+)
+
+pytestmark = pytest.mark.integration
+
+
+async def test_a_user_signs_in_and_sees_its_merchant_home(container: Any, merchant: Any) -> None:
+    email = await new_user(container, merchant.merchant.id)
+    async with dashboard_client(container) as client:
+        away = await client.get("/dashboard")
+        assert away.status_code == 303 and away.headers["location"].startswith("/dashboard/login?next=/dashboard")
+        r = await sign_in(client, email.upper())  # emails are case-insensitive
+        assert r.status_code == 303 and r.headers["location"] == "/dashboard"
+        home = await client.get("/dashboard")
+        assert home.status_code == 200
+        assert merchant.merchant.name in home.text and email in home.text
+        assert 'id="payments-per-day"' in home.text and "<table>" in home.text
+        assert "frame-ancestors 'none'" in home.headers["content-security-policy"]
+        assert home.headers["cache-control"] == "no-store"
+
+
+async def test_the_session_cookie_flags(container: Any, merchant: Any) -> None:
+    email = await new_user(container, merchant.merchant.id)
+    async with dashboard_client(container) as client:
+        r = await sign_in(client, email)
+        cookie = next(v for v in r.headers.get_list("set-cookie") if v.startswith("tender_session="))
+        flags = {part.strip().lower() for part in cookie.split(";")[1:]}
+        assert {"httponly", "samesite=strict", "path=/dashboard"} <= flags
+        assert "secure" not in flags  # plain http in this test
+    async with dashboard_client(container, https=True) as client:
+        r = await sign_in(client, email)
+        cookie = next(v for v in r.headers.get_list("set-cookie") if v.startswith("tender_session="))
+        assert "secure" in {part.strip().lower() for part in cookie.split(";")[1:]}
+
+
+async def test_the_database_keeps_only_a_hash_of_the_token(container: Any, merchant: Any) -> None:
+    email = await new_user(container, merchant.merchant.id)
+    async with dashboard_client(container) as client:
+        await sign_in(client, email)
+        token = client.cookies["tender_session"]
+    async with container.db.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id FROM dashboard_sessions WHERE id = %s", (hashlib.sha256(token.encode()).digest(),)
+        )
+        assert await cur.fetchone() is not None
+        cur = await conn.execute("SELECT count(*) AS n FROM dashboard_sessions WHERE id = %s", (token.encode(),))
+        assert (await cur.fetchone())["n"] == 0
+        cur = await conn.execute("SELECT password_hash FROM dashboard_users WHERE email = %s", (email,))
+        stored = (await cur.fetchone())["password_hash"]
+        assert stored.startswith("$argon2id$") and PASSWORD not in stored
+
+
+async def test_a_wrong_password_and_an_unknown_email_get_the_same_answer(container: Any, merchant: Any) -> None:
+    email = await new_user(container, merchant.merchant.id)
+    async with dashboard_client(container) as client:
+        wrong = await sign_in(client, email, "not the password")
+        unknown = await sign_in(client, "nobody-here@shop.example", "not the password")
+        assert wrong.status_code == unknown.status_code == 401
+        assert "The email or password is wrong." in wrong.text and "The email or password is wrong." in unknown.text
+        assert "tender_session" not in client.cookies
+        assert (await client.get("/dashboard")).status_code == 303
+
+
+async def test_sign_in_is_rate_limited_per_email(container: Any, merchant: Any) -> None:
+    email = await new_user(container, merchant.merchant.id)
+    limit = container.settings.dashboard_signin_email_failures
+    async with dashboard_client(container) as client:
+        for _ in range(limit):
+            assert (await sign_in(client, email, "guess-guess")).status_code == 401
+    async with dashboard_client(container) as other_address:
+        # The right password is refused now too, from anywhere: the email is locked for the window.
+        r = await sign_in(other_address, email)
+        assert r.status_code == 429, r.text
+        assert int(r.headers["retry-after"]) > 0 and "Too many failed sign-ins" in r.text
+        assert "tender_session" not in other_address.cookies
+
+
+async def test_sign_in_is_rate_limited_per_address(container: Any, merchant: Any) -> None:
+    email = await new_user(container, merchant.merchant.id)
+    limit = container.settings.dashboard_signin_address_failures
+    async with dashboard_client(container) as client:
+        for n in range(limit):
+            assert (await sign_in(client, f"guess-{n}@shop.example", "guess-guess")).status_code == 401
+        assert (await sign_in(client, email)).status_code == 429
+    async with dashboard_client(container) as elsewhere:
+        assert (await sign_in(elsewhere, email)).status_code == 303
+
+
+async def test_a_post_without_the_csrf_token_does_nothing(container: Any, merchant: Any) -> None:
+    email = await new_user(container, merchant.merchant.id)
+    async with dashboard_client(container) as client:
+        # The sign-in form's own token: a POST without it (another site's form) signs nobody in.
+        r = await client.post("/dashboard/login", data={"email": email, "password": PASSWORD})
+        assert r.status_code == 403 and "tender_session" not in client.cookies
+        await sign_in(client, email)
+        home = await client.get("/dashboard")
+        refused = await client.post("/dashboard/logout", data={"csrf_token": "forged"})
+        assert refused.status_code == 403
+        assert (await client.get("/dashboard")).status_code == 200  # still signed in
+        r = await client.post("/dashboard/logout", data={"csrf_token": csrf_of(home.text)})
+        assert r.status_code == 303
+
+
+async def test_sign_out_ends_the_session_for_good(container: Any, merchant: Any) -> None:
+    email = await new_user(container, merchant.merchant.id)
+    async with dashboard_client(container) as client:
+        await sign_in(client, email)
+        token = client.cookies["tender_session"]
+        home = await client.get("/dashboard")
+        r = await client.post("/dashboard/logout", data={"csrf_token": csrf_of(home.text)})
+        assert r.status_code == 303 and r.headers["location"] == "/dashboard/login"
+    async with dashboard_client(container) as replay:
+        replay.cookies.set("tender_session", token, domain="tender.test", path="/dashboard")
+        assert (await replay.get("/dashboard")).status_code == 303  # the old cookie is worth nothing
+
+
+async def test_an_idle_session_times_out(container: Any, merchant: Any) -> None:
+    email = await new_user(container, merchant.merchant.id)
+    async with dashboard_client(container) as client:
+        await sign_in(client, email)
+        assert (await client.get("/dashboard")).status_code == 200
+        token = client.cookies["tender_session"]
+        idle = container.settings.dashboard_idle_minutes
+        async with container.db.connection() as conn:
+            await conn.execute(
+                "UPDATE dashboard_sessions SET last_seen = now() - %s WHERE id = %s",
+                (timedelta(minutes=idle, seconds=1), hashlib.sha256(token.encode()).digest()),
+            )
+        r = await client.get("/dashboard")
+        assert r.status_code == 303 and r.headers["location"].startswith("/dashboard/login")
+
+
+async def test_sign_in_rotates_the_session(container: Any, merchant: Any) -> None:
+    """A session token the browser already carries (planted, or an earlier sign-in) is ended at sign-in and
+    replaced by a fresh one."""
+    email = await new_user(container, merchant.merchant.id)
+    async with dashboard_client(container) as first_browser:
+        await sign_in(first_browser, email)
+        first = first_browser.cookies["tender_session"]
+    async with dashboard_client(container) as client:
+        form = await client.get("/dashboard/login")
+        client.cookies.set("tender_session", first, domain="tender.test", path="/dashboard")
+        r = await client.post(
+            "/dashboard/login", data={"csrf_token": csrf_of(form.text), "email": email, "password": PASSWORD}
+        )
+        assert r.status_code == 303
+        second = client.cookies["tender_session"]
+        assert second != first
+        assert (await client.get("/dashboard")).status_code == 200
+    async with container.db.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*) AS n FROM dashboard_sessions WHERE id = %s", (hashlib.sha256(first.encode()).digest(),)
+        )
+        assert (await cur.fetchone())["n"] == 0
+
+
+async def test_operators_sign_in_with_the_admin_key(container: Any, merchant: Any) -> None:
+    admin_key = container.settings.admin_key.get_secret_value()
+    async with dashboard_client(container) as client:
+        assert (await operator_sign_in(client, "adm_wrong")).status_code == 401
+        r = await operator_sign_in(client, admin_key)
+        assert r.status_code == 303
+        home = await client.get("/dashboard")
+        assert home.status_code == 200 and "All merchants" in home.text and merchant.merchant.id in home.text
+        assert "/dashboard/operator/dead-letters" in home.text
+        chosen = await client.post(
+            "/dashboard/merchant", data={"csrf_token": csrf_of(home.text), "merchant": merchant.merchant.id}
+        )
+        assert chosen.status_code == 303
+        viewing = await client.get("/dashboard")
+        assert viewing.status_code == 200 and f"<h1>{merchant.merchant.name}</h1>" in viewing.text
+        missing = await client.post("/dashboard/merchant", data={"csrf_token": csrf_of(home.text), "merchant": "mer_x"})
+        assert missing.status_code == 404
+
+
+async def test_users_cannot_choose_a_merchant(container: Any, merchant: Any) -> None:
+    other = await create_merchant(container.db, "Someone else")
+    email = await new_user(container, merchant.merchant.id)
+    async with dashboard_client(container) as client:
+        await sign_in(client, email)
+        home = await client.get("/dashboard")
+        r = await client.post(
+            "/dashboard/merchant", data={"csrf_token": csrf_of(home.text), "merchant": other.merchant.id}
+        )
+        assert r.status_code == 404
+        home = await client.get("/dashboard")
+        assert other.merchant.name not in home.text and merchant.merchant.name in home.text
+
+
+async def test_create_user_refuses_a_taken_email_and_a_short_password(container: Any, merchant: Any) -> None:
+    from tender.errors import InvalidRequest, NotFound
+
+    email = await new_user(container, merchant.merchant.id)
+    with pytest.raises(InvalidRequest) as taken:
+        await create_user(container.db, merchant.merchant.id, email.upper(), PASSWORD)
+    assert taken.value.param == "email"
+    with pytest.raises(InvalidRequest) as short:
+        await create_user(container.db, merchant.merchant.id, "x-" + email, "short")
+    assert short.value.param == "password"
+    with pytest.raises(NotFound):
+        await create_user(container.db, "mer_nope", "y-" + email, PASSWORD)
+    made = await create_user(container.db, merchant.merchant.id, "z-" + email)
+    assert made.password is not None and len(made.password) >= 12
