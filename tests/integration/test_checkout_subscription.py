@@ -126,6 +126,7 @@ async def test_the_card_entered_starts_the_subscription(api: Any, container: Any
     assert done["status"] == "complete"
     payment = await get(api, merchant, f"/v1/payments/{payment_id}")
     assert (payment["status"], payment["amount"], payment["off_session"]) == ("succeeded", 1990, True)
+    assert payment["checkout_session"] == session["id"]  # the session's payment: counted, and completes it
     subscription = await get(api, merchant, f"/v1/subscriptions/{sub_id}")
     assert subscription["status"] == "active" and subscription["customer"] == started["customer"]
     methods = await get(api, merchant, f"/v1/customers/{started['customer']}/payment_methods")

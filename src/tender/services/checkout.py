@@ -483,8 +483,10 @@ async def _subscribe(
         await events.record(
             conn, [(s.merchant_id, "checkout.session.completed", s.id, session_object(s)) for s in done]
         )
-    elif guard is not None:
-        await guard.record(conn, payment.id, now)
+    else:
+        await store.adopt_payment(conn, session.id, payment.id)
+        if guard is not None:
+            await guard.record(conn, payment.id, now)
     return payment
 
 
@@ -509,12 +511,9 @@ async def _cancel_unstarted(conn: Conn, session: CheckoutSession) -> None:
 
 
 async def on_payment_changes(conn: Conn, changed: list[Payment]) -> None:
-    """A session whose payment just succeeded is complete, in the same transaction; a subscription session's
-    payment is its subscription's first invoice's (no checkout_session_id: found by the session's payment)."""
+    """A session whose payment just succeeded is complete, in the same transaction (a subscription session's
+    payment is its subscription's first invoice's, adopted by the session when it started)."""
     paid = [p.checkout_session_id for p in changed if p.checkout_session_id and p.status == PaymentStatus.SUCCEEDED]
-    first = [p.id for p in changed if p.invoice_id and p.status == PaymentStatus.SUCCEEDED]
-    if first:
-        paid += await store.by_payments(conn, first)
     if paid:
         done = await store.finish(conn, [s for s in paid if s], CheckoutStatus.COMPLETE)
         await events.record(

@@ -118,12 +118,10 @@ async def set_subscription(
     )
 
 
-async def by_payments(conn: Conn, payment_ids: Sequence[str]) -> list[str]:
-    """The open sessions whose current payment is one of these (a subscription's first invoice's payment)."""
-    cur = await conn.execute(
-        "SELECT id FROM checkout_sessions WHERE payment_id = ANY(%s) AND status = 'open'", (list(payment_ids),)
-    )
-    return [str(r["id"]) for r in await cur.fetchall()]
+async def adopt_payment(conn: Conn, session_id: str, payment_id: str) -> None:
+    """A payment made for the session elsewhere (a subscription's first invoice's) counts as the session's:
+    its attempts are counted, its success completes the session, and it shows `checkout_session`."""
+    await conn.execute("UPDATE payments SET checkout_session_id = %s WHERE id = %s", (session_id, payment_id))
 
 
 async def set_payment(conn: Conn, session_id: str, payment_id: str) -> None:
