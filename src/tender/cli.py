@@ -28,6 +28,8 @@ processor_app = typer.Typer(help="Processors: circuit breakers, pause and resume
 app.add_typer(processor_app, name="processor")
 demo_app = typer.Typer(help="Try Tender as a merchant would, against a running `tender up`.", no_args_is_help=True)
 app.add_typer(demo_app, name="demo")
+user_app = typer.Typer(help="Dashboard users (they sign in at /dashboard/login).", no_args_is_help=True)
+app.add_typer(user_app, name="user")
 app.command("simulator", help="Run the card-acquirer simulator service.")(simulator_command)
 
 log = logging.getLogger("tender")
@@ -759,6 +761,30 @@ def demo_subscription(
         money = format_amount(i["amount_due"], i["currency"])
         table.add_row(i["id"], period, money, i["status"], str(i["attempt_count"]), i["payment"])
     Console(width=140).print(table)
+
+
+@user_app.command("create")
+def user_create(
+    merchant: Annotated[str, typer.Option("--merchant", help="The merchant whose data the user sees")],
+    email: Annotated[str, typer.Option("--email", help="The user's email: the sign-in name")],
+    password: Annotated[
+        str | None,
+        typer.Option("--password", help="At least 10 characters; omitted: a random one is printed, once"),
+    ] = None,
+) -> None:
+    """Create a dashboard user of a merchant (exit 1 naming the field when refused: an unknown merchant, an email
+    already taken, a short password)."""
+    from tender.errors import TenderError
+    from tender.services import dashboard_users
+
+    try:
+        made = _run_with_database(lambda db: dashboard_users.create_user(db, merchant, email, password))
+    except TenderError as exc:
+        typer.echo(f"tender: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"user {made.user.id} ({made.user.email}) of merchant {made.user.merchant_id}")
+    if made.password is not None:
+        typer.echo(f"  one-time password: {made.password}  (shown once; it cannot be looked up later)")
 
 
 @app.command()

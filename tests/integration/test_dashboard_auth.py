@@ -220,3 +220,39 @@ async def test_create_user_refuses_a_taken_email_and_a_short_password(container:
         await create_user(container.db, "mer_nope", "y-" + email, PASSWORD)
     made = await create_user(container.db, merchant.merchant.id, "z-" + email)
     assert made.password is not None and len(made.password) >= 12
+
+
+async def test_tender_user_create_prints_a_password_that_signs_in(
+    container: Any, merchant: Any, tender_env: dict[str, str]
+) -> None:
+    import asyncio
+    import os
+    import re
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TENDER_")} | tender_env
+
+    def tender(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tender", "user", "create", *args],
+            env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    email = f"cli-{merchant.merchant.id[-6:].lower()}@shop.example"
+    made = await asyncio.to_thread(tender, "--merchant", merchant.merchant.id, "--email", email)
+    assert made.returncode == 0, made.stderr
+    password = re.search(r"one-time password: (\S+)", made.stdout)
+    assert password and f"of merchant {merchant.merchant.id}" in made.stdout
+    async with dashboard_client(container) as client:
+        assert (await sign_in(client, email, password.group(1))).status_code == 303
+    again = await asyncio.to_thread(
+        tender, "--merchant", merchant.merchant.id, "--email", email, "--password", "x" * 12
+    )
+    assert again.returncode == 1 and "email" in again.stderr
+    unknown = await asyncio.to_thread(tender, "--merchant", "mer_unknown", "--email", "b-" + email)
+    assert unknown.returncode == 1 and "merchant" in again.stderr + unknown.stderr
+    given = await asyncio.to_thread(
+        tender, "--merchant", merchant.merchant.id, "--email", "c-" + email, "--password", "chosen password 1"
+    )
+    assert given.returncode == 0 and "one-time password" not in given.stdout
