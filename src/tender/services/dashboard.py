@@ -25,12 +25,16 @@ from ulid import ULID
 
 from tender.domain.ids import BALANCE_TRANSACTION, MAX_ID_LENGTH
 from tender.domain.models import Payment
-from tender.domain.money import currency_exponent, format_amount
+from tender.domain.money import MAX_AMOUNT, currency_exponent, format_amount
 from tender.domain.money_models import Settlement
 from tender.domain.payments import PaymentStatus
+from tender.domain.recurring import Customer, Invoice, SavedPaymentMethod, Subscription
 from tender.errors import InvalidRequest, NotFound
+from tender.services import customers as customer_service
 from tender.services import events as event_service
 from tender.services import idempotency, merchants, payments, refunds
+from tender.services import payment_methods as payment_method_service
+from tender.services import subscriptions as subscription_service
 from tender.services import webhook_endpoints as endpoint_service
 from tender.services.objects import (
     delivery_object,
@@ -346,6 +350,8 @@ def parse_amount(text: str | None, currency: str, *, param: str = "amount") -> i
         raise InvalidRequest(f"{param}: at most {exponent} decimal places in this currency", param=param)
     if minor <= 0:
         raise InvalidRequest(f"{param}: must be greater than 0", param=param)
+    if minor > MAX_AMOUNT:
+        raise InvalidRequest(f"{param}: too large", param=param)
     return int(minor)
 
 
@@ -448,3 +454,34 @@ async def roll_keys(db: Database, vault: Vault, merchant_id: str, *, key: str) -
 
     path = f"/admin/v1/merchants/{merchant_id}/roll_keys"
     return await _act(db, vault, merchant_id, key, path, {}, change, status_code=200, sealed=True)
+
+
+# -- customers ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerView:
+    customer: Customer
+    payment_methods: list[SavedPaymentMethod]
+    subscriptions: list[Subscription]
+    invoices: list[Invoice]
+    payments: list[Payment]
+
+
+async def customer_view(db: Database, merchant_id: str, customer_id: str) -> CustomerView:
+    """A customer with its saved cards, subscriptions, latest invoices and payments (NotFound: not the
+    merchant's, or deleted)."""
+    if len(customer_id) > MAX_ID_LENGTH:
+        raise NotFound("No such customer.", param="id")
+    customer = await customer_service.retrieve(db, merchant_id, customer_id)
+    methods = await payment_method_service.list_for_customer(
+        db, merchant_id, customer_id, limit=100, starting_after=None
+    )
+    subs = await subscription_service.list_(
+        db, merchant_id, limit=100, starting_after=None, customer=customer_id, status=None
+    )
+    invoices = await subscription_service.list_invoices(
+        db, merchant_id, limit=PAGE_SIZE, starting_after=None, subscription=None, customer=customer_id, status=None
+    )
+    paid = await search_payments(db, merchant_id, PaymentSearch(text=customer_id), starting_after=None)
+    return CustomerView(customer, methods.rows, subs.rows, invoices.rows, paid.rows)
