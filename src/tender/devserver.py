@@ -33,7 +33,7 @@ import httpx
 from tender import keyfiles
 from tender.config import Settings
 from tender.runtime import resolve_database
-from tender.services import merchants
+from tender.services import dashboard_users, merchants
 from tender.store import migrate
 from tender.store.db import Database
 from tender.vault import load_or_create_key_file
@@ -77,6 +77,70 @@ def _demo_keys(url: str, keys_file: Path) -> dict[str, Any]:
     with os.fdopen(fd, "w") as f:
         json.dump(created, f, indent=2)
     return created
+
+
+async def _create_demo_user(url: str, merchant_id: str) -> dict[str, Any]:
+    db = Database(url, min_size=1, max_size=1)
+    await db.open()
+    try:
+        # One email per demo merchant: a new demo merchant (its keys were rolled) gets a user of its own.
+        made = await dashboard_users.create_user(db, merchant_id, f"demo-{merchant_id[-6:].lower()}@example.com")
+    finally:
+        await db.close()
+    assert made.password is not None
+    return {"merchant_id": merchant_id, "email": made.user.email, "password": made.password}
+
+
+def _demo_user(url: str, demo: dict[str, Any], user_file: Path) -> dict[str, Any]:
+    """The demo merchant's dashboard user, made once per data folder; its password is kept there (mode 0600),
+    like the demo keys, so every `tender up` can print it (the database has only its Argon2 hash)."""
+    saved: dict[str, Any] | None = json.loads(user_file.read_text()) if user_file.exists() else None
+    if saved is not None and saved.get("merchant_id") == demo["id"]:
+        return saved
+    created = asyncio.run(_create_demo_user(url, demo["id"]))
+    fd = os.open(user_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(created, f, indent=2)
+    return created
+
+
+# A few payments for the dashboard to show: successes in two currencies, declines, one to capture later.
+_DEMO_PAYMENTS = (
+    ("4242424242424242", 2500, "BRL", True),
+    ("4242424242424242", 12990, "BRL", True),
+    ("5555555555554444", 4900, "USD", True),
+    ("4000056655665556", 1999, "USD", True),
+    ("4000000000000002", 7500, "BRL", True),
+    ("4000000000009995", 3200, "USD", True),
+    ("4242424242424242", 8800, "BRL", False),
+)
+
+
+def _demo_payments(api_url: str, secret_key: str) -> int:
+    """Make the demo payments through the API, over HTTP as a merchant would, unless the demo merchant already
+    has a payment today (a restart the same day adds none). Returns how many were accepted."""
+    headers = {"Authorization": f"Bearer {secret_key}"}
+    try:
+        latest = httpx.get(f"{api_url}/v1/payments?limit=1", headers=headers, timeout=10).json().get("data") or []
+        if latest and str(latest[0]["created"])[:10] == time.strftime("%Y-%m-%d", time.gmtime()):
+            return 0  # ISO 8601 UTC: the same day
+        made = 0
+        for n, (number, amount, currency, capture) in enumerate(_DEMO_PAYMENTS):
+            card = {"number": number, "exp_month": 10, "exp_year": 2030, "cvc": "123", "holder_name": "Demo Shopper"}
+            body = {
+                "amount": amount,
+                "currency": currency,
+                "capture": capture,
+                "description": f"Demo order {n + 1}",
+                "payment_method": {"type": "card", "card": card},
+            }
+            r = httpx.post(f"{api_url}/v1/payments", headers={**headers, "Idempotency-Key": secrets.token_hex(16)},
+                           json=body, timeout=10)  # fmt: skip
+            made += r.status_code == 202
+        return made
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:  # a demo nicety: never stops `tender up`
+        log.warning("demo payments not made: %s", type(exc).__name__)
+        return 0
 
 
 def _wait_healthy(
@@ -266,6 +330,7 @@ def run_all(
         configured_secret.get_secret_value() if configured_secret else None, data_dir
     )
     demo = _demo_keys(db.url, data_dir / "demo-merchant.json")
+    demo_user = _demo_user(db.url, demo, data_dir / "demo-user.json")
     local_stripe = LocalStripe(choose_simulator_port(settings.port, None, offset=2)) if stripe else None
 
     api_url = f"http://{settings.host}:{settings.port}"
@@ -335,7 +400,8 @@ def run_all(
         if not ready:
             print("tender: a component failed to start; see the log above", file=sys.stderr)
             return 1
-        _banner(api_url, simulator_url, admin_key, demo, local_stripe)
+        _demo_payments(api_url, demo["secret_key"])
+        _banner(api_url, simulator_url, admin_key, demo, local_stripe, demo_user)
         code = supervise(children, lambda: stopping)
         if code == 0:
             print("\ntender: stopping...", file=sys.stderr)
@@ -345,7 +411,12 @@ def run_all(
 
 
 def _banner(
-    api_url: str, simulator_url: str, admin_key: str, demo: dict[str, Any], local_stripe: LocalStripe | None = None
+    api_url: str,
+    simulator_url: str,
+    admin_key: str,
+    demo: dict[str, Any],
+    local_stripe: LocalStripe | None = None,
+    demo_user: dict[str, Any] | None = None,
 ) -> None:
     body = (
         '{"amount": 2500, "currency": "BRL", "payment_method": {"type": "card", "card": '
@@ -363,6 +434,15 @@ Stripe (localstripe, an emulator)  {local_stripe.url}
   curl -i -X POST {api_url}/v1/payments -H "Authorization: Bearer {demo["secret_key"]}" \\
        -H "Idempotency-Key: $(date +%s%N)" -H "Prefer: wait=10" -d '{stripe_body}'
 """
+    dashboard_lines = (
+        f"""
+Dashboard     {api_url}/dashboard
+  sign in as  {demo_user["email"]}  password  {demo_user["password"]}
+  operators sign in there with the admin key
+"""
+        if demo_user
+        else ""
+    )
     print(
         f"""
 Tender is running (Ctrl-C stops everything)
@@ -373,7 +453,7 @@ Tender is running (Ctrl-C stops everything)
 Demo merchant {demo["name"]} ({demo["id"]})
   secret key       {demo["secret_key"]}
   publishable key  {demo["publishable_key"]}
-
+{dashboard_lines}
 Try it:
   curl -i -X POST {api_url}/v1/payments -H "Authorization: Bearer {demo["secret_key"]}" \\
        -H "Idempotency-Key: $(date +%s%N)" -d '{body}'
