@@ -356,10 +356,16 @@ async def test_an_instance_notifies_on_its_own_webhook(api: Any, container: Any,
     reference = await attempt_id(container, payment_id, route.b)
     body, headers = await notification_for(route.b_url, reference, status="approved")
     assert (await api.post("/webhooks/nosuchsim", content=body, headers=headers)).status_code == 404
+    container.processors[route.a] = route.processors[route.a]
     container.processors[route.b] = route.processors[route.b]
     try:
+        # Signed alike, but a's webhook cannot speak for an attempt that went to b.
+        wrong = await api.post(f"/webhooks/{route.a}", content=body, headers=headers)
+        assert (wrong.status_code, wrong.json()["outcome"]) == (200, "wrong_processor")
+        assert (await get(api, merchant, payment_id))["status"] == "requires_action"
         r = await api.post(f"/webhooks/{route.b}", content=body, headers=headers)
     finally:
+        del container.processors[route.a]
         del container.processors[route.b]
     assert r.status_code == 200, r.text
     assert r.json()["outcome"] == "applied"

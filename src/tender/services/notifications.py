@@ -50,16 +50,23 @@ async def receive(
             conn, name, notification.event_id, notification.type, notification.payload
         ):
             return "duplicate"
-        outcome = await _apply(conn, notification.reference, notification.result, business_tz, action_lookup)
+        outcome = await _apply(conn, name, notification.reference, notification.result, business_tz, action_lookup)
         await processor_events.set_outcome(conn, name, notification.event_id, outcome)
     log.info("%s notification %s: %s", name, notification.event_id, outcome)
     return outcome
 
 
 async def _apply(
-    conn: Conn, reference: str, result: ProcessorResult, business_tz: tzinfo, action_lookup: timedelta
+    conn: Conn, name: str, reference: str, result: ProcessorResult, business_tz: tzinfo, action_lookup: timedelta
 ) -> str:
     attempt = await attempt_store.find(conn, reference)
     if attempt is None:
         return "unknown_reference"
+    if attempt.processor != name:
+        # Only the processor an attempt went to may speak for it: simulator instances share one signing secret,
+        # and a payment that failed over has an attempt at each processor of its route.
+        log.warning(
+            "%s notification about attempt %s, which went to %s: not applied", name, reference, attempt.processor
+        )
+        return "wrong_processor"
     return await payment_transitions.apply_answer(conn, attempt, result, tz=business_tz, action_lookup=action_lookup)
