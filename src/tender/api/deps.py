@@ -33,7 +33,7 @@ def text_query(description: str, max_length: int = MAX_ID_LENGTH) -> Any:
 StartingAfter = Annotated[str | None, text_query("The last id of the previous page")]
 
 
-def prefer_wait(
+async def prefer_wait(  # async: a plain def would run in the thread pool
     request: Request,
     # Declared for the OpenAPI document; parsed from every Prefer header the request carries.
     _prefer: Annotated[str | None, Header(alias="Prefer", description=prefer.PREFER_DESCRIPTION)] = None,
