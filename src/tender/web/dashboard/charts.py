@@ -43,19 +43,20 @@ class Chart:
 
     @property
     def rows(self) -> list[tuple[str, list[str]]]:
-        """The chart's numbers, one row per label, one column per series."""
-        return [(label, [self.fmt(s.values[i]) for s in self.series]) for i, label in enumerate(self.labels)]
+        """The chart's numbers, one row per label, one column per series; the last label first (the newest
+        day is what one looks for, and it is at the top of the table's scroll box)."""
+        rows = [(label, [self.fmt(s.values[i]) for s in self.series]) for i, label in enumerate(self.labels)]
+        return rows[::-1]
 
 
-def _nice_max(value: int) -> int:
-    """A round axis maximum at or above `value` (1, 2, 2.5 or 5 times a power of ten)."""
-    if value <= 0:
-        return 1
+def _axis_top(value: int, ticks: int = 4) -> int:
+    """The axis maximum: `ticks` equal steps of a round size (1, 2 or 5 times a power of ten, at least 1), the
+    smallest whose top reaches `value`; so every gridline's label is exact."""
     step = 1
     while True:
         for m in (1, 2, 5):
-            if m * step >= value:
-                return m * step
+            if m * step * ticks >= value:
+                return m * step * ticks
         step *= 10
 
 
@@ -69,7 +70,7 @@ def _frame(
         f'<title id="{chart_id}-title">{escape(title)}</title>',
         f'<desc id="{chart_id}-desc">{escape(description)}</desc>',
     ]
-    for i in range(5):  # gridlines and y-axis labels at 0, 1/4, ..., top
+    for i in range(5):  # gridlines and y-axis labels at 0, 1/4, ..., top (exact: top is 4 round steps)
         value = top * i // 4
         y = TOP + plot_h - plot_h * i / 4
         out.append(
@@ -147,13 +148,15 @@ def bar_chart(
     labels: Sequence[str],
     series: Sequence[Series],
     fmt: Callable[[int], str] = str,
+    axis_fmt: Callable[[int], str] | None = None,
 ) -> Chart:
-    """Grouped bars: one group per label, one bar per series."""
-    top = _nice_max(max((v for s in series for v in s.values), default=0))
+    """Grouped bars: one group per label, one bar per series. `fmt` writes a value in the table and tooltips,
+    `axis_fmt` (default `fmt`) on the y axis, where space is short."""
+    top = _axis_top(max((v for s in series for v in s.values), default=0))
     plot_h = HEIGHT - TOP - BOTTOM
     slot = (WIDTH - LEFT - RIGHT) / max(len(labels), 1)
     bar_w = slot * 0.8 / max(len(series), 1)
-    out = _frame(chart_id, title, description, top, fmt, labels)
+    out = _frame(chart_id, title, description, top, axis_fmt or fmt, labels)
     out.insert(3, _patterns(chart_id, len(series)))
     for k, s in enumerate(series):
         colour = COLOURS[k % len(COLOURS)]
@@ -178,12 +181,14 @@ def line_chart(
     labels: Sequence[str],
     series: Sequence[Series],
     fmt: Callable[[int], str] = str,
+    axis_fmt: Callable[[int], str] | None = None,
 ) -> Chart:
-    """One line per series, a marker at each point (its shape tells the series apart)."""
-    top = _nice_max(max((v for s in series for v in s.values), default=0))
+    """One line per series, a marker at each point (its shape tells the series apart). `fmt` and `axis_fmt` as
+    for bar_chart."""
+    top = _axis_top(max((v for s in series for v in s.values), default=0))
     plot_h = HEIGHT - TOP - BOTTOM
     slot = (WIDTH - LEFT - RIGHT) / max(len(labels), 1)
-    out = _frame(chart_id, title, description, top, fmt, labels)
+    out = _frame(chart_id, title, description, top, axis_fmt or fmt, labels)
     for k, s in enumerate(series):
         colour = COLOURS[k % len(COLOURS)]
         points = [(LEFT + slot * (i + 0.5), TOP + plot_h - plot_h * v / top) for i, v in enumerate(s.values)]

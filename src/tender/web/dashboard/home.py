@@ -47,6 +47,7 @@ def activity_charts(activity: Activity) -> list[charts.Chart]:
                 labels,
                 [charts.Series(f"Volume {currency}", values)],
                 fmt=lambda v, c=currency: money(v, c),  # type: ignore[misc]
+                axis_fmt=lambda v, c=currency: money(v, c).split(" ")[0],  # type: ignore[misc]
             )
         )
     return made
