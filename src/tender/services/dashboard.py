@@ -274,26 +274,64 @@ def history_series(
     return series
 
 
-async def balance_history(db: Database, merchant_id: str, *, days: int, tz: tzinfo, today: date) -> BalanceHistory:
+# Days that ended this long ago are closed: no entry can still be committed with a time in them (an entry's
+# `created` is its transaction's start, and no money-moving transaction lasts this long).
+CLOSED_AFTER = timedelta(minutes=15)
+_MAX_CACHED = 1024
+# The ledger is append-only and entries carry their creation time, so a closed day's movements never change:
+# they are read once per merchant, window and day (per process), and only the open days' entries after that.
+_closed_days: dict[tuple[str, str, datetime, datetime], list[queries.BalanceMovement]] = {}
+
+
+def _entry_floor(moment: datetime) -> str:
+    return f"{BALANCE_TRANSACTION}_{_ulid_floor(moment)}"
+
+
+async def _movements(
+    conn: Conn, merchant_id: str, tz: tzinfo, since: datetime, until: datetime | None
+) -> list[queries.BalanceMovement]:
+    # Ids bound the entries' index scan, a little wider than the times (ids and `created` differ by the
+    # transaction's age); the times decide.
+    return await queries.balance_movements(
+        conn,
+        merchant_id,
+        since=since,
+        until=until,
+        since_id=_entry_floor(since - CLOSED_AFTER),
+        until_id=_entry_floor(until + CLOSED_AFTER) if until is not None else None,
+        time_zone=str(tz),
+    )
+
+
+async def balance_history(
+    db: Database, merchant_id: str, *, days: int, tz: tzinfo, today: date, now: datetime | None = None
+) -> BalanceHistory:
+    """End-of-day pending and available per currency over `days` days up to `today`."""
     if days not in CHART_WINDOWS:
         raise InvalidRequest("days: must be one of " + ", ".join(map(str, CHART_WINDOWS)), param="days")
     first_day = today - timedelta(days=days - 1)
     since = datetime.combine(first_day + timedelta(days=1), time(), tz)  # the first day's close is walked back to
+    moment = now or datetime.now(tz)
+    closed_until = datetime.combine((moment - CLOSED_AFTER).astimezone(tz).date(), time(), tz)
     async with db.connection() as conn, conn.transaction():
         await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        now = await queries.balance_now(conn, merchant_id)
-        movements = await queries.balance_movements(
-            conn,
-            merchant_id,
-            since=since,
-            since_id=f"{BALANCE_TRANSACTION}_{_ulid_floor(since - timedelta(minutes=5))}",
-            time_zone=str(tz),
-        )
+        balances = await queries.balance_now(conn, merchant_id)
+        movements: list[queries.BalanceMovement] = []
+        if closed_until > since:
+            key = (merchant_id, str(tz), since, closed_until)
+            closed = _closed_days.get(key)
+            if closed is None:
+                closed = await _movements(conn, merchant_id, tz, since, closed_until)
+                if len(_closed_days) >= _MAX_CACHED:
+                    _closed_days.clear()
+                _closed_days[key] = closed
+            movements += closed
+        movements += await _movements(conn, merchant_id, tz, max(since, closed_until), None)
     totals: dict[str, tuple[int, int]] = {}
-    for a in now:
+    for a in balances:
         pending, available = totals.get(a.currency, (0, 0))
         totals[a.currency] = (a.amount, available) if a.kind == "merchant_pending" else (pending, a.amount)
-    return BalanceHistory(days, totals, history_series(now, movements, first_day, today))
+    return BalanceHistory(days, totals, history_series(balances, movements, first_day, today))
 
 
 async def payables_by_due_date(db: Database, merchant_id: str) -> list[DueDay]:

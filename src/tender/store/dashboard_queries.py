@@ -180,12 +180,14 @@ async def payment_history(conn: Conn, merchant_id: str, payment_id: str) -> Paym
         " WHERE payment_id = %s AND merchant_id = %s ORDER BY id",
         (payment_id, merchant_id),
     )
+    # The capture's payable and the refunds': each condition is one of the partial unique indexes' own.
     payables = await fetch_all(
         conn,
         PayableRow,
         "SELECT id, type, status, amount, fee, net, currency, payment_date, settlement_id, created FROM payables"
-        " WHERE payment_id = %s AND merchant_id = %s ORDER BY id",
-        (payment_id, merchant_id),
+        " WHERE ((type = 'payment' AND payment_id = %s) OR (type = 'refund' AND refund_id = ANY(%s)))"
+        " AND merchant_id = %s ORDER BY id",
+        (payment_id, [r.id for r in refunds], merchant_id),
     )
     objects = [payment_id, *(r.id for r in refunds), *(p.id for p in payables)]
     events = await fetch_all(
@@ -238,21 +240,38 @@ async def balance_now(conn: Conn, merchant_id: str) -> list[AccountNow]:
 
 
 async def balance_movements(
-    conn: Conn, merchant_id: str, *, since: datetime, since_id: str, time_zone: str
+    conn: Conn,
+    merchant_id: str,
+    *,
+    since: datetime,
+    until: datetime | None,
+    since_id: str,
+    until_id: str | None,
+    time_zone: str,
 ) -> list[BalanceMovement]:
-    """Per business day (in `time_zone`) from `since`, how each of the merchant's two balances moved. The
-    entries are found by the merchant's id index from `since_id` (the smallest entry id of that moment, ids
-    sorting by creation time), so only the window's entries are read, never the merchant's whole journal."""
+    """Per business day (in `time_zone`), how each of the merchant's two balances moved through the entries
+    created in [since, until). The entries are found first, by the merchant's id index between `since_id` and
+    `until_id` (ids sort by creation time: bounds a little wider than the times), and only then their lines,
+    by primary key: the merchant's whole journal is never read."""
     return await fetch_all(
         conn,
         BalanceMovement,
-        "SELECT (e.created AT TIME ZONE %(tz)s)::date AS day, a.kind, a.currency, -sum(l.amount)::bigint AS delta"
-        " FROM journal_entries e JOIN journal_lines l ON l.entry_id = e.id"
-        " JOIN ledger_accounts a ON a.id = l.account_id"
-        " WHERE e.merchant_id = %(merchant)s AND e.id >= %(since_id)s AND e.created >= %(since)s"
-        " AND a.owner = %(merchant)s AND a.kind IN ('merchant_pending', 'merchant_available')"
+        "WITH e AS MATERIALIZED (SELECT id, created FROM journal_entries WHERE merchant_id = %(merchant)s"
+        "   AND id >= %(since_id)s AND (%(until_id)s::text IS NULL OR id < %(until_id)s)"
+        "   AND created >= %(since)s AND (%(until)s::timestamptz IS NULL OR created < %(until)s)),"
+        " a AS MATERIALIZED (SELECT id, kind, currency FROM ledger_accounts WHERE owner = %(merchant)s"
+        "   AND kind IN ('merchant_pending', 'merchant_available'))"
+        " SELECT (e.created AT TIME ZONE %(tz)s)::date AS day, a.kind, a.currency, -sum(l.amount)::bigint AS delta"
+        " FROM e JOIN journal_lines l ON l.entry_id = e.id JOIN a ON a.id = l.account_id"
         " GROUP BY 1, 2, 3 ORDER BY 1",
-        {"tz": time_zone, "merchant": merchant_id, "since_id": since_id, "since": since},
+        {
+            "tz": time_zone,
+            "merchant": merchant_id,
+            "since_id": since_id,
+            "until_id": until_id,
+            "since": since,
+            "until": until,
+        },
     )
 
 
