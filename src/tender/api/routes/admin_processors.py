@@ -41,11 +41,12 @@ async def list_processors(container: ContainerDep) -> Response:
 async def _set_paused(
     container: ContainerDep, name: str, request: Request, idempotency_key: str | None, *, paused: bool
 ) -> Response:
+    # The body first, as on every route: bad input is a 400 naming its field, whatever the path names.
+    payload = await json_body(request)
+    body = parse(health.PauseRequest, payload) if paused else parse(health.ResumeRequest, payload)
     if len(name) > _NAME_LENGTH:
         raise NotFound("No such processor: it is unknown or not configured on this Tender", param="name")
     health.check_on(container.processors, name)
-    payload = await json_body(request)
-    body = parse(health.PauseRequest, payload) if paused else parse(health.ResumeRequest, payload)
     reason = body.reason if isinstance(body, health.PauseRequest) else None
 
     async def change(conn: Conn) -> dict[str, Any]:
