@@ -77,6 +77,8 @@ async def test_sign_in_and_see_the_charts(
     api: Any, container: Any, tender_url: str, page: Page, dash_shots: Shots
 ) -> None:
     shop, email = await shop_with_history(api, container)
+    refused: list[str] = []  # a CSP refusal (an inline script or style, htmx's included) shows on the console
+    page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
     await page.goto(f"{tender_url}/dashboard")
     await expect(page).to_have_url(re.compile(r"/dashboard/login\?next=/dashboard$"))
     await expect(page.get_by_role("heading", name="Sign in to Tender")).to_be_visible()
@@ -104,6 +106,8 @@ async def test_sign_in_and_see_the_charts(
     await page.get_by_role("img", name="Payments per day").scroll_into_view_if_needed()
     await page.screenshot(path=dash_shots.folder / "home-full.png", full_page=True)  # the README's picture
     await dash_shots.shot(page, "home with charts")
+    assert await page.evaluate("typeof htmx") == "object"  # the vendored htmx loaded under the CSP
+    assert refused == [], refused
 
 
 async def test_keyboard_only(api: Any, container: Any, tender_url: str, page: Page, dash_shots: Shots) -> None:
