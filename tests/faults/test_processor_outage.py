@@ -48,7 +48,7 @@ from tests.support.processors import BreakerSampler, Processors, create_merchant
 pytestmark = [pytest.mark.e2e]
 
 SEED = 20_261_207
-PAYMENTS = int(os.environ.get("TENDER_OUTAGE_PAYMENTS", "400"))
+PAYMENTS = int(os.environ.get("TENDER_OUTAGE_PAYMENTS", "300"))
 RATE_PER_SECOND = 40.0  # a steady pace, so the outage falls mid-load with payments before, during and after it
 CLIENTS = 20
 KILL_AFTER_SECONDS = 3.0
