@@ -37,16 +37,19 @@ _DAYS = """
            count(*) FILTER (WHERE status = 'failed') AS failed,
            coalesce(sum(amount_captured) FILTER (WHERE status = 'succeeded'), 0)::bigint AS volume
     FROM payments
-    WHERE {scope} id >= %(floor)s AND created >= %(since)s
+    WHERE {scope} id >= %(floor)s AND created >= %(since)s AND created < %(until)s
     GROUP BY 1, 2
     ORDER BY 1, 2
 """
 
 
-async def payments_per_day(conn: Conn, merchant_id: str | None, since: datetime, tz: str) -> list[DayRow]:
-    """Per business day (in `tz`) and currency since `since`: one merchant's, or every merchant's (None)."""
+async def payments_per_day(
+    conn: Conn, merchant_id: str | None, since: datetime, until: datetime, tz: str
+) -> list[DayRow]:
+    """Per business day (in `tz`) and currency of the payments created in [since, until): one merchant's, or
+    every merchant's (None)."""
     scope = "merchant_id = %(merchant)s AND" if merchant_id is not None else ""
-    params = {"merchant": merchant_id, "since": since, "floor": id_floor("pay", since), "tz": tz}
+    params = {"merchant": merchant_id, "since": since, "until": until, "floor": id_floor("pay", since), "tz": tz}
     return await fetch_all(conn, DayRow, _DAYS.format(scope=scope), params)
 
 

@@ -65,7 +65,7 @@ async def home(request: Request, viewer: ViewerDep, container: ContainerDep) -> 
     assert viewer.merchant_id is not None
     merchant_home = await dashboard_home.merchant_home(container.db, viewer.merchant_id, tz)
     # An operator viewing one merchant can switch to another (or back to the totals) from here.
-    merchants = (await dashboard_home.operator_home(container.db, tz)).merchants if viewer.operator else []
+    merchants = await dashboard_home.merchant_choices(container.db) if viewer.operator else []
     return render(
         request, "dashboard/home.html", viewer, title="Home", home=merchant_home,
         charts=activity_charts(merchant_home.activity), merchants=merchants,
