@@ -475,3 +475,49 @@ def test_the_search_box_tells_ids_references_last4_and_emails_apart() -> None:
     with pytest.raises(InvalidRequest) as raised:
         dashboard.parse_search(None, None, "2026-02-01", "2026-01-01", tz)
     assert getattr(raised.value, "param", None) == "to"
+
+
+# -- customers and subscriptions; operators --------------------------------------------------------------
+
+
+async def test_a_customer_with_its_card_subscription_and_invoice(
+    api: Any, container: Any, shops: tuple[Shop, Shop]
+) -> None:
+    from tests.support.subscriptions import customer, subscribe
+
+    a, b = shops
+    cus = await customer(api, a.merchant)
+    sub = await subscribe(api, a.merchant, cus, amount=1990)
+    await drain(authorizer(container))
+    page = await a.client.get(f"/dashboard/customers/{cus}")
+    assert page.status_code == 200
+    for shown in (sub["id"], "19.90 BRL every month", "visa ···· 4242", "(default)", sub["latest_invoice"], "paid"):
+        assert shown in page.text, shown
+    listed = await a.client.get("/dashboard/subscriptions?status=active")
+    assert sub["id"] in listed.text and cus in listed.text
+    assert (await a.client.get("/dashboard/subscriptions?status=canceled")).text.count(sub["id"]) == 0
+    bad = await a.client.get("/dashboard/subscriptions?status=sleeping")
+    assert bad.status_code == 400 and "param <code>status</code>" in bad.text
+    assert (await b.client.get(f"/dashboard/customers/{cus}")).status_code == 404
+    assert sub["id"] not in (await b.client.get("/dashboard/subscriptions")).text
+
+
+async def test_an_operator_sees_the_merchant_they_picked_and_only_it(
+    api: Any, container: Any, shops: tuple[Shop, Shop]
+) -> None:
+    from tests.support.dashboard_client import dashboard_client, operator_sign_in
+
+    a, b = shops
+    payment = await _succeeded(api, container, a.merchant)
+    async with dashboard_client(container) as operator:
+        signed = await operator_sign_in(operator, container.settings.admin_key.get_secret_value())
+        assert signed.status_code == 303
+        # No merchant picked yet: a merchant's page sends the operator home to pick one.
+        first = await operator.get("/dashboard/payments")
+        assert first.status_code == 303 and first.headers["location"] == "/dashboard"
+        home = await operator.get("/dashboard")
+        token = _CSRF.search(home.text).group(1)  # type: ignore[union-attr]
+        for merchant, status in ((a, 200), (b, 404)):
+            picked = await operator.post("/dashboard/merchant", data={"csrf_token": token, "merchant": merchant.id})
+            assert picked.status_code == 303
+            assert (await operator.get(f"/dashboard/payments/{payment['id']}")).status_code == status
