@@ -256,3 +256,38 @@ async def test_tender_user_create_prints_a_password_that_signs_in(
         tender, "--merchant", merchant.merchant.id, "--email", "c-" + email, "--password", "chosen password 1"
     )
     assert given.returncode == 0 and "one-time password" not in given.stdout
+
+
+IDLE_FOR = "SELECT now() - last_seen AS idle FROM dashboard_sessions WHERE id = %s"
+
+
+async def test_the_issues_panels_refresh_does_not_keep_the_session_alive(container: Any, merchant: Any) -> None:
+    email = await new_user(container, merchant.merchant.id)
+    async with dashboard_client(container) as client:
+        await sign_in(client, email)
+        hashed = hashlib.sha256(client.cookies["tender_session"].encode()).digest()
+        almost = timedelta(minutes=container.settings.dashboard_idle_minutes) - timedelta(seconds=30)
+        async with container.db.connection() as conn:
+            await conn.execute("UPDATE dashboard_sessions SET last_seen = now() - %s WHERE id = %s", (almost, hashed))
+            assert (await client.get("/dashboard/issues")).status_code == 200  # still within the timeout
+            cur = await conn.execute(
+                "SELECT now() - last_seen AS idle FROM dashboard_sessions WHERE id = %s", (hashed,)
+            )
+            assert (await cur.fetchone())["idle"] >= almost  # the htmx poll did not count as activity
+            assert (await client.get("/dashboard")).status_code == 200
+            cur = await conn.execute(
+                "SELECT now() - last_seen AS idle FROM dashboard_sessions WHERE id = %s", (hashed,)
+            )
+            assert (await cur.fetchone())["idle"] < timedelta(seconds=10)  # a page the user opened did
+
+
+async def test_an_unknown_dashboard_page_is_a_404_page(container: Any, merchant: Any) -> None:
+    email = await new_user(container, merchant.merchant.id)
+    async with dashboard_client(container) as client:
+        away = await client.get("/dashboard/no-such-page")
+        assert away.status_code == 303 and away.headers["location"].startswith("/dashboard/login")
+        await sign_in(client, email)
+        r = await client.get("/dashboard/no-such-page")
+        assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
+        assert "There is nothing here" in r.text and 'href="/dashboard/payments"' in r.text  # with the navigation
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"]

@@ -269,14 +269,15 @@ def _viewer(session: DashboardSession) -> Viewer:
     )
 
 
-async def current(db: Database, token: str, limits: Limits) -> Viewer | None:
-    """The viewer of a session token, seen now (which keeps it alive); None when signed out, expired or idle
-    past the timeout (then the row is deleted: it can never come back)."""
+async def current(db: Database, token: str, limits: Limits, *, touch: bool = True) -> Viewer | None:
+    """The viewer of a session token, seen now (which keeps it alive, unless not `touch`: an automatic
+    refresh); None when signed out, expired or idle past the timeout (then the row is deleted: it can never
+    come back)."""
     if not token or len(token) > 100:
         return None
     session_id = token_hash(token)
     async with db.connection() as conn:
-        session = await store.touch_session(conn, session_id, limits.idle)
+        session = await store.touch_session(conn, session_id, limits.idle, touch=touch)
         if session is None:
             await store.delete_session(conn, session_id)
             return None

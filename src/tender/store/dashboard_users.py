@@ -78,26 +78,27 @@ async def insert_session(
     )
 
 
-async def touch_session(conn: Conn, session_id: bytes, idle: timedelta) -> DashboardSession | None:
-    """The session, seen now: None when there is none, it expired, or it was idle longer than `idle`.
-    One statement: the check and the new last_seen cannot be torn apart by a concurrent request."""
-    return await fetch_one(
-        conn,
-        DashboardSession,
-        """
-        WITH s AS (
-            UPDATE dashboard_sessions SET last_seen = now()
-            WHERE id = %s AND expires > now() AND last_seen > now() - %s
-            RETURNING *
-        )
-        SELECT s.id, s.user_id, s.operator, s.merchant_id, s.csrf_token, s.created, s.last_seen, s.expires,
-               u.email, m.name AS merchant_name
-        FROM s
-        LEFT JOIN dashboard_users u ON u.id = s.user_id
-        LEFT JOIN merchants m ON m.id = s.merchant_id
-        """,
-        (session_id, idle),
-    )
+_SESSION_VIEW = """
+    SELECT s.id, s.user_id, s.operator, s.merchant_id, s.csrf_token, s.created, s.last_seen, s.expires,
+           u.email, m.name AS merchant_name
+    FROM s
+    LEFT JOIN dashboard_users u ON u.id = s.user_id
+    LEFT JOIN merchants m ON m.id = s.merchant_id
+"""
+
+
+async def touch_session(
+    conn: Conn, session_id: bytes, idle: timedelta, *, touch: bool = True
+) -> DashboardSession | None:
+    """The session, seen now: None when there is none, it expired, or it was idle longer than `idle`. With
+    `touch` its last_seen becomes now, in the same statement as the check (a concurrent request cannot tear
+    them apart); without, it is only read (a page's automatic refresh is not the user's activity)."""
+    live = "id = %s AND expires > now() AND last_seen > now() - %s"
+    if touch:
+        query = f"WITH s AS (UPDATE dashboard_sessions SET last_seen = now() WHERE {live} RETURNING *) {_SESSION_VIEW}"
+    else:
+        query = f"WITH s AS (SELECT * FROM dashboard_sessions WHERE {live}) {_SESSION_VIEW}"
+    return await fetch_one(conn, DashboardSession, query, (session_id, idle))
 
 
 async def delete_session(conn: Conn, session_id: bytes) -> None:

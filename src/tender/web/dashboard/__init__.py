@@ -37,7 +37,7 @@ def _quote(path: str) -> str:
 
 async def _csrf_refused(request: Request, exc: Exception) -> Response:
     return render(
-        request, "dashboard/message.html", None, status_code=403, title="Refused",
+        request, "dashboard/message.html", auth.viewer_of(request), status_code=403, title="Refused",
         message="This form expired or did not come from this dashboard: nothing was done. Reload and try again.",
     )  # fmt: skip
 
@@ -47,13 +47,20 @@ async def _merchant_required(request: Request, exc: Exception) -> Response:
 
 
 async def _page_not_found(request: Request, exc: Exception) -> Response:
-    return not_found(request, None)
+    return not_found(request, auth.viewer_of(request))
+
+
+async def _no_such_page(request: Request, viewer: auth.ViewerDep) -> Response:
+    """Any other GET under /dashboard: the 404 page for the signed-in (the sign-in page for anyone else)."""
+    return not_found(request, viewer)
 
 
 def install(app: FastAPI) -> None:
     """Mount the dashboard on the app (api/app.py), with its exception pages."""
     app.include_router(home.router)
     app.include_router(router)
+    # Last: only what no page above took.
+    app.add_api_route("/dashboard/{rest:path}", _no_such_page, methods=["GET"], include_in_schema=False)
     handlers: dict[type[HTTPException], object] = {
         auth.SignInRequired: _sign_in_required,
         auth.CsrfRefused: _csrf_refused,

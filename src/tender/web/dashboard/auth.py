@@ -100,13 +100,19 @@ async def read_form(request: Request) -> dict[str, str]:
     return {k[:100]: v[0].replace(NUL, "")[:MAX_FIELD] for k, v in parsed.items()}
 
 
-async def current_viewer(request: Request, container: ContainerDep) -> Viewer:
+async def _viewer(request: Request, container: ContainerDep, *, touch: bool) -> Viewer:
     token = request.cookies.get(SESSION_COOKIE, "")
-    viewer = await users.current(container.db, token, users.Limits.from_settings(container.settings)) if token else None
+    limits = users.Limits.from_settings(container.settings)
+    viewer = await users.current(container.db, token, limits, touch=touch) if token else None
     if viewer is None:
         back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise SignInRequired(back if request.method == "GET" else "/dashboard")
+    request.state.dashboard_viewer = viewer  # for the error pages' navigation
     return viewer
+
+
+async def current_viewer(request: Request, container: ContainerDep) -> Viewer:
+    return await _viewer(request, container, touch=True)
 
 
 ViewerDep = Annotated[Viewer, Depends(current_viewer)]
@@ -119,6 +125,24 @@ async def merchant_viewer(viewer: ViewerDep) -> Viewer:
 
 
 MerchantViewerDep = Annotated[Viewer, Depends(merchant_viewer)]
+
+
+async def passive_merchant_viewer(request: Request, container: ContainerDep) -> Viewer:
+    """For a page's automatic refresh (htmx polling): the session is checked but not kept alive, so a tab
+    left open still times out after the idle timeout."""
+    viewer = await _viewer(request, container, touch=False)
+    if viewer.merchant_id is None:
+        raise MerchantRequired
+    return viewer
+
+
+PassiveMerchantViewerDep = Annotated[Viewer, Depends(passive_merchant_viewer)]
+
+
+def viewer_of(request: Request) -> Viewer | None:
+    """The viewer a dependency found for this request, if any (error pages show the navigation with it)."""
+    viewer = getattr(request.state, "dashboard_viewer", None)
+    return viewer if isinstance(viewer, Viewer) else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from tender.http.deps import ContainerDep
 from tender.services import dashboard_home
 from tender.services.dashboard_home import Activity
 from tender.web.dashboard import charts
-from tender.web.dashboard.auth import MerchantViewerDep, ViewerDep
+from tender.web.dashboard.auth import PassiveMerchantViewerDep, ViewerDep
 from tender.web.dashboard.layout import money, render
 
 # Its own prefix (not under the package's router): FastAPI refuses an empty path under an empty prefix, and the
@@ -73,8 +73,9 @@ async def home(request: Request, viewer: ViewerDep, container: ContainerDep) -> 
 
 
 @router.get("/issues", response_class=HTMLResponse)
-async def issues(request: Request, viewer: MerchantViewerDep, container: ContainerDep) -> HTMLResponse:
-    """The open-issues panel alone: the home page refreshes it with htmx (without JavaScript: reload)."""
+async def issues(request: Request, viewer: PassiveMerchantViewerDep, container: ContainerDep) -> HTMLResponse:
+    """The open-issues panel alone: the home page refreshes it with htmx (without JavaScript: reload). The
+    refresh does not keep the session alive."""
     assert viewer.merchant_id is not None
     endpoints, letters = await dashboard_home.merchant_issues(container.db, viewer.merchant_id)
     return render(request, "dashboard/_issues.html", viewer, failing_endpoints=endpoints, dead_letters=letters)
