@@ -14,7 +14,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
-from tender.web.dashboard import auth, customers, developers, home, money, payments
+from tender.web.dashboard import auth, customers, developers, home, money, operator, payments
 from tender.web.dashboard.layout import not_found, render
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
@@ -22,6 +22,8 @@ router.include_router(auth.router)
 # The merchant's pages: payments, money, customers and subscriptions, webhooks and API keys.
 for _pages in (payments, money, customers, developers):
     router.include_router(_pages.router)
+# The operator's pages: merchants, dead letters, processors, ledger, reconciliation (a 404 for merchants' users).
+router.include_router(operator.router)
 
 
 async def _sign_in_required(request: Request, exc: Exception) -> Response:
