@@ -338,6 +338,23 @@ async def test_resend_rotate_and_roll_keys(api: Any, container: Any, shops: tupl
     )
     assert replays[0]["n"] == 1
 
+    # From the payment's timeline: to every endpoint listening, and back to the payment.
+    back = f"/dashboard/payments/{payment['id']}"
+    key = await _confirm_key(a, f"/dashboard/webhooks/events/{event['id']}/resend?back={back}")
+    sent = await a.client.post(
+        f"/dashboard/webhooks/events/{event['id']}/resend",
+        data={"csrf_token": token, "idempotency_key": key, "endpoint": "", "back": back},
+    )
+    assert sent.status_code == 303 and sent.headers["location"] == f"{back}?done=resend"
+    assert "Resend queued" in (await a.client.get(sent.headers["location"])).text
+    # Only a dashboard path is a way back.
+    key = await _confirm_key(a, f"/dashboard/webhooks/events/{event['id']}/resend")
+    sent = await a.client.post(
+        f"/dashboard/webhooks/events/{event['id']}/resend",
+        data={"csrf_token": token, "idempotency_key": key, "back": "https://evil.example/"},
+    )
+    assert sent.headers["location"] == "/dashboard?done=resend"
+
     key = await _confirm_key(a, f"/dashboard/webhooks/{endpoint['id']}/rotate")
     before = await query(container, "SELECT secret_ct FROM webhook_endpoints WHERE id = %s", endpoint["id"])
     shown = await a.client.post(

@@ -112,6 +112,7 @@ async def payment(
         "capture": "Capture requested: the payment is captured in a moment.",
         "cancel": "Cancellation requested: the payment is canceled in a moment.",
         "refund": "Refund requested: it is sent to the processor in a moment.",
+        "resend": "Resend queued: the event is sent again now.",
     }.get(done or "")
     return render(
         request, "dashboard/payment.html", viewer, title=f"Payment {view.payment.id}", view=view, p=view.payment,
