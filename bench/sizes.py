@@ -126,7 +126,8 @@ def payment_body(i: int, tag: str, rng: random.Random) -> dict[str, Any]:
 async def _post(client: httpx.AsyncClient, path: str, body: dict[str, Any], sent: Sent) -> dict[str, Any] | None:
     for _ in range(5):
         r = await client.post(path, json=body, headers={"Idempotency-Key": secrets.token_hex(16)})
-        sent.answers[f"POST {path.split('/pay_')[0]} {r.status_code}"] += 1
+        route = re.sub(r"/pay_\w+", "/{id}", path)
+        sent.answers[f"POST {route} {r.status_code}"] += 1
         if r.status_code in (503, 429):
             await asyncio.sleep(1)
             continue
