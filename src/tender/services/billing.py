@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -138,10 +139,6 @@ async def record_subscription_event(conn: Conn, s: Subscription, kind: str) -> N
     await events.record(conn, [(s.merchant_id, f"subscription.{kind}", s.id, subscription_object(s))])
 
 
-async def _invoice_event(conn: Conn, i: Invoice, kind: str) -> None:
-    await events.record(conn, [(i.merchant_id, f"invoice.{kind}", i.id, invoice_object(i))])
-
-
 def _status_event(before: SubscriptionStatus, after: SubscriptionStatus) -> str:
     if after != before and after == SubscriptionStatus.PAST_DUE:
         return "past_due"
@@ -242,10 +239,10 @@ async def start_period(
         status=SubscriptionStatus.ACTIVE if s.status == SubscriptionStatus.TRIALING else s.status,
         updated=now,
     )
-    if made:
-        await _invoice_event(conn, invoice, "created")
+    news = [(s.merchant_id, "invoice.created", invoice.id, invoice_object(invoice))] if made else []
     if renewal:
-        await record_subscription_event(conn, s, "updated")
+        news.append((s.merchant_id, "subscription.updated", s.id, subscription_object(s)))
+    await events.record(conn, news)  # one statement for both
     if invoice.status != InvoiceStatus.OPEN or (invoice.attempt_count > 0 and await _in_flight(conn, invoice)):
         return scheduled(s, None if s.test_clock_id else datetime.now(UTC) + LOOK_AGAIN)  # a re-run: under way
     return await attempt(conn, s, invoice, now=now, setup=setup)
@@ -253,38 +250,34 @@ async def start_period(
 
 async def attempt(conn: Conn, s: Subscription, invoice: Invoice, *, now: datetime, setup: BillingSetup) -> Subscription:
     """The next attempt at `invoice` (open, locked): an off-session payment with the subscription's method (or
-    the customer's default). Without a usable method the attempt fails at once, and dunning goes on."""
+    the customer's default), referenced `inv:<invoice>:<n>` (unique per merchant: create_off_session answers
+    the payment already made for it, never a second one). Without a usable method, or with a card that cannot
+    be charged (expired...), the attempt fails at once and dunning goes on."""
     n = invoice.attempt_count + 1
-    reference = f"inv:{invoice.id}:{n}"
-    payment_id = await payment_store.find_by_reference(conn, s.merchant_id, reference)
-    if payment_id is None:
-        method = await charge_method(conn, s)
-        if method is None:
-            invoice = replace(invoice, attempt_count=n, next_payment_attempt=None, updated=now)
-            log.info("subscription %s: no usable payment method for attempt %d", s.id, n)
-            return await _attempt_ended(conn, s, invoice, None, at=now)
-        try:
-            async with conn.transaction():  # a savepoint: a refused payment leaves nothing half-written
-                payment = await payments.create_off_session(
-                    conn,
-                    merchant_id=s.merchant_id,
-                    customer_id=s.customer_id,
-                    payment_method_id=method,
-                    amount=invoice.amount_due,
-                    currency=invoice.currency,
-                    reference=reference,
-                    metadata={"subscription": s.id, "invoice": invoice.id},
-                    invoice_id=invoice.id,
-                    description=f"Subscription {s.id}, period from {iso(invoice.period_start)[:10]}",
-                    processor=setup.processor,
-                    available=setup.available,
-                )
-            payment_id = payment.id
-        except InvalidRequest as exc:  # the saved card cannot be charged (expired, ...): this attempt fails
-            log.info("subscription %s: attempt %d refused before any charge (%s)", s.id, n, exc.code)
-            invoice = replace(invoice, attempt_count=n, next_payment_attempt=None, updated=now)
-            return await _attempt_ended(conn, s, invoice, None, at=now)
-    invoice = replace(invoice, attempt_count=n, payment_id=payment_id, next_payment_attempt=None, updated=now)
+    method = await charge_method(conn, s)
+    if method is None:
+        log.info("subscription %s: no usable payment method for attempt %d", s.id, n)
+        return await _attempt_ended(conn, s, replace(invoice, attempt_count=n, updated=now), None, at=now)
+    try:
+        async with conn.transaction():  # a savepoint: a refused payment leaves nothing half-written
+            payment = await payments.create_off_session(
+                conn,
+                merchant_id=s.merchant_id,
+                customer_id=s.customer_id,
+                payment_method_id=method,
+                amount=invoice.amount_due,
+                currency=invoice.currency,
+                reference=f"inv:{invoice.id}:{n}",
+                metadata={"subscription": s.id, "invoice": invoice.id},
+                invoice_id=invoice.id,
+                description=f"Subscription {s.id}, period from {iso(invoice.period_start)[:10]}",
+                processor=setup.processor,
+                available=setup.available,
+            )
+    except InvalidRequest as exc:
+        log.info("subscription %s: attempt %d refused before any charge (%s)", s.id, n, exc.code)
+        return await _attempt_ended(conn, s, replace(invoice, attempt_count=n, updated=now), None, at=now)
+    invoice = replace(invoice, attempt_count=n, payment_id=payment.id, next_payment_attempt=None, updated=now)
     await invoice_store.update(conn, invoice)
     return scheduled(s, None if s.test_clock_id else datetime.now(UTC) + LOOK_AGAIN)
 
@@ -292,13 +285,7 @@ async def attempt(conn: Conn, s: Subscription, invoice: Invoice, *, now: datetim
 async def charge_method(conn: Conn, s: Subscription) -> str | None:
     """The saved method to charge: the subscription's, else its customer's default; None when neither is
     attached to the customer (any more)."""
-    billing = await store.customer_billing(conn, s.merchant_id, s.customer_id)
-    for candidate in (s.payment_method_id, billing.default_payment_method if billing else None):
-        if candidate is not None:
-            exists, owner = await store.method_customer(conn, s.merchant_id, candidate)
-            if exists and owner == s.customer_id:
-                return candidate
-    return None
+    return await store.chargeable_method(conn, s.merchant_id, s.customer_id, s.payment_method_id)
 
 
 async def end(conn: Conn, s: Subscription, *, at: datetime, now: datetime) -> Subscription:
@@ -394,12 +381,10 @@ async def _attempt_ended(
         updated=at,
     )
     await invoice_store.update(conn, invoice)
-    if succeeded:
-        await _invoice_event(conn, invoice, "paid")
-    else:
-        await _invoice_event(conn, invoice, "payment_failed")
-        if outcome.invoice_status == InvoiceStatus.UNCOLLECTIBLE:
-            await _invoice_event(conn, invoice, "uncollectible")
+    kinds = ["paid"] if succeeded else ["payment_failed"]
+    if outcome.invoice_status == InvoiceStatus.UNCOLLECTIBLE:
+        kinds.append("uncollectible")
+    news = [(invoice.merchant_id, f"invoice.{kind}", invoice.id, invoice_object(invoice)) for kind in kinds]
     before = s.status
     s = replace(s, status=outcome.subscription_status, updated=at)
     if outcome.subscription_status == SubscriptionStatus.CANCELED and before != SubscriptionStatus.CANCELED:
@@ -411,27 +396,29 @@ async def _attempt_ended(
     else:  # paid: the next renewal (or the cancel at period end) is at the period's end
         s = scheduled(s, s.current_period_end)
     if s.status != before:
-        await record_subscription_event(conn, s, _status_event(before, s.status))
+        news.append((s.merchant_id, f"subscription.{_status_event(before, s.status)}", s.id, subscription_object(s)))
+    await events.record(conn, news)  # one statement for all
     return s
 
 
 # -- the wall clock: the renewal pump's rows -----------------------------------------------------------------
 
 
-async def run_claimed(conn: Conn, rows: Sequence[Subscription], *, setup: BillingSetup) -> int:
-    """The renewal pump's claimed subscriptions, each stepped in a savepoint of the claim's transaction: one
-    that raises is kept with its error and tried again `STEP_RETRY` later, the others go on. Returns how many
-    stepped."""
-    done = 0
-    for s in rows:
-        try:
-            async with conn.transaction():
-                await run_step(conn, s, now=datetime.now(UTC), setup=setup)
-            done += 1
-        except Exception as exc:
-            log.exception("subscription %s: its step failed; trying again later", s.id)
-            await store.postpone(conn, s.id, datetime.now(UTC) + STEP_RETRY, f"internal error: {type(exc).__name__}")
-    return done
+async def run_leased(db: Database, subscription_id: str, token: uuid.UUID, *, setup: BillingSetup) -> None:
+    """One subscription the renewal pump claimed under `token`, stepped in a transaction of its own (short: a
+    worker killed meanwhile loses this one step, and the others it claimed are due again a lease later). One
+    taken over by another claim meanwhile is left to it."""
+    async with db.transaction() as conn:
+        s = await store.lock_leased(conn, subscription_id, token)
+        if s is not None:
+            await run_step(conn, s, now=datetime.now(UTC), setup=setup)
+
+
+async def postpone(conn: Conn, token: uuid.UUID, failed: Sequence[tuple[str, str]]) -> None:
+    """Steps that raised (a bug, a lock timeout): each kept with its error and tried again `STEP_RETRY` later,
+    where the lease `token` still holds."""
+    for subscription_id, error in failed:
+        await store.postpone(conn, subscription_id, datetime.now(UTC) + STEP_RETRY, error, token)
 
 
 # -- test clocks ---------------------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ test clock have `next_run_at` NULL (a CHECK says so) and are found by `clock_due
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import fields
 from datetime import datetime
 from typing import Any
@@ -21,13 +20,6 @@ from tender.store.rows import fetch_all, fetch_one
 
 FIELDS = tuple(f.name for f in fields(Subscription))
 COLUMNS = ", ".join(FIELDS)
-# What the renewal pump's claim returns besides id and tries.
-CLAIM_COLUMNS = tuple(f for f in FIELDS if f != "id")
-
-
-def subscription_of(row: Mapping[str, Any]) -> Subscription:
-    """The record of a row that holds more than a subscription's columns (a claimed row: tries, ...)."""
-    return Subscription(**{name: row[name] for name in FIELDS})
 
 
 def _values(s: Subscription) -> dict[str, Any]:
@@ -83,6 +75,14 @@ async def lock(conn: Conn, subscription_id: str, merchant_id: str | None = None)
         query += " AND merchant_id = %s"
         params.append(merchant_id)
     return await fetch_one(conn, Subscription, query + " FOR UPDATE", params)
+
+
+async def lock_leased(conn: Conn, subscription_id: str, token: Any) -> Subscription | None:
+    """The subscription, locked, if the renewal pump's lease `token` still holds on it (else None: taken over)."""
+    return await fetch_one(
+        conn, Subscription, f"SELECT {COLUMNS} FROM subscriptions WHERE id = %s AND lease_token = %s FOR UPDATE",
+        (subscription_id, token),
+    )  # fmt: skip
 
 
 async def find_by_reference(conn: Conn, merchant_id: str, reference: str) -> str | None:
@@ -167,13 +167,13 @@ async def clock_time(conn: Conn, clock_id: str) -> datetime | None:
     return row["frozen_time"] if row else None
 
 
-async def postpone(conn: Conn, subscription_id: str, when: datetime, error: str) -> None:
+async def postpone(conn: Conn, subscription_id: str, when: datetime, error: str, token: Any = None) -> None:
     """A step that raised: due again at `when` (wall clock; on a test clock at the next advance), its error
-    kept on the row, the lease let go."""
+    kept on the row, the lease let go (only where `token` still holds it, when given)."""
     await conn.execute(
         "UPDATE subscriptions SET next_run_at = CASE WHEN test_clock_id IS NULL THEN %s END, last_error = %s,"
-        " lease_token = NULL WHERE id = %s",
-        (when, error, subscription_id),
+        " lease_token = NULL WHERE id = %s AND (%s::uuid IS NULL OR lease_token = %s::uuid)",
+        (when, error, subscription_id, token, token),
     )
 
 
@@ -181,3 +181,17 @@ async def of_customer(conn: Conn, customer_id: str) -> list[Subscription]:
     return await fetch_all(
         conn, Subscription, f"SELECT {COLUMNS} FROM subscriptions WHERE customer_id = %s ORDER BY id", (customer_id,)
     )
+
+
+async def chargeable_method(conn: Conn, merchant_id: str, customer_id: str, own: str | None) -> str | None:
+    """`own` if it is attached to the customer, else the customer's default if attached; None otherwise (or
+    for a deleted customer). One round trip: it runs for every renewal."""
+    cur = await conn.execute(
+        "SELECT coalesce("
+        " (SELECT p.id FROM payment_methods p WHERE p.id = %s AND p.customer_id = c.id),"
+        " (SELECT p.id FROM payment_methods p WHERE p.id = c.default_payment_method AND p.customer_id = c.id)"
+        ") AS method FROM customers c WHERE c.id = %s AND c.merchant_id = %s AND c.deleted IS NULL",
+        (own, customer_id, merchant_id),
+    )
+    row = await cur.fetchone()
+    return row["method"] if row else None

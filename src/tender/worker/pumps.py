@@ -19,7 +19,6 @@ from tender.services.processor_health import ProcessorHealth
 from tender.services.refunds import RefundOperations, RefundWork
 from tender.services.webhook_delivery import DeliveryOperations, DeliveryPolicy, DeliveryResult, DeliveryWork
 from tender.store import refunds as refund_store
-from tender.store import subscriptions as subscription_store
 from tender.store import webhooks as webhook_store
 from tender.store.claims import Claim
 from tender.store.db import Conn, Database
@@ -233,24 +232,35 @@ class SettlementPump:
         return round_.groups
 
 
-class RenewalPump(BatchPump[str, None]):
+class RenewalPump(BatchPump[tuple[str, uuid.UUID], str | None]):
     """Due subscriptions on the wall clock: renewals, dunning retries, trial ends and cancels at the period's
-    end, each stepped in the claim's own transaction by services/billing.py (nothing slow to call: the
-    payments a step makes are the payment pump's). Subscriptions on a test clock are never claimed here
-    (their `next_run_at` is NULL): their clock's advance runs them."""
+    end. The claim only takes the lease; each subscription is then stepped in a short transaction of its own
+    by services/billing.py (nothing slow to call: the payments a step makes are the payment pump's), so a
+    worker killed mid-batch loses one step, never the batch. Subscriptions on a test clock are never claimed
+    here (their `next_run_at` is NULL): their clock's advance runs them."""
 
     table = "subscriptions"
-    columns = subscription_store.CLAIM_COLUMNS
     kind = "subscription"
 
     def __init__(self, db: Database, *, setup: billing.BillingSetup, lease_seconds: float = 60.0) -> None:
         super().__init__(db, lease_seconds=lease_seconds)
         self._setup = setup
 
-    async def prepare(self, conn: Conn, claim: Claim) -> Sequence[str]:
-        rows = [subscription_store.subscription_of(r) for r in claim.rows]
-        await billing.run_claimed(conn, rows, setup=self._setup)
-        return []  # all done in the claim's transaction
+    async def prepare(self, conn: Conn, claim: Claim) -> Sequence[tuple[str, uuid.UUID]]:
+        return [(row["id"], claim.token) for row in claim.rows]
 
-    def key(self, item: str) -> str:
-        return item
+    def key(self, item: tuple[str, uuid.UUID]) -> str:
+        return item[0]
+
+    async def handle(self, item: tuple[str, uuid.UUID]) -> str | None:
+        await billing.run_leased(self._db, item[0], item[1], setup=self._setup)
+        return None
+
+    def on_error(self, item: tuple[str, uuid.UUID], error: str) -> str | None:
+        return error
+
+    async def write(
+        self, conn: Conn, token: uuid.UUID, items: list[tuple[str, uuid.UUID]], results: list[str | None]
+    ) -> None:
+        failed = [(item[0], error) for item, error in zip(items, results, strict=True) if error is not None]
+        await billing.postpone(conn, token, failed)

@@ -94,11 +94,11 @@ class Worker:
             business_tz=s.business_tz,
         )
         self.pumps.append(Pump("checkout_expiry", expirer.run_batch, s.worker_batch_size, lanes=1))
-        # Subscriptions due on the wall clock (renewals, dunning retries): one lane, polls; their payments wake
+        # Subscriptions due on the wall clock (renewals, dunning retries): two lanes, polls; their payments wake
         # the payment pump as any new payment does.
         setup = billing.BillingSetup.of(s.business_tz, container.default_processor, container.processors.keys())
         renewer = RenewalPump(container.db, setup=setup, lease_seconds=s.worker_lease_seconds)
-        self.pumps.append(Pump("renewals", renewer.run_batch, s.worker_batch_size, lanes=1))
+        self.pumps.append(Pump("renewals", renewer.run_batch, s.worker_batch_size))
         # Yesterday's reconciliation with each processor, once a day across workers: one lane, a look a minute.
         reconciler = reconciliation.DailyRun(
             container.db,
