@@ -90,7 +90,7 @@ async def test_every_operator_page_is_the_operators_and_a_404_for_a_merchants_us
         "/dashboard/operator/processors", "/dashboard/operator/processors/simulator/pause",
         "/dashboard/operator/processors/simulator/resume", "/dashboard/operator/ledger",
         "/dashboard/operator/reconciliations", "/dashboard/operator/reconciliations?processor=simulator",
-        f"/dashboard/operator/reconciliations/{run.run_id}",
+        f"/dashboard/operator/reconciliations/{run.run_id}", "/dashboard/operator/reconciliations/run",
     ]  # fmt: skip
     try:
         for path in pages:
@@ -117,6 +117,7 @@ async def test_every_operator_page_is_the_operators_and_a_404_for_a_merchants_us
             "/dashboard/operator/merchants/new": {"name": "Sneaky"},
             f"/dashboard/operator/dead-letters/{letter}/retry": {},
             "/dashboard/operator/processors/simulator/pause": {"reason": "sneaky"},
+            "/dashboard/operator/reconciliations/run": {"processor": "simulator", "date": "2026-01-01"},
             f"/dashboard/operator/merchants/{m}/fee-plan/review": {"rules": '{"rules": []}'},
             f"/dashboard/operator/merchants/{m}/routing": {"rules": '{"rules": []}'},
         }
@@ -316,3 +317,28 @@ async def test_a_merchant_created_elsewhere_is_listed(container: Any, operator: 
     made = await create_merchant(container.db, f"Listed {uuid.uuid4().hex[:6]}")
     page = await operator.get("/dashboard/operator/merchants")
     assert made.merchant.name in page.text and "default processor" in page.text
+
+
+async def test_a_reconciliation_run_now_runs_once_per_form(container: Any, operator: httpx.AsyncClient) -> None:
+    form = await operator.get("/dashboard/operator/reconciliations/run")
+    today = datetime.now(container.settings.business_tz).date().isoformat()
+    data = {"csrf_token": csrf_of(form.text), "idempotency_key": key_of(form.text), "processor": "simulator"}
+    future = await operator.post("/dashboard/operator/reconciliations/run", data={**data, "date": "2999-01-01"})
+    assert future.status_code == 400 and "param <code>date</code>" in future.text
+    nowhere = await operator.post(
+        "/dashboard/operator/reconciliations/run", data={**data, "processor": "nowhere", "date": today}
+    )
+    assert nowhere.status_code == 400 and "param <code>processor</code>" in nowhere.text
+
+    async def runs() -> int:
+        async with container.db.connection() as conn:
+            cur = await conn.execute("SELECT count(*) AS n FROM reconciliation_runs")
+            return int((await cur.fetchone())["n"])
+
+    before = await runs()
+    first = await operator.post("/dashboard/operator/reconciliations/run", data={**data, "date": today})
+    assert first.status_code == 303, first.text[:300]
+    again = await operator.post("/dashboard/operator/reconciliations/run", data={**data, "date": today})
+    assert again.headers["location"] == first.headers["location"] and await runs() == before + 1
+    page = await operator.get(first.headers["location"])
+    assert page.status_code == 200 and "completed" in page.text and "hand (CLI or dashboard)" in page.text

@@ -15,8 +15,9 @@ the same rules twice changes nothing.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import tzinfo
 from typing import Any
 
 import orjson
@@ -27,7 +28,9 @@ from tender.domain.ids import MAX_ID_LENGTH
 from tender.domain.models import DeadLetter, DeadLetterStatus, Merchant
 from tender.domain.money_models import LedgerVerification, MerchantFeePlan
 from tender.domain.operator_events import OperatorEvent
+from tender.domain.reconciliation import RunTrigger
 from tender.errors import InvalidJson, InvalidRequest, NotFound
+from tender.processors.base import Processor
 from tender.services import dead_letters, fee_plans, idempotency, ledger, merchants, reconciliation, routing
 from tender.services import processor_health as health
 from tender.services.fee_plans import FeePlanIn
@@ -266,6 +269,25 @@ async def list_reconciliations(
     return await reconciliation.list_runs(
         db, processor=processor or None, limit=PAGE_SIZE, starting_after=_cursor(starting_after)
     )
+
+
+async def run_reconciliation(
+    db: Database, vault: Vault, processors_on: Mapping[str, Processor], processor: str, day_text: str, tz: tzinfo,
+    *, key: str,
+) -> ActionResult:  # fmt: skip
+    """Reconcile one processor's day now, as `tender reconcile` does (stored with the trigger `cli`: a run by
+    hand), once per form key: a run reads the processor's records, which may take a while. The answer holds
+    the run's id (its figures are on its page, failed or not)."""
+    if processor not in processors_on:
+        raise InvalidRequest("processor: not a processor that is on here", param="processor")
+    day = reconciliation.parse_day(day_text.strip(), tz)
+    payload = {"processor": processor, "date": day.isoformat()}
+
+    async def change(conn: Conn) -> dict[str, Any]:
+        done = await reconciliation.run(db, processors_on[processor], day, tz, trigger=RunTrigger.CLI)
+        return {"id": done.run_id, "error": done.error}
+
+    return await _act(db, vault, key, "/dashboard/operator/reconciliations/run", payload, change, status_code=201)
 
 
 async def reconciliation_run(db: Database, run_id: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 import json
 import uuid
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlencode
 
@@ -412,6 +413,39 @@ async def reconciliations(
         processor=processor or "", processors=list(container.processors), next_url=next_url, error=None,
         first_url=("/dashboard/operator/reconciliations?" + urlencode(query)) if starting_after else None,
     )  # fmt: skip
+
+
+def _run_page(
+    request: Request, viewer: Viewer, container: Any, *, processor: str = "", day: str = "", key: str | None = None,
+    error: dict[str, Any] | None = None, status_code: int = 200,
+) -> HTMLResponse:  # fmt: skip
+    yesterday = (datetime.now(container.settings.business_tz) - timedelta(days=1)).date().isoformat()
+    return render(
+        request, "dashboard/operator_reconcile.html", viewer, status_code=status_code, title="Run a reconciliation",
+        processors=list(container.processors), processor=processor, day=day or yesterday,
+        idempotency_key=key or str(uuid.uuid4()), error=error, tz=str(container.settings.business_tz),
+    )  # fmt: skip
+
+
+@router.get("/reconciliations/run", response_class=HTMLResponse)
+async def run_form(request: Request, viewer: OperatorDep, container: ContainerDep) -> HTMLResponse:
+    return _run_page(request, viewer, container)
+
+
+@router.post("/reconciliations/run")
+async def run_now(request: Request, form: FormDep, container: ContainerDep) -> Response:
+    viewer = _operator(form)
+    processor, day, key = form.get("processor"), form.get("date"), _key(form)
+    try:
+        result = await ops.run_reconciliation(
+            container.db, container.vault, container.processors, processor, day, container.settings.business_tz,
+            key=key,
+        )  # fmt: skip
+    except (TenderError, DomainError) as exc:
+        error, status = _failed(exc)
+        return _run_page(request, viewer, container, processor=processor, day=day, key=key, error=error,
+                         status_code=status)  # fmt: skip
+    return redirect(f"/dashboard/operator/reconciliations/{result.body['id']}")
 
 
 @router.get("/reconciliations/{run_id}", response_class=HTMLResponse)
