@@ -84,11 +84,15 @@ async def _create_demo_user(url: str, merchant_id: str) -> dict[str, Any]:
     await db.open()
     try:
         # One email per demo merchant: a new demo merchant (its keys were rolled) gets a user of its own.
-        made = await dashboard_users.create_user(db, merchant_id, f"demo-{merchant_id[-6:].lower()}@example.com")
+        # Its password is given (not printed by create_user, which would have the user change it first): the
+        # banner shows it at every start.
+        password = secrets.token_urlsafe(15)
+        made = await dashboard_users.create_user(
+            db, merchant_id, f"demo-{merchant_id[-6:].lower()}@example.com", password
+        )
     finally:
         await db.close()
-    assert made.password is not None
-    return {"merchant_id": merchant_id, "email": made.user.email, "password": made.password}
+    return {"merchant_id": merchant_id, "email": made.user.email, "password": password}
 
 
 def _demo_user(url: str, demo: dict[str, Any], user_file: Path) -> dict[str, Any]:

@@ -131,13 +131,13 @@ async def test_keyboard_only(api: Any, container: Any, tender_url: str, page: Pa
     await page.keyboard.press("Enter")
     await expect(page.locator("main#main")).to_be_focused()
 
-    # From the top: brand, sign out, then the navigation in order; focus is drawn (an outline).
+    # From the top: brand, account, sign out, then the navigation in order; focus is drawn (an outline).
     await page.goto(f"{tender_url}/dashboard")
     order = []
-    for _ in range(5):
+    for _ in range(6):
         await page.keyboard.press("Tab")
         order.append(await page.evaluate("document.activeElement.textContent.trim()"))
-    assert order == ["Skip to content", "Tender", "Sign out", "Home", "Payments"], order
+    assert order == ["Skip to content", "Tender", "Change password", "Sign out", "Home", "Payments"], order
     outline = await page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
     assert outline not in ("none", ""), outline
     await dash_shots.shot(page, "focus on payments")

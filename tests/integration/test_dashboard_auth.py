@@ -4,6 +4,7 @@ enumeration, the rate limit, CSRF, the idle timeout, sign-out, and operators wit
 from __future__ import annotations
 
 import hashlib
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -246,6 +247,8 @@ async def test_tender_user_create_prints_a_password_that_signs_in(
     assert password and f"of merchant {merchant.merchant.id}" in made.stdout
     async with dashboard_client(container) as client:
         assert (await sign_in(client, email, password.group(1))).status_code == 303
+        r = await client.get("/dashboard")  # a one-time password: the user's own first
+        assert r.status_code == 303 and r.headers["location"] == "/dashboard/account/password"
     again = await asyncio.to_thread(
         tender, "--merchant", merchant.merchant.id, "--email", email, "--password", "x" * 12
     )
@@ -291,3 +294,55 @@ async def test_an_unknown_dashboard_page_is_a_404_page(container: Any, merchant:
         assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
         assert "There is nothing here" in r.text and 'href="/dashboard/payments"' in r.text  # with the navigation
         assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+
+
+async def test_a_printed_password_must_be_changed_before_any_page(container: Any, merchant: Any) -> None:
+    made = await create_user(container.db, merchant.merchant.id, f"new-{uuid.uuid4().hex[:8]}@shop.example")
+    assert made.password is not None
+    email, printed = made.user.email, made.password
+    async with dashboard_client(container) as other_browser, dashboard_client(container) as client:
+        await sign_in(other_browser, email, printed)
+        assert (await sign_in(client, email, printed)).status_code == 303
+        for path in ("/dashboard", "/dashboard/payments", "/dashboard/issues"):
+            r = await client.get(path)
+            assert r.status_code == 303 and r.headers["location"] == "/dashboard/account/password", path
+        form = await client.get("/dashboard/account/password")
+        assert form.status_code == 200 and "Choose your own password" in form.text
+        token = csrf_of(form.text)
+
+        async def change(current: str, new: str, confirm: str) -> Any:
+            body = {"csrf_token": token, "current_password": current, "new_password": new, "confirm": confirm}
+            return await client.post("/dashboard/account/password", data=body)
+
+        wrong = await change("not it at all", "my own password 1", "my own password 1")
+        assert wrong.status_code == 400 and "The current password is wrong." in wrong.text
+        assert 'id="current_password" name="current_password"' in wrong.text and 'aria-invalid="true"' in wrong.text
+        differ = await change(printed, "my own password 1", "my own password 2")
+        assert differ.status_code == 400 and "The two new passwords differ." in differ.text
+        short = await change(printed, "short", "short")
+        assert short.status_code == 400 and "The new password must be 10 to 200 characters." in short.text
+        done = await change(printed, "my own password 1", "my own password 1")
+        assert done.status_code == 303 and done.headers["location"] == "/dashboard"
+        assert (await client.get("/dashboard")).status_code == 200  # this session goes on
+        assert (await other_browser.get("/dashboard")).status_code == 303  # the other one ended
+    async with dashboard_client(container) as client:
+        assert (await sign_in(client, email, printed)).status_code == 401
+        assert (await sign_in(client, email, "my own password 1")).status_code == 303
+        assert (await client.get("/dashboard")).status_code == 200
+
+
+async def test_a_user_changes_the_password_and_operators_have_none(container: Any, merchant: Any) -> None:
+    email = await new_user(container, merchant.merchant.id)
+    async with dashboard_client(container) as client:
+        await sign_in(client, email)
+        home = await client.get("/dashboard")
+        assert 'href="/dashboard/account/password"' in home.text
+        body = {"csrf_token": csrf_of(home.text), "current_password": PASSWORD, "new_password": "another one 22",
+                "confirm": "another one 22"}  # fmt: skip
+        refused = await client.post("/dashboard/account/password", data={**body, "csrf_token": "forged"})
+        assert refused.status_code == 403
+        done = await client.post("/dashboard/account/password", data=body)
+        assert done.status_code == 200 and "Your password is changed." in done.text
+    async with dashboard_client(container) as client:
+        await operator_sign_in(client, container.settings.admin_key.get_secret_value())
+        assert (await client.get("/dashboard/account/password")).status_code == 404

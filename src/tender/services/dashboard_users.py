@@ -77,6 +77,7 @@ class Viewer:
     merchant_id: str | None
     merchant_name: str | None
     csrf_token: str
+    must_change_password: bool = False  # a user signed in with a password Tender chose: no page until changed
 
     @property
     def name(self) -> str:
@@ -135,6 +136,7 @@ async def create_user(db: Database, merchant_id: str, email: str, password: str 
         merchant_id=merchant_id,
         email=email,
         password_hash=password_hash,
+        must_change_password=generated is not None,
         created=datetime.now(UTC),
         last_login=None,
     )
@@ -266,6 +268,7 @@ def _viewer(session: DashboardSession) -> Viewer:
         merchant_id=session.merchant_id,
         merchant_name=session.merchant_name,
         csrf_token=session.csrf_token,
+        must_change_password=session.must_change_password,
     )
 
 
@@ -287,6 +290,39 @@ async def current(db: Database, token: str, limits: Limits, *, touch: bool = Tru
 async def sign_out(db: Database, token: str) -> None:
     async with db.connection() as conn:
         await store.delete_session(conn, token_hash(token))
+
+
+class PasswordRefused(Exception):
+    """A password change refused: `param` names the field (current_password, new_password, confirm)."""
+
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+async def change_password(db: Database, viewer: Viewer, current_password: str, new: str, confirm: str) -> None:
+    """The user's own password, changed: the current one must be right, the new one 10 to 200 characters, not
+    the current one, and typed twice alike. The user's other sessions end (this one goes on)."""
+    if viewer.user_id is None:
+        raise NotFound("No such page.")
+    if not MIN_PASSWORD_LENGTH <= len(new) <= MAX_PASSWORD_LENGTH:
+        raise PasswordRefused(
+            f"The new password must be {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters.", "new_password"
+        )
+    if new != confirm:
+        raise PasswordRefused("The two new passwords differ.", "confirm")
+    if new == current_password:
+        raise PasswordRefused("The new password must differ from the current one.", "new_password")
+    new_hash = await asyncio.to_thread(_hasher.hash, new)
+    async with db.transaction() as conn:
+        user = await store.find_user(conn, viewer.user_id)
+        if user is None:
+            raise NotFound("No such page.")
+        if not await asyncio.to_thread(_verify, user.password_hash, current_password[: MAX_PASSWORD_LENGTH + 1]):
+            raise PasswordRefused("The current password is wrong.", "current_password")
+        await store.set_password(conn, user.id, new_hash)
+        await store.delete_user_sessions(conn, user.id, except_session=viewer.session_id)
 
 
 async def choose_merchant(db: Database, viewer: Viewer, merchant_id: str | None) -> None:

@@ -15,6 +15,7 @@ class DashboardUser:
     merchant_id: str | None
     email: str
     password_hash: str
+    must_change_password: bool
     created: datetime
     last_login: datetime | None
 
@@ -33,17 +34,18 @@ class DashboardSession:
     expires: datetime
     email: str | None
     merchant_name: str | None
+    must_change_password: bool
 
 
-_USER = "id, merchant_id, email, password_hash, created, last_login"
+_USER = "id, merchant_id, email, password_hash, must_change_password, created, last_login"
 
 
 async def insert_user(conn: Conn, user: DashboardUser) -> bool:
     """False when the email (case-insensitively) already has a user: nothing written."""
     cur = await conn.execute(
-        "INSERT INTO dashboard_users (id, merchant_id, email, password_hash, created) VALUES (%s, %s, %s, %s, %s)"
-        " ON CONFLICT (lower(email)) DO NOTHING",
-        (user.id, user.merchant_id, user.email, user.password_hash, user.created),
+        "INSERT INTO dashboard_users (id, merchant_id, email, password_hash, must_change_password, created)"
+        " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (lower(email)) DO NOTHING",
+        (user.id, user.merchant_id, user.email, user.password_hash, user.must_change_password, user.created),
     )
     return cur.rowcount == 1
 
@@ -60,6 +62,26 @@ async def signed_in(conn: Conn, user_id: str, password_hash: str | None) -> None
         "UPDATE dashboard_users SET last_login = now(), password_hash = coalesce(%s, password_hash) WHERE id = %s",
         (password_hash, user_id),
     )
+
+
+async def find_user(conn: Conn, user_id: str) -> DashboardUser | None:
+    return await fetch_one(
+        conn, DashboardUser, f"SELECT {_USER} FROM dashboard_users WHERE id = %s FOR UPDATE", (user_id,)
+    )
+
+
+async def set_password(conn: Conn, user_id: str, password_hash: str) -> None:
+    await conn.execute(
+        "UPDATE dashboard_users SET password_hash = %s, must_change_password = false WHERE id = %s",
+        (password_hash, user_id),
+    )
+
+
+async def delete_user_sessions(conn: Conn, user_id: str, *, except_session: bytes) -> int:
+    cur = await conn.execute(
+        "DELETE FROM dashboard_sessions WHERE user_id = %s AND id <> %s", (user_id, except_session)
+    )
+    return cur.rowcount
 
 
 async def insert_session(
@@ -80,7 +102,7 @@ async def insert_session(
 
 _SESSION_VIEW = """
     SELECT s.id, s.user_id, s.operator, s.merchant_id, s.csrf_token, s.created, s.last_seen, s.expires,
-           u.email, m.name AS merchant_name
+           u.email, m.name AS merchant_name, coalesce(u.must_change_password, false) AS must_change_password
     FROM s
     LEFT JOIN dashboard_users u ON u.id = s.user_id
     LEFT JOIN merchants m ON m.id = s.merchant_id

@@ -48,6 +48,10 @@ async def _merchant_required(request: Request, exc: Exception) -> Response:
     return auth.redirect("/dashboard")
 
 
+async def _password_change_required(request: Request, exc: Exception) -> Response:
+    return auth.redirect(auth.PASSWORD_PATH)
+
+
 async def _page_not_found(request: Request, exc: Exception) -> Response:
     return not_found(request, auth.viewer_of(request))
 
@@ -67,6 +71,7 @@ def install(app: FastAPI) -> None:
         auth.SignInRequired: _sign_in_required,
         auth.CsrfRefused: _csrf_refused,
         auth.MerchantRequired: _merchant_required,
+        auth.PasswordChangeRequired: _password_change_required,
         auth.PageNotFound: _page_not_found,
     }
     for exc_class, handler in handlers.items():

@@ -39,6 +39,7 @@ SESSION_COOKIE = "tender_session"
 LOGIN_COOKIE = "tender_login"
 COOKIE_PATH = "/dashboard"
 LOGIN_PATH = "/dashboard/login"
+PASSWORD_PATH = "/dashboard/account/password"  # noqa: S105 (a path, not a password)
 MAX_FORM_BYTES = 8192
 MAX_FIELD = 1000
 
@@ -58,6 +59,13 @@ class CsrfRefused(HTTPException):
 
 class MerchantRequired(HTTPException):
     """An operator on a merchant's page without a merchant chosen: home, to choose one."""
+
+    def __init__(self) -> None:
+        super().__init__(303)
+
+
+class PasswordChangeRequired(HTTPException):
+    """A user signed in with the password Tender printed: their own first, then the page."""
 
     def __init__(self) -> None:
         super().__init__(303)
@@ -108,6 +116,8 @@ async def _viewer(request: Request, container: ContainerDep, *, touch: bool) -> 
         back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise SignInRequired(back if request.method == "GET" else "/dashboard")
     request.state.dashboard_viewer = viewer  # for the error pages' navigation
+    if viewer.must_change_password and request.url.path not in (PASSWORD_PATH, "/dashboard/logout"):
+        raise PasswordChangeRequired
     return viewer
 
 
@@ -279,3 +289,38 @@ async def choose_merchant(form: FormDep, container: ContainerDep) -> Response:
     except NotFound:
         raise PageNotFound from None
     return redirect("/dashboard")
+
+
+def _password_page(
+    request: Request, viewer: Viewer, *, status_code: int = 200, error: str | None = None, param: str | None = None,
+    done: bool = False,
+) -> HTMLResponse:  # fmt: skip
+    return render(
+        request, "dashboard/password.html", viewer, status_code=status_code, title="Change your password",
+        error=error, param=param, done=done,
+    )  # fmt: skip
+
+
+@router.get("/account/password")
+async def password_form(request: Request, viewer: ViewerDep) -> Response:
+    if viewer.operator:
+        raise PageNotFound
+    return _password_page(request, viewer)
+
+
+@router.post("/account/password")
+async def change_password(request: Request, form: FormDep, container: ContainerDep) -> Response:
+    """The user's own password (required first after signing in with a printed one-time password). The
+    user's other sessions end; this one goes on."""
+    viewer = form.viewer
+    if viewer.operator:
+        raise PageNotFound
+    try:
+        await users.change_password(
+            container.db, viewer, form.get("current_password"), form.get("new_password"), form.get("confirm")
+        )
+    except users.PasswordRefused as exc:
+        return _password_page(request, viewer, status_code=400, error=exc.message, param=exc.param)
+    if viewer.must_change_password:
+        return redirect("/dashboard")
+    return _password_page(request, viewer, done=True)

@@ -23,6 +23,9 @@ def upgrade() -> None:
         merchant_id   text REFERENCES merchants (id),
         email         text NOT NULL,
         password_hash text NOT NULL,
+        -- Set when Tender chose the password (printed once by `tender user create`): the user must choose
+        -- their own at the next sign-in before any page.
+        must_change_password boolean NOT NULL DEFAULT false,
         created       timestamptz NOT NULL DEFAULT now(),
         last_login    timestamptz
     );
