@@ -119,3 +119,66 @@ async def test_an_operator_retries_a_dead_letter(
     finally:
         async with container.db.connection() as conn:
             await conn.execute("UPDATE dead_letters SET status = 'resolved' WHERE id = %s", (letter,))
+
+
+async def test_an_operator_creates_a_merchant_and_sets_its_fee_plan(
+    container: Any, tender_url: str, page: Page, dash_shots: Shots
+) -> None:
+    name = f"Operator Shop {uuid.uuid4().hex[:4]}"
+    await operator_sign_in(page, tender_url, container.settings.admin_key.get_secret_value())
+    await nav(page, "Merchants").click()
+    await page.get_by_test_id("new-merchant").click()
+    await page.get_by_label("Name").fill(name)
+    await dash_shots.shot(page, "new merchant")
+    await page.get_by_role("button", name="Create the merchant").click()
+    await expect(page.get_by_test_id("secret-1")).to_contain_text("sk_test_")
+    await expect(page.get_by_test_id("secret-2")).to_contain_text("pk_test_")
+    await dash_shots.shot(page, "keys shown once")
+    await page.get_by_role("link", name="Done: to the merchant").click()
+    await expect(page.get_by_role("heading", name=name, level=1)).to_be_visible()
+    await page.get_by_test_id("edit-fee-plan").click()
+    plan = (
+        '{"rules": [{"payment_method": "*", "funding": "*", "percent": "2.99999", "fixed": {"BRL": 40},'
+        ' "delay_days": 30, "starts": "waiting_funds"}]}'
+    )
+    await page.get_by_label("Rules (JSON)").fill(plan)
+    await page.get_by_test_id("review-button").click()
+    await expect(page.get_by_test_id("error")).to_contain_text("rules[0].percent")
+    await expect(page.get_by_label("Rules (JSON)")).to_have_attribute("aria-invalid", "true")
+    await dash_shots.shot(page, "a percent with too many places, named")
+    await page.get_by_label("Rules (JSON)").fill(plan.replace("2.99999", "2.99"))
+    await page.get_by_test_id("review-button").click()
+    await expect(page.get_by_test_id("fee-rules")).to_contain_text("2.99%")
+    await expect(page.get_by_test_id("fee-rules")).to_contain_text("0.40 BRL")
+    await dash_shots.shot(page, "review")
+    await page.get_by_role("button", name="Save").click()
+    await expect(page.get_by_test_id("notice")).to_contain_text("Fee plan saved")
+    await expect(page.get_by_test_id("fee-rules")).to_contain_text("2.99%")
+    await dash_shots.shot(page, "saved")
+    async with container.db.connection() as conn:
+        cur = await conn.execute(
+            "SELECT f.rules FROM fee_plans f JOIN merchants m ON m.id = f.merchant_id WHERE m.name = %s", (name,)
+        )
+        assert (await cur.fetchone())["rules"][0]["percent"] == "2.99"
+
+
+async def test_the_operator_pages_fit_a_phone(
+    browser: Any, container: Any, tender_url: str, request: pytest.FixtureRequest, dash_shots: Shots
+) -> None:
+    context = await browser.new_context(
+        viewport={"width": 375, "height": 812}, is_mobile=True, has_touch=True, device_scale_factor=2
+    )
+    try:
+        page = await context.new_page()
+        await operator_sign_in(page, tender_url, container.settings.admin_key.get_secret_value())
+        for path, heading in [
+            ("merchants", "Merchants"), ("dead-letters", "Dead letters"), ("processors", "Processors"),
+            ("ledger", "Ledger check"), ("reconciliations", "Reconciliation"),
+        ]:  # fmt: skip
+            await page.goto(f"{tender_url}/dashboard/operator/{path}")
+            await expect(page.get_by_role("heading", name=heading, level=1)).to_be_visible()
+            width = await page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 375, f"{path}: horizontal scroll, the page is {width}px wide"
+            await dash_shots.shot(page, f"phone {path}")
+    finally:
+        await context.close()
