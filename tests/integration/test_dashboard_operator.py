@@ -200,6 +200,10 @@ async def test_a_fee_plan_is_reviewed_then_saved_and_errors_name_the_field(
     )
     assert review.status_code == 200 and "3.49%" in review.text and "0.39 BRL" in review.text
     assert (await fee_plans.get_plan(container.db, m)).default  # nothing saved by the review
+    again = await operator.post(
+        f"/dashboard/operator/merchants/{m}/fee-plan/edit", data={"csrf_token": csrf, "rules": good}
+    )
+    assert again.status_code == 200 and '"percent": "3.49"' in html.unescape(again.text)  # the text reviewed, back
     saved = await operator.post(f"/dashboard/operator/merchants/{m}/fee-plan", data={"csrf_token": csrf, "rules": good})
     assert saved.status_code == 303 and saved.headers["location"].endswith("?done=fee-plan")
     plan = await fee_plans.get_plan(container.db, m)

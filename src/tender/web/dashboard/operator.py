@@ -31,7 +31,7 @@ from tender.web.dashboard.layout import render
 from tender.web.dashboard.payments import error_of, status_of
 
 router = APIRouter(prefix="/operator")
-Text = Annotated[str | None, Query(max_length=200)]
+Text = Annotated[str | None, Query()]  # lengths are checked by the service (an HTML page, not a 422)
 MAX_RULES_FORM_BYTES = ops.MAX_RULES_TEXT * 4  # urlencoded, a character may take up to 12 bytes; enough room
 
 
@@ -215,6 +215,16 @@ async def review_rules(
         request, "dashboard/operator_rules_confirm.html", viewer, title=f"Save the {_KINDS[kind]}?", view=view,
         kind=kind, text=text, rules=rules, default=view.routing["default"],
     )  # fmt: skip
+
+
+@router.post("/merchants/{merchant_id}/{kind}/edit", response_class=HTMLResponse)
+async def edit_again(
+    request: Request, merchant_id: str, kind: str, viewer: OperatorDep, form: RulesFormDep, container: ContainerDep
+) -> HTMLResponse:
+    """Back from the review to the box, with the text reviewed (not the rules saved before)."""
+    kind = _kind(kind)
+    view = await _merchant_view(container, merchant_id)
+    return _edit_page(request, viewer, view, kind, form.get("rules"), container.processors)
 
 
 @router.post("/merchants/{merchant_id}/{kind}")
