@@ -73,6 +73,8 @@ def path_pools(world: World, method: str, path: str) -> Pools:
         "customer_id": world.deletable_customers if method.upper() == "DELETE" else world.customers,
         "payment_method_id": world.payment_methods,
         "clock_id": world.test_clocks,
+        "subscription_id": world.cancelable_subscriptions if path.endswith("/cancel") else world.subscriptions,
+        "invoice_id": world.invoices,
     }
 
 
@@ -88,6 +90,8 @@ _LISTS = {
     "/admin/v1/dead_letters": "dead_letters",
     "/v1/customers": "customers",
     "/v1/test_clocks": "test_clocks",
+    "/v1/subscriptions": "subscriptions",
+    "/v1/invoices": "invoices",
 }
 
 
@@ -100,6 +104,8 @@ def query_pools(world: World, method: str, path: str) -> Pools:
         "source": world.all_payments() + world.refunds,
         "object": world.all_payments() + world.refunds + world.sessions,
         "event": world.events,
+        "subscription": world.subscriptions + world.cancelable_subscriptions,
+        "customer": world.customers,
     }
 
 
@@ -175,6 +181,16 @@ def valid_core(world: World, method: str, path: str) -> dict[str, Any] | None:
         "/v1/test_clocks": {"frozen_time": "2027-01-31T12:00:00Z", "name": "fuzz"},
         # Far ahead, and the same each time: the first advance moves the clock, the rest are no-ops.
         "/v1/test_clocks/{clock_id}/advance": {"frozen_time": "2030-01-01T00:00:00Z"},
+        "/v1/subscriptions": {
+            "customer": world.customers[0],
+            "payment_method": world.payment_methods[0],
+            "amount": 1000,
+            "currency": "BRL",
+            "interval": "month",
+            "metadata": {"plan": "fuzz"},
+        },
+        "/v1/subscriptions/{subscription_id}": {"amount": 1200, "metadata": {"plan": "fuzz+"}},
+        "/v1/subscriptions/{subscription_id}/cancel": {"at_period_end": True},
     }
     return cores.get(path)
 

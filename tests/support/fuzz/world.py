@@ -47,6 +47,10 @@ class World:
     deletable_customers: tuple[str, ...] = ()
     payment_methods: tuple[str, ...] = ()
     test_clocks: tuple[str, ...] = ()
+    # Subscriptions: one to update, one to cancel (after which updates are 400s); their invoices.
+    subscriptions: tuple[str, ...] = ()
+    cancelable_subscriptions: tuple[str, ...] = ()
+    invoices: tuple[str, ...] = ()
 
     def all_payments(self) -> tuple[str, ...]:
         return self.final_payments + self.open_payments
@@ -164,6 +168,10 @@ async def seed(api_url: str, simulator_url: str, container: Container, admin_key
             (await s.call("POST", "/v1/payment_methods", json={**saved, "customer": customers[0]}))["id"],
             (await s.call("POST", "/v1/payment_methods", json=saved))["id"],
         ]
+        plan = {"customer": customers[0], "payment_method": methods[0], "amount": 1000, "currency": "BRL"}
+        subscriptions = [
+            (await s.call("POST", "/v1/subscriptions", json={**plan, "interval": "month"}))["id"] for _ in range(2)
+        ]
 
         body = await s.call("GET", "/admin/v1/dead_letters", admin_key, params={"limit": 100})
         dead_letters = tuple(d["id"] for d in body["data"] if d["object_id"] == stuck)
@@ -193,6 +201,9 @@ async def seed(api_url: str, simulator_url: str, container: Container, admin_key
             deletable_customers=tuple(customers[2:]),
             payment_methods=tuple(methods),
             test_clocks=tuple(clocks),
+            subscriptions=(subscriptions[0],),
+            cancelable_subscriptions=(subscriptions[1],),
+            invoices=await s.ids("/v1/invoices"),
         )
     for kind in ("refunds", "events", "payables", "settlements", "balance_transactions"):
         assert getattr(world, kind), f"seeding made no {kind}"
