@@ -188,12 +188,14 @@ class PaymentOperations:
             payment = Payment(**{c: row[c] for c in PAYMENT_COLUMNS})
             attempt, is_new, reconcile = plan(payment, open_attempts.get(payment.id, []), answered.get(payment.id))
             work.append(PaymentWork(payment, int(row["tries"]), attempt, is_new, reconcile=reconcile))
-        await attempt_store.insert(conn, [w.attempt for w in work if w.attempt and w.is_new])
         # Before an authorization may leave: on record as maybe sent, so a worker dying mid-call can never let
-        # it fail over (the write puts back what the call showed).
+        # it fail over (the write puts back what the call showed). A new attempt is inserted marked.
         for w in work:
             w.marked = self._may_send(w)
-        await attempt_store.mark_maybe_sent(conn, [w.attempt.id for w in work if w.marked and w.attempt])
+        marked = {w.attempt.id for w in work if w.marked and w.attempt}
+        new = [w.attempt for w in work if w.attempt and w.is_new]
+        await attempt_store.insert(conn, new, marked=marked)
+        await attempt_store.mark_maybe_sent(conn, sorted(marked - {a.id for a in new}))
         needs_authorization = [w.payment.id for w in work if w.attempt and w.attempt.operation != "authorize"]
         if needs_authorization:
             authorizations = await attempt_store.latest_authorizations(conn, needs_authorization)

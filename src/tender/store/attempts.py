@@ -58,14 +58,24 @@ async def open_voids(conn: Conn, cancels: Sequence[Attempt]) -> list[str]:
     return [row["payment_id"] for row in await cur.fetchall()]
 
 
-async def insert(conn: Conn, attempts: Sequence[Attempt]) -> None:
+async def insert(conn: Conn, attempts: Sequence[Attempt], *, marked: Collection[str] = ()) -> None:
+    """New pending attempts, in one statement; the `marked` ones already marked maybe_sent (about to be sent:
+    see `mark_maybe_sent`)."""
     if attempts:
-        async with conn.cursor() as cur:
-            await cur.executemany(
-                "INSERT INTO payment_attempts (id, payment_id, operation, processor, status, amount)"
-                " VALUES (%s, %s, %s, %s, 'pending', %s)",
-                [(a.id, a.payment_id, a.operation, a.processor, a.amount) for a in attempts],
-            )
+        await conn.execute(
+            "INSERT INTO payment_attempts (id, payment_id, operation, processor, status, amount, maybe_sent)"
+            " SELECT a.id, a.payment_id, a.operation, a.processor, 'pending', a.amount, a.maybe_sent"
+            " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::boolean[])"
+            " AS a (id, payment_id, operation, processor, amount, maybe_sent)",
+            (
+                [a.id for a in attempts],
+                [a.payment_id for a in attempts],
+                [a.operation for a in attempts],
+                [a.processor for a in attempts],
+                [a.amount for a in attempts],
+                [a.id in marked for a in attempts],
+            ),
+        )
 
 
 async def mark_maybe_sent(conn: Conn, attempt_ids: Sequence[str]) -> None:
@@ -75,6 +85,20 @@ async def mark_maybe_sent(conn: Conn, attempt_ids: Sequence[str]) -> None:
         await conn.execute("UPDATE payment_attempts SET maybe_sent = true WHERE id = ANY(%s)", (list(attempt_ids),))
 
 
+# One statement for a batch's attempts (it was one UPDATE per attempt); `a.` columns are the row's old values.
+_RECORD_CALLS = """
+UPDATE payment_attempts a SET status = c.status, calls = a.calls + c.calls, last_error = c.last_error,
+  maybe_sent = CASE WHEN c.marked THEN c.maybe_sent ELSE a.maybe_sent OR c.maybe_sent END,
+  processor_reference = coalesce(c.processor_reference, a.processor_reference),
+  failure_code = c.failure_code, decline_code = c.decline_code, message = c.message,
+  finished = CASE WHEN c.status IN ('pending', 'action_required') THEN NULL ELSE now() END
+FROM unnest(%s::text[], %s::text[], %s::int[], %s::text[], %s::boolean[], %s::boolean[], %s::text[], %s::text[],
+            %s::text[], %s::text[])
+  AS c (id, status, calls, last_error, marked, maybe_sent, processor_reference, failure_code, decline_code, message)
+WHERE a.id = c.id
+"""
+
+
 async def record_calls(
     conn: Conn, attempts: Sequence[Attempt], *, uncounted: Collection[str] = (), marked: Collection[str] = ()
 ) -> None:
@@ -82,17 +106,18 @@ async def record_calls(
     action_required ones stay open. `marked`: attempts marked maybe_sent by this claim, whose flag is now what
     the call showed (a call that certainly did not reach the processor leaves it as it was before)."""
     if attempts:
-        async with conn.cursor() as cur:
-            await cur.executemany(
-                "UPDATE payment_attempts SET status = %(status)s, calls = calls + %(calls)s,"
-                " last_error = %(last_error)s,"
-                " maybe_sent = CASE WHEN %(marked)s THEN %(maybe_sent)s ELSE maybe_sent OR %(maybe_sent)s END,"
-                " processor_reference = coalesce(%(processor_reference)s, processor_reference),"
-                " failure_code = %(failure_code)s, decline_code = %(decline_code)s, message = %(message)s,"
-                " finished = CASE WHEN %(status)s IN ('pending', 'action_required') THEN NULL ELSE now() END"
-                " WHERE id = %(id)s",
-                [{**_row(a), "calls": int(a.id not in uncounted), "marked": a.id in marked} for a in attempts],
-            )
+        await conn.execute(_RECORD_CALLS, (
+            [a.id for a in attempts],
+            [a.status for a in attempts],
+            [int(a.id not in uncounted) for a in attempts],
+            [a.last_error for a in attempts],
+            [a.id in marked for a in attempts],
+            [a.maybe_sent for a in attempts],
+            [a.processor_reference for a in attempts],
+            [a.failure_code for a in attempts],
+            [a.decline_code for a in attempts],
+            [a.message for a in attempts],
+        ))  # fmt: skip
 
 
 async def record_answer(conn: Conn, attempt: Attempt) -> None:

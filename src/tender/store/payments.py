@@ -7,12 +7,13 @@ from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from tender.domain.models import Payment, VaultCard
 from tender.domain.transitions import PaymentChange
-from tender.store.db import Conn, Page, newest_first, returned_ids
+from tender.store.db import Conn, Page, newest_first
 
 PAYMENT_COLUMNS = [f.name for f in fields(Payment)]
 _COLUMN_LIST = sql.SQL(", ").join(map(sql.Identifier, PAYMENT_COLUMNS)).as_string()
@@ -168,32 +169,59 @@ def _change_params(c: PaymentChange) -> dict[str, Any]:
     }
 
 
+# One statement for the whole batch (it was one UPDATE per payment): each change where our lease still holds AND
+# the status is still the one we claimed. The right-hand `p.` columns are the row's old values.
+_UPDATE_AFTER_PROCESSING = """
+UPDATE payments p SET status = c.status, amount_captured = c.amount_captured,
+  failure_code = c.failure_code, decline_code = c.decline_code,
+  failure_message = c.failure_message, next_action = c.next_action::jsonb,
+  -- A failover hands the payment to another processor; the old one's reference (an unconfirmed
+  -- registration at most: nothing was charged) does not describe it any more.
+  processor_reference = CASE WHEN c.processor IS NOT NULL AND c.processor <> p.processor
+    THEN c.processor_reference ELSE coalesce(c.processor_reference, p.processor_reference) END,
+  processor = coalesce(c.processor, p.processor),
+  next_run_at = c.next_run_at, last_error = c.last_error,
+  tries = CASE WHEN c.reset_tries THEN 0 WHEN c.held THEN greatest(p.tries - 1, 0) ELSE p.tries END,
+  lease_token = NULL,
+  -- only a visible change moves `updated`
+  updated = CASE WHEN p.status IS DISTINCT FROM c.status THEN c.updated ELSE p.updated END
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[],
+            %s::text[], %s::timestamptz[], %s::text[], %s::boolean[], %s::timestamptz[], %s::text[], %s::boolean[])
+  AS c (id, expected_status, status, amount_captured, failure_code, decline_code, failure_message, next_action,
+        processor_reference, next_run_at, last_error, reset_tries, updated, processor, held)
+WHERE p.id = c.id AND p.lease_token = %s AND p.status = c.expected_status
+RETURNING p.id
+"""
+
+
 async def update_after_processing(conn: Conn, token: Any, changes: Sequence[PaymentChange]) -> set[str]:
     """Write the outcome of claimed payments where our lease still holds AND the status is still the one we
     claimed (an inbound notification may have moved it meanwhile: never move a status backwards).
     Returns the ids written. Only services/payment_transitions.py calls it, and writes what follows."""
     if not changes:
         return set()
-    async with conn.cursor() as cur:
-        await cur.executemany(
-            "UPDATE payments SET status = %(status)s, amount_captured = %(amount_captured)s,"
-            " failure_code = %(failure_code)s, decline_code = %(decline_code)s,"
-            " failure_message = %(failure_message)s, next_action = %(next_action)s,"
-            # A failover hands the payment to another processor; the old one's reference (an unconfirmed
-            # registration at most: nothing was charged) does not describe it any more.
-            " processor_reference = CASE WHEN %(processor)s::text IS NOT NULL AND %(processor)s::text <> processor"
-            "   THEN %(processor_reference)s ELSE coalesce(%(processor_reference)s, processor_reference) END,"
-            " processor = coalesce(%(processor)s::text, processor),"
-            " next_run_at = %(next_run_at)s, last_error = %(last_error)s,"
-            " tries = CASE WHEN %(reset_tries)s THEN 0 WHEN %(held)s THEN greatest(tries - 1, 0) ELSE tries END,"
-            " lease_token = NULL,"
-            # `status` on the right is the old value: only a visible change moves `updated`.
-            " updated = CASE WHEN status IS DISTINCT FROM %(status)s THEN %(updated)s ELSE updated END"
-            " WHERE id = %(id)s AND lease_token = %(token)s AND status = %(expected_status)s RETURNING id",
-            [{**_change_params(c), "token": token} for c in changes],
-            returning=True,
-        )
-        return await returned_ids(cur)
+    cur = await conn.execute(
+        _UPDATE_AFTER_PROCESSING,
+        (
+            [c.id for c in changes],
+            [c.expected_status for c in changes],
+            [c.status for c in changes],
+            [c.amount_captured for c in changes],
+            [c.failure_code for c in changes],
+            [c.decline_code for c in changes],
+            [c.failure_message for c in changes],
+            [None if c.next_action is None else orjson.dumps(c.next_action).decode() for c in changes],
+            [c.processor_reference for c in changes],
+            [c.next_run_at for c in changes],
+            [c.last_error for c in changes],
+            [c.reset_tries for c in changes],
+            [c.updated for c in changes],
+            [c.processor for c in changes],
+            [c.held for c in changes],
+            token,
+        ),
+    )
+    return {row["id"] for row in await cur.fetchall()}
 
 
 async def apply_change(conn: Conn, change: PaymentChange) -> bool:
