@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from psycopg.types.json import Jsonb
 
@@ -16,26 +16,33 @@ from tender.store.rows import fetch_one
 _LOCK_PREFIX = "idempotency:"
 
 
-async def try_lock(conn: Conn, merchant_id: str, key: str) -> bool:
-    """Take the key's transaction-scoped advisory lock without waiting; False while another transaction
-    holds it, i.e. while a request with this key is running. Released at commit or rollback."""
-    cur = await conn.execute(
-        "SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 0)) AS free",
-        (f"{_LOCK_PREFIX}{merchant_id}:{key}",),
-    )
-    row = await cur.fetchone()
-    return bool(row and row["free"])
+class Reservation(NamedTuple):
+    """What `begin_and_reserve` found: `free` False while another transaction holds the key's lock (a request
+    with this key is running); `reserved` True when this transaction inserted the key (the first request)."""
+
+    free: bool
+    reserved: bool
 
 
-async def reserve(conn: Conn, merchant_id: str, key: str, request_hash: bytes) -> bool:
-    """Insert the key; False if it exists. Under `try_lock` no other transaction holds the key uncommitted,
-    so this does not wait (without it, a concurrent holder of the key would make it wait for its commit)."""
-    cur = await conn.execute(
-        "INSERT INTO idempotency_keys (merchant_id, key, request_hash) VALUES (%s, %s, %s)"
-        " ON CONFLICT DO NOTHING RETURNING 1",
-        (merchant_id, key, request_hash),
-    )
-    return await cur.fetchone() is not None
+async def begin_and_reserve(conn: Conn, merchant_id: str, key: str, request_hash: bytes) -> Reservation:
+    """Begin the request's transaction on `conn` (autocommit, outside a transaction: `Database.own_transaction`)
+    and, in the same round trip (one pipeline), take the key's transaction-scoped advisory lock without
+    waiting (released at commit or rollback) and, only if it was free, insert the key unless it exists.
+    Under the lock no other transaction holds the key uncommitted, so the insert does not wait (without it,
+    a concurrent holder of the key would make it wait for its commit). The lock's CTE is volatile, so it is
+    evaluated once, before the insert that reads it."""
+    async with conn.pipeline():
+        await conn.execute("BEGIN")
+        cur = await conn.execute(
+            "WITH lock AS (SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 0)) AS free),"
+            " inserted AS (INSERT INTO idempotency_keys (merchant_id, key, request_hash)"
+            " SELECT %s, %s, %s FROM lock WHERE lock.free ON CONFLICT DO NOTHING RETURNING 1)"
+            " SELECT lock.free, EXISTS (SELECT FROM inserted) AS reserved FROM lock",
+            (f"{_LOCK_PREFIX}{merchant_id}:{key}", merchant_id, key, request_hash),
+        )
+    row = await cur.fetchone()  # the pipeline's end sent both and read their results: no further round trip
+    assert row is not None  # the CTE has one row
+    return Reservation(bool(row["free"]), bool(row["reserved"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,14 +65,18 @@ async def find(conn: Conn, merchant_id: str, key: str) -> StoredKey | None:
     )
 
 
-async def save_response(
+async def answer_and_commit(
     conn: Conn, merchant_id: str, key: str, status_code: int, body: bytes, headers: dict[str, str]
 ) -> None:
-    await conn.execute(
-        "UPDATE idempotency_keys SET status_code = %s, response_body = %s, response_headers = %s"
-        " WHERE merchant_id = %s AND key = %s",
-        (status_code, body, Jsonb(headers), merchant_id, key),
-    )
+    """Store the answer on the key's row and COMMIT the request's transaction, in one round trip (one
+    pipeline). If the UPDATE fails, the COMMIT is not run (the pipeline is aborted) and the error is raised."""
+    async with conn.pipeline():
+        await conn.execute(
+            "UPDATE idempotency_keys SET status_code = %s, response_body = %s, response_headers = %s"
+            " WHERE merchant_id = %s AND key = %s",
+            (status_code, body, Jsonb(headers), merchant_id, key),
+        )
+        await conn.execute("COMMIT")
 
 
 async def delete_older_than(conn: Conn, hours: int) -> int:
