@@ -214,10 +214,10 @@ async def test_renewals_survive_killed_workers(
     # Good cards paid (active, next renewal at the new period's end); declined ones past_due, retried in a day.
     declined = SUBSCRIPTIONS // DECLINED_EVERY
     assert by_status == Counter({("paid", "active"): SUBSCRIPTIONS - declined, ("open", "past_due"): declined})
-    for r in invoices:
-        if r[2] == "paid":
-            assert r[6] == r[7]
+    for row in invoices:
+        if row[2] == "paid":
+            assert row[6] == row[7]
         else:
-            assert (r[3], r[6]) == (1, r[1] + timedelta(days=1))
+            assert (row[3], row[6]) == (1, row[1] + timedelta(days=1))
     assert sum(approved_per_invoice.values()) == SUBSCRIPTIONS - declined
     assert ledger["balanced"] is True, ledger
