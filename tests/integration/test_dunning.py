@@ -127,3 +127,32 @@ async def test_a_new_card_on_the_subscription_is_tried_at_the_next_retry_and_rec
     assert (recovered["status"], recovered["current_period_end"]) == ("active", "2026-06-30T12:00:00.000Z")
     assert (await event_types(api, merchant, sub["id"]))[-1] == "subscription.updated"  # active again
     assert (await event_types(api, merchant, renewal["id"]))[-1] == "invoice.paid"
+
+
+async def test_without_a_usable_method_an_attempt_fails_at_once_and_dunning_goes_on(
+    api: Any, container: Any, merchant: Any
+) -> None:
+    clk = await clock(api, merchant, "2026-07-01T00:00:00Z")
+    cus = await customer(api, merchant, test_clock=clk)
+    sub = await subscribe(api, merchant, cus)
+    async with payments_running(container):
+        await advance(api, merchant, clk, "2026-07-02T00:00:00Z")
+        [pm] = (await call(api, merchant, "GET", f"/v1/customers/{cus}/payment_methods"))["data"]
+        await call(api, merchant, "POST", f"/v1/payment_methods/{pm['id']}/detach", {})
+        await advance(api, merchant, clk, "2026-08-01T00:00:00Z")  # the renewal: nothing to charge
+    renewal = (await invoices(api, merchant, sub["id"]))[1]
+    assert (renewal["status"], renewal["attempt_count"], renewal["payment"]) == ("open", 1, None)
+    assert renewal["next_payment_attempt"] == "2026-08-02T00:00:00.000Z"
+    assert (await subscription(api, merchant, sub["id"]))["status"] == "past_due"
+    assert await attempts(container, renewal["id"]) == []  # nothing was sent to any processor
+    assert (await event_types(api, merchant, renewal["id"]))[-1] == "invoice.payment_failed"
+
+
+async def test_deleting_the_customer_cancels_its_subscriptions(api: Any, container: Any, merchant: Any) -> None:
+    cus = await customer(api, merchant)
+    sub = await subscribe(api, merchant, cus, trial_days=7)
+    await call(api, merchant, "DELETE", f"/v1/customers/{cus}")
+    ended = await subscription(api, merchant, sub["id"])
+    assert (ended["status"], ended["ended_at"] is not None) == ("canceled", True)
+    [row] = await query(container, "SELECT next_run_at FROM subscriptions WHERE id = %s", sub["id"])
+    assert row["next_run_at"] is None
