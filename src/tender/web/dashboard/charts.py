@@ -49,33 +49,51 @@ class Chart:
         return rows[::-1]
 
 
-def _axis_top(value: int, ticks: int = 4) -> int:
-    """The axis maximum: `ticks` equal steps of a round size (1, 2 or 5 times a power of ten, at least 1), the
-    smallest whose top reaches `value`; so every gridline's label is exact."""
+@dataclass(frozen=True, slots=True)
+class Axis:
+    """The y axis: TICKS equal steps of a round size (1, 2 or 5 times a power of ten, at least 1) from `bottom`
+    (0, or below it when a value is negative) to `top`, the smallest such range holding every value; so each
+    gridline's label is exact."""
+
+    bottom: int
+    step: int
+
+    @property
+    def top(self) -> int:
+        return self.bottom + self.step * TICKS
+
+    def y(self, value: int) -> float:
+        plot_h = HEIGHT - TOP - BOTTOM
+        return TOP + plot_h - plot_h * (value - self.bottom) / (self.top - self.bottom)
+
+
+TICKS = 4
+
+
+def axis_for(values: Sequence[int]) -> Axis:
+    lo, hi = min(0, *values) if values else 0, max(0, *values) if values else 0
     step = 1
     while True:
         for m in (1, 2, 5):
-            if m * step * ticks >= value:
-                return m * step * ticks
+            bottom = (lo // (m * step)) * (m * step)  # floor to a multiple of the step
+            if bottom + m * step * TICKS >= hi:
+                return Axis(bottom, m * step)
         step *= 10
 
 
 def _frame(
-    chart_id: str, title: str, description: str, top: int, fmt: Callable[[int], str], labels: Sequence[str]
+    chart_id: str, title: str, description: str, axis: Axis, fmt: Callable[[int], str], labels: Sequence[str]
 ) -> list[str]:
-    plot_h = HEIGHT - TOP - BOTTOM
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" class="chart" '
         f'aria-labelledby="{chart_id}-title {chart_id}-desc" focusable="false">',
         f'<title id="{chart_id}-title">{escape(title)}</title>',
         f'<desc id="{chart_id}-desc">{escape(description)}</desc>',
     ]
-    for i in range(5):  # gridlines and y-axis labels at 0, 1/4, ..., top (exact: top is 4 round steps)
-        value = top * i // 4
-        y = TOP + plot_h - plot_h * i / 4
-        out.append(
-            f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="{GRID}" stroke-width="1"/>'
-        )
+    for i in range(TICKS + 1):  # gridlines and their labels, bottom to top
+        value = axis.bottom + axis.step * i
+        y = axis.y(value)
+        out.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="{GRID}"/>')
         tick = escape(fmt(value))
         out.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" fill="{INK}">{tick}</text>')
     n = len(labels)
@@ -88,7 +106,8 @@ def _frame(
                 f'<text x="{x:.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle" font-size="11" fill="{INK}">'
                 f"{escape(label)}</text>"
             )
-    out.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{TOP + plot_h}" y2="{TOP + plot_h}" stroke="{INK}"/>')
+    zero = axis.y(0)  # the baseline: bars grow up from it, or down for a negative value
+    out.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{zero:.1f}" y2="{zero:.1f}" stroke="{INK}"/>')
     return out
 
 
@@ -152,18 +171,17 @@ def bar_chart(
 ) -> Chart:
     """Grouped bars: one group per label, one bar per series. `fmt` writes a value in the table and tooltips,
     `axis_fmt` (default `fmt`) on the y axis, where space is short."""
-    top = _axis_top(max((v for s in series for v in s.values), default=0))
-    plot_h = HEIGHT - TOP - BOTTOM
+    axis = axis_for([v for s in series for v in s.values])
     slot = (WIDTH - LEFT - RIGHT) / max(len(labels), 1)
     bar_w = slot * 0.8 / max(len(series), 1)
-    out = _frame(chart_id, title, description, top, axis_fmt or fmt, labels)
+    out = _frame(chart_id, title, description, axis, axis_fmt or fmt, labels)
     out.insert(3, _patterns(chart_id, len(series)))
     for k, s in enumerate(series):
         colour = COLOURS[k % len(COLOURS)]
         for i, value in enumerate(s.values):
-            h = plot_h * value / top
+            y0, y1 = sorted((axis.y(0), axis.y(value)))
             x = LEFT + slot * i + slot * 0.1 + bar_w * k
-            y = TOP + plot_h - h
+            y, h = y0, y1 - y0
             out.append(
                 f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{h:.1f}" fill="url(#{chart_id}-p{k})" '
                 f'stroke="{colour}" stroke-width="0.5"><title>{escape(labels[i])}: {escape(s.name)} '
@@ -185,13 +203,12 @@ def line_chart(
 ) -> Chart:
     """One line per series, a marker at each point (its shape tells the series apart). `fmt` and `axis_fmt` as
     for bar_chart."""
-    top = _axis_top(max((v for s in series for v in s.values), default=0))
-    plot_h = HEIGHT - TOP - BOTTOM
+    axis = axis_for([v for s in series for v in s.values])
     slot = (WIDTH - LEFT - RIGHT) / max(len(labels), 1)
-    out = _frame(chart_id, title, description, top, axis_fmt or fmt, labels)
+    out = _frame(chart_id, title, description, axis, axis_fmt or fmt, labels)
     for k, s in enumerate(series):
         colour = COLOURS[k % len(COLOURS)]
-        points = [(LEFT + slot * (i + 0.5), TOP + plot_h - plot_h * v / top) for i, v in enumerate(s.values)]
+        points = [(LEFT + slot * (i + 0.5), axis.y(v)) for i, v in enumerate(s.values)]
         dash = f' stroke-dasharray="{DASHES[k % 3]}"' if DASHES[k % 3] else ""
         path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
         out.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>')
