@@ -53,6 +53,9 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
+from tender.config import Settings
+from tender.runtime import resolve_database
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import procstat
 import run as bench_run
@@ -782,8 +785,15 @@ def main() -> int:
         os.environ["TENDER_VELOCITY_CARD_DECLINES"] = "0"  # the mix declines each test card many times
         with bench_run.tender_up(args.workers, out) as (url, data_dir, proc):
             admin_key = (data_dir / "admin.key").read_text().strip()
-            db_url = bench_run.database_url(data_dir)
-            res = measure(Target(url, admin_key, db_url, str(data_dir), proc.pid), args)
+            # Joined like any Tender process does; our handle is given back before `tender up` stops, so that its
+            # last process stops the server before the data dir is removed (a handle still held then would leave
+            # the server running on a deleted dir).
+            resolved = resolve_database(Settings(data_dir=data_dir, database_url=None))
+            try:
+                res = measure(Target(url, admin_key, resolved.url, str(data_dir), proc.pid), args)
+            finally:
+                if resolved.embedded is not None:
+                    resolved.embedded.cleanup()
     print_report(res)
     path = out / f"sizes-{datetime.now(UTC):%Y%m%d-%H%M%S}.json"
     path.write_text(json.dumps(asdict(res), indent=2, default=str))
