@@ -1,6 +1,6 @@
 """The house rule "every non-final state has a scheduled next step", as SQL over every table of due rows.
 
-Each pump (payments, refunds, webhook deliveries, checkout sessions) is driven by `next_run_at`; a row in a
+Each pump (payments, refunds, webhook deliveries, checkout sessions, subscriptions) is driven by `next_run_at`; a row in a
 non-final status without one would never be looked at again. No code path should leave one (the pumps check
 their own writes), so finding one means a bug or a hand edit: it is given a next step, and said loudly.
 Payables and settlements have no such state: the settlement pump finds due payables by their payment date.
@@ -28,6 +28,8 @@ TABLES = (
     DueRows("webhook_deliveries", "status = 'pending'", "now()"),
     # Due at its expiry: the expiry pump expires it then (or waits on a payment in progress).
     DueRows("checkout_sessions", "status = 'open'", "expires_at"),
+    # Live subscriptions on the wall clock (those on a test clock run only when their clock is advanced).
+    DueRows("subscriptions", "status IN ('trialing', 'active', 'past_due') AND test_clock_id IS NULL", "now()"),
 )
 
 

@@ -159,6 +159,10 @@ def upgrade() -> None:
     ALTER TABLE checkout_sessions ADD COLUMN setup_future_usage text CHECK (setup_future_usage IN ('off_session'));
     ALTER TABLE checkout_sessions ADD COLUMN subscription_data jsonb;  -- interval, interval_count, trial_days, ...
     ALTER TABLE checkout_sessions ADD COLUMN subscription_id text REFERENCES subscriptions (id);
+
+    -- Housekeeping's safety net (store/stranded.py): a live subscription on the wall clock always has a next step.
+    CREATE INDEX subscriptions_stranded ON subscriptions (id)
+        WHERE status IN ('trialing', 'active', 'past_due') AND test_clock_id IS NULL AND next_run_at IS NULL;
     """)
 
 
