@@ -109,6 +109,17 @@ async def test_sign_in_and_see_the_charts(
     assert await page.evaluate("typeof htmx") == "object"  # the vendored htmx loaded under the CSP
     assert refused == [], refused
 
+    # The issues panel refreshes itself with htmx; once the session is gone (timed out, signed out elsewhere)
+    # the refresh takes the whole page to the sign-in form, and back to the home page after it.
+    async with container.db.connection() as conn:
+        await conn.execute(
+            "DELETE FROM dashboard_sessions WHERE user_id = (SELECT id FROM dashboard_users WHERE email = %s)", (email,)
+        )
+    await page.evaluate("htmx.ajax('GET', '/dashboard/issues', {target: '#open-issues', swap: 'outerHTML'})")
+    await expect(page).to_have_url(re.compile(r"/dashboard/login\?next=/dashboard$"))
+    await expect(page.get_by_role("heading", name="Sign in to Tender")).to_be_visible()
+    await dash_shots.shot(page, "session ended during a refresh")
+
 
 async def test_keyboard_only(api: Any, container: Any, tender_url: str, page: Page, dash_shots: Shots) -> None:
     _shop, email = await shop_with_history(api, container)

@@ -346,3 +346,12 @@ async def test_a_user_changes_the_password_and_operators_have_none(container: An
     async with dashboard_client(container) as client:
         await operator_sign_in(client, container.settings.admin_key.get_secret_value())
         assert (await client.get("/dashboard/account/password")).status_code == 404
+
+
+async def test_an_htmx_refresh_after_the_session_ended_sends_the_page_to_sign_in(container: Any) -> None:
+    async with dashboard_client(container) as client:
+        headers = {"HX-Request": "true", "HX-Current-URL": "http://tender.test/dashboard?x=1"}
+        r = await client.get("/dashboard/issues", headers=headers)
+        assert r.status_code == 401 and r.headers["hx-redirect"] == "/dashboard/login?next=/dashboard"
+        plain = await client.get("/dashboard/issues")
+        assert plain.status_code == 303 and plain.headers["location"] == "/dashboard/login?next=/dashboard/issues"

@@ -8,7 +8,7 @@ web/static) only where it helps. Pages call services only; every query is scoped
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 
 from tender.web.dashboard import auth, customers, developers, home, money, operator, payments
 from tender.web.dashboard.layout import not_found, render
+from tender.web.pages import SECURITY_HEADERS
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 router.include_router(auth.router)
@@ -28,7 +29,16 @@ router.include_router(operator.router)
 
 async def _sign_in_required(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, auth.SignInRequired)
-    response = auth.redirect(f"{auth.LOGIN_PATH}?next={_quote(exc.back_to)}")
+    login = f"{auth.LOGIN_PATH}?next={_quote(exc.back_to)}"
+    if request.headers.get("hx-request") == "true":
+        # An htmx refresh (the issues panel) whose session ended: the whole page goes to the sign-in page, and
+        # back to the page (not the panel) after it (a 303 would be followed by the XMLHttpRequest and the
+        # sign-in form swapped into the panel).
+        page = urlsplit(request.headers.get("hx-current-url", "")).path
+        login = f"{auth.LOGIN_PATH}?next={_quote(page)}"
+        response: Response = Response(status_code=401, headers={**SECURITY_HEADERS, "HX-Redirect": login})
+    else:
+        response = auth.redirect(login)
     auth.clear_cookie(response, request, auth.SESSION_COOKIE)  # a dead session's cookie is worth nothing
     return response
 
