@@ -41,6 +41,10 @@ class Database:
     def __init__(self, url: str, *, min_size: int = 2, max_size: int = 20, timeout: float = 10.0) -> None:
         self.url = url
         self._purge: asyncio.Task[None] | None = None
+        # Set by the API (api/app.py): skip the check's round trip for a quiet connection (see `_check`).
+        # The worker keeps the round trip: a restart fault test failed 3 times under heavy load with the skip
+        # everywhere (payments not drained; the cause not found), so it stays where it was measured.
+        self.trust_quiet_connections = False
         self.pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             url,
             min_size=min_size,
@@ -111,7 +115,8 @@ class Database:
             raise
 
     async def _check(self, conn: Conn) -> None:
-        """Run on every connection leaving the pool: an empty round trip, unless the connection is quiet.
+        """Run on every connection leaving the pool: an empty round trip, unless the pool trusts a quiet
+        connection (`trust_quiet_connections`: the API's) and this one is quiet.
 
         An idle pooled connection receives nothing unasked. A server that ends the session (a restart, a
         crash, pg_terminate_backend) sends its goodbye or closes the socket, and either makes the socket
@@ -119,7 +124,7 @@ class Database:
         trip per request (issue 16) and misses nothing: a connection cut without a word (a black-holed
         network) would hang the round trip just as it hangs the request's first statement. (`pool.check()`,
         the purge after a loss, still makes the round trip on every idle connection.)"""
-        if _quiet(conn):
+        if self.trust_quiet_connections and _quiet(conn):
             return
         try:
             await AsyncConnectionPool.check_connection(conn)
