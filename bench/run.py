@@ -156,13 +156,20 @@ def tender_up(workers: int, log_dir: Path) -> Iterator[tuple[str, Path, subproce
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def database_url(data_dir: Path) -> str:
-    """The run's embedded PostgreSQL, joined like any Tender process does (it keeps running while we hold it)."""
+@contextmanager
+def database_url(data_dir: Path) -> Iterator[str]:
+    """The run's embedded PostgreSQL, joined like any Tender process does. The handle is let go on leaving, while
+    `tender up` still holds its own, so the server stops with `tender up` (and never outlives its deleted dir)."""
     os.environ["TENDER_DATA_DIR"] = str(data_dir)
     from tender.config import Settings
     from tender.runtime import resolve_database
 
-    return resolve_database(Settings(data_dir=data_dir, database_url=None)).url
+    resolved = resolve_database(Settings(data_dir=data_dir, database_url=None))
+    try:
+        yield resolved.url
+    finally:
+        if resolved.embedded is not None:
+            resolved.embedded.cleanup()
 
 
 def wrk(url: str, path: str, *, key: str, body: str, duration: int, connections: int, threads: int) -> Load:
@@ -227,7 +234,7 @@ def series(db_url: str, merchant: str) -> tuple[list[int], list[int], int, int, 
             " FROM payments WHERE merchant_id = %s",
             (merchant,),
         ).fetchone()
-        by_status = dict(
+        by_status: dict[str, int] = dict(
             conn.execute(
                 "SELECT status, count(*) FROM payments WHERE merchant_id = %s GROUP BY status", (merchant,)
             ).fetchall()
@@ -239,9 +246,8 @@ def series(db_url: str, merchant: str) -> tuple[list[int], list[int], int, int, 
 
 def measure(workers: int, args: argparse.Namespace, out: Path, baseline: list[Load]) -> Run:
     console.rule(f"[bold]Tender with {workers} worker process(es)")
-    with tender_up(workers, out) as (url, data_dir, proc):
+    with tender_up(workers, out) as (url, data_dir, proc), database_url(data_dir) as db_url:
         admin_key = (data_dir / "admin.key").read_text().strip()
-        db_url = database_url(data_dir)
         if not baseline and not args.no_baseline:
             baseline.append(run_baseline(db_url, args))
         warm = post_json(f"{url}/admin/v1/merchants", {"name": "bench-warmup"}, admin_key)
