@@ -51,6 +51,16 @@ async def test_the_session_cookie_flags(container: Any, merchant: Any) -> None:
         r = await sign_in(client, email)
         cookie = next(v for v in r.headers.get_list("set-cookie") if v.startswith("tender_session="))
         assert "secure" in {part.strip().lower() for part in cookie.split(";")[1:]}
+    # Behind a proxy that ends TLS without saying so: an https public URL makes the cookie Secure too.
+    saved = container.settings.public_url
+    container.settings.public_url = "https://pay.example"
+    try:
+        async with dashboard_client(container) as client:
+            r = await client.get("/dashboard/login")  # (a browser would then speak https to the proxy)
+            cookie = next(v for v in r.headers.get_list("set-cookie") if v.startswith("tender_login="))
+            assert "secure" in {part.strip().lower() for part in cookie.split(";")[1:]}
+    finally:
+        container.settings.public_url = saved
 
 
 async def test_the_database_keeps_only_a_hash_of_the_token(container: Any, merchant: Any) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from tender.store import dashboard_users as store
 from tender.store.dashboard_users import DashboardSession, DashboardUser
 from tender.store.db import Conn, Database
 from tender.vault import Vault
+
+log = logging.getLogger(__name__)
 
 USER_PREFIX = "usr"
 MAX_EMAIL_LENGTH = 254
@@ -169,6 +172,7 @@ def _throttle(counts: store.FailureCounts, limits: Limits, now: datetime) -> Non
     if counts.by_address >= limits.address_failures and counts.address_clears is not None:
         clears.append(counts.address_clears)
     if clears:
+        log.warning("dashboard sign-in refused: too many failures for this email or address")
         raise SignInThrottled(int((max(clears) - now).total_seconds()) + 1)
 
 
@@ -205,7 +209,9 @@ async def sign_in(
             signed = await _new_session(conn, limits, user_id=user.id, merchant_id=user.merchant_id,
                                         previous_token=previous_token)  # fmt: skip
     if failed:  # after the commit: the failure must count
+        log.info("dashboard sign-in failed")
         raise SignInFailed
+    log.info("dashboard sign-in: user %s of merchant %s", signed.viewer.user_id, signed.viewer.merchant_id)
     return signed
 
 
@@ -234,7 +240,9 @@ async def operator_sign_in(
         else:
             signed = await _new_session(conn, limits, user_id=None, merchant_id=None, previous_token=previous_token)
     if not ok:
+        log.warning("dashboard operator sign-in failed: wrong admin key")
         raise SignInFailed
+    log.info("dashboard sign-in: operator")
     return signed
 
 

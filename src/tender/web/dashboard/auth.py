@@ -79,7 +79,10 @@ class PageNotFound(HTTPException):
 
 
 def secure(request: Request) -> bool:
-    return request.url.scheme == "https"
+    """Cookies are Secure when this request came over https, or Tender's public URL is https (a proxy in front
+    that ends TLS but does not say so)."""
+    public = request.app.state.container.settings.public_url or ""
+    return request.url.scheme == "https" or str(public).startswith("https://")
 
 
 def set_cookie(response: Response, request: Request, name: str, value: str, path: str = COOKIE_PATH) -> None:
