@@ -85,11 +85,13 @@ async def test_a_declined_renewal_is_retried_after_1_3_and_5_days_then_unpaid(
 async def test_the_merchant_may_cancel_on_final_failure_with_its_own_days(
     api: Any, container: Any, merchant: Any
 ) -> None:
-    await query(
-        container,
-        "UPDATE merchants SET dunning_days = '{2}', on_final_failure = 'cancel' WHERE id = %s RETURNING id",
-        merchant.merchant.id,
+    admin = {"Authorization": f"Bearer {container.settings.admin_key.get_secret_value()}"}
+    r = await api.put(
+        f"/admin/v1/merchants/{merchant.merchant.id}/billing_settings",
+        json={"dunning_days": [2], "on_final_failure": "cancel"},
+        headers=admin,
     )
+    assert r.status_code == 200, r.text
     clk = await clock(api, merchant, "2026-03-01T00:00:00Z")
     sub = await subscribe(api, merchant, await customer(api, merchant, DECLINE, test_clock=clk))
     assert (sub["dunning_days"], sub["on_final_failure"]) == ([2], "cancel")

@@ -15,6 +15,7 @@ from tender.api.metrics import MetricsListener, refresh_processor_gauges
 from tender.api.retry import RetryOnLostConnection
 from tender.api.routes import (
     admin,
+    admin_billing,
     admin_money,
     admin_processors,
     admin_reconciliations,
@@ -97,6 +98,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(money.router)
     app.include_router(admin.router)
     app.include_router(admin_money.router)
+    app.include_router(admin_billing.router)
     app.include_router(admin_processors.router)
     app.include_router(admin_reconciliations.router)
     app.include_router(admin_routing.router)

@@ -136,6 +136,8 @@ def valid_core(world: World, method: str, path: str) -> dict[str, Any] | None:
         return {"rules": [catch_all]}
     if method.upper() == "PUT" and path.endswith("/routing"):  # the spare merchant's (path_pools), to the default
         return {"rules": [{"currency": "BRL", "amount_min": 0, "processors": ["simulator"]}]}
+    if method.upper() == "PUT" and path.endswith("/billing_settings"):  # the spare merchant's (path_pools)
+        return {"dunning_days": [1, 3, 5], "on_final_failure": "unpaid"}
     if method.upper() != "POST":
         return None
     # With the optional text fields filled in too, so that a hostile leaf often lands in one that is stored.
