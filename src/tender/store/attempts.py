@@ -8,13 +8,13 @@ from typing import Any
 from tender.domain.models import Attempt
 from tender.store.db import Conn
 
-_COLUMNS = "id, payment_id, operation, processor, status, amount, calls, maybe_sent, processor_reference"
+ATTEMPT_COLUMNS = "id, payment_id, operation, processor, status, amount, calls, maybe_sent, processor_reference"
 
 
 async def open_attempts(conn: Conn, payment_ids: Sequence[str]) -> dict[str, list[Attempt]]:
     """Operations not yet finished (pending, or waiting for the shopper), oldest first, by payment."""
     cur = await conn.execute(
-        f"SELECT {_COLUMNS} FROM payment_attempts WHERE payment_id = ANY(%s) AND finished IS NULL ORDER BY id",
+        f"SELECT {ATTEMPT_COLUMNS} FROM payment_attempts WHERE payment_id = ANY(%s) AND finished IS NULL ORDER BY id",
         (list(payment_ids),),
     )
     found: dict[str, list[Attempt]] = {}
@@ -24,7 +24,7 @@ async def open_attempts(conn: Conn, payment_ids: Sequence[str]) -> dict[str, lis
 
 
 async def find(conn: Conn, attempt_id: str) -> Attempt | None:
-    cur = await conn.execute(f"SELECT {_COLUMNS} FROM payment_attempts WHERE id = %s", (attempt_id,))
+    cur = await conn.execute(f"SELECT {ATTEMPT_COLUMNS} FROM payment_attempts WHERE id = %s", (attempt_id,))
     row = await cur.fetchone()
     return Attempt(**row) if row else None
 
@@ -33,7 +33,7 @@ async def latest_authorizations(conn: Conn, payment_ids: Sequence[str]) -> dict[
     """The latest answered authorize attempt by payment (finished or not): what a look-up asks about when
     nothing is in progress (after a refused capture or cancel, at the capture window's end)."""
     cur = await conn.execute(
-        f"SELECT DISTINCT ON (payment_id) {_COLUMNS} FROM payment_attempts"
+        f"SELECT DISTINCT ON (payment_id) {ATTEMPT_COLUMNS} FROM payment_attempts"
         " WHERE payment_id = ANY(%s) AND operation = 'authorize' AND status IN ('approved', 'action_required')"
         " ORDER BY payment_id, id DESC",
         (list(payment_ids),),

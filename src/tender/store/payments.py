@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,8 +11,9 @@ import orjson
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from tender.domain.models import Payment, VaultCard
+from tender.domain.models import Attempt, Payment, VaultCard
 from tender.domain.transitions import PaymentChange
+from tender.store.attempts import ATTEMPT_COLUMNS
 from tender.store.db import Conn, Page, newest_first
 
 PAYMENT_COLUMNS = [f.name for f in fields(Payment)]
@@ -107,12 +108,45 @@ async def get_payments_by_ids(conn: Conn, ids: Sequence[str]) -> list[Payment]:
     return [_payment(row) for row in await cur.fetchall()]
 
 
+_CARDS = "SELECT id, number_ct, cvc_ct, exp_month, exp_year, holder_name FROM vault_cards WHERE id = ANY(%s)"
+
+
 async def get_cards(conn: Conn, card_ids: Sequence[str]) -> dict[str, VaultCard]:
-    cur = await conn.execute(
-        "SELECT id, number_ct, cvc_ct, exp_month, exp_year, holder_name FROM vault_cards WHERE id = ANY(%s)",
-        (list(card_ids),),
-    )
+    cur = await conn.execute(_CARDS, (list(card_ids),))
     return {row["id"]: VaultCard(**row) for row in await cur.fetchall()}
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedState:
+    """What the payment pump reads about the payments it just claimed."""
+
+    open_attempts: dict[str, list[Attempt]]  # operations not yet finished, oldest first, by payment
+    authorizations: dict[str, Attempt]  # the latest answered authorize attempt (finished or not), by payment
+    cards: dict[str, VaultCard]  # the vault cards asked for, by id
+
+
+# Both of attempts.open_attempts and attempts.latest_authorizations in one statement.
+_ATTEMPTS_OF_CLAIMED = (
+    f"SELECT {ATTEMPT_COLUMNS}, finished IS NULL AS open FROM payment_attempts WHERE payment_id = ANY(%s)"
+    " AND (finished IS NULL OR (operation = 'authorize' AND status IN ('approved', 'action_required'))) ORDER BY id"
+)
+
+
+async def claimed_state(conn: Conn, payment_ids: Sequence[str], card_ids: Sequence[str]) -> ClaimedState:
+    """The claimed payments' attempts and vault cards, in one round trip (two statements in a pipeline)."""
+    async with conn.pipeline():
+        attempts = await conn.execute(_ATTEMPTS_OF_CLAIMED, (list(payment_ids),))
+        cards = await conn.execute(_CARDS, (list(card_ids),)) if card_ids else None
+        attempt_rows = await attempts.fetchall()
+        card_rows = await cards.fetchall() if cards is not None else []
+    state = ClaimedState({}, {}, {row["id"]: VaultCard(**row) for row in card_rows})
+    for row in attempt_rows:  # oldest first: the last authorization seen is the latest
+        attempt = Attempt(**{k: v for k, v in row.items() if k != "open"})
+        if row["open"]:
+            state.open_attempts.setdefault(attempt.payment_id, []).append(attempt)
+        if attempt.operation == "authorize" and attempt.status in ("approved", "action_required"):
+            state.authorizations[attempt.payment_id] = attempt
+    return state
 
 
 async def set_payment_method(conn: Conn, payment_id: str, payment_method_id: str) -> None:
