@@ -1,7 +1,7 @@
 """The house rule "every non-final state has a scheduled next step", as SQL over every table of due rows.
 
-Each pump (payments, refunds, webhook deliveries, checkout sessions, subscriptions) is driven by `next_run_at`; a row in a
-non-final status without one would never be looked at again. No code path should leave one (the pumps check
+Each pump (payments, refunds, webhook deliveries, checkout sessions, subscriptions) is driven by `next_run_at`; a
+row in a non-final status without one would never be looked at again. No code path should leave one (the pumps check
 their own writes), so finding one means a bug or a hand edit: it is given a next step, and said loudly.
 Payables and settlements have no such state: the settlement pump finds due payables by their payment date.
 """
