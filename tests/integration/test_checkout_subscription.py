@@ -2,7 +2,7 @@
 `mode: "subscription"` (the card entered is saved, a customer made if the session had none, the subscription
 started, the session complete when its first invoice is paid; a trial completes it at once; a decline cancels
 that subscription when another card starts a new one, or when the session expires) and `setup_future_usage` on
-a payment-mode session. The browser test (tests/browser/test_checkout_subscription.py) drives the same page."""
+a payment-mode session. The browser test (tests/browser/test_checkout_subscription_page.py) drives the same page."""
 
 from __future__ import annotations
 
