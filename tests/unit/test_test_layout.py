@@ -50,3 +50,12 @@ def test_conftest_files_define_fixtures_and_hooks_only() -> None:
 
 def test_support_holds_no_tests() -> None:
     assert [p.name for p in (TESTS / "support").rglob("test_*.py")] == []
+
+
+def test_test_modules_have_unique_basenames() -> None:
+    """Some test folders have no __init__.py, so pytest imports their modules by basename: two test_x.py in
+    different folders stop the whole collection ("import file mismatch")."""
+    seen: dict[str, list[str]] = {}
+    for path in TESTS.rglob("test_*.py"):
+        seen.setdefault(path.name, []).append(str(path.relative_to(TESTS)))
+    assert {name: paths for name, paths in seen.items() if len(paths) > 1} == {}
