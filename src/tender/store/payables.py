@@ -10,7 +10,7 @@ from psycopg.rows import class_row
 
 from tender.domain.fees import PayableStatus
 from tender.domain.money_models import CapturedPayment, DueGroup, Payable
-from tender.store.db import Conn, Page, newest_first, returned_rows
+from tender.store.db import Conn, Page, newest_first
 from tender.store.rows import fetch_all, fetch_one
 
 COLUMNS = (
@@ -31,30 +31,35 @@ async def captured_without_payable(conn: Conn, payment_ids: Sequence[str]) -> li
     )
 
 
+# One statement for a batch's payables (it was one INSERT per payable).
+_INSERT = f"""
+INSERT INTO payables (id, merchant_id, payment_id, refund_id, type, status, amount, fee, net, currency,
+                      payment_method, funding, payment_date, paid_at, created)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[],
+                     %s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::date[], %s::timestamptz[],
+                     %s::timestamptz[])
+ON CONFLICT (payment_id) WHERE type = 'payment' DO NOTHING RETURNING {COLUMNS}
+"""
+
+
 async def insert(conn: Conn, payables: Sequence[Payable]) -> list[Payable]:
-    """Insert payables; returns those inserted, as stored. A capture's payable that another path inserted
-    first (a payment has at most one, by a unique index) is skipped, not an error."""
+    """Insert payables; returns those inserted, as stored, in the order given. A capture's payable that another
+    path inserted first (a payment has at most one, by a unique index) is skipped, not an error."""
     if not payables:
         return []
     async with conn.cursor(row_factory=class_row(Payable)) as cur:
-        await cur.executemany(
-            "INSERT INTO payables (id, merchant_id, payment_id, refund_id, type, status, amount, fee, net, currency,"
-            " payment_method, funding, payment_date, paid_at, created) VALUES (%(id)s, %(merchant_id)s,"
-            " %(payment_id)s, %(refund_id)s, %(type)s, %(status)s, %(amount)s, %(fee)s, %(net)s, %(currency)s,"
-            " %(payment_method)s, %(funding)s, %(payment_date)s, %(paid_at)s, %(created)s)"
-            f" ON CONFLICT (payment_id) WHERE type = 'payment' DO NOTHING RETURNING {COLUMNS}",
-            [
-                {
-                    "id": p.id, "merchant_id": p.merchant_id, "payment_id": p.payment_id, "refund_id": p.refund_id,
-                    "type": p.type, "status": p.status, "amount": p.amount, "fee": p.fee, "net": p.net,
-                    "currency": p.currency, "payment_method": p.payment_method, "funding": p.funding,
-                    "payment_date": p.payment_date, "paid_at": p.paid_at, "created": p.created,
-                }
-                for p in payables
-            ],
-            returning=True,
+        await cur.execute(
+            _INSERT,
+            (
+                [p.id for p in payables], [p.merchant_id for p in payables], [p.payment_id for p in payables],
+                [p.refund_id for p in payables], [p.type for p in payables], [p.status for p in payables],
+                [p.amount for p in payables], [p.fee for p in payables], [p.net for p in payables],
+                [p.currency for p in payables], [p.payment_method for p in payables], [p.funding for p in payables],
+                [p.payment_date for p in payables], [p.paid_at for p in payables], [p.created for p in payables],
+            ),
         )  # fmt: skip
-        return await returned_rows(cur)
+        made = {p.id: p for p in await cur.fetchall()}
+    return [made[p.id] for p in payables if p.id in made]
 
 
 async def captures_for_update(conn: Conn, payment_ids: Sequence[str]) -> dict[str, Payable]:
