@@ -86,6 +86,7 @@ async def mark_maybe_sent(conn: Conn, attempt_ids: Sequence[str]) -> None:
 
 
 # One statement for a batch's attempts (it was one UPDATE per attempt); `a.` columns are the row's old values.
+# `a.id = ANY(...)` and no prepared statement keep the primary key's index (see payments._UPDATE_AFTER_PROCESSING).
 _RECORD_CALLS = """
 UPDATE payment_attempts a SET status = c.status, calls = a.calls + c.calls, last_error = c.last_error,
   maybe_sent = CASE WHEN c.marked THEN c.maybe_sent ELSE a.maybe_sent OR c.maybe_sent END,
@@ -95,7 +96,7 @@ UPDATE payment_attempts a SET status = c.status, calls = a.calls + c.calls, last
 FROM unnest(%s::text[], %s::text[], %s::int[], %s::text[], %s::boolean[], %s::boolean[], %s::text[], %s::text[],
             %s::text[], %s::text[])
   AS c (id, status, calls, last_error, marked, maybe_sent, processor_reference, failure_code, decline_code, message)
-WHERE a.id = c.id
+WHERE a.id = ANY(%s) AND a.id = c.id
 """
 
 
@@ -117,7 +118,8 @@ async def record_calls(
             [a.failure_code for a in attempts],
             [a.decline_code for a in attempts],
             [a.message for a in attempts],
-        ))  # fmt: skip
+            [a.id for a in attempts],
+        ), prepare=False)  # fmt: skip
 
 
 async def record_answer(conn: Conn, attempt: Attempt) -> None:

@@ -125,17 +125,18 @@ class ClaimedState:
     cards: dict[str, VaultCard]  # the vault cards asked for, by id
 
 
-# Both of attempts.open_attempts and attempts.latest_authorizations in one statement.
+# What attempts.open_attempts and attempts.latest_authorizations each read, in one statement: all of the payments'
+# attempts (a few each), sorted out below. No OR in the condition (the planner used it to scan an index of every
+# authorization), and unprepared, as _UPDATE_AFTER_PROCESSING.
 _ATTEMPTS_OF_CLAIMED = (
-    f"SELECT {ATTEMPT_COLUMNS}, finished IS NULL AS open FROM payment_attempts WHERE payment_id = ANY(%s)"
-    " AND (finished IS NULL OR (operation = 'authorize' AND status IN ('approved', 'action_required'))) ORDER BY id"
+    f"SELECT {ATTEMPT_COLUMNS}, finished IS NULL AS open FROM payment_attempts WHERE payment_id = ANY(%s) ORDER BY id"
 )
 
 
 async def claimed_state(conn: Conn, payment_ids: Sequence[str], card_ids: Sequence[str]) -> ClaimedState:
     """The claimed payments' attempts and vault cards, in one round trip (two statements in a pipeline)."""
     async with conn.pipeline():
-        attempts = await conn.execute(_ATTEMPTS_OF_CLAIMED, (list(payment_ids),))
+        attempts = await conn.execute(_ATTEMPTS_OF_CLAIMED, (list(payment_ids),), prepare=False)
         cards = await conn.execute(_CARDS, (list(card_ids),)) if card_ids else None
         attempt_rows = await attempts.fetchall()
         card_rows = await cards.fetchall() if cards is not None else []
@@ -204,7 +205,10 @@ def _change_params(c: PaymentChange) -> dict[str, Any]:
 
 
 # One statement for the whole batch (it was one UPDATE per payment): each change where our lease still holds AND
-# the status is still the one we claimed. The right-hand `p.` columns are the row's old values.
+# the status is still the one we claimed. The right-hand `p.` columns are the row's old values. `p.id = ANY(...)`
+# and an unprepared statement (planned for each batch) keep the primary key's index: a prepared statement's generic
+# plan, made while the table was small (a fresh database, not analyzed yet), scanned the whole table for ever
+# after (pg_stat_user_tables: hundreds of sequential scans of payments and payment_attempts in a 25 s load).
 _UPDATE_AFTER_PROCESSING = """
 UPDATE payments p SET status = c.status, amount_captured = c.amount_captured,
   failure_code = c.failure_code, decline_code = c.decline_code,
@@ -223,7 +227,7 @@ FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[], %s::te
             %s::text[], %s::timestamptz[], %s::text[], %s::boolean[], %s::timestamptz[], %s::text[], %s::boolean[])
   AS c (id, expected_status, status, amount_captured, failure_code, decline_code, failure_message, next_action,
         processor_reference, next_run_at, last_error, reset_tries, updated, processor, held)
-WHERE p.id = c.id AND p.lease_token = %s AND p.status = c.expected_status
+WHERE p.id = ANY(%s) AND p.id = c.id AND p.lease_token = %s AND p.status = c.expected_status
 RETURNING p.id
 """
 
@@ -252,8 +256,10 @@ async def update_after_processing(conn: Conn, token: Any, changes: Sequence[Paym
             [c.updated for c in changes],
             [c.processor for c in changes],
             [c.held for c in changes],
+            [c.id for c in changes],
             token,
         ),
+        prepare=False,  # planned with this batch's ids: see above
     )
     return {row["id"] for row in await cur.fetchall()}
 
