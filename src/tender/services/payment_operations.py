@@ -180,18 +180,28 @@ class PaymentOperations:
     async def prepare(self, conn: Conn, rows: Sequence[Mapping[str, Any]]) -> list[PaymentWork]:
         """The claimed payments' work, in the claim's transaction: a new attempt is on record before its call."""
         card_ids = [r["card_id"] for r in rows if r["card_id"] and r["status"] == PaymentStatus.PROCESSING]
+        waiting = [r["id"] for r in rows if r["status"] != PaymentStatus.PROCESSING]
         # One round trip for what the plans need (it was one statement each, and one more after the inserts).
-        state = await store.claimed_state(conn, [r["id"] for r in rows], card_ids)
+        state = await store.claimed_state(conn, [r["id"] for r in rows], waiting, card_ids)
         work: list[PaymentWork] = []
         for row in rows:
             payment = Payment(**{c: row[c] for c in PAYMENT_COLUMNS})
             attempts, answered = state.open_attempts.get(payment.id, []), state.authorizations.get(payment.id)
             attempt, is_new, reconcile = plan(payment, attempts, answered)
             w = PaymentWork(payment, int(row["tries"]), attempt, is_new, reconcile=reconcile)
-            if attempt is not None and attempt.operation != "authorize" and answered is not None:
-                w.authorization_id, w.authorization_reference = answered.id, answered.processor_reference
             w.card = state.cards.get(payment.card_id or "") if payment.status == PaymentStatus.PROCESSING else None
             work.append(w)
+        # A capture or cancel names the authorization it refers to (read above for all but processing payments).
+        read = set(waiting)
+        unread = [
+            w.payment.id for w in work if w.attempt and w.attempt.operation != "authorize" and w.payment.id not in read
+        ]
+        authorizations = state.authorizations
+        if unread:
+            authorizations = {**authorizations, **await attempt_store.latest_authorizations(conn, unread)}
+        for w in work:
+            if w.attempt and w.attempt.operation != "authorize" and (a := authorizations.get(w.payment.id)):
+                w.authorization_id, w.authorization_reference = a.id, a.processor_reference
         # Before an authorization may leave: on record as maybe sent, so a worker dying mid-call can never let
         # it fail over (the write puts back what the call showed). A new attempt is inserted marked.
         for w in work:

@@ -121,31 +121,38 @@ class ClaimedState:
     """What the payment pump reads about the payments it just claimed."""
 
     open_attempts: dict[str, list[Attempt]]  # operations not yet finished, oldest first, by payment
-    authorizations: dict[str, Attempt]  # the latest answered authorize attempt (finished or not), by payment
+    authorizations: dict[str, Attempt]  # the latest answered authorize attempt (finished or not), of those asked
     cards: dict[str, VaultCard]  # the vault cards asked for, by id
 
 
-# What attempts.open_attempts and attempts.latest_authorizations each read, in one statement: all of the payments'
-# attempts (a few each), sorted out below. No OR in the condition (the planner used it to scan an index of every
-# authorization), and unprepared, as _UPDATE_AFTER_PROCESSING.
-_ATTEMPTS_OF_CLAIMED = (
-    f"SELECT {ATTEMPT_COLUMNS}, finished IS NULL AS open FROM payment_attempts WHERE payment_id = ANY(%s) ORDER BY id"
-)
+# attempts.open_attempts and attempts.latest_authorizations in one statement, each branch on its own index
+# (payment_attempts_open, payment_attempts_payment). One condition with an OR instead made the planner scan.
+_ATTEMPTS_OF_CLAIMED = f"""
+SELECT {ATTEMPT_COLUMNS}, true AS open FROM payment_attempts WHERE payment_id = ANY(%s) AND finished IS NULL
+UNION ALL
+(SELECT DISTINCT ON (payment_id) {ATTEMPT_COLUMNS}, false AS open FROM payment_attempts
+ WHERE payment_id = ANY(%s) AND operation = 'authorize' AND status IN ('approved', 'action_required')
+ ORDER BY payment_id, id DESC)
+ORDER BY id
+"""
 
 
-async def claimed_state(conn: Conn, payment_ids: Sequence[str], card_ids: Sequence[str]) -> ClaimedState:
-    """The claimed payments' attempts and vault cards, in one round trip (two statements in a pipeline)."""
+async def claimed_state(
+    conn: Conn, payment_ids: Sequence[str], answered_of: Sequence[str], card_ids: Sequence[str]
+) -> ClaimedState:
+    """The claimed payments' open attempts, the latest answered authorization of those in `answered_of`, and the
+    vault cards `card_ids`, in one round trip (two statements in a pipeline)."""
     async with conn.pipeline():
-        attempts = await conn.execute(_ATTEMPTS_OF_CLAIMED, (list(payment_ids),), prepare=False)
+        attempts = await conn.execute(_ATTEMPTS_OF_CLAIMED, (list(payment_ids), list(answered_of)))
         cards = await conn.execute(_CARDS, (list(card_ids),)) if card_ids else None
         attempt_rows = await attempts.fetchall()
         card_rows = await cards.fetchall() if cards is not None else []
     state = ClaimedState({}, {}, {row["id"]: VaultCard(**row) for row in card_rows})
-    for row in attempt_rows:  # oldest first: the last authorization seen is the latest
+    for row in attempt_rows:
         attempt = Attempt(**{k: v for k, v in row.items() if k != "open"})
         if row["open"]:
             state.open_attempts.setdefault(attempt.payment_id, []).append(attempt)
-        if attempt.operation == "authorize" and attempt.status in ("approved", "action_required"):
+        else:
             state.authorizations[attempt.payment_id] = attempt
     return state
 
