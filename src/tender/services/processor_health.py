@@ -12,7 +12,6 @@ database restarting) is logged and the processor treated as closed.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import defaultdict
@@ -121,8 +120,6 @@ class ProcessorHealth:
         self.policy = policy
         self.refresh_seconds = refresh_seconds
         self._cache: dict[tuple[frozenset[str], str], _Snapshot] = {}
-        # A read in flight, shared: a batch's payments all ask at once, and one read answers them all.
-        self._reading: dict[tuple[frozenset[str], str], asyncio.Future[_Snapshot | None]] = {}
 
     def forget(self) -> None:
         """Read the table afresh next time (after this process changed it)."""
@@ -147,50 +144,22 @@ class ProcessorHealth:
         grouped: dict[tuple[str, str], list[bool]] = defaultdict(list)
         for outcome in outcomes:
             grouped[(outcome.processor, outcome.account)].append(outcome.ok)
-        changed = True
         try:
             async with self.db.transaction() as conn:
-                changed = False
                 for (processor, account), oks in sorted(grouped.items()):  # one lock order: no deadlocks
                     row, now = await store.lock(conn, processor, account)
                     applied = on_outcomes(row.circuit, self.policy, oks, now)
                     await store.save_circuit(conn, processor, account, applied.circuit)
                     await _report(conn, processor, account, applied.transitions, applied.circuit, self.policy, now)
-                    changed = changed or bool(applied.transitions)
         except Exception:
             log.exception("processor health: could not record %d call outcomes; circuits unchanged", len(outcomes))
-        # Only a state change makes the cached snapshot wrong: forgetting it after every batch made every batch's
-        # payments read the table again (issue 16: 13 % of the worker's samples went to those reads).
-        if changed:
-            self.forget()
+        self.forget()
 
     async def _snapshot(self, names: list[str], account: str) -> _Snapshot | None:
         key = (frozenset(names), account)
-        while True:
-            cached = self._cache.get(key)
-            if cached is not None and time.monotonic() - cached.taken < self.refresh_seconds:
-                return cached
-            reading = self._reading.get(key)
-            if reading is None:
-                break
-            await asyncio.wait({reading})  # raises only if this caller is cancelled
-            if not reading.cancelled():
-                return reading.result()
-            # its reader was cancelled: look again (read ourselves)
-        future: asyncio.Future[_Snapshot | None] = asyncio.get_running_loop().create_future()
-        self._reading[key] = future
-        try:
-            snapshot = await self._read(key, names, account)
-        except BaseException:  # cancelled: whoever waited on this read reads for itself
-            future.cancel()
-            raise
-        finally:
-            self._reading.pop(key, None)
-        future.set_result(snapshot)
-        return snapshot
-
-    async def _read(self, key: tuple[frozenset[str], str], names: list[str], account: str) -> _Snapshot | None:
-        """The circuits of `names` from the table, cached under `key`; None (treated as closed) if unreadable."""
+        cached = self._cache.get(key)
+        if cached is not None and time.monotonic() - cached.taken < self.refresh_seconds:
+            return cached
         try:
             async with self.db.connection() as conn:
                 rows, db_now = await store.read(conn, names, list({OWN_ACCOUNT, account}))
