@@ -141,6 +141,10 @@ def tender_up(workers: int, log_dir: Path) -> Iterator[tuple[str, Path, subproce
         "LOG_LEVEL": "WARNING",
     }
     env.pop("TENDER_DATABASE_URL", None)
+    if workers > 2:
+        # Each process's pool holds up to TENDER_DB_POOL_MAX (20) connections: with 4 workers and the API that is
+        # over the embedded PostgreSQL's max_connections (100). Smaller pools for all, so every process fits.
+        env["TENDER_DB_POOL_MAX"] = str(max(5, 60 // workers))
     command = [sys.executable, "-m", "tender", "up"]
     if workers != 1:
         command += ["--workers", str(workers)]
