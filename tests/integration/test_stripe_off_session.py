@@ -6,12 +6,10 @@ confirm), and every later charge reuses them; the PaymentIntent is on that custo
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
 from tender.processors.base import AuthorizeRequest, CardData, SavedMethod
 from tender.processors.stripe import StripeProcessor, confirm_params, saved_intent_params
@@ -23,28 +21,6 @@ from tests.support.payments import authorizer, drain
 pytestmark = pytest.mark.integration
 
 DECLINED = "4000000000000341"  # localstripe: attaches, then declined when charged
-
-
-@pytest.fixture(scope="module")
-async def stripe_container(settings: Any, container: Any, localstripe_url: str) -> AsyncIterator[Any]:
-    from tender.bootstrap import build
-
-    configured = settings.model_copy(update={"stripe_secret_key": SecretStr(KEY), "stripe_api_base": localstripe_url})
-    c = build(configured, configured.database_url)
-    c.processors = {**container.processors, "stripe": c.processors["stripe"]}
-    await c.open()
-    yield c
-    await c.processors["stripe"].aclose()
-    await c.db.close()
-
-
-@pytest.fixture(scope="module")
-async def sapi(stripe_container: Any) -> AsyncIterator[httpx.AsyncClient]:
-    from tender.api.app import create_app
-
-    app = create_app(stripe_container)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tender.test") as client:
-        yield client
 
 
 def pump(c: Any) -> PaymentPump:

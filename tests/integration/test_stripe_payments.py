@@ -11,13 +11,11 @@ the PaymentIntents and charges localstripe holds for the payment."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
-from pydantic import SecretStr
 
 from tender.domain.ledger import receivable_account
 from tender.domain.retry import RetryPolicy
@@ -36,31 +34,6 @@ pytestmark = pytest.mark.integration
 
 DECLINED = "4000000000000341"  # localstripe: attaches, then declined when charged
 THREE_DS = "4000002760003184"  # localstripe: requires_action
-
-
-@pytest.fixture(scope="module")
-async def stripe_container(settings: Any, container: Any, localstripe_url: str) -> AsyncIterator[Any]:
-    """Tender configured for Stripe (TENDER_STRIPE_* pointing at localstripe), on the session's database; the
-    simulator stays on and stays the default."""
-    from tender.bootstrap import build
-
-    configured = settings.model_copy(update={"stripe_secret_key": SecretStr(KEY), "stripe_api_base": localstripe_url})
-    c = build(configured, configured.database_url)
-    assert isinstance(c.processors["stripe"], StripeProcessor)  # built from the settings by the registry
-    c.processors = {**container.processors, "stripe": c.processors["stripe"]}
-    await c.open()
-    yield c
-    await c.processors["stripe"].aclose()
-    await c.db.close()
-
-
-@pytest.fixture(scope="module")
-async def sapi(stripe_container: Any) -> AsyncIterator[httpx.AsyncClient]:
-    from tender.api.app import create_app
-
-    app = create_app(stripe_container)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tender.test") as client:
-        yield client
 
 
 def payments_pump(c: Any, stripe: StripeProcessor | None = None, **retry: Any) -> PaymentPump:
