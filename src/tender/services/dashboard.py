@@ -383,8 +383,12 @@ def parse_amount(text: str | None, currency: str, *, param: str = "amount") -> i
         value = Decimal(text)
     except InvalidOperation:
         raise InvalidRequest(f"{param}: must be a number such as 12.50", param=param) from None
+    if not value.is_finite():  # NaN, sNaN (whose arithmetic raises), Infinity
+        raise InvalidRequest(f"{param}: must be a number such as 12.50", param=param)
+    if value.adjusted() > 30:  # far past any amount, and before scaleb could overflow the context
+        raise InvalidRequest(f"{param}: too large", param=param)
     minor = value.scaleb(exponent)
-    if not value.is_finite() or minor != minor.to_integral_value():
+    if minor != minor.to_integral_value():
         raise InvalidRequest(f"{param}: at most {exponent} decimal places in this currency", param=param)
     if minor <= 0:
         raise InvalidRequest(f"{param}: must be greater than 0", param=param)
