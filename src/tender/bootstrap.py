@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from tender.config import Settings
 from tender.processors import registry
 from tender.processors.base import Processor
+from tender.services.intake import PaymentIntake
 from tender.services.merchants import Authenticator
 from tender.store.db import Database
 from tender.vault import Vault, decode_key, load_or_create_key_file
@@ -28,9 +29,11 @@ class Container:
     vault: Vault
     processors: dict[str, Processor]
     authenticator: Authenticator = field(init=False)
+    intake: PaymentIntake = field(init=False)  # the API's batches of new payments (idle in other processes)
 
     def __post_init__(self) -> None:
         self.authenticator = Authenticator(self.db)
+        self.intake = PaymentIntake(self.db, self.vault, self.settings)
 
     @property
     def default_processor(self) -> str:

@@ -68,6 +68,14 @@ def _without_card_secrets(vault: Vault, merchant_id: str, value: object) -> obje
     return out
 
 
+def check_key(key: str | None) -> None:
+    """400 naming `Idempotency-Key` for a key that cannot be stored."""
+    if key is not None and (not 0 < len(key) <= MAX_KEY_LENGTH or "\x00" in key):
+        raise InvalidRequest(
+            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters, none of them NUL", param="Idempotency-Key"
+        )
+
+
 async def run(
     db: Database,
     *,
@@ -79,10 +87,7 @@ async def run(
 ) -> StoredResponse:
     """Run `work` once per key. With `seal`, the stored answer is encrypted by the vault key: for answers
     that show a secret once (a webhook endpoint's signing secret), which a replay must show again."""
-    if key is not None and (not 0 < len(key) <= MAX_KEY_LENGTH or "\x00" in key):
-        raise InvalidRequest(
-            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters, none of them NUL", param="Idempotency-Key"
-        )
+    check_key(key)
     if key is None:
         async with db.transaction() as conn:
             return await work(conn)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,6 +51,7 @@ from tender.store import customers as customer_store
 from tender.store import payment_methods as method_store
 from tender.store import payments as store
 from tender.store.db import Conn, Database
+from tender.store.intake import NewCard
 from tender.vault import Vault
 
 log = logging.getLogger(__name__)
@@ -94,15 +95,12 @@ def _apm_view(method: ApmMethodIn) -> dict[str, Any]:
             return {"type": "bnpl", "bnpl": {"provider": method.bnpl.provider if method.bnpl else None}}
 
 
-async def _vault_card(
-    conn: Conn, vault: Vault, merchant_id: str, card: cards.ValidatedCard
-) -> tuple[str, dict[str, Any]]:
-    """The card into the vault, encrypted: its vault id and the payment's public payment_method."""
+def card_row(vault: Vault, merchant_id: str, card: cards.ValidatedCard) -> tuple[NewCard, dict[str, Any]]:
+    """The card's vault row, encrypted (no database needed), and the payment's public payment_method."""
     card_id = new_id(VAULT_CARD)
     fingerprint = vault.fingerprint(card.number, merchant_id=merchant_id)
-    await store.insert_card(
-        conn,
-        card_id=card_id,
+    row = NewCard(
+        id=card_id,
         merchant_id=merchant_id,
         number_ct=vault.encrypt(card.number, row_id=card_id),
         cvc_ct=vault.encrypt(card.cvc, row_id=card_id + ":cvc"),
@@ -125,7 +123,29 @@ async def _vault_card(
             "fingerprint": fingerprint,
         },
     }
-    return card_id, view
+    return row, view
+
+
+async def _vault_card(
+    conn: Conn, vault: Vault, merchant_id: str, card: cards.ValidatedCard
+) -> tuple[str, dict[str, Any]]:
+    """The card into the vault, encrypted: its vault id and the payment's public payment_method."""
+    row, view = card_row(vault, merchant_id, card)
+    await store.insert_card(
+        conn,
+        card_id=row.id,
+        merchant_id=row.merchant_id,
+        number_ct=row.number_ct,
+        cvc_ct=row.cvc_ct,
+        fingerprint=row.fingerprint,
+        brand=row.brand,
+        last4=row.last4,
+        exp_month=row.exp_month,
+        exp_year=row.exp_year,
+        funding=row.funding,
+        holder_name=row.holder_name,
+    )
+    return row.id, view
 
 
 async def _saved_method(conn: Conn, merchant_id: str, pm_id: str, customer: str | None) -> SavedPaymentMethod:
@@ -147,15 +167,20 @@ async def _saved_method(conn: Conn, merchant_id: str, pm_id: str, customer: str 
     return saved
 
 
-async def _check_future_usage(
-    conn: Conn, merchant_id: str, request: PaymentCreate, method_type: str, saved: SavedPaymentMethod | None
-) -> None:
-    """`off_session` charges a saved method without the shopper; `setup_future_usage` saves a card to a customer."""
+def _check_off_session(request: PaymentCreate, saved: SavedPaymentMethod | None) -> None:
+    """`off_session` charges a saved method without the shopper."""
     if request.off_session and saved is None:
         raise InvalidRequest(
             "off_session: a merchant-initiated payment charges a saved payment method (payment_method: pm_...)",
             param="off_session",
         )
+
+
+async def _check_future_usage(
+    conn: Conn, merchant_id: str, request: PaymentCreate, method_type: str, saved: SavedPaymentMethod | None
+) -> None:
+    """`off_session` charges a saved method without the shopper; `setup_future_usage` saves a card to a customer."""
+    _check_off_session(request, saved)
     if request.setup_future_usage is None or saved is not None:  # a saved method is saved already
         return
     if method_type != "card":
@@ -196,6 +221,159 @@ def choose_processor(asked: str | None, *, default: str, available: Collection[s
     raise InvalidRequest(f"processor: {state}; available: {', '.join(sorted(on))}", param="processor")
 
 
+@dataclass(frozen=True, slots=True)
+class NewPayment:
+    """A payment request that passed every check needing no database. What remains is its route, the card's
+    velocity check and the writes: one by one in `create_payment`, or in batches (services/intake.py)."""
+
+    id: str
+    merchant_id: str
+    request: PaymentCreate
+    now: datetime
+    forced: bool  # the request named its processor: the route is that one alone
+    processor: str  # the one asked for, else the default
+    currency: str
+    amount: int
+    method_type: str
+    card: cards.ValidatedCard | None  # a new card (holds the number and CVC: never log it)
+    apm_view: dict[str, Any] | None  # an alternative method's public view
+    saved: SavedPaymentMethod | None
+    reference: str | None
+    metadata: dict[str, str]
+    return_url: str | None
+
+    @property
+    def card_brand(self) -> str | None:
+        return self.card.brand if self.card is not None else self.saved.brand if self.saved is not None else None
+
+
+def needs_no_lookup(request: PaymentCreate) -> bool:
+    """A new card or alternative method, nothing to save: `validate_new` checks it without the database."""
+    return isinstance(request.payment_method, dict) and request.setup_future_usage is None
+
+
+def validate_new(
+    merchant_id: str,
+    request: PaymentCreate,
+    *,
+    processor: str,
+    available: Collection[str] | None,
+    now: datetime | None = None,
+) -> NewPayment:
+    """Every check of a request for which `needs_no_lookup`, in the order `create_payment` makes them (the same
+    400 for the same mistakes)."""
+    now = now or datetime.now(UTC)
+    forced, processor, currency, amount = _head(request, processor, available)
+    method = _parse_method(request.payment_method)
+    _check_off_session(request, None)
+    return _tail(merchant_id, request, now, forced, processor, currency, amount, method, None)
+
+
+def _head(request: PaymentCreate, processor: str, available: Collection[str] | None) -> tuple[bool, str, str, int]:
+    forced = request.processor is not None
+    processor = choose_processor(request.processor, default=processor, available=available)
+    currency = money.normalize_currency(request.currency)
+    return forced, processor, currency, money.validate_amount(request.amount, currency)
+
+
+def _tail(
+    merchant_id: str,
+    request: PaymentCreate,
+    now: datetime,
+    forced: bool,
+    processor: str,
+    currency: str,
+    amount: int,
+    method: CardMethodIn | ApmMethodIn | None,
+    saved: SavedPaymentMethod | None,
+) -> NewPayment:
+    card: cards.ValidatedCard | None = None
+    apm_view: dict[str, Any] | None = None
+    if isinstance(method, CardMethodIn):
+        card = cards.validate_card(
+            number=method.card.number,
+            exp_month=method.card.exp_month,
+            exp_year=method.card.exp_year,
+            cvc=method.card.cvc,
+            holder_name=method.card.holder_name,
+            today=now.date(),
+        )
+    elif method is not None:
+        if forced and processor in CARD_ONLY_PROCESSORS:  # refused now, rather than failed later by the worker
+            raise InvalidRequest(
+                f"payment_method.type: the {processor} processor takes cards only", param="payment_method.type"
+            )
+        apm_view = _apm_view(method)
+    method_type = method.type if method is not None else "card"
+    reference = validate_reference(request.reference)
+    metadata = validate_metadata(request.metadata) if request.metadata is not None else {}
+    return_url = _check_return_url(request.return_url)
+    if return_url is None and method_type in methods.REDIRECT_TYPES:
+        raise ParameterMissing(
+            f"return_url: required for {method_type} payments (the shopper comes back there after approving)",
+            param="return_url",
+        )
+    return NewPayment(
+        id=new_id(PAYMENT),
+        merchant_id=merchant_id,
+        request=request,
+        now=now,
+        forced=forced,
+        processor=processor,
+        currency=currency,
+        amount=amount,
+        method_type=method_type,
+        card=card,
+        apm_view=apm_view,
+        saved=saved,
+        reference=reference,
+        metadata=metadata,
+        return_url=return_url,
+    )
+
+
+def payment_record(
+    new: NewPayment,
+    *,
+    route: list[str],
+    card_id: str | None,
+    payment_method: dict[str, Any],
+    checkout_session_id: str | None = None,
+    invoice_id: str | None = None,
+) -> Payment:
+    """The `processing` payment as it is inserted, in the hands of its route's first processor."""
+    return Payment(
+        id=new.id,
+        merchant_id=new.merchant_id,
+        amount=new.amount,
+        currency=new.currency,
+        status=PaymentStatus.PROCESSING,
+        capture=new.request.capture,
+        amount_captured=0,
+        amount_refunded=0,
+        payment_method=payment_method,
+        card_id=card_id,
+        reference=new.reference,
+        description=new.request.description,
+        metadata=new.metadata,
+        customer=new.request.customer,
+        return_url=new.return_url,
+        failure_code=None,
+        decline_code=None,
+        failure_message=None,
+        next_action=None,
+        processor=route[0],
+        created=new.now,
+        updated=new.now,
+        checkout_session_id=checkout_session_id,
+        route=route,
+        invoice_id=invoice_id,
+        payment_method_id=new.saved.id if new.saved is not None else None,
+        off_session=new.request.off_session,
+        setup_future_usage=new.request.setup_future_usage,
+    )
+
+
 async def create_payment(
     conn: Conn,
     vault: Vault | None,
@@ -215,10 +393,7 @@ async def create_payment(
     caller's transaction. A card payment over one of `guard`'s velocity limits raises RateLimited before any
     write."""
     now = now or datetime.now(UTC)
-    forced = request.processor is not None
-    processor = choose_processor(request.processor, default=processor, available=available)
-    currency = money.normalize_currency(request.currency)
-    amount = money.validate_amount(request.amount, currency)
+    forced, processor, currency, amount = _head(request, processor, available)
     # A saved method (pm_...) is the merchant's: its card view comes from it, and it has no CVC by design.
     saved: SavedPaymentMethod | None = None
     method: CardMethodIn | ApmMethodIn | None = None
@@ -226,51 +401,24 @@ async def create_payment(
         saved = await _saved_method(conn, merchant_id, request.payment_method, request.customer)
     else:
         method = _parse_method(request.payment_method)
-    method_type = method.type if method is not None else "card"
-    await _check_future_usage(conn, merchant_id, request, method_type, saved)
-    card: cards.ValidatedCard | None = None
-    apm_view: dict[str, Any] | None = None
-    if isinstance(method, CardMethodIn):
-        card = cards.validate_card(
-            number=method.card.number,
-            exp_month=method.card.exp_month,
-            exp_year=method.card.exp_year,
-            cvc=method.card.cvc,
-            holder_name=method.card.holder_name,
-            today=now.date(),
-        )
-    elif method is not None:
-        if forced and processor in CARD_ONLY_PROCESSORS:  # refused now, rather than failed later by the worker
-            raise InvalidRequest(
-                f"payment_method.type: the {processor} processor takes cards only", param="payment_method.type"
-            )
-        apm_view = _apm_view(method)
-    reference = validate_reference(request.reference)
-    metadata = validate_metadata(request.metadata) if request.metadata is not None else {}
-    return_url = _check_return_url(request.return_url)
-    if return_url is None and method_type in methods.REDIRECT_TYPES:
-        raise ParameterMissing(
-            f"return_url: required for {method_type} payments (the shopper comes back there after approving)",
-            param="return_url",
-        )
-    payment_id = new_id(PAYMENT)
+    await _check_future_usage(conn, merchant_id, request, method.type if method is not None else "card", saved)
+    new = _tail(merchant_id, request, now, forced, processor, currency, amount, method, saved)
     # Routing: the merchant's first matching rule (one query), less what is off or cannot take the method;
     # a processor the request names is the only one. Before any write: a 400 here leaves nothing behind.
-    route = [processor]
+    route = [new.processor]
     if not forced:
         route = await routing.route(
             conn,
             merchant_id,
-            payment_id=payment_id,
-            method_type=method_type,
+            payment_id=new.id,
+            method_type=new.method_type,
             currency=currency,
-            card_brand=card.brand if card is not None else saved.brand if saved is not None else None,
+            card_brand=new.card_brand,
             amount=amount,
-            default=processor,
-            on=available if available is not None else (processor,),
+            default=new.processor,
+            on=available if available is not None else (new.processor,),
         )
-        processor = route[0]
-
+    card = new.card
     if card is not None and guard is not None:
         assert vault is not None, "a card payment needs the vault"
         fingerprint = vault.fingerprint(card.number, merchant_id=merchant_id)
@@ -283,40 +431,18 @@ async def create_payment(
     elif saved is not None:
         card_id, payment_method = saved.card_id, _saved_view(saved)
     else:
-        assert apm_view is not None
-        card_id, payment_method = None, apm_view
-    payment = Payment(
-        id=payment_id,
-        merchant_id=merchant_id,
-        amount=amount,
-        currency=currency,
-        status=PaymentStatus.PROCESSING,
-        capture=request.capture,
-        amount_captured=0,
-        amount_refunded=0,
-        payment_method=payment_method,
-        card_id=card_id,
-        reference=reference,
-        description=request.description,
-        metadata=metadata,
-        customer=request.customer,
-        return_url=return_url,
-        failure_code=None,
-        decline_code=None,
-        failure_message=None,
-        next_action=None,
-        processor=processor,
-        created=now,
-        updated=now,
-        checkout_session_id=checkout_session_id,
+        assert new.apm_view is not None
+        card_id, payment_method = None, new.apm_view
+    payment = payment_record(
+        new,
         route=route,
+        card_id=card_id,
+        payment_method=payment_method,
+        checkout_session_id=checkout_session_id,
         invoice_id=invoice_id,
-        payment_method_id=saved.id if saved is not None else None,
-        off_session=request.off_session,
-        setup_future_usage=request.setup_future_usage,
     )
     if not await store.insert_payment(conn, payment, next_run_at=now):
-        existing = await store.find_by_reference(conn, merchant_id, reference or "")
+        existing = await store.find_by_reference(conn, merchant_id, new.reference or "")
         raise DuplicateReference(
             f"A payment with this reference already exists: {existing}",
             param="reference",

@@ -130,6 +130,30 @@ async def route(
     ValidationFailed (param `payment_method.type` or `processor`) when none is left."""
     row = await store.get(conn, merchant_id)
     rules = routing.parse_rules(row.rules) if row is not None else None
+    return route_by(
+        rules,
+        payment_id=payment_id,
+        method_type=method_type,
+        currency=currency,
+        card_brand=card_brand,
+        amount=amount,
+        default=default,
+        on=on,
+    )
+
+
+def route_by(
+    rules: RoutingRules | None,
+    *,
+    payment_id: str,
+    method_type: str,
+    currency: str,
+    card_brand: str | None,
+    amount: int,
+    default: str,
+    on: Collection[str],
+) -> list[str]:
+    """`route` with the merchant's rules already read (None: the merchant has none)."""
     candidates = routing.route_for(
         rules,
         payment_id=payment_id,

@@ -84,15 +84,15 @@ class Guard:
             declines = await store.card_declines(
                 conn, merchant_id, fingerprint, COUNTED_FAILURES, since, limits.per_card
             )
-            _refuse_if_full(declines, limits.per_card, limits.window, now, "this card")
+            refuse_if_full(declines, limits.per_card, limits.window, now, "this card")
         if session_id is not None and limits.per_session:
             declines = await store.session_declines(conn, session_id, COUNTED_FAILURES, since, limits.per_session)
-            _refuse_if_full(declines, limits.per_session, limits.window, now, "this checkout")
+            refuse_if_full(declines, limits.per_session, limits.window, now, "this checkout")
         if self.address_hash is not None and limits.per_address:
             declines = await store.address_declines(
                 conn, self.address_hash, COUNTED_FAILURES, since, since - limits.window, limits.per_address
             )
-            _refuse_if_full(declines, limits.per_address, limits.window, now, "this address")
+            refuse_if_full(declines, limits.per_address, limits.window, now, "this address")
 
     async def record(self, conn: Conn, payment_id: str, now: datetime) -> None:
         """Remember where the payment came from (in its transaction), for the address limit."""
@@ -100,7 +100,7 @@ class Guard:
             await store.record_address(conn, payment_id, self.address_hash, now)
 
 
-def _refuse_if_full(declines: list[datetime], limit: int, window: timedelta, now: datetime, what: str) -> None:
+def refuse_if_full(declines: list[datetime], limit: int, window: timedelta, now: datetime, what: str) -> None:
     """`declines`: the newest `limit` decline times in the window, newest first. With `limit` of them the next
     payment may go when the oldest of these leaves the window."""
     if len(declines) < limit:

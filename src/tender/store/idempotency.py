@@ -13,7 +13,7 @@ from tender.store.rows import fetch_one
 # The in-flight lock's key: a 64-bit hash of this prefix, the merchant and the key. Any other advisory lock
 # (the migrations' constant, the settlement's two-int keys) meets it only by a 2**-64 chance, and the cost
 # of such a meeting would be one spurious 409, which a client retries.
-_LOCK_PREFIX = "idempotency:"
+LOCK_PREFIX = "idempotency:"
 
 
 class Reservation(NamedTuple):
@@ -38,7 +38,7 @@ async def begin_and_reserve(conn: Conn, merchant_id: str, key: str, request_hash
             " inserted AS (INSERT INTO idempotency_keys (merchant_id, key, request_hash)"
             " SELECT %s, %s, %s FROM lock WHERE lock.free ON CONFLICT DO NOTHING RETURNING 1)"
             " SELECT lock.free, EXISTS (SELECT FROM inserted) AS reserved FROM lock",
-            (f"{_LOCK_PREFIX}{merchant_id}:{key}", merchant_id, key, request_hash),
+            (f"{LOCK_PREFIX}{merchant_id}:{key}", merchant_id, key, request_hash),
         )
     row = await cur.fetchone()  # the pipeline's end sent both and read their results: no further round trip
     assert row is not None  # the CTE has one row

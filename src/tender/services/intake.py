@@ -1,0 +1,271 @@
+"""Accepting payments in batches: a group commit for POST /v1/payments (issue 16).
+
+One by one, a payment took one transaction of seven round trips (key, routing rules, declines, card, payment,
+answer, COMMIT), each a statement for PostgreSQL and a turn of psycopg for us: that was most of the API's and
+PostgreSQL's CPU per payment. Here the requests that arrive while earlier ones are being written wait and go
+together, in one transaction of two round trips whatever their number (store/intake.py). There is no timer: a
+batch leaves as soon as a writer is free, so at a low rate a batch is one payment and nothing waits; under load
+batches grow, and the round trips, statements and commits per payment shrink with them.
+
+The answers are exactly those of the one-by-one path (services/payments.create_payment under
+services/idempotency.run), which stays the reference:
+- what needs a look-up first (a saved method, a card to save) never comes here;
+- a request whose key is held by another request or was used before, whose route cannot be made, or whose card
+  is over its velocity limit is left out of the batch, and taken one by one once the batch has committed: it gets
+  its exact answer there (a 409, a replay, a 400, a 429);
+- of two requests of one batch with the same key or the same reference, the second goes one by one;
+- a database error before the COMMIT (a reference another payment already holds, a lock timeout) rolls the
+  batch back whole, and each of its requests goes one by one;
+- a lost connection gives each request the error, as one by one (503; the API runs a keyed request once more,
+  and it replays if the batch did commit: a connection lost during the COMMIT leaves its outcome unknown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from tender.config import Settings
+from tender.domain import routing as routing_rules
+from tender.domain.models import Payment
+from tender.errors import TenderError
+from tender.services import routing, velocity
+from tender.services.idempotency import StoredResponse
+from tender.services.objects import dumps, payment_object
+from tender.services.payments import NewPayment, card_row, payment_record
+from tender.store import intake as store
+from tender.store.db import Database, connection_lost
+from tender.vault import Vault
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False, slots=True)
+class _Item:
+    new: NewPayment
+    key: str | None
+    request_hash: bytes
+    available: Collection[str]  # the processors that are on (its route is made among them)
+    answer: asyncio.Future[StoredResponse | None]
+
+
+@dataclass(slots=True)
+class _Batch:
+    """What a batch writes, and the answers it gives once committed."""
+
+    unclaim: list[tuple[str, str]]
+    cards: list[store.NewCard]
+    payments: list[Payment]
+    keyed: list[store.Answer]
+    answers: dict[_Item, StoredResponse]
+
+
+@dataclass(slots=True)
+class IntakeCounts:
+    """Since the process started: batches committed, the payments they wrote, and the requests sent one by one."""
+
+    batches: int = 0
+    payments: int = 0
+    largest: int = 0
+    one_by_one: int = 0
+
+
+class PaymentIntake:
+    """The API process's batcher. `max_batch` bounds a transaction's size; `writers` is how many batches may be
+    in flight at once (two: one is written while the next one fills and is prepared)."""
+
+    def __init__(
+        self,
+        db: Database,
+        vault: Vault,
+        settings: Settings,
+        *,
+        max_batch: int = 128,
+        writers: int = 2,
+    ) -> None:
+        self.db = db
+        self.vault = vault
+        self.settings = settings
+        self.max_batch = max_batch
+        self.writers = writers
+        self._waiting: list[_Item] = []
+        self._writing = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.counts = IntakeCounts()
+
+    async def accept(
+        self, new: NewPayment, *, key: str | None, request_hash: bytes, available: Collection[str]
+    ) -> StoredResponse | None:
+        """The 202 for `new` (stored under `key`, if any), once its batch has committed; None when the request
+        must take the one-by-one path, which then gives its exact answer."""
+        answer: asyncio.Future[StoredResponse | None] = asyncio.get_running_loop().create_future()
+        answer.add_done_callback(_retrieved)
+        self._waiting.append(_Item(new, key, request_hash, available, answer))
+        self._start()
+        # Shielded: a client that goes away must not cancel its payment's place in a batch being written.
+        return await asyncio.shield(answer)
+
+    def _start(self) -> None:
+        while self._waiting and self._writing < self.writers:
+            batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch :]
+            self._writing += 1
+            task = asyncio.get_running_loop().create_task(self._flush(batch), name="payment-intake")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _flush(self, items: list[_Item]) -> None:
+        try:
+            answers = await self._write(items)
+        except Exception as exc:  # a lost connection (anything else goes one by one)
+            for item in items:
+                if not item.answer.done():
+                    item.answer.set_exception(exc)
+        except BaseException:  # cancelled (the server stopping)
+            for item in items:
+                item.answer.cancel()
+            raise
+        else:
+            if answers:
+                self.counts.batches += 1
+                self.counts.payments += len(answers)
+                self.counts.largest = max(self.counts.largest, len(answers))
+            self.counts.one_by_one += len(items) - len(answers)
+            for item in items:
+                if not item.answer.done():
+                    item.answer.set_result(answers.get(item))
+        finally:
+            self._writing -= 1
+            self._start()
+
+    async def _write(self, items: list[_Item]) -> dict[_Item, StoredResponse]:
+        batch = _unique(items)
+        keys = [store.KeyClaim(i, it.new.merchant_id, it.key, it.request_hash) for i, it in enumerate(batch) if it.key]
+        limits = velocity.Limits.from_settings(self.settings)
+        checks = self._decline_queries(batch, limits)
+        now = datetime.now(UTC)
+        async with self.db.own_transaction() as conn:  # rolls back whatever is not committed on the way out
+            try:
+                found = await store.begin_and_read(
+                    conn,
+                    keys=keys,
+                    merchants={it.new.merchant_id for it in batch},
+                    declines=list(checks.values()),
+                    decline_codes=velocity.COUNTED_FAILURES,
+                    since=now - limits.window,
+                    limit=limits.per_card,
+                )
+            except Exception as exc:
+                if connection_lost(exc):  # as one by one: the API answers 503 (and runs a keyed request again)
+                    raise
+                log.info("payment batch of %d not written (%s): one by one", len(batch), type(exc).__name__)
+                return {}
+            out = self._decide(batch, found, checks, limits)
+            if not out.payments:
+                return {}  # the keys reserved for requests left out are rolled back with the rest
+            try:
+                await store.write_and_commit(
+                    conn, unclaim=out.unclaim, cards=out.cards, payments=out.payments, answers=out.keyed
+                )
+            except Exception as exc:
+                if connection_lost(exc):
+                    raise
+                log.info("payment batch of %d rolled back (%s): one by one", len(batch), type(exc).__name__)
+                return {}
+        return out.answers
+
+    def _decline_queries(
+        self, batch: list[_Item], limits: velocity.Limits
+    ) -> dict[tuple[str, str], store.DeclineQuery]:
+        """One query per card (fingerprint within its merchant) in the batch, if the per-card limit is on."""
+        if not limits.per_card:
+            return {}
+        queries: dict[tuple[str, str], store.DeclineQuery] = {}
+        for it in batch:
+            if it.new.card is not None:
+                fingerprint = self.vault.fingerprint(it.new.card.number, merchant_id=it.new.merchant_id)
+                queries.setdefault(
+                    (it.new.merchant_id, fingerprint),
+                    store.DeclineQuery(len(queries), it.new.merchant_id, fingerprint),
+                )
+        return queries
+
+    def _decide(
+        self,
+        batch: list[_Item],
+        found: store.Found,
+        checks: dict[tuple[str, str], store.DeclineQuery],
+        limits: velocity.Limits,
+    ) -> _Batch:
+        out = _Batch([], [], [], [], {})
+        rules = {m: routing_rules.parse_rules(r) for m, r in found.rules.items()}
+        for i, it in enumerate(batch):
+            new = it.new
+            if it.key is not None:
+                claim = found.claims.get(i)
+                if claim is None or not claim.free or not claim.reserved:
+                    continue  # held by another request (409) or used before (a replay): one by one
+            try:
+                route = (
+                    [new.processor]
+                    if new.forced
+                    else routing.route_by(
+                        rules.get(new.merchant_id),
+                        payment_id=new.id,
+                        method_type=new.method_type,
+                        currency=new.currency,
+                        card_brand=new.card_brand,
+                        amount=new.amount,
+                        default=new.processor,
+                        on=it.available,
+                    )
+                )
+                card = None
+                if new.card is not None:
+                    card, view = card_row(self.vault, new.merchant_id, new.card)
+                    check = checks.get((new.merchant_id, card.fingerprint))
+                    if check is not None:
+                        declines = found.declines.get(check.i, [])
+                        velocity.refuse_if_full(declines, limits.per_card, limits.window, new.now, "this card")
+                else:
+                    assert new.apm_view is not None  # needs_no_lookup: a new card or an alternative method
+                    view = new.apm_view
+            except TenderError:  # a 400 or a 429: given by the one-by-one path, which raises it again
+                if it.key is not None:
+                    out.unclaim.append((new.merchant_id, it.key))
+                continue
+            payment = payment_record(new, route=route, card_id=card.id if card else None, payment_method=view)
+            answer = StoredResponse(202, dumps(payment_object(payment)), {"Location": f"/v1/payments/{payment.id}"})
+            if card is not None:
+                out.cards.append(card)
+            out.payments.append(payment)
+            if it.key is not None:
+                out.keyed.append(store.Answer(new.merchant_id, it.key, answer.status_code, answer.body, answer.headers))
+            out.answers[it] = answer
+        return out
+
+
+def _unique(items: list[_Item]) -> list[_Item]:
+    """The items a batch can take: of two with the same key or the same reference (within a merchant), the first."""
+    keys: set[tuple[str, str]] = set()
+    references: set[tuple[str, str]] = set()
+    batch: list[_Item] = []
+    for it in items:
+        key = (it.new.merchant_id, it.key) if it.key is not None else None
+        reference = (it.new.merchant_id, it.new.reference) if it.new.reference is not None else None
+        if (key is not None and key in keys) or (reference is not None and reference in references):
+            continue
+        if key is not None:
+            keys.add(key)
+        if reference is not None:
+            references.add(reference)
+        batch.append(it)
+    return batch
+
+
+def _retrieved(answer: asyncio.Future[StoredResponse | None]) -> None:
+    """Mark an error as seen: the request may be gone (its client left), and nobody else will read it."""
+    if not answer.cancelled():
+        answer.exception()
