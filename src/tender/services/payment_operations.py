@@ -49,9 +49,10 @@ How long Tender waits on the shopper and on the merchant is the `PaymentSchedule
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
@@ -82,6 +83,8 @@ from tender.store.payments import PAYMENT_COLUMNS
 from tender.vault import Vault
 
 log = logging.getLogger(__name__)
+
+DEFAULT_MAX_IN_FLIGHT = 32  # config.py's processor_max_in_flight default
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,10 +168,15 @@ class PaymentOperations:
         schedule: PaymentSchedule | None = None,
         business_tz: tzinfo = UTC,
         health: ProcessorHealth | None = None,  # the circuit breaker; None: every processor that is on is usable
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,  # calls to one processor at a time (TENDER_PROCESSOR_MAX_IN_FLIGHT)
     ) -> None:
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
         self._tz = business_tz
         self._health = health
         self._calls: list[CallOutcome] = []  # this process's call outcomes not yet reported to the breaker
+        self._max_in_flight = max_in_flight
+        self._in_flight: dict[str, asyncio.Semaphore] = {}  # by processor name: see `_call`
         self._vault = vault
         self._processors = processors
         self._retry = retry or RetryPolicy()
@@ -297,6 +305,18 @@ class PaymentOperations:
         unregistered = isinstance(processor, RegisteringProcessor) and a.processor_reference is None
         return unregistered or not a.maybe_sent
 
+    async def _call(self, name: str, call: Callable[[], Awaitable[ProcessorResult]]) -> ProcessorResult:
+        """One call to processor `name`, noted for the breaker. At most `max_in_flight` calls to one processor are
+        in flight in this process: a batch's calls would otherwise leave as one burst (100 at once), and a
+        processor answering some of them after its timeout would see its circuit opened (issue 16). Waiting here
+        is not timed: the call's own timeouts start when it leaves."""
+        limit = self._in_flight.get(name)
+        if limit is None:
+            limit = self._in_flight[name] = asyncio.Semaphore(self._max_in_flight)
+        async with limit:
+            result = await call()
+        return self._noted(name, result)
+
     def _noted(self, name: str, result: ProcessorResult) -> ProcessorResult:
         """A call's result, noted for the circuit breaker: no answer (TRANSIENT, UNKNOWN) is a failure."""
         self._calls.append(CallOutcome(name, result.outcome not in (Outcome.TRANSIENT, Outcome.UNKNOWN)))
@@ -418,7 +438,9 @@ class PaymentOperations:
             return self._retry_later(w, f"no processor named {payment.processor!r} is configured")
         registering = isinstance(processor, RegisteringProcessor)
         if w.reconcile:
-            return self._outcome(w, self._noted(payment.processor, await processor.lookup(_key(processor, attempt))))
+            return self._outcome(
+                w, await self._call(payment.processor, lambda: processor.lookup(_key(processor, attempt)))
+            )
         if attempt.operation == "authorize":
             cvc_erased = payment.status == PaymentStatus.PROCESSING and _cvc_erased(payment, w.card)
             if isinstance(processor, RegisteringProcessor) and attempt.processor_reference is None:
@@ -430,14 +452,15 @@ class PaymentOperations:
                 request = self._authorize_request(payment, attempt, w.card, w.saved)
                 if request is None:
                     return self._retry_later(w, "card data unavailable in the vault")
-                result = self._noted(payment.processor, await processor.register(request))
+                registration = request  # (narrowed for the call below)
+                result = await self._call(payment.processor, lambda: processor.register(registration))
                 # A registration charges nothing, whatever happened to it: safe to go elsewhere.
                 failed = result.outcome is not Outcome.DECLINED and not result.processor_reference
                 if movable and failed and (change := await self._failover_after_refusal(w, result)) is not None:
                     return change
                 return self._registered(w, result)
             if not w.is_new and not movable:  # may have reached the processor: ask it first
-                result = self._noted(payment.processor, await processor.lookup(_key(processor, attempt)))
+                result = await self._call(payment.processor, lambda: processor.lookup(_key(processor, attempt)))
                 if payment.status == PaymentStatus.REQUIRES_ACTION or result.outcome is not Outcome.NOT_FOUND:
                     return self._outcome(w, result)
                 if cvc_erased:  # the processor never saw it, and it can never be sent again
@@ -452,7 +475,7 @@ class PaymentOperations:
                 return self._retry_later(w, "card data unavailable in the vault")
             if registering:
                 request = replace(request, processor_reference=attempt.processor_reference)
-            result = self._noted(payment.processor, await processor.authorize(request))
+            result = await self._call(payment.processor, lambda: processor.authorize(request))
             # TRANSIENT: certainly not done there, so the next processor may take it.
             refused = movable and result.outcome is Outcome.TRANSIENT
             if refused and (change := await self._failover_after_refusal(w, result)) is not None:
@@ -463,17 +486,21 @@ class PaymentOperations:
             return self._retry_later(w, f"no authorization to {attempt.operation}")
         if not w.is_new:
             if isinstance(processor, RegisteringProcessor):
-                result = await processor.lookup_operation_on(attempt.id, attempt.operation, authorization)
+                result = await self._call(
+                    payment.processor,
+                    lambda: processor.lookup_operation_on(attempt.id, attempt.operation, authorization),
+                )
             else:
-                result = await processor.lookup_operation(attempt.id)
-            result = self._noted(payment.processor, result)
+                result = await self._call(payment.processor, lambda: processor.lookup_operation(attempt.id))
             if janitor or result.outcome is not Outcome.NOT_FOUND:
                 return self._outcome(w, result)
         if attempt.operation == "capture":
-            result = await processor.capture(attempt.id, authorization, attempt.amount)
+            result = await self._call(
+                payment.processor, lambda: processor.capture(attempt.id, authorization, attempt.amount)
+            )
         else:
-            result = await processor.cancel(attempt.id, authorization)
-        return self._outcome(w, self._noted(payment.processor, result))
+            result = await self._call(payment.processor, lambda: processor.cancel(attempt.id, authorization))
+        return self._outcome(w, result)
 
     def _registered(self, w: PaymentWork, result: ProcessorResult) -> PaymentChange:
         """A registration's answer: its id is written with the attempt (this batch's write, its own transaction)

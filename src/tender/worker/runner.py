@@ -70,6 +70,7 @@ class Worker:
             schedule=schedule,
             business_tz=s.business_tz,
             health=health,
+            max_in_flight=s.processor_max_in_flight,
         )
         self.pumps = [Pump("payments", payment_pump.run_batch, s.worker_batch_size, wakes_on="payments")]
         # Refunds: the payment pump's guarantees (lease, look-up before re-send, dead letters), its settings.
