@@ -71,8 +71,10 @@ def sample(up_pid: int, data_dir: str) -> dict[int, tuple[str, float]]:
         tree.append(pm)
         tree.extend(descendants(pm.pid, procs))
     seen: dict[int, tuple[str, float]] = {}
-    for p in tree:
+    for p in tree:  # parents before their children
         role = role_of(p, data_dir) or ("postgres" if any(p.ppid == pm.pid for pm in postmasters) else None)
+        if role is None and p.ppid in seen:  # uvicorn's processes of `tender api --workers N` (multiprocessing spawn)
+            role = seen[p.ppid][0]
         if role is not None:
             seen[p.pid] = (role, p.cpu_seconds)
     return seen

@@ -130,7 +130,9 @@ def stop(proc: subprocess.Popen[bytes], grace: float = 30.0) -> None:
 
 
 @contextmanager
-def tender_up(workers: int, log_dir: Path) -> Iterator[tuple[str, Path, subprocess.Popen[bytes]]]:
+def tender_up(
+    workers: int, log_dir: Path, api_workers: int | None = None
+) -> Iterator[tuple[str, Path, subprocess.Popen[bytes]]]:
     """A fresh `tender up` in a temporary data dir: (API URL, data dir, process)."""
     data_dir = Path(tempfile.mkdtemp(prefix="tender-bench-"))
     port = free_port()
@@ -141,13 +143,12 @@ def tender_up(workers: int, log_dir: Path) -> Iterator[tuple[str, Path, subproce
         "LOG_LEVEL": "WARNING",
     }
     env.pop("TENDER_DATABASE_URL", None)
-    if workers > 2:
-        # Each process's pool holds up to TENDER_DB_POOL_MAX (20) connections: with 4 workers and the API that is
-        # over the embedded PostgreSQL's max_connections (100). Smaller pools for all, so every process fits.
-        env["TENDER_DB_POOL_MAX"] = str(max(5, 60 // workers))
+    # `tender up` sizes the processes' pools so that all of them fit the embedded PostgreSQL's connections.
     command = [sys.executable, "-m", "tender", "up"]
     if workers != 1:
         command += ["--workers", str(workers)]
+    if api_workers is not None:
+        command += ["--api-workers", str(api_workers)]
     log = (log_dir / f"tender-up-w{workers}.log").open("wb")
     proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -250,7 +251,7 @@ def series(db_url: str, merchant: str) -> tuple[list[int], list[int], int, int, 
 
 def measure(workers: int, args: argparse.Namespace, out: Path, baseline: list[Load]) -> Run:
     console.rule(f"[bold]Tender with {workers} worker process(es)")
-    with tender_up(workers, out) as (url, data_dir, proc), database_url(data_dir) as db_url:
+    with tender_up(workers, out, args.api_workers) as (url, data_dir, proc), database_url(data_dir) as db_url:
         admin_key = (data_dir / "admin.key").read_text().strip()
         if not baseline and not args.no_baseline:
             baseline.append(run_baseline(db_url, args))
@@ -347,7 +348,12 @@ def report(runs: list[Run], baseline: Load | None, out: Path, args: argparse.Nam
     payload = {
         "when": datetime.now(UTC).isoformat(),
         "machine": {"cpus": os.cpu_count(), "uname": " ".join(os.uname())},
-        "settings": {"duration": args.duration, "connections": args.connections, "threads": args.threads},
+        "settings": {
+            "duration": args.duration,
+            "connections": args.connections,
+            "threads": args.threads,
+            "api_workers": args.api_workers,
+        },
         "baseline": asdict(baseline) if baseline else None,
         "runs": [{**asdict(r), "accepted_per_s": r.load.rate} for r in runs],
     }
@@ -388,6 +394,9 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--workers", default="1", help="worker process counts to run, e.g. 1,2,4 (default 1)")
+    parser.add_argument(
+        "--api-workers", type=int, default=None, help="API processes (default: what `tender up` chooses)"
+    )
     parser.add_argument("--drain-timeout", type=float, default=300)
     parser.add_argument("--no-baseline", action="store_true")
     args = parser.parse_args()

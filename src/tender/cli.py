@@ -801,16 +801,19 @@ def up(
         ),
     ] = False,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes")] = 1,
-    api_workers: Annotated[int, typer.Option(min=1, max=64, help="API server processes")] = 1,
+    api_workers: Annotated[
+        int | None, typer.Option(min=1, max=64, help="API server processes [default: one per core, at most 4]")
+    ] = None,
 ) -> None:
     """Everything for development: embedded PostgreSQL, migrations, API, worker and simulator (and, with
     --stripe, a local Stripe emulator)."""
-    from tender.devserver import run_all
+    from tender.devserver import default_api_workers, run_all
 
     settings = Settings()
     if port is not None:
         settings.port = port
     setup_logging(settings.log_level)
+    api_workers = api_workers or default_api_workers()
     sys.exit(run_all(settings, simulator_port=simulator_port, stripe=stripe, workers=workers, api_workers=api_workers))
 
 
