@@ -8,31 +8,37 @@ is also the `webhook-id` of every delivery and every retry of it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from tender.domain.ids import MAX_ID_LENGTH
-from tender.domain.models import DeliveryReport, Event
+from tender.domain.models import DeliveryReport, Event, Payment
 from tender.domain.webhooks import EVENT_TYPES, subscribes
 from tender.errors import InvalidRequest, NoSuchObject, NotFound, NoWebhookEndpoint
 from tender.services import checkout
 from tender.services.objects import event_object, payment_object
 from tender.services.webhook_endpoints import with_attempts
 from tender.store import events as store
-from tender.store import payments as payment_store
 from tender.store import webhooks as webhook_store
 from tender.store.db import Conn, Database, Page
 
 
-async def record_payment_changes(conn: Conn, payment_ids: list[str]) -> None:
+async def record_payment_changes(conn: Conn, payments: Sequence[Payment]) -> None:
     """What a status change implies beyond the payment's row, in its transaction: a `payment.<status>` event
-    per payment, carrying the payment as it is now, and the completion of a checkout session it paid. The
-    caller holds the payments' row locks (its UPDATE took them)."""
-    if payment_ids:
-        changed = sorted(await payment_store.get_payments_by_ids(conn, payment_ids), key=lambda p: p.id)
-        await store.record(conn, [(p.merchant_id, f"payment.{p.status}", p.id, payment_object(p)) for p in changed])
+    per payment, carrying the payment as it is now (read again: `payments` are as they were before the change),
+    and the completion of a checkout session it paid. The caller holds the payments' row locks (its UPDATE took
+    them)."""
+    if payments:
+        current, endpoints = await store.payments_with_endpoints(
+            conn, [p.id for p in payments], {p.merchant_id for p in payments}
+        )
+        changed = sorted(current, key=lambda p: p.id)
+        await store.record(
+            conn, [(p.merchant_id, f"payment.{p.status}", p.id, payment_object(p)) for p in changed], endpoints
+        )
         await checkout.on_payment_changes(conn, changed)
 
 

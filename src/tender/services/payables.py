@@ -15,11 +15,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date, datetime, tzinfo
 
-from tender.domain.fees import funding_of, payable_terms
+from tender.domain.fees import DEFAULT_PLAN, FeePlan, funding_of, payable_terms
 from tender.domain.ids import BALANCE_TRANSACTION, PAYABLE, new_id
 from tender.domain.ledger import Entry, capture_entry, refund_entry
 from tender.domain.money_models import Payable, Refund
-from tender.services.fee_plans import plans_for
 from tender.services.objects import payable_object
 from tender.store import events
 from tender.store import ledger as ledger_store
@@ -40,10 +39,14 @@ async def record_captures(conn: Conn, payment_ids: Sequence[str], *, tz: tzinfo,
     """Payables and ledger entries for payments that are now captured; returns how many were made."""
     if not payment_ids:
         return 0
-    captured = await store.captured_without_payable(conn, payment_ids)
-    if not captured:
+    found = await store.captured_with_fee_rules(conn, payment_ids)
+    if not found:
         return 0
-    plans = await plans_for(conn, (c.merchant_id for c in captured))
+    captured = [c for c, _ in found]
+    plans: dict[str, FeePlan] = {}  # each merchant's (read with the payments): the default without one of its own
+    for c, rules in found:
+        if c.merchant_id not in plans:
+            plans[c.merchant_id] = DEFAULT_PLAN if rules is None else FeePlan.from_list(rules)
     today = business_date(now, tz)
     payables: list[Payable] = []
     processors: dict[str, str] = {}  # payment -> processor, whose receivable the entry debits

@@ -125,7 +125,7 @@ async def _follow_up(conn: Conn, steps: list[Step], *, tz: tzinfo, now: datetime
     )
     # setup_future_usage: an authorized card is saved to its customer and the payment names it (before events).
     await save_cards_for_future_use(conn, [(s.payment, s.change.status) for s in steps if s.change.moved])
-    await events.record_payment_changes(conn, [s.change.id for s in steps if s.change.moved])
+    await events.record_payment_changes(conn, [s.payment for s in steps if s.change.moved])
     # Recurring billing: an invoice follows its payment's end, and so does its subscription (before the
     # payables: a payment on a test clock gets its payable dated in the clock's time there).
     # (Only invoices' payments: `invoice_id` is set when a payment is made and never changes.)

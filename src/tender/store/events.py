@@ -3,15 +3,16 @@ their webhook deliveries, one per enabled endpoint of the merchant that listens 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from psycopg.rows import class_row
+from psycopg.rows import DictRow, class_row
 from psycopg.types.json import Jsonb
 
 from tender.domain.ids import EVENT, new_id
-from tender.domain.models import Event
+from tender.domain.models import Event, Payment
+from tender.store import payments as payment_store
 from tender.store import webhooks
 from tender.store.db import Conn, Page, newest_first
 from tender.store.rows import fetch_all, fetch_one
@@ -30,8 +31,23 @@ FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::jsonb[])
 """
 
 
-async def record(conn: Conn, events: Sequence[tuple[str, str, str, dict[str, Any]]]) -> list[str]:
-    """Insert (merchant_id, type, object_id, object) events and their deliveries; returns the event ids."""
+async def payments_with_endpoints(
+    conn: Conn, payment_ids: Sequence[str], merchant_ids: Iterable[str]
+) -> tuple[list[Payment], list[DictRow]]:
+    """The payments as they are now, and the enabled webhook endpoints of `merchant_ids` (for `record`): both
+    reads are sent before either is fetched, so in the caller's pipeline they share one round trip (issue 16)."""
+    payments = await conn.execute(payment_store.SELECT_BY_IDS, (list(payment_ids),))
+    endpoints = await conn.execute(webhooks.ENABLED_ENDPOINTS, (sorted(set(merchant_ids)),))
+    return [payment_store.payment_of(row) for row in await payments.fetchall()], await endpoints.fetchall()
+
+
+async def record(
+    conn: Conn,
+    events: Sequence[tuple[str, str, str, dict[str, Any]]],
+    endpoints: Sequence[Mapping[str, Any]] | None = None,
+) -> list[str]:
+    """Insert (merchant_id, type, object_id, object) events and their deliveries; returns the event ids.
+    `endpoints`: the enabled webhook endpoints of the events' merchants, if already read in this transaction."""
     if not events:
         return []
     ids = [new_id(EVENT) for _ in events]
@@ -42,7 +58,7 @@ async def record(conn: Conn, events: Sequence[tuple[str, str, str, dict[str, Any
         objects.append(object_id)
         data.append(Jsonb({"object": obj}))
     await conn.execute(_INSERT, (ids, merchants, types, objects, data))
-    await webhooks.fan_out(conn, list(zip(ids, merchants, types, strict=True)))
+    await webhooks.fan_out(conn, list(zip(ids, merchants, types, strict=True)), endpoints)
     return ids
 
 

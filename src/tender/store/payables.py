@@ -3,8 +3,9 @@ settlements), and the reads of them."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
+from typing import Any
 
 from psycopg.rows import class_row
 
@@ -19,16 +20,23 @@ COLUMNS = (
 )
 
 
-async def captured_without_payable(conn: Conn, payment_ids: Sequence[str]) -> list[CapturedPayment]:
-    """Of these payments, those captured (`succeeded`, some amount captured) that have no payable yet."""
-    return await fetch_all(
-        conn,
-        CapturedPayment,
-        "SELECT id, merchant_id, amount_captured, currency, payment_method, processor FROM payments"
-        " WHERE id = ANY(%s) AND status = 'succeeded' AND amount_captured > 0"
-        " AND NOT EXISTS (SELECT 1 FROM payables p WHERE p.payment_id = payments.id AND p.type = 'payment')",
+async def captured_with_fee_rules(
+    conn: Conn, payment_ids: Sequence[str]
+) -> list[tuple[CapturedPayment, list[Mapping[str, Any]] | None]]:
+    """Of these payments, those captured (`succeeded`, some amount captured) that have no payable yet, each with
+    its merchant's fee plan rules (None: no plan of its own), in one round trip (it was two: the payments, then
+    fee_plans; issue 16)."""
+    cur = await conn.execute(
+        "SELECT p.id, p.merchant_id, p.amount_captured, p.currency, p.payment_method, p.processor,"
+        " f.rules AS fee_rules FROM payments p LEFT JOIN fee_plans f ON f.merchant_id = p.merchant_id"
+        " WHERE p.id = ANY(%s) AND p.status = 'succeeded' AND p.amount_captured > 0"
+        " AND NOT EXISTS (SELECT 1 FROM payables x WHERE x.payment_id = p.id AND x.type = 'payment')",
         (list(payment_ids),),
     )
+    return [
+        (CapturedPayment(**{k: v for k, v in row.items() if k != "fee_rules"}), row["fee_rules"])
+        for row in await cur.fetchall()
+    ]
 
 
 # One statement for a batch's payables (it was one INSERT per payable).

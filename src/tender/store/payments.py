@@ -25,6 +25,11 @@ def _payment(row: dict[str, Any]) -> Payment:
     return Payment(**{name: row[name] for name in PAYMENT_COLUMNS})
 
 
+# For a caller that sends this read with another (store/events.py), and makes the rows Payments.
+SELECT_BY_IDS = (_SELECT + sql.SQL(" WHERE id = ANY(%s)")).as_string()
+payment_of = _payment
+
+
 async def insert_card(
     conn: Conn,
     *,
