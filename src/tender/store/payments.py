@@ -216,6 +216,9 @@ def _change_params(c: PaymentChange) -> dict[str, Any]:
     }
 
 
+# The arrays go in binary (%b): psycopg quotes and escapes a text array element by element in Python, 2.1 ms for
+# this statement's arrays of a 100-payment batch against 0.9 ms in binary (issue 16). The other batch statements
+# of the pump (store/attempts, events, payables, ledger, webhooks) do the same.
 # One statement for the whole batch (it was one UPDATE per payment): each change where our lease still holds AND
 # the status is still the one we claimed. The right-hand `p.` columns are the row's old values. `p.id = ANY(...)`
 # and an unprepared statement (planned for each batch) keep the primary key's index: a prepared statement's generic
@@ -235,8 +238,8 @@ UPDATE payments p SET status = c.status, amount_captured = c.amount_captured,
   lease_token = NULL,
   -- only a visible change moves `updated`
   updated = CASE WHEN p.status IS DISTINCT FROM c.status THEN c.updated ELSE p.updated END
-FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[],
-            %s::text[], %s::timestamptz[], %s::text[], %s::boolean[], %s::timestamptz[], %s::text[], %s::boolean[])
+FROM unnest(%b::text[], %b::text[], %b::text[], %b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[],
+            %b::text[], %b::timestamptz[], %b::text[], %b::boolean[], %b::timestamptz[], %b::text[], %b::boolean[])
   AS c (id, expected_status, status, amount_captured, failure_code, decline_code, failure_message, next_action,
         processor_reference, next_run_at, last_error, reset_tries, updated, processor, held)
 WHERE p.id = ANY(%s) AND p.id = c.id AND p.lease_token = %s AND p.status = c.expected_status

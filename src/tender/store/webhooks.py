@@ -178,6 +178,7 @@ async def fan_out(
     return await insert_deliveries(conn, rows)
 
 
+# unnest's arrays go in binary (%b): cheaper to dump than text arrays (store/payments.py, issue 16).
 async def insert_deliveries(conn: Conn, rows: Sequence[tuple[str, str, str, str]]) -> int:
     """Insert (id, merchant_id, endpoint_id, event_id) deliveries, due now; an existing pair is left alone."""
     if not rows:
@@ -186,7 +187,7 @@ async def insert_deliveries(conn: Conn, rows: Sequence[tuple[str, str, str, str]
     cur = await conn.execute(
         "INSERT INTO webhook_deliveries (id, merchant_id, endpoint_id, event_id, next_run_at)"
         " SELECT d.id, d.merchant_id, d.endpoint_id, d.event_id, now()"
-        " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS d (id, merchant_id, endpoint_id, event_id)"
+        " FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[]) AS d (id, merchant_id, endpoint_id, event_id)"
         " ON CONFLICT (endpoint_id, event_id) DO NOTHING",
         (ids, merchants, endpoints, events),
     )
@@ -245,8 +246,8 @@ async def write_results(conn: Conn, token: Any, results: Sequence[DeliveryResult
         "UPDATE webhook_deliveries d SET status = r.status, next_run_at = r.next_run_at, lease_token = NULL,"
         " attempts = d.attempts + r.sent, last_status_code = coalesce(r.status_code, d.last_status_code),"
         " last_error = r.error, last_attempt_at = coalesce(r.attempted, d.last_attempt_at), updated = now()"
-        " FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::int[], %s::int[], %s::text[],"
-        "             %s::timestamptz[]) AS r (id, status, next_run_at, sent, status_code, error, attempted)"
+        " FROM unnest(%b::text[], %b::text[], %b::timestamptz[], %b::int[], %b::int[], %b::text[],"
+        "             %b::timestamptz[]) AS r (id, status, next_run_at, sent, status_code, error, attempted)"
         " WHERE d.id = r.id AND d.lease_token = %s RETURNING d.id",
         (
             [r.id for r in results],
@@ -268,7 +269,7 @@ async def insert_attempts(conn: Conn, attempts: Sequence[DeliveryResult]) -> Non
         return
     await conn.execute(
         "INSERT INTO webhook_attempts (delivery_id, attempted, status_code, latency_ms, error)"
-        " SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::int[], %s::int[], %s::text[])",
+        " SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::int[], %b::int[], %b::text[])",
         (
             [a.id for a in attempts],
             [a.attempted for a in attempts],
