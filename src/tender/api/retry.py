@@ -55,10 +55,14 @@ def may_repeat(request: Request) -> bool:
 
 
 def _takes_idempotency_key(request: Request) -> bool:
-    """The matched route declares the `Idempotency-Key` header (and so runs under it)."""
-    dependant = getattr(request.scope.get("route"), "dependant", None)
-    params = getattr(dependant, "header_params", ())
-    return any(getattr(p, "alias", "").lower() == IDEMPOTENCY_HEADER for p in params)
+    """The matched route declares the `Idempotency-Key` header (and so runs under it): as a parameter, or in its
+    OpenAPI parameters when it reads its headers itself (POST /v1/payments)."""
+    route = request.scope.get("route")
+    params = getattr(getattr(route, "dependant", None), "header_params", ())
+    if any(getattr(p, "alias", "").lower() == IDEMPOTENCY_HEADER for p in params):
+        return True
+    documented = (getattr(route, "openapi_extra", None) or {}).get("parameters", ())
+    return any(p.get("in") == "header" and str(p.get("name", "")).lower() == IDEMPOTENCY_HEADER for p in documented)
 
 
 def retry_after_lost_connection(request: Request) -> bool:

@@ -56,7 +56,6 @@ class _Item:
 class _Batch:
     """What a batch writes, and the answers it gives once committed."""
 
-    unclaim: list[tuple[str, str]]
     cards: list[store.NewCard]
     payments: list[Payment]
     keyed: list[store.Answer]
@@ -142,7 +141,7 @@ class PaymentIntake:
 
     async def _write(self, items: list[_Item]) -> dict[_Item, StoredResponse]:
         batch = _unique(items)
-        keys = [store.KeyClaim(i, it.new.merchant_id, it.key, it.request_hash) for i, it in enumerate(batch) if it.key]
+        keys = [store.KeyClaim(i, it.new.merchant_id, it.key) for i, it in enumerate(batch) if it.key]
         limits = velocity.Limits.from_settings(self.settings)
         checks = self._decline_queries(batch, limits)
         now = datetime.now(UTC)
@@ -164,11 +163,9 @@ class PaymentIntake:
                 return {}
             out = self._decide(batch, found, checks, limits)
             if not out.payments:
-                return {}  # the keys reserved for requests left out are rolled back with the rest
+                return {}
             try:
-                await store.write_and_commit(
-                    conn, unclaim=out.unclaim, cards=out.cards, payments=out.payments, answers=out.keyed
-                )
+                await store.write_and_commit(conn, cards=out.cards, payments=out.payments, answers=out.keyed)
             except Exception as exc:
                 if connection_lost(exc):
                     raise
@@ -199,13 +196,13 @@ class PaymentIntake:
         checks: dict[tuple[str, str], store.DeclineQuery],
         limits: velocity.Limits,
     ) -> _Batch:
-        out = _Batch([], [], [], [], {})
+        out = _Batch([], [], [], {})
         rules = {m: routing_rules.parse_rules(r) for m, r in found.rules.items()}
         for i, it in enumerate(batch):
             new = it.new
             if it.key is not None:
                 claim = found.claims.get(i)
-                if claim is None or not claim.free or not claim.reserved:
+                if claim is None or not claim.free or claim.used:
                     continue  # held by another request (409) or used before (a replay): one by one
             try:
                 route = (
@@ -233,8 +230,6 @@ class PaymentIntake:
                     assert new.apm_view is not None  # needs_no_lookup: a new card or an alternative method
                     view = new.apm_view
             except TenderError:  # a 400 or a 429: given by the one-by-one path, which raises it again
-                if it.key is not None:
-                    out.unclaim.append((new.merchant_id, it.key))
                 continue
             payment = payment_record(new, route=route, card_id=card.id if card else None, payment_method=view)
             answer = StoredResponse(202, dumps(payment_object(payment)), {"Location": f"/v1/payments/{payment.id}"})
@@ -242,7 +237,11 @@ class PaymentIntake:
                 out.cards.append(card)
             out.payments.append(payment)
             if it.key is not None:
-                out.keyed.append(store.Answer(new.merchant_id, it.key, answer.status_code, answer.body, answer.headers))
+                out.keyed.append(
+                    store.Answer(
+                        new.merchant_id, it.key, it.request_hash, answer.status_code, answer.body, answer.headers
+                    )
+                )
             out.answers[it] = answer
         return out
 

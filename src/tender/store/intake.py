@@ -1,6 +1,8 @@
-"""SQL for accepting payments in batches (services/intake.py): one transaction, two round trips, whatever the
-batch's size. Rows travel as one JSON parameter per statement (orjson on our side, PostgreSQL's JSON input on
-the other): far less work on both sides than a statement per row or a Python-dumped array per column."""
+"""SQL for accepting payments in batches (services/intake.py): one transaction, two round trips whatever the
+batch's size, and every row written once (a key's row with its answer, not reserved then answered: the UPDATE of
+the answers cost PostgreSQL more than all the inserts). Rows travel as one JSON parameter per statement (orjson on
+our side, PostgreSQL's JSON input on the other): far less work on both sides than a statement per row or a
+Python-dumped array per column."""
 
 from __future__ import annotations
 
@@ -36,20 +38,19 @@ class NewCard:
 
 @dataclass(frozen=True, slots=True)
 class KeyClaim:
-    """An Idempotency-Key to reserve for item `i` of the batch, with its request's keyed fingerprint."""
+    """An Idempotency-Key that item `i` of the batch comes with."""
 
     i: int
     merchant_id: str
     key: str
-    request_hash: bytes
 
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
-    """What reserving a key found (store/idempotency.py's Reservation, per item)."""
+    """What claiming a key found."""
 
-    free: bool  # no other transaction held the key's lock
-    reserved: bool  # this transaction inserted the key: the first request with it
+    free: bool  # no other transaction held the key's lock: it is this batch's until it ends
+    used: bool  # a request with this key has committed before (a replay or a mismatch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,24 +74,27 @@ class Found:
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """The stored answer of a keyed request, written on its key's row."""
+    """A keyed request's row: its keyed fingerprint and stored answer."""
 
     merchant_id: str
     key: str
+    request_hash: bytes
     status_code: int
     body: bytes
     headers: dict[str, str]
 
 
-_RESERVE = (
-    # Each key's transaction-scoped advisory lock is tried (without waiting) before its insert reads the row:
-    # the lock is the one store/idempotency.py takes, so a one-by-one request with the same key meets it.
-    "WITH k AS MATERIALIZED (SELECT k.i, k.merchant_id, k.key, decode(k.request_hash, 'hex') AS request_hash,"
-    " pg_try_advisory_xact_lock(hashtextextended(%s || k.merchant_id || ':' || k.key, 0)) AS free"
-    " FROM jsonb_to_recordset(%s) AS k(i int, merchant_id text, key text, request_hash text)),"
-    " ins AS (INSERT INTO idempotency_keys (merchant_id, key, request_hash)"
-    " SELECT merchant_id, key, request_hash FROM k WHERE free ON CONFLICT DO NOTHING RETURNING merchant_id, key)"
-    " SELECT k.i, k.free, ins.key IS NOT NULL AS reserved FROM k LEFT JOIN ins USING (merchant_id, key)"
+_CLAIM = (
+    # Each key's transaction-scoped advisory lock, tried without waiting: the lock store/idempotency.py takes, so a
+    # one-by-one request with the same key meets it. Under the lock no other Tender transaction can write the key:
+    # it is inserted with its answer in `write_and_commit`. (A request with the key that committed after this
+    # statement's snapshot was taken is not seen here: the insert then fails, and the batch goes one by one.)
+    "SELECT k.i, pg_try_advisory_xact_lock(hashtextextended(%s || k.merchant_id || ':' || k.key, 0)) AS free,"
+    # A scalar subquery with LIMIT, not EXISTS: EXISTS may be planned as a hash join over the whole table (it
+    # was, by the generic plan made while the table was small: 4 ms a batch); this one is one index probe a key.
+    " (SELECT 1 FROM idempotency_keys x WHERE x.merchant_id = k.merchant_id AND x.key = k.key LIMIT 1) IS NOT NULL"
+    " AS used"
+    " FROM jsonb_to_recordset(%s) AS k(i int, merchant_id text, key text)"
 )
 _RULES = "SELECT merchant_id, rules FROM routing_rules WHERE merchant_id = ANY(%s)"
 _DECLINES = (
@@ -113,15 +117,15 @@ async def begin_and_read(
     since: datetime,
     limit: int,
 ) -> Found:
-    """BEGIN on `conn` (autocommit: `Database.own_transaction`), reserve the keys, read the merchants' routing
+    """BEGIN on `conn` (autocommit: `Database.own_transaction`), claim the keys, read the merchants' routing
     rules and the cards' recent declines: one round trip (a pipeline)."""
     async with conn.pipeline():
         await conn.execute("BEGIN")
-        reserve = await conn.execute(_RESERVE, (LOCK_PREFIX, _json([_key_row(k) for k in keys]))) if keys else None
+        claim = await conn.execute(_CLAIM, (LOCK_PREFIX, _json([_key_row(k) for k in keys]))) if keys else None
         rules = await conn.execute(_RULES, (list(merchants),))
         queries = _json([_decline_row(d) for d in declines])
         found = await conn.execute(_DECLINES, (queries, list(decline_codes), since, limit)) if declines else None
-    claims = {row["i"]: Claimed(row["free"], row["reserved"]) for row in await reserve.fetchall()} if reserve else {}
+    claims = {row["i"]: Claimed(row["free"], row["used"]) for row in await claim.fetchall()} if claim else {}
     by_merchant = {row["merchant_id"]: row["rules"] for row in await rules.fetchall()}
     times: dict[int, list[datetime]] = {}
     for row in await found.fetchall() if found else []:
@@ -134,42 +138,30 @@ _PAYMENT_INSERT_COLUMNS = ", ".join([*PAYMENT_COLUMNS, "next_run_at"])
 
 
 async def write_and_commit(
-    conn: Conn,
-    *,
-    unclaim: Sequence[tuple[str, str]],
-    cards: Sequence[NewCard],
-    payments: Sequence[Payment],
-    answers: Sequence[Answer],
+    conn: Conn, *, cards: Sequence[NewCard], payments: Sequence[Payment], answers: Sequence[Answer]
 ) -> None:
-    """In one round trip: give back the keys of requests left to the one-by-one path (`unclaim`: merchant, key),
-    insert the cards and the payments (due at once), store the keyed answers and COMMIT. A reference another
-    payment of the merchant holds fails the payments' INSERT (no ON CONFLICT here): the pipeline is aborted,
-    COMMIT not run, and the error raised; the caller's `own_transaction` rolls the batch back."""
+    """In one round trip: insert the cards, the payments (due at once) and the keyed requests' rows with their
+    answers, and COMMIT. No ON CONFLICT: a reference another payment of the merchant holds, or a key written
+    since it was claimed, fails its INSERT, the pipeline is aborted (COMMIT not run) and the error raised; the
+    caller's `own_transaction` rolls the batch back."""
     async with conn.pipeline():
-        if unclaim:
-            await conn.execute(
-                "DELETE FROM idempotency_keys k USING jsonb_to_recordset(%s) AS d(merchant_id text, key text)"
-                " WHERE k.merchant_id = d.merchant_id AND k.key = d.key",
-                (_json([{"merchant_id": m, "key": k} for m, k in unclaim]),),
-            )
         if cards:
             await conn.execute(
                 f"INSERT INTO vault_cards ({_CARD_COLUMNS}) SELECT {_CARD_COLUMNS}"
                 " FROM jsonb_populate_recordset(NULL::vault_cards, %s)",
                 (_json([_card_row(c) for c in cards]),),
             )
-        if payments:
-            await conn.execute(
-                f"INSERT INTO payments ({_PAYMENT_INSERT_COLUMNS}) SELECT {_PAYMENT_INSERT_COLUMNS}"
-                " FROM jsonb_populate_recordset(NULL::payments, %s)",
-                (_json([_payment_row(p) for p in payments]),),
-            )
+        await conn.execute(
+            f"INSERT INTO payments ({_PAYMENT_INSERT_COLUMNS}) SELECT {_PAYMENT_INSERT_COLUMNS}"
+            " FROM jsonb_populate_recordset(NULL::payments, %s)",
+            (_json([_payment_row(p) for p in payments]),),
+        )
         if answers:
             await conn.execute(
-                "UPDATE idempotency_keys k SET status_code = a.status_code,"
-                " response_body = convert_to(a.body, 'UTF8'), response_headers = a.headers FROM jsonb_to_recordset(%s)"
-                " AS a(merchant_id text, key text, status_code int, body text, headers jsonb)"
-                " WHERE k.merchant_id = a.merchant_id AND k.key = a.key",
+                "INSERT INTO idempotency_keys (merchant_id, key, request_hash, status_code, response_body,"
+                " response_headers) SELECT a.merchant_id, a.key, decode(a.request_hash, 'hex'), a.status_code,"
+                " convert_to(a.body, 'UTF8'), a.headers FROM jsonb_to_recordset(%s) AS a(merchant_id text, key text,"
+                " request_hash text, status_code int, body text, headers jsonb)",
                 (_json([_answer_row(a) for a in answers]),),
             )
         await conn.execute("COMMIT")
@@ -184,7 +176,7 @@ def _bytea(value: bytes | None) -> str | None:
 
 
 def _key_row(k: KeyClaim) -> dict[str, Any]:
-    return {"i": k.i, "merchant_id": k.merchant_id, "key": k.key, "request_hash": k.request_hash.hex()}
+    return {"i": k.i, "merchant_id": k.merchant_id, "key": k.key}
 
 
 def _decline_row(d: DeclineQuery) -> dict[str, Any]:
@@ -208,6 +200,7 @@ def _answer_row(a: Answer) -> dict[str, Any]:
     return {
         "merchant_id": a.merchant_id,
         "key": a.key,
+        "request_hash": a.request_hash.hex(),
         "status_code": a.status_code,
         "body": a.body.decode(),
         "headers": a.headers,

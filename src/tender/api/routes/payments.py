@@ -6,8 +6,18 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
-from tender.api import idempotent
-from tender.api.deps import ContainerDep, HubDep, Merchant, PreferWait, StartingAfter, json_body, text_query
+from tender.api import idempotent, prefer
+from tender.api.deps import (
+    ContainerDep,
+    HubDep,
+    Merchant,
+    PreferWait,
+    StartingAfter,
+    header_parameter,
+    json_body,
+    merchant_of,
+    text_query,
+)
 from tender.api.idempotent import to_response
 from tender.api.metrics import PAYMENTS_ACCEPTED
 from tender.api.openapi import IDEMPOTENT, JSON_BODY, MERCHANT_KEY, responses
@@ -28,6 +38,7 @@ from tender.errors import (
 )
 from tender.services import idempotency, live, payments, velocity
 from tender.services.idempotency import StoredResponse
+from tender.services.live import PaymentStatusHub
 from tender.services.objects import dumps, list_object, payment_object
 from tender.services.payment_requests import CaptureIn, PaymentCreate
 from tender.services.validation import param_name, parse
@@ -54,24 +65,28 @@ _OPERATION_ERRORS = (PaymentUnexpectedState, PaymentOperationInProgress, NotFoun
         **responses(*JSON_BODY, DomainRuleViolated, NoSuchObject, DuplicateReference, *IDEMPOTENT, TooManyDeclines),
     },
     openapi_extra={
+        # Read by the handler itself, not declared as parameters: see api/deps.py `merchant_of`.
+        "parameters": [
+            header_parameter("Idempotency-Key"),
+            header_parameter("Prefer", prefer.PREFER_DESCRIPTION),
+        ],
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": PaymentCreate.model_json_schema()}},
-        }
+        },
     },
 )
-async def create_payment(
-    request: Request,
-    merchant: Merchant,
-    container: ContainerDep,
-    hub: HubDep,
-    wait: PreferWait,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
-) -> Response:
+async def create_payment(request: Request) -> Response:
     """Validates synchronously (400 naming `param`), stores the payment and answers 202 at once;
     a worker authorizes it in the background. Poll `Location` for the outcome, or send `Prefer: wait=N`
     to have the answer held until the payment leaves `processing` (at most N seconds): still 202 with
     `Location`, the body then being the payment as it is at the end of the wait."""
+    # The hottest route resolves what other routes get as dependencies itself (api/deps.py `merchant_of`).
+    merchant = await merchant_of(request)
+    container: Container = request.app.state.container
+    hub: PaymentStatusHub = request.app.state.hub
+    wait = prefer.wait_seconds(request.headers.getlist("prefer"))
+    idempotency_key = request.headers.get("idempotency-key")
     payload = await json_body(request)
     body = parse(PaymentCreate, payload)
     accepted: list[str] = []
