@@ -82,6 +82,7 @@ def api(
 def worker() -> None:
     """Run a background worker (any number may share one database)."""
     from tender.bootstrap import build
+    from tender.gc_tuning import tune_for_server
     from tender.worker.runner import Worker
 
     settings = Settings()
@@ -91,6 +92,7 @@ def worker() -> None:
     async def main() -> None:
         container = build(settings, db.url)
         await container.open()
+        tune_for_server()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

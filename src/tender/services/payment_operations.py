@@ -71,8 +71,8 @@ from tender.processors.base import (
     Outcome,
     Processor,
     ProcessorResult,
-    RegisteringProcessor,
     SavedMethod,
+    registers,
 )
 from tender.services import dead_letters, payment_transitions, payments
 from tender.services.processor_health import CallOutcome, ProcessorHealth
@@ -223,7 +223,7 @@ class PaymentOperations:
             for w in work
             if w.payment.payment_method_id
             and w.payment.status == PaymentStatus.PROCESSING
-            and isinstance(self._processors.get(w.payment.processor), RegisteringProcessor)
+            and registers(self._processors.get(w.payment.processor))
         ]
         if registering:  # what the processor made of a saved card before (created there once)
             saved = await payments.saved_methods_of(conn, registering)
@@ -292,7 +292,7 @@ class PaymentOperations:
         if a.maybe_sent or a.status != "pending":
             return False
         processor = self._processors.get(w.payment.processor)
-        return not (isinstance(processor, RegisteringProcessor) and a.processor_reference is None)  # registers
+        return not (registers(processor) and a.processor_reference is None)  # registers
 
     def _charged_nothing(self, w: PaymentWork, processor: Processor | None) -> bool:
         """The authorization certainly charged nothing so far: it may go to another processor. Never possibly
@@ -302,7 +302,7 @@ class PaymentOperations:
             return False
         if a.status != "pending":
             return False
-        unregistered = isinstance(processor, RegisteringProcessor) and a.processor_reference is None
+        unregistered = registers(processor) and a.processor_reference is None
         return unregistered or not a.maybe_sent
 
     async def _call(self, name: str, call: Callable[[], Awaitable[ProcessorResult]]) -> ProcessorResult:
@@ -436,14 +436,14 @@ class PaymentOperations:
             return change
         if processor is None:
             return self._retry_later(w, f"no processor named {payment.processor!r} is configured")
-        registering = isinstance(processor, RegisteringProcessor)
+        registering = registers(processor)
         if w.reconcile:
             return self._outcome(
                 w, await self._call(payment.processor, lambda: processor.lookup(_key(processor, attempt)))
             )
         if attempt.operation == "authorize":
             cvc_erased = payment.status == PaymentStatus.PROCESSING and _cvc_erased(payment, w.card)
-            if isinstance(processor, RegisteringProcessor) and attempt.processor_reference is None:
+            if registers(processor) and attempt.processor_reference is None:
                 # Register, then execute: nothing is charged until the processor's id is on record.
                 if cvc_erased:
                     return self._never_sent(w)
@@ -485,7 +485,7 @@ class PaymentOperations:
         if authorization is None:
             return self._retry_later(w, f"no authorization to {attempt.operation}")
         if not w.is_new:
-            if isinstance(processor, RegisteringProcessor):
+            if registers(processor):
                 result = await self._call(
                     payment.processor,
                     lambda: processor.lookup_operation_on(attempt.id, attempt.operation, authorization),
@@ -659,7 +659,7 @@ class PaymentOperations:
 
 def _key(processor: Processor, attempt: Attempt) -> str:
     """How the processor names an authorization: its own id for a RegisteringProcessor, else our attempt id."""
-    if isinstance(processor, RegisteringProcessor) and attempt.processor_reference:
+    if registers(processor) and attempt.processor_reference:
         return attempt.processor_reference
     return attempt.id
 

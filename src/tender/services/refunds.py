@@ -50,7 +50,7 @@ from tender.errors import (
     NotFound,
     PaymentUnexpectedState,
 )
-from tender.processors.base import Outcome, ProcessorResult, RegisteringProcessor
+from tender.processors.base import Outcome, ProcessorResult, registers
 from tender.services import dead_letters, payables
 from tender.services.objects import refund_object
 from tender.services.processor_health import CallOutcome, ProcessorHealth
@@ -293,10 +293,10 @@ class RefundOperations:
             return self._retry_later(w, f"no processor named {w.refund.processor!r} that can refund")
         janitor = self._retry.out_of_tries(w.tries)  # past its tries: only look up, until an operator retries
         # A registering processor (Stripe) names the authorization by its own id and finds a refund on it.
-        registering = isinstance(processor, RegisteringProcessor)
+        registering = registers(processor)
         authorization = w.authorization_reference if registering else w.authorization_id
         if w.was_maybe_sent or janitor:
-            if isinstance(processor, RegisteringProcessor):
+            if registers(processor):
                 if authorization is None:
                     return self._retry_later(w, "no approved authorization to look the refund up on")
                 result = await processor.lookup_operation_on(w.id, "refund", authorization)

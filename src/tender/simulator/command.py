@@ -82,6 +82,7 @@ def simulator_command(
     `ps` shows command lines to every user)."""
     import uvicorn  # imported here so the main CLI starts fast
 
+    from tender.gc_tuning import tune_for_server
     from tender.simulator.app import create_app
 
     try:
@@ -105,4 +106,6 @@ def simulator_command(
         raise typer.BadParameter(exc.message, param_hint=f"--{exc.param.replace('_', '-')}") from None
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s:%(name)s: %(message)s")
     logging.getLogger("uvicorn.error").addFilter(_IntentionalDropFilter())
-    uvicorn.run(create_app(config), host=host, port=port, log_level=log_level, access_log=False)
+    app = create_app(config)
+    tune_for_server()
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
