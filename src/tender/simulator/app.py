@@ -29,9 +29,11 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse as _StdlibJSONResponse
 from starlette.routing import Route
 
 from tender.simulator import apm, cards, pages
@@ -58,6 +60,14 @@ from tender.simulator.store import (
 log = logging.getLogger("tender.simulator")
 
 REPLAYED_HEADERS = {"Idempotent-Replayed": "true"}
+
+
+class JSONResponse(_StdlibJSONResponse):
+    """Starlette's JSON response encoded by orjson (compact, UTF-8, no NaN, like Starlette's own): the stdlib's
+    encoder was about a tenth of the simulator's CPU under load (issue 16)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
 
 
 def _error(status: int, type_: str, code: str, message: str, param: str | None = None) -> JSONResponse:

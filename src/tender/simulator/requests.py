@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from tender.domain.errors import is_shown_name
 from tender.simulator import apm
 
@@ -30,7 +32,7 @@ def json_object(raw: bytes) -> dict[str, Any]:
     if len(raw) > MAX_BODY_BYTES:
         raise BadRequest("The request body is too large.")
     try:
-        body = json.loads(raw)
+        body = orjson.loads(raw)  # as everywhere in Tender (the stdlib parser was 2 % of the simulator's CPU)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("The request body is not valid JSON.") from None
     if not isinstance(body, dict):
