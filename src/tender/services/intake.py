@@ -118,7 +118,7 @@ class PaymentIntake:
     async def _flush(self, items: list[_Item]) -> None:
         try:
             answers = await self._write(items)
-        except Exception as exc:  # a lost connection (anything else goes one by one)
+        except Exception as exc:  # a lost connection, no connection in time, a bug: each request gets it (503, 500)
             for item in items:
                 if not item.answer.done():
                     item.answer.set_exception(exc)

@@ -93,9 +93,10 @@ async def create_payment(request: Request) -> Response:
     fingerprint = idempotency.request_fingerprint(
         container.vault, merchant.merchant_id, "POST", "/v1/payments", payload
     )
-    stored = await _in_batch(container, merchant.merchant_id, body, idempotency_key, fingerprint)
-    if stored is not None:
-        accepted.append(stored.headers["Location"].rsplit("/", 1)[-1])
+    batched = await _in_batch(container, merchant.merchant_id, body, idempotency_key, fingerprint)
+    if batched is not None:
+        stored, payment_id = batched
+        accepted.append(payment_id)
     else:
         # One by one: what needs a look-up, and what the batch left out (it gets its exact answer here).
         # Declines per card within the merchant; never per address here (a merchant's server is a few addresses).
@@ -132,10 +133,10 @@ async def create_payment(request: Request) -> Response:
 
 async def _in_batch(
     container: Container, merchant_id: str, body: PaymentCreate, key: str | None, fingerprint: bytes
-) -> StoredResponse | None:
-    """The answer from services/intake.py's batches, or None for the one-by-one path: a request needing a
-    look-up, one the batch left out, or a keyed one the checks refuse (one by one, the key is read first: a
-    replay answers even if the body would fail today, e.g. its card expired since)."""
+) -> tuple[StoredResponse, str] | None:
+    """The answer and the payment's id from services/intake.py's batches, or None for the one-by-one path: a
+    request needing a look-up, one the batch left out, or a keyed one the checks refuse (one by one, the key is
+    read first: a replay answers even if the body would fail today, e.g. its card expired since)."""
     if not payments.needs_no_lookup(body):
         return None
     idempotency.check_key(key)
@@ -147,7 +148,10 @@ async def _in_batch(
         if key is not None:
             return None
         raise
-    return await container.intake.accept(new, key=key, request_hash=fingerprint, available=container.processors.keys())
+    stored = await container.intake.accept(
+        new, key=key, request_hash=fingerprint, available=container.processors.keys()
+    )
+    return (stored, new.id) if stored is not None else None
 
 
 @router.get(
