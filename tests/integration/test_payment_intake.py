@@ -167,3 +167,24 @@ async def test_an_invalid_request_in_a_burst_gets_its_400_and_writes_nothing(
     assert answers[6].status_code == 400 and answers[6].json()["error"]["param"] == "currency"
     assert [a.status_code for i, a in enumerate(answers) if i not in (3, 6)] == [202] * 8
     assert await rows(container, merchant.merchant.id) == {"payments": 8, "cards": 8, "keys": 8, "unanswered": 0}
+
+
+async def test_a_request_its_route_refuses_gets_its_400_alone_and_the_rest_of_its_batch_goes_through(
+    api: Any, container: Any, merchant: Any
+) -> None:
+    # Rules saved on a Tender where simulator_c was on: USD payments have no processor left here.
+    async with container.db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO routing_rules (merchant_id, rules) VALUES (%s, %s::jsonb)",
+            (merchant.merchant.id, '[{"currency": "USD", "processors": ["simulator_c"]}]'),
+        )
+    references = refs(24)
+    bodies = [card_payment(reference=r, currency="USD" if i % 6 == 0 else "BRL") for i, r in enumerate(references)]
+    for keys in ([None] * 12 + [f"route-{uuid.uuid4().hex}" for _ in range(12)],):
+        answers = await burst(api, merchant.secret_key, bodies, keys)
+        for i, answer in enumerate(answers):
+            if i % 6 == 0:
+                assert answer.status_code == 400 and answer.json()["error"]["param"] == "processor", answer.text
+            else:
+                assert answer.status_code == 202, answer.text
+    assert await rows(container, merchant.merchant.id) == {"payments": 20, "cards": 20, "keys": 10, "unanswered": 0}

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 
 from tender.config import Settings
 from tender.domain import routing as routing_rules
+from tender.domain.errors import DomainError
 from tender.domain.models import Payment
 from tender.errors import TenderError
 from tender.services import routing, velocity
@@ -229,7 +230,7 @@ class PaymentIntake:
                 else:
                     assert new.apm_view is not None  # needs_no_lookup: a new card or an alternative method
                     view = new.apm_view
-            except TenderError:  # a 400 or a 429: given by the one-by-one path, which raises it again
+            except (TenderError, DomainError):  # a 400 or a 429: given by the one-by-one path, which raises it again
                 continue
             payment = payment_record(new, route=route, card_id=card.id if card else None, payment_method=view)
             answer = StoredResponse(202, dumps(payment_object(payment)), {"Location": f"/v1/payments/{payment.id}"})

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -228,7 +228,7 @@ class NewPayment:
 
     id: str
     merchant_id: str
-    request: PaymentCreate
+    request: PaymentCreate = field(repr=False)  # its payment_method may hold a card number and CVC
     now: datetime
     forced: bool  # the request named its processor: the route is that one alone
     processor: str  # the one asked for, else the default

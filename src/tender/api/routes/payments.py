@@ -23,6 +23,7 @@ from tender.api.metrics import PAYMENTS_ACCEPTED
 from tender.api.openapi import IDEMPOTENT, JSON_BODY, MERCHANT_KEY, responses
 from tender.api.prefer import PREFERENCE_APPLIED_HEADER
 from tender.bootstrap import Container
+from tender.domain.errors import DomainError
 from tender.errors import (
     AmountTooLarge,
     DomainRuleViolated,
@@ -144,7 +145,7 @@ async def _in_batch(
         new = payments.validate_new(
             merchant_id, body, processor=container.default_processor, available=container.processors.keys()
         )
-    except TenderError:
+    except (TenderError, DomainError):
         if key is not None:
             return None
         raise
