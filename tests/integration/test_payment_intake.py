@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from tests.support.api import auth, card_payment
 from tests.support.payments import authorizer, drain
@@ -41,6 +42,11 @@ async def rows(container: Any, merchant_id: str) -> dict[str, int]:
     return {k: int(v) for k, v in row.items()}
 
 
+def batch_metrics() -> list[float]:
+    """This process's tender_payment_batches_total and tender_payments_batched_total."""
+    return [REGISTRY.get_sample_value(f"tender_{m}_total") or 0.0 for m in ("payment_batches", "payments_batched")]
+
+
 def refs(n: int) -> list[str]:
     run = uuid.uuid4().hex[:8]
     return [f"intake-{run}-{i}" for i in range(n)]
@@ -50,6 +56,9 @@ async def test_a_burst_is_written_in_batches_and_each_answer_is_stored_under_its
     api: Any, container: Any, merchant: Any
 ) -> None:
     before = container.intake.counts.batches, container.intake.counts.payments
+    metrics_before = [
+        REGISTRY.get_sample_value(f"tender_{m}_total") or 0 for m in ("payment_batches", "payments_batched")
+    ]
     references = refs(60)
     keys: list[str | None] = [f"k-{r}" if i % 2 == 0 else None for i, r in enumerate(references)]
     answers = await burst(api, merchant.secret_key, [card_payment(reference=r) for r in references], keys)
@@ -58,6 +67,8 @@ async def test_a_burst_is_written_in_batches_and_each_answer_is_stored_under_its
     batches, batched = counts.batches - before[0], counts.payments - before[1]
     assert batched == 60 and batches < 60, (batches, batched)  # at least one batch held several payments
     assert counts.largest > 1
+    # /metrics says the same (api/metrics.py: the app hooks the intake's committed batches).
+    assert [after - was for after, was in zip(batch_metrics(), metrics_before, strict=True)] == [batches, 60]
     assert await rows(container, merchant.merchant.id) == {"payments": 60, "cards": 60, "keys": 30, "unanswered": 0}
     for answer, reference, key in zip(answers, references, keys, strict=True):
         body = answer.json()

@@ -13,7 +13,7 @@ from fastapi.telemetry import TelemetryConfig
 from tender import __version__
 from tender.api import errors
 from tender.api.limits import RequestLimits
-from tender.api.metrics import MetricsListener, refresh_processor_gauges
+from tender.api.metrics import MetricsListener, batch_committed, refresh_processor_gauges
 from tender.api.retry import RetryOnLostConnection
 from tender.api.routes import (
     admin,
@@ -83,6 +83,7 @@ def create_app(container: Container) -> FastAPI:
     )
     # The API's pool hands out a connection without a round trip when its socket is quiet (store/db.py).
     container.db.trust_quiet_connections = True
+    container.intake.on_batch = batch_committed
     app.state.container = container
     app.state.hub = hub
     # Added first, so innermost: the one run it may repeat passes every other middleware once (api/retry.py).

@@ -25,6 +25,17 @@ from tender.store.db import Database
 log = logging.getLogger(__name__)
 
 PAYMENTS_ACCEPTED = Counter("tender_payments_accepted_total", "Payments accepted (202) by this API process")
+# The batched accept (services/intake.py): how many transactions, and how many payments they held; the rest of
+# tender_payments_accepted_total went one by one. Payments per batch = batched / batches.
+PAYMENT_BATCHES = Counter("tender_payment_batches_total", "Transactions that accepted new payments together")
+PAYMENTS_BATCHED = Counter("tender_payments_batched_total", "Payments accepted in those transactions")
+
+
+def batch_committed(payments: int) -> None:
+    """services/intake.py's hook: a batch of `payments` new payments committed."""
+    PAYMENT_BATCHES.inc()
+    PAYMENTS_BATCHED.inc(payments)
+
 
 # Each processor's breaker, read from processor_health at scrape time (the table is shared by every process,
 # so any API process answers for all of them).

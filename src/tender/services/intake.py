@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -85,6 +85,7 @@ class PaymentIntake:
         *,
         max_batch: int = 128,
         writers: int = 2,
+        on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self.db = db
         self.vault = vault
@@ -95,6 +96,7 @@ class PaymentIntake:
         self._writing = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self.counts = IntakeCounts()
+        self.on_batch = on_batch  # told the size of each committed batch (the API's metrics)
 
     async def accept(
         self, new: NewPayment, *, key: str | None, request_hash: bytes, available: Collection[str]
@@ -132,6 +134,8 @@ class PaymentIntake:
                 self.counts.batches += 1
                 self.counts.payments += len(answers)
                 self.counts.largest = max(self.counts.largest, len(answers))
+                if self.on_batch is not None:
+                    self.on_batch(len(answers))
             self.counts.one_by_one += len(items) - len(answers)
             for item in items:
                 if not item.answer.done():
