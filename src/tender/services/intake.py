@@ -33,12 +33,13 @@ from tender.domain import routing as routing_rules
 from tender.domain.errors import DomainError
 from tender.domain.models import Payment
 from tender.errors import TenderError
-from tender.services import routing, velocity
+from tender.services import velocity
 from tender.services.idempotency import StoredResponse
 from tender.services.objects import dumps, payment_object
-from tender.services.payments import NewPayment, card_row, payment_record
+from tender.services.payments import NewPayment, card_row, payment_record, route_of
 from tender.store import intake as store
 from tender.store.db import Database, connection_lost
+from tender.store.payments import NewCard
 from tender.vault import Vault
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class _Item:
 class _Batch:
     """What a batch writes, and the answers it gives once committed."""
 
-    cards: list[store.NewCard]
+    cards: list[NewCard]
     payments: list[Payment]
     keyed: list[store.Answer]
     answers: dict[_Item, StoredResponse]
@@ -210,20 +211,7 @@ class PaymentIntake:
                 if claim is None or not claim.free or claim.used:
                     continue  # held by another request (409) or used before (a replay): one by one
             try:
-                route = (
-                    [new.processor]
-                    if new.forced
-                    else routing.route_by(
-                        rules.get(new.merchant_id),
-                        payment_id=new.id,
-                        method_type=new.method_type,
-                        currency=new.currency,
-                        card_brand=new.card_brand,
-                        amount=new.amount,
-                        default=new.processor,
-                        on=it.available,
-                    )
-                )
+                route = route_of(new, rules.get(new.merchant_id), on=it.available)
                 card = None
                 if new.card is not None:
                     card, view = card_row(self.vault, new.merchant_id, new.card)

@@ -14,11 +14,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tender.domain import cards
-from tender.domain.ids import MAX_ID_LENGTH, PAYMENT_METHOD, VAULT_CARD, new_id
+from tender.domain.ids import MAX_ID_LENGTH, PAYMENT_METHOD, new_id
 from tender.domain.models import Payment
 from tender.domain.payments import PaymentStatus
 from tender.domain.recurring import SavedPaymentMethod
 from tender.errors import NoSuchObject, NotFound, PaymentMethodUnexpectedState
+from tender.services.card_vault import new_card
 from tender.services.objects import payment_method_object
 from tender.store import customers as customer_store
 from tender.store import events
@@ -74,17 +75,12 @@ async def create(
     )  # fmt: skip
     if request.customer is not None:  # before any write: a 400 leaves nothing behind
         await _customer(conn, merchant_id, request.customer, param="customer")
-    card_id = new_id(VAULT_CARD)
-    fingerprint = vault.fingerprint(card.number, merchant_id=merchant_id)
-    await payment_store.insert_card(
-        conn, card_id=card_id, merchant_id=merchant_id, number_ct=vault.encrypt(card.number, row_id=card_id),
-        cvc_ct=None, fingerprint=fingerprint, brand=card.brand, last4=card.last4, exp_month=card.exp_month,
-        exp_year=card.exp_year, funding=card.funding, holder_name=card.holder_name,
-    )  # fmt: skip
+    row = new_card(vault, merchant_id, card, keep_cvc=False)  # a saved card keeps no CVC
+    await payment_store.insert_card(conn, row)
     method = SavedPaymentMethod(
-        id=new_id(PAYMENT_METHOD), merchant_id=merchant_id, customer_id=None, card_id=card_id, type="card",
+        id=new_id(PAYMENT_METHOD), merchant_id=merchant_id, customer_id=None, card_id=row.id, type="card",
         brand=card.brand, last4=card.last4, exp_month=card.exp_month, exp_year=card.exp_year, funding=card.funding,
-        fingerprint=fingerprint, created=now, updated=now,
+        fingerprint=row.fingerprint, created=now, updated=now,
     )  # fmt: skip
     await store.insert(conn, method)
     if request.customer is not None:

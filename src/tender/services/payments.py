@@ -16,11 +16,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tender.domain import cards, methods, money
-from tender.domain.ids import ATTEMPT, PAYMENT, VAULT_CARD, new_id
+from tender.domain import routing as routing_rules
+from tender.domain.ids import ATTEMPT, PAYMENT, new_id
 from tender.domain.models import Attempt, Payment
 from tender.domain.payments import PaymentStatus, validate_metadata, validate_reference
 from tender.domain.recurring import SavedPaymentMethod
-from tender.domain.routing import CARD_ONLY_PROCESSORS
+from tender.domain.routing import CARD_ONLY_PROCESSORS, RoutingRules
 from tender.errors import (
     AmountTooLarge,
     DuplicateReference,
@@ -34,6 +35,7 @@ from tender.errors import (
 from tender.processors.base import SavedMethod
 from tender.processors.registry import FACTORIES as KNOWN_PROCESSORS
 from tender.services import payment_methods, routing, velocity
+from tender.services.card_vault import new_card
 from tender.services.payment_requests import (
     APM_MODELS,
     ApmMethodIn,
@@ -51,7 +53,7 @@ from tender.store import customers as customer_store
 from tender.store import payment_methods as method_store
 from tender.store import payments as store
 from tender.store.db import Conn, Database
-from tender.store.intake import NewCard
+from tender.store.payments import NewCard
 from tender.vault import Vault
 
 log = logging.getLogger(__name__)
@@ -97,21 +99,7 @@ def _apm_view(method: ApmMethodIn) -> dict[str, Any]:
 
 def card_row(vault: Vault, merchant_id: str, card: cards.ValidatedCard) -> tuple[NewCard, dict[str, Any]]:
     """The card's vault row, encrypted (no database needed), and the payment's public payment_method."""
-    card_id = new_id(VAULT_CARD)
-    fingerprint = vault.fingerprint(card.number, merchant_id=merchant_id)
-    row = NewCard(
-        id=card_id,
-        merchant_id=merchant_id,
-        number_ct=vault.encrypt(card.number, row_id=card_id),
-        cvc_ct=vault.encrypt(card.cvc, row_id=card_id + ":cvc"),
-        fingerprint=fingerprint,
-        brand=card.brand,
-        last4=card.last4,
-        exp_month=card.exp_month,
-        exp_year=card.exp_year,
-        funding=card.funding,
-        holder_name=card.holder_name,
-    )
+    row = new_card(vault, merchant_id, card, keep_cvc=True)
     view = {
         "type": "card",
         "card": {
@@ -120,7 +108,7 @@ def card_row(vault: Vault, merchant_id: str, card: cards.ValidatedCard) -> tuple
             "exp_month": card.exp_month,
             "exp_year": card.exp_year,
             "funding": card.funding,
-            "fingerprint": fingerprint,
+            "fingerprint": row.fingerprint,
         },
     }
     return row, view
@@ -131,20 +119,7 @@ async def _vault_card(
 ) -> tuple[str, dict[str, Any]]:
     """The card into the vault, encrypted: its vault id and the payment's public payment_method."""
     row, view = card_row(vault, merchant_id, card)
-    await store.insert_card(
-        conn,
-        card_id=row.id,
-        merchant_id=row.merchant_id,
-        number_ct=row.number_ct,
-        cvc_ct=row.cvc_ct,
-        fingerprint=row.fingerprint,
-        brand=row.brand,
-        last4=row.last4,
-        exp_month=row.exp_month,
-        exp_year=row.exp_year,
-        funding=row.funding,
-        holder_name=row.holder_name,
-    )
+    await store.insert_card(conn, row)
     return row.id, view
 
 
@@ -332,6 +307,25 @@ def _tail(
     )
 
 
+def route_of(new: NewPayment, rules: RoutingRules | None, *, on: Collection[str]) -> list[str]:
+    """The payment's processors, in order (never empty): the one the request names, else the merchant's first
+    matching rule (`rules`; None: it has none) or the default, less the processors off (`on` is what is on) or
+    unable to take the method. Raises ValidationFailed (param `payment_method.type` or `processor`) when none is
+    left. The same for both paths: one by one (`create_payment`) and in batches (services/intake.py)."""
+    if new.forced:
+        return [new.processor]
+    candidates = routing_rules.route_for(
+        rules,
+        payment_id=new.id,
+        method_type=new.method_type,
+        currency=new.currency,
+        card_brand=new.card_brand,
+        amount=new.amount,
+        default=[new.processor],
+    )
+    return routing_rules.usable(candidates, on=on, card_only=CARD_ONLY_PROCESSORS, method_type=new.method_type)
+
+
 def payment_record(
     new: NewPayment,
     *,
@@ -405,19 +399,8 @@ async def create_payment(
     new = _tail(merchant_id, request, now, forced, processor, currency, amount, method, saved)
     # Routing: the merchant's first matching rule (one query), less what is off or cannot take the method;
     # a processor the request names is the only one. Before any write: a 400 here leaves nothing behind.
-    route = [new.processor]
-    if not forced:
-        route = await routing.route(
-            conn,
-            merchant_id,
-            payment_id=new.id,
-            method_type=new.method_type,
-            currency=currency,
-            card_brand=new.card_brand,
-            amount=amount,
-            default=new.processor,
-            on=available if available is not None else (new.processor,),
-        )
+    rules = None if forced else await routing.rules_of(conn, merchant_id)
+    route = route_of(new, rules, on=available if available is not None else (new.processor,))
     card = new.card
     if card is not None and guard is not None:
         assert vault is not None, "a card payment needs the vault"

@@ -113,54 +113,8 @@ async def put(
     return routing_object(merchant_id, rules, default, row.updated)
 
 
-async def route(
-    conn: Conn,
-    merchant_id: str,
-    *,
-    payment_id: str,
-    method_type: str,
-    currency: str,
-    card_brand: str | None,
-    amount: int,
-    default: str,
-    on: Collection[str],
-) -> list[str]:
-    """A new payment's processors, in order (never empty), in the acceptance's transaction: the merchant's
-    first matching rule, else `[default]`, less the processors off or unable to take the method. Raises
-    ValidationFailed (param `payment_method.type` or `processor`) when none is left."""
+async def rules_of(conn: Conn, merchant_id: str) -> RoutingRules | None:
+    """The merchant's routing rules, None if it has none (one primary-key read, in the acceptance's
+    transaction); services/payments.route_of applies them."""
     row = await store.get(conn, merchant_id)
-    rules = routing.parse_rules(row.rules) if row is not None else None
-    return route_by(
-        rules,
-        payment_id=payment_id,
-        method_type=method_type,
-        currency=currency,
-        card_brand=card_brand,
-        amount=amount,
-        default=default,
-        on=on,
-    )
-
-
-def route_by(
-    rules: RoutingRules | None,
-    *,
-    payment_id: str,
-    method_type: str,
-    currency: str,
-    card_brand: str | None,
-    amount: int,
-    default: str,
-    on: Collection[str],
-) -> list[str]:
-    """`route` with the merchant's rules already read (None: the merchant has none)."""
-    candidates = routing.route_for(
-        rules,
-        payment_id=payment_id,
-        method_type=method_type,
-        currency=currency,
-        card_brand=card_brand,
-        amount=amount,
-        default=[default],
-    )
-    return routing.usable(candidates, on=on, card_only=CARD_ONLY_PROCESSORS, method_type=method_type)
+    return routing.parse_rules(row.rules) if row is not None else None

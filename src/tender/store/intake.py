@@ -16,24 +16,7 @@ from psycopg.types.json import Jsonb
 from tender.domain.models import Payment
 from tender.store.db import Conn
 from tender.store.idempotency import LOCK_PREFIX
-from tender.store.payments import PAYMENT_COLUMNS
-
-
-@dataclass(frozen=True, slots=True)
-class NewCard:
-    """A vault_cards row as inserted: the number and CVC encrypted by the vault."""
-
-    id: str
-    merchant_id: str
-    number_ct: bytes
-    cvc_ct: bytes | None
-    fingerprint: str
-    brand: str
-    last4: str
-    exp_month: int
-    exp_year: int
-    funding: str
-    holder_name: str | None
+from tender.store.payments import CARD_COLUMNS, PAYMENT_COLUMNS, NewCard
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +116,6 @@ async def begin_and_read(
     return Found(claims, by_merchant, times)
 
 
-_CARD_COLUMNS = ", ".join(f.name for f in fields(NewCard))
 _PAYMENT_INSERT_COLUMNS = ", ".join([*PAYMENT_COLUMNS, "next_run_at"])
 
 
@@ -147,7 +129,7 @@ async def write_and_commit(
     async with conn.pipeline():
         if cards:
             await conn.execute(
-                f"INSERT INTO vault_cards ({_CARD_COLUMNS}) SELECT {_CARD_COLUMNS}"
+                f"INSERT INTO vault_cards ({CARD_COLUMNS}) SELECT {CARD_COLUMNS}"
                 " FROM jsonb_populate_recordset(NULL::vault_cards, %s)",
                 (_json([_card_row(c) for c in cards]),),
             )

@@ -30,25 +30,30 @@ SELECT_BY_IDS = (_SELECT + sql.SQL(" WHERE id = ANY(%s)")).as_string()
 payment_of = _payment
 
 
-async def insert_card(
-    conn: Conn,
-    *,
-    card_id: str,
-    merchant_id: str,
-    number_ct: bytes,
-    cvc_ct: bytes | None,
-    fingerprint: str,
-    brand: str,
-    last4: str,
-    exp_month: int,
-    exp_year: int,
-    funding: str,
-    holder_name: str | None,
-) -> None:
+@dataclass(frozen=True, slots=True)
+class NewCard:
+    """A vault_cards row as inserted: the number (and, for a payment, the CVC) encrypted by the vault."""
+
+    id: str
+    merchant_id: str
+    number_ct: bytes
+    cvc_ct: bytes | None  # None: a saved card, which never keeps one
+    fingerprint: str
+    brand: str
+    last4: str
+    exp_month: int
+    exp_year: int
+    funding: str
+    holder_name: str | None
+
+
+CARD_COLUMNS = ", ".join(f.name for f in fields(NewCard))
+
+
+async def insert_card(conn: Conn, card: NewCard) -> None:
     await conn.execute(
-        "INSERT INTO vault_cards (id, merchant_id, number_ct, cvc_ct, fingerprint, brand, last4, exp_month,"
-        " exp_year, funding, holder_name) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (card_id, merchant_id, number_ct, cvc_ct, fingerprint, brand, last4, exp_month, exp_year, funding, holder_name),
+        f"INSERT INTO vault_cards ({CARD_COLUMNS}) VALUES ({', '.join(['%s'] * len(fields(NewCard)))})",
+        tuple(getattr(card, f.name) for f in fields(NewCard)),
     )
 
 
