@@ -49,7 +49,6 @@ How long Tender waits on the shopper and on the merchant is the `PaymentSchedule
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -75,6 +74,7 @@ from tender.processors.base import (
     registers,
 )
 from tender.services import dead_letters, payment_transitions, payments
+from tender.services.pacing import Pacing
 from tender.services.processor_health import CallOutcome, ProcessorHealth
 from tender.store import attempts as attempt_store
 from tender.store import payments as store
@@ -83,8 +83,6 @@ from tender.store.payments import PAYMENT_COLUMNS
 from tender.vault import Vault
 
 log = logging.getLogger(__name__)
-
-DEFAULT_MAX_IN_FLIGHT = 32  # config.py's processor_max_in_flight default
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,15 +166,12 @@ class PaymentOperations:
         schedule: PaymentSchedule | None = None,
         business_tz: tzinfo = UTC,
         health: ProcessorHealth | None = None,  # the circuit breaker; None: every processor that is on is usable
-        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,  # calls to one processor at a time (TENDER_PROCESSOR_MAX_IN_FLIGHT)
+        pacing: Pacing | None = None,  # calls to one processor at a time, shared with the refund pump
     ) -> None:
-        if max_in_flight < 1:
-            raise ValueError("max_in_flight must be at least 1")
         self._tz = business_tz
         self._health = health
         self._calls: list[CallOutcome] = []  # this process's call outcomes not yet reported to the breaker
-        self._max_in_flight = max_in_flight
-        self._in_flight: dict[str, asyncio.Semaphore] = {}  # by processor name: see `_call`
+        self._pacing = pacing or Pacing()
         self._vault = vault
         self._processors = processors
         self._retry = retry or RetryPolicy()
@@ -306,16 +301,8 @@ class PaymentOperations:
         return unregistered or not a.maybe_sent
 
     async def _call(self, name: str, call: Callable[[], Awaitable[ProcessorResult]]) -> ProcessorResult:
-        """One call to processor `name`, noted for the breaker. At most `max_in_flight` calls to one processor are
-        in flight in this process: a batch's calls would otherwise leave as one burst (100 at once), and a
-        processor answering some of them after its timeout would see its circuit opened (issue 16). Waiting here
-        is not timed: the call's own timeouts start when it leaves."""
-        limit = self._in_flight.get(name)
-        if limit is None:
-            limit = self._in_flight[name] = asyncio.Semaphore(self._max_in_flight)
-        async with limit:
-            result = await call()
-        return self._noted(name, result)
+        """One call to processor `name`, paced (services/pacing.py) and noted for the breaker."""
+        return self._noted(name, await self._pacing.call(name, call))
 
     def _noted(self, name: str, result: ProcessorResult) -> ProcessorResult:
         """A call's result, noted for the circuit breaker: no answer (TRANSIENT, UNKNOWN) is a failure."""

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any, Protocol, runtime_checkable
@@ -53,6 +53,7 @@ from tender.errors import (
 from tender.processors.base import Outcome, ProcessorResult, registers
 from tender.services import dead_letters, payables
 from tender.services.objects import refund_object
+from tender.services.pacing import Pacing
 from tender.services.processor_health import CallOutcome, ProcessorHealth
 from tender.store import attempts as attempt_store
 from tender.store import dead_letters as dead_letter_store
@@ -199,8 +200,10 @@ class RefundOperations:
         retry: RetryPolicy | None = None,
         business_tz: tzinfo = UTC,
         health: ProcessorHealth | None = None,  # the circuit breaker, told how each call went
+        pacing: Pacing | None = None,  # calls to one processor at a time, shared with the payment pump
     ) -> None:
         self._processors = processors
+        self._pacing = pacing or Pacing()
         self._retry = retry or RetryPolicy()
         self._tz = business_tz
         self._health = health
@@ -299,10 +302,9 @@ class RefundOperations:
             if registers(processor):
                 if authorization is None:
                     return self._retry_later(w, "no approved authorization to look the refund up on")
-                result = await processor.lookup_operation_on(w.id, "refund", authorization)
+                result = await self._call(w, lambda: processor.lookup_operation_on(w.id, "refund", authorization))
             else:
-                result = await processor.lookup_operation(w.id)
-            result = self._noted(w.refund.processor, result)
+                result = await self._call(w, lambda: processor.lookup_operation(w.id))
             if janitor or result.outcome is not Outcome.NOT_FOUND:
                 return self._outcome(w, result)
             # No record: the earlier call never landed. Send again under the same id, so one still in
@@ -310,8 +312,11 @@ class RefundOperations:
         if authorization is None:
             return self._retry_later(w, "no approved authorization to refund")
         w.calls += 1
-        result = await processor.refund(w.id, authorization, w.refund.amount)
-        return self._outcome(w, self._noted(w.refund.processor, result))
+        return self._outcome(w, await self._call(w, lambda: processor.refund(w.id, authorization, w.refund.amount)))
+
+    async def _call(self, w: RefundWork, call: Callable[[], Awaitable[ProcessorResult]]) -> ProcessorResult:
+        """One call to the refund's processor, paced (services/pacing.py) and noted for the breaker."""
+        return self._noted(w.refund.processor, await self._pacing.call(w.refund.processor, call))
 
     def _change(self, w: RefundWork, **fields: Any) -> dict[str, Any]:
         change: dict[str, Any] = {

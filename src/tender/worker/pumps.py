@@ -14,7 +14,8 @@ from tender.domain.retry import RetryPolicy
 from tender.domain.transitions import PaymentChange
 from tender.processors.base import Processor
 from tender.services import billing, checkout, checkout_stripe, settlement
-from tender.services.payment_operations import DEFAULT_MAX_IN_FLIGHT, PaymentOperations, PaymentSchedule, PaymentWork
+from tender.services.pacing import Pacing
+from tender.services.payment_operations import PaymentOperations, PaymentSchedule, PaymentWork
 from tender.services.processor_health import ProcessorHealth
 from tender.services.refunds import RefundOperations, RefundWork
 from tender.services.webhook_delivery import DeliveryOperations, DeliveryPolicy, DeliveryResult, DeliveryWork
@@ -47,7 +48,7 @@ class PaymentPump(BatchPump[PaymentWork, PaymentChange]):
         schedule: PaymentSchedule | None = None,
         business_tz: tzinfo = UTC,
         health: ProcessorHealth | None = None,
-        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        pacing: Pacing | None = None,
     ) -> None:
         super().__init__(db, lease_seconds=lease_seconds)
         self.operations = PaymentOperations(
@@ -57,7 +58,7 @@ class PaymentPump(BatchPump[PaymentWork, PaymentChange]):
             schedule=schedule,
             business_tz=business_tz,
             health=health,
-            max_in_flight=max_in_flight,
+            pacing=pacing,
         )
 
     async def run_batch(self, limit: int) -> int:
@@ -99,9 +100,12 @@ class RefundPump(BatchPump[RefundWork, dict[str, Any]]):
         retry: RetryPolicy | None = None,
         business_tz: tzinfo = UTC,
         health: ProcessorHealth | None = None,
+        pacing: Pacing | None = None,
     ) -> None:
         super().__init__(db, lease_seconds=lease_seconds)
-        self.operations = RefundOperations(processors, retry=retry, business_tz=business_tz, health=health)
+        self.operations = RefundOperations(
+            processors, retry=retry, business_tz=business_tz, health=health, pacing=pacing
+        )
 
     async def run_batch(self, limit: int) -> int:
         try:

@@ -16,6 +16,7 @@ from tender.bootstrap import Container
 from tender.config import Settings
 from tender.domain.retry import RetryPolicy
 from tender.services import billing, checkout_stripe, maintenance, reconciliation, velocity
+from tender.services.pacing import Pacing
 from tender.services.payment_operations import PaymentSchedule
 from tender.services.processor_health import ProcessorHealth
 from tender.services.webhook_delivery import DeliveryPolicy
@@ -59,8 +60,9 @@ class Worker:
             max_hold=timedelta(seconds=s.routing_max_hold_seconds),
         )
         # The circuit breaker: new authorizations skip a processor that is open or paused (failover); both pumps
-        # tell it how their calls went.
+        # tell it how their calls went, and share one limit of calls in flight per processor.
         health = ProcessorHealth(container.db, s.circuit_policy)
+        pacing = Pacing(s.processor_max_in_flight)
         payment_pump = PaymentPump(
             container.db,
             container.vault,
@@ -70,7 +72,7 @@ class Worker:
             schedule=schedule,
             business_tz=s.business_tz,
             health=health,
-            max_in_flight=s.processor_max_in_flight,
+            pacing=pacing,
         )
         self.pumps = [Pump("payments", payment_pump.run_batch, s.worker_batch_size, wakes_on="payments")]
         # Refunds: the payment pump's guarantees (lease, look-up before re-send, dead letters), its settings.
@@ -81,6 +83,7 @@ class Worker:
             retry=retry,
             business_tz=s.business_tz,
             health=health,
+            pacing=pacing,
         )
         self.pumps.append(Pump("refunds", refunder.run_batch, s.worker_batch_size, wakes_on="refunds"))
         # Settlement is not latency-sensitive: one lane, a round of groups per poll when idle.

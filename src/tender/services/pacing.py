@@ -1,0 +1,36 @@
+"""How many calls to one processor a worker process keeps in flight: payments' and refunds' together.
+
+A pump's batch would otherwise send all its calls at once (100 authorizations, or 100 refunds, as one burst),
+and a processor answering some of them only after our timeout would see its circuit opened by our own burst
+(issue 16). One `Pacing` is shared by a worker's pumps, so a burst of refunds and a batch of authorizations to
+the same processor queue behind the same limit (TENDER_PROCESSOR_MAX_IN_FLIGHT).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+DEFAULT_MAX_IN_FLIGHT = 32  # config.py's processor_max_in_flight default
+
+T = TypeVar("T")
+
+
+class Pacing:
+    """At most `max_in_flight` calls to one processor at a time in this process (one event loop)."""
+
+    def __init__(self, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> None:
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        self.max_in_flight = max_in_flight
+        self._slots: dict[str, asyncio.Semaphore] = {}  # by processor name
+
+    async def call(self, processor: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Run `call` once a slot for `processor` is free. The wait is not timed: the lease is renewed meanwhile
+        (worker/pump.py `held`), and the call's own timeouts start when it leaves."""
+        slots = self._slots.get(processor)
+        if slots is None:
+            slots = self._slots[processor] = asyncio.Semaphore(self.max_in_flight)
+        async with slots:
+            return await call()
