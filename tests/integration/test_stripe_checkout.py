@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 
 from tender.services import checkout_stripe
+from tender.services.pacing import Pacing
 from tender.worker.pumps import ExpiryPump
 from tests.support.api import auth
 from tests.support.checkout import events_of, session_body
@@ -27,6 +28,8 @@ from tests.support.refunds import drain_refunds
 from tests.support.refunds import pump as refund_pump
 
 pytestmark = pytest.mark.integration
+
+T = TypeVar("T")
 
 STRIPE = {"processor": "stripe", "expires_in": 3600}
 
@@ -223,13 +226,26 @@ async def test_completion_by_look_up_when_the_merchant_retrieves_the_session(
     assert payment["status"] == "succeeded"
 
 
+class _CountedPacing(Pacing):
+    """The worker's pacing, noting the processor of each call it lets through."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.names: list[str] = []
+
+    async def call(self, processor: str, call: Callable[[], Awaitable[T]]) -> T:
+        self.names.append(processor)
+        return await super().call(processor, call)
+
+
 async def test_the_pump_looks_up_an_open_stripe_session_and_registers_one_left_registering(
     sapi: httpx.AsyncClient, merchant: Any, fake: FakeStripeCheckout, stripe_container: Any
 ) -> None:
     """No webhook and no merchant: the expiry pump's look-ups complete a paid session, and register one whose
     request died before Stripe answered (Stripe was down): nothing waits for a notification that never comes."""
     c = stripe_container
-    pump = ExpiryPump(c.db, stripe=(c.vault, checkout_stripe.StripeAccess.of(c.settings)))
+    pacing = _CountedPacing()
+    pump = ExpiryPump(c.db, stripe=(c.vault, checkout_stripe.StripeAccess.of(c.settings)), pacing=pacing)
     paid_session = (await _create(sapi, merchant, _ref())).json()
     fake.pay(fake.by_reference(paid_session["id"])[0]["id"])
     fake.down = True
@@ -248,6 +264,7 @@ async def test_the_pump_looks_up_an_open_stripe_session_and_registers_one_left_r
             ([paid_session["id"], registering_id],),
         )
     await pump.run_batch(100)
+    assert pacing.names == ["stripe", "stripe"]  # the look-ups queue behind the worker's limit of calls to Stripe
     h = auth(merchant.secret_key)
     async with c.db.connection() as conn:
         cur = await conn.execute(

@@ -2,8 +2,9 @@
 
 A pump's batch would otherwise send all its calls at once (100 authorizations, or 100 refunds, as one burst),
 and a processor answering some of them only after our timeout would see its circuit opened by our own burst
-(issue 16). One `Pacing` is shared by a worker's pumps, so a burst of refunds and a batch of authorizations to
-the same processor queue behind the same limit (TENDER_PROCESSOR_MAX_IN_FLIGHT).
+(issue 16). One `Pacing` is shared by a worker's pumps, so a burst of refunds, a batch of authorizations and the
+expiry pump's Stripe Checkout look-ups to the same processor queue behind the same limit
+(TENDER_PROCESSOR_MAX_IN_FLIGHT).
 """
 
 from __future__ import annotations

@@ -147,11 +147,13 @@ class ExpiryPump(BatchPump[str, dict[str, datetime]]):
         recheck_seconds: float = 60.0,
         stripe: tuple[Vault, checkout_stripe.StripeAccess] | None = None,
         business_tz: tzinfo = UTC,
+        pacing: Pacing | None = None,  # the look-ups are calls to Stripe, paced with the other pumps' calls
     ) -> None:
         super().__init__(db, lease_seconds=lease_seconds)
         self._recheck = recheck_seconds
         self._stripe = stripe
         self._tz = business_tz
+        self._pacing = pacing or Pacing()
 
     async def prepare(self, conn: Conn, claim: Claim) -> Sequence[str]:
         hosted = await checkout.expire_due(conn, claim.token, claim.rows, recheck_seconds=self._recheck)
@@ -163,7 +165,10 @@ class ExpiryPump(BatchPump[str, dict[str, datetime]]):
     async def handle(self, item: str) -> dict[str, datetime]:
         assert self._stripe is not None  # prepare hands out nothing otherwise
         vault, access = self._stripe
-        return await checkout_stripe.look_up_due(self._db, vault, access, [item], tz=self._tz)
+        return await self._pacing.call(
+            checkout_stripe.PROCESSOR,
+            lambda: checkout_stripe.look_up_due(self._db, vault, access, [item], tz=self._tz),
+        )
 
     def on_error(self, item: str, error: str) -> dict[str, datetime]:
         return {item: datetime.now(UTC) + checkout_stripe.LOOK_EVERY}

@@ -96,6 +96,7 @@ class Worker:
             recheck_seconds=s.checkout_expiry_recheck_seconds,
             stripe=(container.vault, checkout_stripe.StripeAccess.of(s)),  # Stripe Checkout sessions' look-ups
             business_tz=s.business_tz,
+            pacing=pacing,
         )
         self.pumps.append(Pump("checkout_expiry", expirer.run_batch, s.worker_batch_size, lanes=1))
         # Subscriptions due on the wall clock (renewals, dunning retries): two lanes, polls; their payments wake
