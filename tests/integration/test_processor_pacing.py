@@ -89,7 +89,7 @@ async def test_refunds_and_authorizations_to_one_processor_share_the_limit(
         watched.calls, watched.peak = [], 0
         refund_ids = [(await refund(api, merchant, {"payment": pid})).json()["id"] for pid in captured]
         new = [(await pay(api, merchant))["id"] for _ in range(6)]
-        assert await asyncio.gather(payments.run_batch(100), refunds.run_batch(100)) == [6, 6]
+        assert list(await asyncio.gather(payments.run_batch(100), refunds.run_batch(100))) == [6, 6]
     finally:
         await watched.aclose()
     assert sorted(watched.calls) == ["authorize"] * 6 + ["refund"] * 6
@@ -98,11 +98,6 @@ async def test_refunds_and_authorizations_to_one_processor_share_the_limit(
     for refund_id in refund_ids:
         r = await api.get(f"/v1/refunds/{refund_id}", headers=auth(merchant.secret_key))
         assert r.json()["status"] == "succeeded"
-
-
-def test_max_in_flight_is_at_least_one() -> None:
-    with pytest.raises(ValueError, match="at least 1"):
-        Pacing(0)
 
 
 async def test_a_batch_of_readers_shares_one_read_and_only_a_state_change_forgets_it(
