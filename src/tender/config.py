@@ -46,8 +46,9 @@ class Settings(BaseSettings):
     # (simulator-notify.key, mode 0600), which `tender simulator` reads too. Set it in production.
     simulator_notify_secret: SecretStr | None = None
     processor_timeout_seconds: float = 10.0
-    # Calls to one processor the worker's payment pump has in flight at a time, per process: a batch's calls (up
-    # to worker_batch_size) wait their turn instead of reaching the processor as one burst.
+    # Calls to one processor a worker process has in flight at a time, its pumps' together (payments, refunds,
+    # Stripe Checkout look-ups; services/pacing.py): a batch's calls (up to worker_batch_size) wait their turn
+    # instead of reaching the processor as one burst.
     processor_max_in_flight: int = Field(default=32, ge=1)
     # More simulator processors, each its own acquirer (failover tests, a second acquirer in development):
     # "name=url,name=url", e.g. "simulator_b=http://127.0.0.1:8101". Each signs its notifications with the
