@@ -199,3 +199,37 @@ async def test_a_request_its_route_refuses_gets_its_400_alone_and_the_rest_of_it
             else:
                 assert answer.status_code == 202, answer.text
     assert await rows(container, merchant.merchant.id) == {"payments": 20, "cards": 20, "keys": 10, "unanswered": 0}
+
+
+async def test_a_stalled_batch_holds_up_the_requests_behind_it_only_until_the_spare_writer_starts(
+    api: Any, container: Any, merchant: Any
+) -> None:
+    """One batch is written at a time; one stuck on a lock (another transaction holds its merchant's row) lets a
+    second writer take the requests behind it after `stall_seconds`, instead of holding them up to the lock timeout."""
+    from tender.services.merchants import create_merchant
+
+    blocked = await create_merchant(container.db, f"Locked {uuid.uuid4().hex[:6]}")
+    locked, release = asyncio.Event(), asyncio.Event()
+
+    async def hold_the_merchant_row() -> None:
+        async with container.db.transaction() as conn:  # the payment's foreign key check waits for it
+            await conn.execute("SELECT id FROM merchants WHERE id = %s FOR UPDATE", (blocked.merchant.id,))
+            locked.set()
+            await release.wait()
+
+    holder = asyncio.create_task(hold_the_merchant_row())
+    await locked.wait()
+    stuck = asyncio.create_task(api.post("/v1/payments", json=card_payment(), headers=auth(blocked.secret_key)))
+    try:
+        await asyncio.sleep(0.05)
+        assert not stuck.done()  # its batch waits for the lock
+        others = [card_payment(reference=r) for r in refs(10)]
+        answers = await asyncio.wait_for(burst(api, merchant.secret_key, others, [None] * 10), 5)
+        assert [a.status_code for a in answers] == [202] * 10
+        assert not stuck.done()  # the others went past it
+    finally:
+        release.set()
+        await holder
+    answer = await stuck
+    assert answer.status_code == 202 and answer.json()["status"] == "processing"
+    assert (await rows(container, blocked.merchant.id))["payments"] == 1
