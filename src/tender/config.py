@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     # worker) is taken over by another.
     reconcile_after_minutes: float = Field(default=30.0, ge=0, le=23 * 60)
     reconcile_stale_minutes: float = Field(default=30.0, gt=0)
+    # Days the workers missed (all stopped at the time, or the processor's records unreadable all day) are run
+    # later, oldest first, as long as they are at most this many days old and after the processor's first run.
+    reconcile_catch_up_days: int = Field(default=7, ge=1, le=90)
 
     # Webhooks: a request gets this long to answer; failures are retried (doubling from base, up to cap)
     # for retry_hours after the event, then the delivery fails; an endpoint failing that long is disabled.

@@ -278,6 +278,82 @@ async def test_the_workers_daily_run_happens_once_across_workers(acquirer: Acqui
     ]
 
 
+async def test_days_the_workers_missed_are_run_later_oldest_first_within_the_window(
+    acquirer: Acquirer, merchant: Any
+) -> None:
+    """The workers ran on day-5 (for day-6), then none ran until day+1: day-5 .. day are caught up, oldest first, at
+    most `limit` a look."""
+    a = acquirer
+    await paid(a, merchant)  # today's: the only day with a payment
+    day = today()
+
+    def at(d: date) -> datetime:  # an hour after that day's midnight
+        return datetime.combine(d, datetime.min.time(), tzinfo=UTC) + timedelta(hours=1)
+
+    def worker(catch_up_days: int = 7) -> reconciliation.DailyRun:
+        return reconciliation.DailyRun(
+            a.container.db, {a.name: a.processor}, tz=UTC, after=timedelta(minutes=30),
+            stale=timedelta(minutes=30), catch_up_days=catch_up_days,
+        )  # fmt: skip
+
+    async def worker_days() -> list[tuple[str, str, int]]:
+        runs, _ = await reconciliation.list_runs(a.container.db, processor=a.name)
+        return sorted((r["date"], r["status"], r["matched"]) for r in runs if r["trigger"] == "worker")
+
+    # The first run ever reconciles yesterday only: nothing before the processor's first run.
+    assert await worker().run_batch(10, now=at(day - timedelta(days=5))) == 1
+    assert [d for d, _, _ in await worker_days()] == [(day - timedelta(days=6)).isoformat()]
+    # No worker until day+1: the five days in between and yesterday, oldest first, two a look.
+    late = worker()
+    assert await late.run_batch(2, now=at(day + timedelta(days=1))) == 2
+    assert [d for d, _, _ in await worker_days()] == [(day - timedelta(days=n)).isoformat() for n in (6, 5, 4)]
+    assert await late.run_batch(10, now=at(day + timedelta(days=1))) == 4
+    assert await late.run_batch(10, now=at(day + timedelta(days=1))) == 0  # all done
+    assert await worker_days() == [
+        *(((day - timedelta(days=n)).isoformat(), "completed", 0) for n in (6, 5, 4, 3, 2, 1)),
+        (day.isoformat(), "completed", 1),
+    ]
+
+
+async def test_a_missed_day_older_than_the_window_is_left_and_a_failed_one_is_retried(
+    acquirer: Acquirer, merchant: Any
+) -> None:
+    a = acquirer
+    day = today()
+
+    def at(d: date) -> datetime:
+        return datetime.combine(d, datetime.min.time(), tzinfo=UTC) + timedelta(hours=1)
+
+    def worker() -> reconciliation.DailyRun:
+        return reconciliation.DailyRun(
+            a.container.db, {a.name: a.processor}, tz=UTC, after=timedelta(minutes=30),
+            stale=timedelta(minutes=30), retry=timedelta(0), catch_up_days=3,
+        )  # fmt: skip
+
+    assert await worker().run_batch(10, now=at(day - timedelta(days=9))) == 1  # the first run: day-10
+    async with a.container.db.connection() as conn:  # day-1's run failed (the processor was unreadable)
+        await conn.execute(
+            "INSERT INTO reconciliation_runs (id, processor, day, trigger, status, finished, error)"
+            " VALUES (%s, %s, %s, 'worker', 'failed', now() - interval '1 hour', 'records unavailable')",
+            ("rec_failed_" + uuid.uuid4().hex[:8], a.name, day - timedelta(days=1)),
+        )
+    # At day+1 the window is day-2 .. day: day-9 .. day-3 are too old; day-2 runs, day-1 again, then day.
+    assert await worker().run_batch(10, now=at(day + timedelta(days=1))) == 3
+    async with a.container.db.connection() as conn:
+        cur = await conn.execute(
+            "SELECT day, status, tries FROM reconciliation_runs"
+            " WHERE processor = %s AND trigger = 'worker' ORDER BY day",
+            (a.name,),
+        )
+        rows = [(r["day"], r["status"], r["tries"]) for r in await cur.fetchall()]
+    assert rows == [
+        (day - timedelta(days=10), "completed", 1),
+        (day - timedelta(days=2), "completed", 1),
+        (day - timedelta(days=1), "completed", 2),
+        (day, "completed", 1),
+    ]
+
+
 async def test_a_daily_run_left_running_by_a_crash_is_run_again(acquirer: Acquirer, merchant: Any) -> None:
     a = acquirer
     await paid(a, merchant)

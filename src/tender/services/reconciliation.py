@@ -11,6 +11,9 @@ as there is no work Tender could retry.
 `tender reconcile` runs one on demand; the worker runs one per processor that is on for yesterday, once a day
 after midnight plus `after` (Settings.reconcile_after_minutes), exactly once across workers: the (processor, day)
 row is claimed first (a unique index), and one left `running` by a crashed worker is taken over after `stale`.
+A day the workers missed (all of them stopped then, or the processor's records unreadable until the day was
+over) is run later, oldest first, while it is at most `catch_up_days` old and not before the processor's first
+worker run (a new installation does not reconcile the week before it existed).
 """
 
 from __future__ import annotations
@@ -188,9 +191,10 @@ def parse_day(text: str, tz: tzinfo, *, now: datetime | None = None) -> date:
 
 class DailyRun:
     """The worker's daily reconciliation: for yesterday (business time zone), once it is `after` past midnight,
-    one run per processor that is on, exactly once across workers (module docstring). A run whose processor could
-    not be read is tried again `retry` later, until the day is over. Not a BatchPump: it claims one row per
-    processor and day, and looks at most once every `check_seconds` (each look is one query)."""
+    one run per processor that is on, exactly once across workers (module docstring), and the days before it the
+    workers missed, up to `catch_up_days` back. A run whose processor could not be read is tried again `retry`
+    later, until the day falls out of that window. Not a BatchPump: it claims one row per processor and day, and
+    looks at most once every `check_seconds` (each look is two queries)."""
 
     def __init__(
         self,
@@ -202,7 +206,10 @@ class DailyRun:
         stale: timedelta,
         retry: timedelta = timedelta(minutes=15),
         check_seconds: float = 60.0,
+        catch_up_days: int = 7,
     ) -> None:
+        if catch_up_days < 1:
+            raise ValueError("catch_up_days must be at least 1 (yesterday)")
         self._db = db
         self._processors = processors
         self._tz = tz
@@ -210,8 +217,9 @@ class DailyRun:
         self._stale = stale
         self._retry = retry
         self._check_seconds = check_seconds
+        self._catch_up_days = catch_up_days
         self._next_check = 0.0
-        self._done: dict[str, date] = {}  # processor -> the last day known completed
+        self._done: dict[str, date] = {}  # processor -> the yesterday whose window is known completed
 
     def due_day(self, now: datetime) -> date | None:
         """The day to reconcile at `now`: yesterday, once today is `after` old (None before that)."""
@@ -232,25 +240,32 @@ class DailyRun:
         wanted = [name for name in self._processors if self._done.get(name) != day]
         if not wanted:
             return 0
+        since = day - timedelta(days=self._catch_up_days - 1)
         async with self._db.connection() as conn:
-            done = await store.daily_settled(conn, wanted, day)
+            first, settled = await store.daily_runs(conn, wanted, since)
         ran = 0
         for name in wanted:
-            if name in done:
-                self._done[name] = day
-                continue
-            if ran >= limit:
-                break
-            async with self._db.connection() as conn:
-                run_id = await store.claim_daily(
-                    conn, new_id(RECONCILIATION), name, day, stale_after=self._stale, retry_after=self._retry
+            start = max(since, first.get(name, day))  # never run before: yesterday only
+            todo = [d for d in _days(start, day) if (name, d) not in settled]
+            for missed in todo:
+                if ran >= limit:
+                    return ran
+                async with self._db.connection() as conn:
+                    run_id = await store.claim_daily(
+                        conn, new_id(RECONCILIATION), name, missed, stale_after=self._stale, retry_after=self._retry
+                    )
+                if run_id is None:  # another worker's, running or failed recently
+                    continue
+                outcome = await run(
+                    self._db, self._processors[name], missed, self._tz, trigger=RunTrigger.WORKER, run_id=run_id
                 )
-            if run_id is None:  # another worker's, running or failed recently
-                continue
-            outcome = await run(
-                self._db, self._processors[name], day, self._tz, trigger=RunTrigger.WORKER, run_id=run_id
-            )
-            if outcome.report is not None:
+                if outcome.report is not None:
+                    settled.add((name, missed))
+                ran += 1
+            if all((name, d) in settled for d in todo):
                 self._done[name] = day
-            ran += 1
         return ran
+
+
+def _days(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]

@@ -131,14 +131,21 @@ async def claim_daily(
     return None if row is None else str(row["id"])
 
 
-async def daily_settled(conn: Conn, processors: list[str], day: date) -> set[str]:
-    """Those of `processors` whose worker run of `day` is completed (nothing left to do for that day)."""
+async def daily_runs(conn: Conn, processors: list[str], since: date) -> tuple[dict[str, date], set[tuple[str, date]]]:
+    """For `processors`: the day of each one's first worker run ever (any status), and the (processor, day) pairs
+    from `since` on whose worker run is completed (nothing left to do for that day)."""
     cur = await conn.execute(
-        "SELECT processor FROM reconciliation_runs"
-        " WHERE trigger = 'worker' AND day = %s AND processor = ANY(%s) AND status = 'completed'",
-        (day, processors),
+        "SELECT processor, min(day) AS first FROM reconciliation_runs"
+        " WHERE trigger = 'worker' AND processor = ANY(%s) GROUP BY processor",
+        (processors,),
     )
-    return {r["processor"] for r in await cur.fetchall()}
+    first = {r["processor"]: r["first"] for r in await cur.fetchall()}
+    cur = await conn.execute(
+        "SELECT processor, day FROM reconciliation_runs"
+        " WHERE trigger = 'worker' AND processor = ANY(%s) AND day >= %s AND status = 'completed'",
+        (processors, since),
+    )
+    return first, {(r["processor"], r["day"]) for r in await cur.fetchall()}
 
 
 async def complete(conn: Conn, run_id: str, report: Report) -> None:

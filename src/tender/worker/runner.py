@@ -111,6 +111,7 @@ class Worker:
             tz=s.business_tz,
             after=timedelta(minutes=s.reconcile_after_minutes),
             stale=timedelta(minutes=s.reconcile_stale_minutes),
+            catch_up_days=s.reconcile_catch_up_days,
         )
         self.pumps.append(Pump("reconciliation", reconciler.run_batch, 10, lanes=1))
         self.webhooks = DeliveryPump(container.db, container.vault, webhook_policy(s))
