@@ -116,6 +116,13 @@ async def test_search_then_refund_from_the_payment_page(
     await dash_shots.shot(page, "refund requested")
     refunds = await query(container, "SELECT amount FROM refunds WHERE payment_id = %s", visa["id"])
     assert [r["amount"] for r in refunds] == [500]
+    # Back to the confirmation page and confirming again: the same key (the payment page's nonce), the same refund.
+    await page.go_back()
+    await expect(page.get_by_test_id("confirm-what")).to_contain_text("Refund 5.00 BRL")
+    await page.get_by_test_id("confirm-button").click()
+    await expect(page.get_by_test_id("notice")).to_contain_text("Refund requested")
+    refunds = await query(container, "SELECT amount FROM refunds WHERE payment_id = %s", visa["id"])
+    assert [r["amount"] for r in refunds] == [500]
 
     await drain_refunds(refund_pump(container))
     await page.reload()
