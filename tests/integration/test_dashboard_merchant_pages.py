@@ -382,6 +382,52 @@ async def test_resend_rotate_and_roll_keys(api: Any, container: Any, shops: tupl
     assert (await api.get("/v1/payments", headers=auth(new_key.group(0)))).status_code == 200
 
 
+async def test_a_confirmation_page_asked_again_from_the_same_link_has_the_same_key(
+    api: Any, container: Any, shops: tuple[Shop, Shop]
+) -> None:
+    """Each confirmation link carries its page's nonce (`k`): Back to the confirmation page after confirming asks
+    again with it and gets the same Idempotency-Key, so confirming again replays instead of acting twice; a new
+    visit to the page with the link is a new nonce, a new key."""
+    a, _ = shops
+    endpoint = await make_endpoint(container, a.merchant, "http://127.0.0.1:9/hooks")
+    payment = await _succeeded(api, container, a.merchant)
+    event = (await query(container, "SELECT id FROM events WHERE object_id = %s ORDER BY id LIMIT 1", payment["id"]))[0]
+
+    async def link(page: str, pattern: str) -> str:
+        found = re.search(pattern, (await a.client.get(page)).text)
+        assert found, pattern
+        return found.group(1).replace("&amp;", "&")
+
+    log, page = f"/dashboard/webhooks/{endpoint['id']}", f"/dashboard/payments/{payment['id']}"
+    links = [
+        await link("/dashboard/api-keys", r'href="(/dashboard/api-keys/roll\?k=[^"]+)"'),
+        await link(log, r'href="(/dashboard/webhooks/[^"]+/rotate\?k=[^"]+)"'),
+        await link(log, rf'href="(/dashboard/webhooks/events/{event["id"]}/resend\?endpoint=[^"]+&amp;k=[^"]+)"'),
+        await link(page, r'href="(/dashboard/webhooks/events/[^"]+/resend\?back=[^"]+&amp;k=[^"]+)"'),
+    ]
+    refund = await a.client.get(page)
+    nonce = re.search(r'name="k" value="([^"]+)"', refund.text)
+    assert nonce
+    links.append(f"/dashboard/payments/{payment['id']}/refund?amount=1.00&k={nonce.group(1)}")
+    keys = [await _confirm_key(a, url) for url in links]
+    assert keys == [await _confirm_key(a, url) for url in links]  # asked again: the same keys
+    assert len(set(keys)) == len(keys)  # one action each
+    fresh = await link("/dashboard/api-keys", r'href="(/dashboard/api-keys/roll\?k=[^"]+)"')
+    assert await _confirm_key(a, fresh) != keys[0]  # a new visit to the page: a new action
+    bare = "/dashboard/api-keys/roll"  # no nonce (a typed URL): a fresh key every time, as before
+    assert await _confirm_key(a, bare) != await _confirm_key(a, bare)
+
+    # Roll, then Back to the confirmation page and confirm again: rolled once, the same new key shown.
+    token = await a.csrf()
+    rolled = await a.client.post("/dashboard/api-keys/roll", data={"csrf_token": token, "idempotency_key": keys[0]})
+    again = await a.client.post(
+        "/dashboard/api-keys/roll", data={"csrf_token": token, "idempotency_key": await _confirm_key(a, links[0])}
+    )
+    shown = [re.findall(r"sk_test_[A-Za-z0-9_\-]+", r.text) for r in (rolled, again)]
+    assert shown[0] and shown[0] == shown[1]
+    assert (await api.get("/v1/payments", headers=auth(shown[0][0]))).status_code == 200
+
+
 # -- search ------------------------------------------------------------------------------------------------
 
 

@@ -23,7 +23,7 @@ from tender.services import events as event_service
 from tender.services import webhook_endpoints as endpoint_service
 from tender.services.dashboard_users import Viewer
 from tender.web.dashboard.auth import FormDep, MerchantViewerDep, PageNotFound, redirect, safe_next
-from tender.web.dashboard.layout import render
+from tender.web.dashboard.layout import confirmation_key, render
 from tender.web.dashboard.money import _cursor
 from tender.web.dashboard.payments import error_of, status_of
 
@@ -104,7 +104,7 @@ async def _event(container: Any, merchant_id: str, event_id: str) -> Any:
 @router.get("/webhooks/events/{event_id}/resend", response_class=HTMLResponse)
 async def resend_confirm(
     request: Request, event_id: str, viewer: MerchantViewerDep, container: ContainerDep, endpoint: Text = None,
-    back: Text = None,
+    back: Text = None, k: Text = None,
 ) -> HTMLResponse:  # fmt: skip
     event = await _event(container, _merchant(viewer), event_id)
     endpoint = (endpoint or "")[:64] or None
@@ -113,6 +113,7 @@ async def resend_confirm(
         request, viewer, title="Resend an event", what=f"Send the {event.type} event {event.id} again, now, to {to}.",
         action=f"/dashboard/webhooks/events/{event_id}/resend", button="Resend",
         back=_resend_back(back, endpoint), fields={"endpoint": endpoint or "", "back": _resend_back(back, endpoint)},
+        key=confirmation_key(f"resend-{event.id}-{endpoint or 'all'}", k),
     )  # fmt: skip
 
 
@@ -169,7 +170,7 @@ def _require_key(key: str) -> None:
 
 @router.get("/webhooks/{endpoint_id}/rotate", response_class=HTMLResponse)
 async def rotate_confirm(
-    request: Request, endpoint_id: str, viewer: MerchantViewerDep, container: ContainerDep
+    request: Request, endpoint_id: str, viewer: MerchantViewerDep, container: ContainerDep, k: Text = None
 ) -> HTMLResponse:
     try:
         endpoint = await endpoint_service.retrieve(container.db, _merchant(viewer), endpoint_id)
@@ -180,7 +181,7 @@ async def rotate_confirm(
         what=f"Make a new signing secret for {endpoint.url}. The old one keeps signing beside it for 24 hours, so"
         " your receiver can switch without missing an event. The new secret is shown once.",
         action=f"/dashboard/webhooks/{endpoint_id}/rotate", button="Rotate the secret",
-        back=f"/dashboard/webhooks/{endpoint_id}",
+        back=f"/dashboard/webhooks/{endpoint_id}", key=confirmation_key(f"rotate-{endpoint.id}", k),
     )  # fmt: skip
 
 
@@ -226,10 +227,10 @@ _ROLL_WHAT = (
 
 
 @router.get("/api-keys/roll", response_class=HTMLResponse)
-async def roll_confirm(request: Request, viewer: MerchantViewerDep) -> HTMLResponse:
+async def roll_confirm(request: Request, viewer: MerchantViewerDep, k: Text = None) -> HTMLResponse:
     return _confirm_page(
         request, viewer, title="Roll the API keys", what=_ROLL_WHAT, action="/dashboard/api-keys/roll",
-        button="Roll the keys", back="/dashboard/api-keys",
+        button="Roll the keys", back="/dashboard/api-keys", key=confirmation_key("roll-keys", k),
     )  # fmt: skip
 
 

@@ -7,6 +7,7 @@ and the operator's when an operator is signed in), who is signed in and the sign
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -104,9 +105,22 @@ def render(
         viewer=viewer,
         csrf_token=viewer.csrf_token if viewer is not None else (csrf_token or ""),
         current=_current_section(request.url.path),
+        nonce=str(uuid.uuid4()),  # for links to a confirmation page: see `confirmation_key`
         **context,
     )
     return HTMLResponse(html, status_code=status_code, headers={**SECURITY_HEADERS, **(headers or {})})
+
+
+def confirmation_key(scope: str, nonce: str | None) -> str | None:
+    """The Idempotency-Key of a confirmation page opened from a page's link carrying its `nonce` (`?k=`): the page
+    asked again (the browser's Back after confirming, a reload) carries the same nonce and gets the same key, so
+    confirming again replays the first outcome instead of acting twice (a second refund, a second roll of the API
+    keys); a new visit to the page the link is on is a new nonce, a new action. `scope` names the action and its
+    object, as one page's nonce serves all its links. None (a fresh key) without a nonce of ours."""
+    try:
+        return f"dashboard-{scope}-{uuid.UUID(nonce or '')}"
+    except ValueError:
+        return None
 
 
 def not_found(request: Request, viewer: Viewer | None) -> HTMLResponse:

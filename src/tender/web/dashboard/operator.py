@@ -27,7 +27,7 @@ from tender.http.deps import ContainerDep
 from tender.services import dashboard_operator as ops
 from tender.services.dashboard_users import Viewer
 from tender.web.dashboard.auth import CsrfRefused, FormDep, PageNotFound, PostedForm, ViewerDep, redirect
-from tender.web.dashboard.layout import render
+from tender.web.dashboard.layout import confirmation_key, render
 from tender.web.dashboard.payments import error_of, status_of
 
 router = APIRouter(prefix="/operator")
@@ -305,13 +305,13 @@ def _retry_what(letter: Any) -> str:
 
 @router.get("/dead-letters/{dead_letter_id}/retry", response_class=HTMLResponse)
 async def retry_confirm(
-    request: Request, dead_letter_id: str, viewer: OperatorDep, container: ContainerDep
+    request: Request, dead_letter_id: str, viewer: OperatorDep, container: ContainerDep, k: Text = None
 ) -> HTMLResponse:
     letter = await _dead_letter(container, dead_letter_id)
     return _confirm(
         request, viewer, title="Retry a dead letter", what=_retry_what(letter), button="Retry",
         action=f"/dashboard/operator/dead-letters/{letter.id}/retry",
-        back=f"/dashboard/operator/dead-letters/{letter.id}",
+        back=f"/dashboard/operator/dead-letters/{letter.id}", key=confirmation_key(f"retry-{letter.id}", k),
     )  # fmt: skip
 
 

@@ -4,8 +4,8 @@ first), one payment with its timeline, payables and refunds, and its actions.
 An action (capture, cancel, refund) is two steps without JavaScript: the payment's page sends a GET to a
 confirmation page, which says what will happen and carries the CSRF token and an Idempotency-Key; its POST runs
 the API's own service under the API's idempotency (services/dashboard.py), so submitting the form twice acts once.
-The key comes from a nonce the payment's page puts in its action forms (`k`): the browser's Back to the
-confirmation page, or a reload of it, asks again with the same nonce and gets the same key, so confirming again
+The key comes from a nonce the payment's page puts in its action forms (`k`; layout.confirmation_key): the
+browser's Back to the confirmation page asks again with the same nonce and gets the same key, so confirming again
 shows the first outcome instead of refunding twice; a new visit to the payment's page is a new nonce. An error is
 shown as the API names it (code, message, param), and nothing is done.
 """
@@ -26,7 +26,7 @@ from tender.http.deps import ContainerDep
 from tender.services import dashboard
 from tender.services.dashboard_users import Viewer
 from tender.web.dashboard.auth import FormDep, MerchantViewerDep, PageNotFound, redirect
-from tender.web.dashboard.layout import money, render
+from tender.web.dashboard.layout import confirmation_key, money, render
 
 router = APIRouter()
 
@@ -120,7 +120,6 @@ async def payment(
     return render(
         request, "dashboard/payment.html", viewer, title=f"Payment {view.payment.id}", view=view, p=view.payment,
         actions=_actions(view), notice=notice, card=view.payment.payment_method.get("card") or {},
-        nonce=str(uuid.uuid4()),
     )  # fmt: skip
 
 
@@ -184,16 +183,7 @@ async def confirm(
     """The confirmation step: what the action will do, and the form that does it."""
     view = await _view(container, viewer, payment_id)
     action = _action(action)
-    return _confirm(request, viewer, view, action, (amount or "")[:32], key=_key_of(action, k))
-
-
-def _key_of(action: str, nonce: str | None) -> str | None:
-    """The confirmation's Idempotency-Key from the payment page's nonce (module docstring); None, a fresh one,
-    when the nonce is missing or not one of ours."""
-    try:
-        return f"dashboard-{action}-{uuid.UUID(nonce or '')}"
-    except ValueError:
-        return None
+    return _confirm(request, viewer, view, action, (amount or "")[:32], key=confirmation_key(action, k))
 
 
 @router.post("/payments/{payment_id}/{action}")
