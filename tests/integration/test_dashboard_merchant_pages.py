@@ -408,7 +408,8 @@ async def test_a_confirmation_page_asked_again_from_the_same_link_has_the_same_k
     refund = await a.client.get(page)
     nonce = re.search(r'name="k" value="([^"]+)"', refund.text)
     assert nonce
-    links.append(f"/dashboard/payments/{payment['id']}/refund?amount=1.00&k={nonce.group(1)}")
+    for amount in ("1.00", "2.00"):  # one page, two amounts: two actions
+        links.append(f"/dashboard/payments/{payment['id']}/refund?amount={amount}&k={nonce.group(1)}")
     keys = [await _confirm_key(a, url) for url in links]
     assert keys == [await _confirm_key(a, url) for url in links]  # asked again: the same keys
     assert len(set(keys)) == len(keys)  # one action each

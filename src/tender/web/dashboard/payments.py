@@ -183,7 +183,9 @@ async def confirm(
     """The confirmation step: what the action will do, and the form that does it."""
     view = await _view(container, viewer, payment_id)
     action = _action(action)
-    return _confirm(request, viewer, view, action, (amount or "")[:32], key=confirmation_key(action, k))
+    amount_text = (amount or "")[:32]  # in the key too: another amount from the same page is another action
+    key = confirmation_key(f"{action}-{payment_id}-{amount_text.strip() or 'all'}", k)
+    return _confirm(request, viewer, view, action, amount_text, key=key)
 
 
 @router.post("/payments/{payment_id}/{action}")
