@@ -74,8 +74,8 @@ from tender.processors.base import (
     registers,
 )
 from tender.services import dead_letters, payment_transitions, payments
-from tender.services.pacing import Pacing
-from tender.services.processor_health import CallOutcome, ProcessorHealth
+from tender.services.pacing import Pacing, ProcessorCalls
+from tender.services.processor_health import ProcessorHealth
 from tender.store import attempts as attempt_store
 from tender.store import payments as store
 from tender.store.db import Conn
@@ -170,8 +170,7 @@ class PaymentOperations:
     ) -> None:
         self._tz = business_tz
         self._health = health
-        self._calls: list[CallOutcome] = []  # this process's call outcomes not yet reported to the breaker
-        self._pacing = pacing or Pacing()
+        self._calls = ProcessorCalls(pacing, health)  # paced, and noted for the breaker
         self._vault = vault
         self._processors = processors
         self._retry = retry or RetryPolicy()
@@ -273,11 +272,8 @@ class PaymentOperations:
                 )
 
     async def report_calls(self) -> None:
-        """Tell the circuit breaker how the calls made since the last report went (after their batch's write,
-        in a transaction of its own; it never raises)."""
-        calls, self._calls = self._calls, []
-        if calls and self._health is not None:
-            await self._health.record(calls)
+        """Tell the circuit breaker how the calls made since the last report went (services/pacing.py)."""
+        await self._calls.report()
 
     def _may_send(self, w: PaymentWork) -> bool:
         """An authorization this claim may send (or confirm) and that is not marked maybe_sent yet."""
@@ -301,13 +297,8 @@ class PaymentOperations:
         return unregistered or not a.maybe_sent
 
     async def _call(self, name: str, call: Callable[[], Awaitable[ProcessorResult]]) -> ProcessorResult:
-        """One call to processor `name`, paced (services/pacing.py) and noted for the breaker."""
-        return self._noted(name, await self._pacing.call(name, call))
-
-    def _noted(self, name: str, result: ProcessorResult) -> ProcessorResult:
-        """A call's result, noted for the circuit breaker: no answer (TRANSIENT, UNKNOWN) is a failure."""
-        self._calls.append(CallOutcome(name, result.outcome not in (Outcome.TRANSIENT, Outcome.UNKNOWN)))
-        return result
+        """One call to processor `name`, paced and noted for the breaker (services/pacing.py)."""
+        return await self._calls.call(name, call)
 
     async def _gates(self, names: Sequence[str]) -> dict[str, Gate]:
         """The breaker's word on `names` that are on, asked one at a time in order until one is usable: asking

@@ -53,8 +53,8 @@ from tender.errors import (
 from tender.processors.base import Outcome, ProcessorResult, registers
 from tender.services import dead_letters, payables
 from tender.services.objects import refund_object
-from tender.services.pacing import Pacing
-from tender.services.processor_health import CallOutcome, ProcessorHealth
+from tender.services.pacing import Pacing, ProcessorCalls
+from tender.services.processor_health import ProcessorHealth
 from tender.store import attempts as attempt_store
 from tender.store import dead_letters as dead_letter_store
 from tender.store import events
@@ -203,22 +203,14 @@ class RefundOperations:
         pacing: Pacing | None = None,  # calls to one processor at a time, shared with the payment pump
     ) -> None:
         self._processors = processors
-        self._pacing = pacing or Pacing()
+        self._calls = ProcessorCalls(pacing, health)  # paced, and noted for the breaker
         self._retry = retry or RetryPolicy()
         self._tz = business_tz
-        self._health = health
-        self._calls: list[CallOutcome] = []  # call outcomes not yet reported to the breaker
 
     async def report_calls(self) -> None:
-        """Tell the circuit breaker how the calls since the last report went (its own transaction; never raises).
-        A refund's circuit is its processor's, as the payment pump sees it."""
-        calls, self._calls = self._calls, []
-        if calls and self._health is not None:
-            await self._health.record(calls)
-
-    def _noted(self, name: str, result: ProcessorResult) -> ProcessorResult:
-        self._calls.append(CallOutcome(name, result.outcome not in (Outcome.TRANSIENT, Outcome.UNKNOWN)))
-        return result
+        """Tell the circuit breaker how the calls since the last report went (services/pacing.py). A refund's
+        circuit is its processor's, as the payment pump sees it."""
+        await self._calls.report()
 
     async def prepare(self, conn: Conn, rows: Sequence[Mapping[str, Any]]) -> list[RefundWork]:
         """The claimed refunds' work, in the claim's transaction."""
@@ -315,8 +307,8 @@ class RefundOperations:
         return self._outcome(w, await self._call(w, lambda: processor.refund(w.id, authorization, w.refund.amount)))
 
     async def _call(self, w: RefundWork, call: Callable[[], Awaitable[ProcessorResult]]) -> ProcessorResult:
-        """One call to the refund's processor, paced (services/pacing.py) and noted for the breaker."""
-        return self._noted(w.refund.processor, await self._pacing.call(w.refund.processor, call))
+        """One call to the refund's processor, paced and noted for the breaker (services/pacing.py)."""
+        return await self._calls.call(w.refund.processor, call)
 
     def _change(self, w: RefundWork, **fields: Any) -> dict[str, Any]:
         change: dict[str, Any] = {
