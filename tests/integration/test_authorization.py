@@ -316,6 +316,7 @@ async def test_a_transient_failure_is_retried_under_the_same_key_and_charged_onc
 
 async def test_a_bug_on_one_payment_does_not_sink_its_batch(api: Any, container: Any, merchant: Any) -> None:
     """A processor that raises (a bug, not a network fault) for one payment: the rest of the batch completes."""
+    from tender.domain.retry import Jitter, RetryPolicy
     from tender.processors.base import AuthorizeRequest, ProcessorResult
 
     real = container.processors["simulator"]
@@ -335,7 +336,9 @@ async def test_a_bug_on_one_payment_does_not_sink_its_batch(api: Any, container:
 
     bad = await pay(api, merchant, amount=4321)
     good = await pay(api, merchant, amount=1234)
-    a = PaymentPump(container.db, container.vault, {"simulator": Exploding()}, lease_seconds=30)
+    # A first backoff of 30-60 s: the default's full jitter can be a few milliseconds, due again by the check below.
+    retry = RetryPolicy(base_seconds=60, jitter=Jitter.EQUAL)
+    a = PaymentPump(container.db, container.vault, {"simulator": Exploding()}, lease_seconds=30, retry=retry)
     await a.run_batch(1000)
     assert (await get(api, merchant, good["id"]))["status"] == "succeeded"
     assert (await get(api, merchant, bad["id"]))["status"] == "processing"
