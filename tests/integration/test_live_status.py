@@ -449,7 +449,7 @@ async def test_the_hub_recovers_when_its_listen_connection_is_killed(
     async with await psycopg.AsyncConnection.connect(container.db.url, autocommit=True) as conn:
         cur = await conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE query LIKE 'LISTEN payment_status%%' AND datname = current_database()"
+            " WHERE query = 'LISTEN \"payment_status\"' AND datname = current_database()"
         )
         assert [row[0] for row in await cur.fetchall()] == [True]
 

@@ -85,9 +85,8 @@ async def balance(db: Database, merchant_id: str) -> Balance:
 
 async def balance_report(db: Database, merchant_id: str) -> list[BalanceLine]:
     """Per currency: the ledger's waiting_funds and available beside the payables' sums (`tender balance`)."""
-    async with db.connection() as conn, conn.transaction():
+    async with db.snapshot() as conn:
         # One snapshot for both reads: a capture committing in between must not look like a mismatch.
-        await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         if await merchant_store.get_merchant(conn, merchant_id) is None:
             raise NotFound("No such merchant.", param="merchant")
         accounts = await ledger_store.merchant_balances(conn, merchant_id)

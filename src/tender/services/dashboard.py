@@ -198,9 +198,8 @@ def build_timeline(payment: Payment, history: PaymentHistory) -> list[TimelineIt
 
 
 async def payment_view(db: Database, merchant_id: str, payment_id: str) -> PaymentView:
-    async with db.connection() as conn, conn.transaction():
+    async with db.snapshot() as conn:
         # One snapshot: the payment and its history as of one moment.
-        await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         payment = await _payment(conn, merchant_id, payment_id)
         history = await queries.payment_history(conn, merchant_id, payment_id)
     return PaymentView(payment, history, build_timeline(payment, history))
@@ -313,8 +312,7 @@ async def balance_history(
     since = datetime.combine(first_day + timedelta(days=1), time(), tz)  # the first day's close is walked back to
     moment = now or datetime.now(tz)
     closed_until = datetime.combine((moment - CLOSED_AFTER).astimezone(tz).date(), time(), tz)
-    async with db.connection() as conn, conn.transaction():
-        await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    async with db.snapshot() as conn:
         balances = await queries.balance_now(conn, merchant_id)
         movements: list[queries.BalanceMovement] = []
         if closed_until > since:

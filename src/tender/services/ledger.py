@@ -10,8 +10,7 @@ from tender.store.db import Database
 
 async def verify(db: Database) -> LedgerVerification:
     """Every check, read from ONE snapshot so that postings committed meanwhile cannot show as drift."""
-    async with db.connection() as conn, conn.transaction():
-        await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    async with db.snapshot() as conn:
         return LedgerVerification(
             totals=await store.totals(conn),
             unbalanced_entries=await store.unbalanced_entries(conn),

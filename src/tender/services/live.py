@@ -23,18 +23,16 @@ from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 
 import psycopg
-from psycopg.rows import TupleRow
 
 from tender.domain.models import Payment
 from tender.domain.payments import PaymentStatus
 from tender.services import payments
 from tender.store.db import Database
+from tender.store.notifications import PAYMENT_STATUS, listening
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "payment_status"
 APPLICATION_NAME = "tender-live-status"  # how the LISTEN connection shows in pg_stat_activity
-_LISTEN = "LISTEN payment_status"  # also the keep-alive ping: a no-op that keeps pg_stat_activity telling
 _STABLE_SECONDS = 5.0  # a LISTEN connection that lived this long was not a failed reconnect
 
 
@@ -182,11 +180,8 @@ class PaymentStatusHub:
         while True:
             connected_at: float | None = None
             try:
-                async with await psycopg.AsyncConnection.connect(
-                    self._url, autocommit=True, application_name=APPLICATION_NAME, connect_timeout=10
-                ) as conn:
-                    await conn.execute(_LISTEN)
-                    self.backend_pid = conn.info.backend_pid
+                async with listening(self._url, PAYMENT_STATUS, application_name=APPLICATION_NAME) as listener:
+                    self.backend_pid = listener.backend_pid
                     connected_at = asyncio.get_running_loop().time()
                     self.connections += 1
                     self._listening.set()
@@ -194,7 +189,8 @@ class PaymentStatusHub:
                         log.info("payment status hub: listening again")
                     # Whatever changed while nobody listened (or before the first LISTEN) is re-read now.
                     self._wake_all()
-                    await self._listen(conn)
+                    async for payment_id in listener.payloads(self._ping_seconds):
+                        self._dispatch(payment_id)
             except (psycopg.Error, OSError, TimeoutError) as exc:
                 log.warning("payment status hub: LISTEN connection lost (%s); reconnecting", type(exc).__name__)
             except Exception:  # never let a surprise end the listener: waiters would fall back to re-checks
@@ -207,15 +203,6 @@ class PaymentStatusHub:
                 delay = self._backoff_initial
             await asyncio.sleep(random.uniform(delay / 2, delay))
             delay = min(delay * 2, self._backoff_max)
-
-    async def _listen(self, conn: psycopg.AsyncConnection[TupleRow]) -> None:
-        while True:
-            async for note in conn.notifies(timeout=self._ping_seconds):
-                self._dispatch(note.payload)
-            # Every `ping_seconds`, make sure the connection is still alive: a half-open TCP connection
-            # would otherwise stay silent forever. Notifications arriving meanwhile are kept by psycopg.
-            async with asyncio.timeout(10):
-                await conn.execute(_LISTEN)
 
 
 async def payment_when_decided(

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-from psycopg.rows import TupleRow
 from pydantic import BaseModel, ConfigDict, Field
 
 from tender.domain.ids import MERCHANT, new_id
 from tender.domain.models import Merchant
 from tender.errors import InvalidRequest, NotFound
 from tender.store import merchants as store
+from tender.store import notifications
 from tender.store.db import Conn, Database
 
 log = logging.getLogger(__name__)
@@ -220,14 +220,14 @@ class Authenticator:
         delay = 0.1
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(
-                    self._db.url, autocommit=True, application_name="tender-api-keys", connect_timeout=10
-                ) as conn:
-                    await store.listen_key_changes(conn)
+                async with notifications.listening(
+                    self._db.url, store.KEYS_CHANNEL, application_name="tender-api-keys"
+                ) as listener:
                     self.forget()  # whatever was rolled while nobody listened
                     self._listening.set()
                     delay = 0.1
-                    await self._listen(conn)
+                    async for _merchant_id in listener.payloads(self._ping_seconds):
+                        self.forget()
             except (psycopg.Error, OSError, TimeoutError) as exc:
                 log.warning("API key listener: connection lost (%s); reconnecting", type(exc).__name__)
             except Exception:  # never let a surprise end the listener (it would stay uncached, not wrong)
@@ -236,11 +236,3 @@ class Authenticator:
                 self._stop_caching()
             await asyncio.sleep(random.uniform(delay / 2, delay))
             delay = min(delay * 2, self._backoff_max)
-
-    async def _listen(self, conn: psycopg.AsyncConnection[TupleRow]) -> None:
-        while True:
-            async for _note in conn.notifies(timeout=self._ping_seconds):
-                self.forget()
-            # A half-open connection would stay silent for ever: check it is alive every `ping_seconds`.
-            async with asyncio.timeout(10):
-                await store.listen_key_changes(conn)

@@ -99,6 +99,14 @@ class Database:
             raise
 
     @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[Conn]:
+        """A read-only transaction on one snapshot (REPEATABLE READ): reads that must agree with one another
+        (a total beside its parts), so that a write committed between two of them cannot show as a mismatch."""
+        async with self.transaction() as conn:
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield conn
+
+    @asynccontextmanager
     async def own_transaction(self) -> AsyncIterator[Conn]:
         """A pooled connection (autocommit) for a caller that sends BEGIN and COMMIT itself, each in one
         pipeline with its first and last statements, where `transaction()` spends a round trip on each (the

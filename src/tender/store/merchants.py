@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
-
-from psycopg import AsyncConnection
 
 from tender.domain.models import Merchant
 from tender.store.db import Conn
@@ -71,11 +68,6 @@ async def expire_live_keys(conn: Conn, merchant_id: str, after: timedelta) -> da
 async def announce_key_change(conn: Conn, merchant_id: str) -> None:
     """Delivered on commit to every API process's key listener, which forgets its cached keys."""
     await conn.execute("SELECT pg_notify(%s, %s)", (KEYS_CHANNEL, merchant_id))
-
-
-async def listen_key_changes(conn: AsyncConnection[Any]) -> None:
-    """LISTEN on the key channel (also the listener's keep-alive: a repeated LISTEN is a no-op)."""
-    await conn.execute(f"LISTEN {KEYS_CHANNEL}")
 
 
 async def get_merchant(conn: Conn, merchant_id: str) -> Merchant | None:

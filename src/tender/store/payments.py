@@ -13,6 +13,7 @@ from psycopg.types.json import Jsonb
 
 from tender.domain.models import Attempt, Payment, VaultCard
 from tender.domain.transitions import PaymentChange
+from tender.store import notifications
 from tender.store.attempts import ATTEMPT_COLUMNS
 from tender.store.db import Conn, Page, newest_first
 
@@ -197,7 +198,7 @@ async def erase_expired_cvcs(conn: Conn, older_than: timedelta) -> list[str]:
             " AND (lease_token IS NULL OR next_run_at <= now())",
             (ids,),
         )
-        await conn.execute("SELECT pg_notify('tender_work', 'payments')")
+        await notifications.announce_work(conn, "payments")
     return ids
 
 
@@ -311,7 +312,7 @@ async def lock_payment(conn: Conn, payment_id: str, merchant_id: str | None = No
 
 async def wake_workers(conn: Conn) -> None:
     """Tell idle workers that payments are due now (delivered at commit): an UPDATE fires no trigger."""
-    await conn.execute("SELECT pg_notify('tender_work', 'payments')")
+    await notifications.announce_work(conn, "payments")
 
 
 async def schedule_now(conn: Conn, payment_id: str, *, reset_tries: bool = False) -> None:
@@ -320,7 +321,7 @@ async def schedule_now(conn: Conn, payment_id: str, *, reset_tries: bool = False
         "UPDATE payments SET next_run_at = now(), tries = CASE WHEN %s THEN 0 ELSE tries END WHERE id = %s",
         (reset_tries, payment_id),
     )
-    await conn.execute("SELECT pg_notify('tender_work', 'payments')")
+    await notifications.announce_work(conn, "payments")
 
 
 # -- the money side of a succeeded refund -------------------------------------------------------------------

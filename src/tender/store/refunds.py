@@ -11,6 +11,7 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from tender.domain.money_models import Refund
+from tender.store import notifications
 from tender.store.db import Conn, Page, newest_first, returned_ids
 from tender.store.rows import fetch_all, fetch_one
 
@@ -105,5 +106,5 @@ async def schedule_now(conn: Conn, refund_id: str) -> bool:
     )
     found = await cur.fetchone() is not None
     if found:
-        await conn.execute("SELECT pg_notify('tender_work', 'refunds')")
+        await notifications.announce_work(conn, "refunds")
     return found

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
+from tender.store import notifications
 from tender.store.db import Conn
 
 
@@ -42,5 +43,5 @@ async def reschedule(conn: Conn, rows: DueRows) -> list[str]:
     cur = await conn.execute(query)
     ids = [row["id"] for row in await cur.fetchall()]
     if ids:
-        await conn.execute("SELECT pg_notify('tender_work', %s)", (rows.table,))
+        await notifications.announce_work(conn, rows.table)
     return ids

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime
 
+from tender.store import notifications
 from tender.store.db import Conn
 
 # Each query answers the decline times in the window, newest first, at most `limit` of them: the caller needs
@@ -72,5 +73,5 @@ async def request_lookup(conn: Conn, payment_id: str, interval_seconds: float) -
     )
     if await cur.fetchone() is None:
         return False
-    await conn.execute("SELECT pg_notify('tender_work', 'payments')")
+    await notifications.announce_work(conn, "payments")
     return True

@@ -12,6 +12,7 @@ from psycopg.rows import class_row
 from tender.domain.ids import WEBHOOK_DELIVERY, new_id
 from tender.domain.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from tender.domain.webhooks import subscribes
+from tender.store import notifications
 from tender.store.db import Conn, Page, newest_first
 from tender.store.rows import fetch_all, fetch_one
 
@@ -206,7 +207,7 @@ async def redeliver(conn: Conn, event_id: str, endpoint_ids: Sequence[str]) -> l
     event = await cur.fetchone()
     assert event is not None
     await insert_deliveries(conn, [(new_id(WEBHOOK_DELIVERY), event["merchant_id"], e, event_id) for e in endpoint_ids])
-    await conn.execute("SELECT pg_notify('tender_work', 'webhook_deliveries')")  # an UPDATE fires no trigger
+    await notifications.announce_work(conn, "webhook_deliveries")  # an UPDATE fires no trigger
     return await fetch_all(
         conn,
         WebhookDelivery,
@@ -224,7 +225,7 @@ async def schedule_now(conn: Conn, delivery_id: str) -> bool:
     )
     found = await cur.fetchone() is not None
     if found:
-        await conn.execute("SELECT pg_notify('tender_work', 'webhook_deliveries')")
+        await notifications.announce_work(conn, "webhook_deliveries")
     return found
 
 

@@ -10,8 +10,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-import psycopg
-
 from tender.bootstrap import Container
 from tender.config import Settings
 from tender.domain.retry import RetryPolicy
@@ -20,12 +18,12 @@ from tender.services.pacing import Pacing
 from tender.services.payment_operations import PaymentSchedule
 from tender.services.processor_health import ProcessorHealth
 from tender.services.webhook_delivery import DeliveryPolicy
+from tender.store import notifications
 from tender.store.db import unavailable
 from tender.worker.pumps import DeliveryPump, ExpiryPump, PaymentPump, RefundPump, RenewalPump, SettlementPump
 
 log = logging.getLogger(__name__)
 
-WORK_CHANNEL = "tender_work"  # notified by triggers on tables with due rows (see the migrations)
 LISTEN_APPLICATION = "tender-worker-listen"  # how the LISTEN connection shows in pg_stat_activity
 _LISTEN_BACKOFF_SECONDS = (0.2, 5.0)  # first and longest pause between attempts to LISTEN again
 _LISTEN_PING_SECONDS = 30.0
@@ -193,21 +191,16 @@ class Worker:
         delay = _LISTEN_BACKOFF_SECONDS[0]
         while not stop.is_set():
             try:
-                async with await psycopg.AsyncConnection.connect(
-                    self.container.db.url, autocommit=True, connect_timeout=10, application_name=LISTEN_APPLICATION
-                ) as conn:
-                    await conn.execute(f"LISTEN {WORK_CHANNEL}")
+                async with notifications.listening(
+                    self.container.db.url, notifications.WORK, application_name=LISTEN_APPLICATION
+                ) as listener:
                     delay = _LISTEN_BACKOFF_SECONDS[0]
                     for event in self._wakes.values():
                         event.set()
-                    while True:
-                        async for note in conn.notifies(timeout=_LISTEN_PING_SECONDS):
-                            woken = self._wakes.get(note.payload)
-                            for event in [woken] if woken else self._wakes.values():  # unknown news: wake all
-                                event.set()
-                        # A half-open TCP connection would stay silent for ever: make sure this one answers.
-                        async with asyncio.timeout(10):
-                            await conn.execute(f"LISTEN {WORK_CHANNEL}")
+                    async for table in listener.payloads(_LISTEN_PING_SECONDS):
+                        woken = self._wakes.get(table)
+                        for event in [woken] if woken else self._wakes.values():  # unknown news: wake all
+                            event.set()
             except Exception as exc:  # never let the listener die: the pumps would only poll from then on
                 log.warning("LISTEN connection lost (%s); polling until it is back", type(exc).__name__)
             await _pause(stop, random.uniform(delay / 2, delay))
