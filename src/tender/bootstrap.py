@@ -32,8 +32,13 @@ class Container:
     intake: PaymentIntake = field(init=False)  # the API's batches of new payments (idle in other processes)
 
     def __post_init__(self) -> None:
-        self.authenticator = Authenticator(self.db)
+        self.authenticator = Authenticator(self.db, listen_url=self.listen_url)
         self.intake = PaymentIntake(self.db, self.vault, self.settings)
+
+    @property
+    def listen_url(self) -> str:
+        """Where LISTEN connections go: PostgreSQL itself, even when the pool goes through a pooler."""
+        return self.settings.database_listen_url or self.db.url
 
     @property
     def default_processor(self) -> str:

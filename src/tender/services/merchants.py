@@ -145,12 +145,14 @@ class Authenticator:
         self,
         db: Database,
         *,
+        listen_url: str | None = None,
         ttl_seconds: float = 30.0,
         max_entries: int = 10_000,
         ping_seconds: float = 10.0,
         backoff_max: float = 5.0,
     ) -> None:
         self._db = db
+        self._listen_url = listen_url or db.url  # LISTEN goes to PostgreSQL itself, never through a pooler
         self._ttl = ttl_seconds
         self._max = max_entries
         self._ping_seconds = ping_seconds
@@ -221,7 +223,7 @@ class Authenticator:
         while True:
             try:
                 async with notifications.listening(
-                    self._db.url, store.KEYS_CHANNEL, application_name="tender-api-keys"
+                    self._listen_url, store.KEYS_CHANNEL, application_name="tender-api-keys"
                 ) as listener:
                     self.forget()  # whatever was rolled while nobody listened
                     self._listening.set()

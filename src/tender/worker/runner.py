@@ -192,7 +192,7 @@ class Worker:
         while not stop.is_set():
             try:
                 async with notifications.listening(
-                    self.container.db.url, notifications.WORK, application_name=LISTEN_APPLICATION
+                    self.container.listen_url, notifications.WORK, application_name=LISTEN_APPLICATION
                 ) as listener:
                     delay = _LISTEN_BACKOFF_SECONDS[0]
                     for event in self._wakes.values():
