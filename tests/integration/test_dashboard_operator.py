@@ -345,4 +345,4 @@ async def test_a_reconciliation_run_now_runs_once_per_form(container: Any, opera
     again = await operator.post("/dashboard/operator/reconciliations/run", data={**data, "date": today})
     assert again.headers["location"] == first.headers["location"] and await runs() == before + 1
     page = await operator.get(first.headers["location"])
-    assert page.status_code == 200 and "completed" in page.text and "hand (CLI or dashboard)" in page.text
+    assert page.status_code == 200 and "completed" in page.text and "hand (the dashboard)" in page.text

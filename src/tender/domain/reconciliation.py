@@ -146,8 +146,9 @@ class Report:
 
 
 class RunTrigger(StrEnum):
-    CLI = "cli"
-    WORKER = "worker"
+    CLI = "cli"  # `tender reconcile`
+    WORKER = "worker"  # the daily run (one per processor and day)
+    DASHBOARD = "dashboard"  # an operator, from the dashboard
 
 
 class RunStatus(StrEnum):

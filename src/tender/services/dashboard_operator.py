@@ -275,8 +275,8 @@ async def run_reconciliation(
     db: Database, vault: Vault, processors_on: Mapping[str, Processor], processor: str, day_text: str, tz: tzinfo,
     *, key: str,
 ) -> ActionResult:  # fmt: skip
-    """Reconcile one processor's day now, as `tender reconcile` does (stored with the trigger `cli`: a run by
-    hand), once per form key: a run reads the processor's records, which may take a while. The answer holds
+    """Reconcile one processor's day now, as `tender reconcile` does (stored with the trigger `dashboard`), once
+    per form key: a run reads the processor's records, which may take a while. The answer holds
     the run's id (its figures are on its page, failed or not)."""
     if processor not in processors_on:
         raise InvalidRequest("processor: not a processor that is on here", param="processor")
@@ -284,7 +284,7 @@ async def run_reconciliation(
     payload = {"processor": processor, "date": day.isoformat()}
 
     async def change(conn: Conn) -> dict[str, Any]:
-        done = await reconciliation.run(db, processors_on[processor], day, tz, trigger=RunTrigger.CLI)
+        done = await reconciliation.run(db, processors_on[processor], day, tz, trigger=RunTrigger.DASHBOARD)
         return {"id": done.run_id, "error": done.error}
 
     return await _act(db, vault, key, "/dashboard/operator/reconciliations/run", payload, change, status_code=201)

@@ -1,5 +1,6 @@
 """/admin/v1/reconciliations: past reconciliation runs against each processor's records (services/reconciliation.py),
-each with its figures and findings. Behind TENDER_ADMIN_KEY. Runs are made by `tender reconcile` and the worker."""
+each with its figures and findings. Behind TENDER_ADMIN_KEY. Runs are made by `tender
+reconcile`, the worker and the dashboard."""
 
 from __future__ import annotations
 
@@ -27,9 +28,9 @@ async def list_reconciliations(
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
     starting_after: StartingAfter = None,
 ) -> Response:
-    """Each run: `{"id": "rec_...", "object": "reconciliation", "processor", "date", "trigger": "cli"|"worker",
-    "status": "running"|"completed"|"failed", "matched", "missing_in_tender", "missing_at_processor",
-    "mismatched", "error", "created", "finished"}`."""
+    """Each run: `{"id": "rec_...", "object": "reconciliation", "processor", "date",
+    "trigger": "cli"|"worker"|"dashboard", "status": "running"|"completed"|"failed", "matched", "missing_in_tender",
+    "missing_at_processor", "mismatched", "error", "created", "finished"}`."""
     rows, has_more = await reconciliation.list_runs(
         container.db, processor=processor, limit=limit, starting_after=starting_after
     )
