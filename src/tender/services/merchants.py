@@ -25,6 +25,8 @@ from tender.store.db import Conn, Database
 
 log = logging.getLogger(__name__)
 
+KEY_LISTENER_APPLICATION = "tender-api-keys"  # how the key cache's LISTEN connection shows in pg_stat_activity
+
 SECRET_PREFIX = "sk_test_"  # noqa: S105 (a key prefix, not a secret)
 PUBLISHABLE_PREFIX = "pk_test_"
 # Operator requests keep their Idempotency-Key under this scope, as merchants' do under their id.
@@ -223,7 +225,7 @@ class Authenticator:
         while True:
             try:
                 async with notifications.listening(
-                    self._listen_url, store.KEYS_CHANNEL, application_name="tender-api-keys"
+                    self._listen_url, store.KEYS_CHANNEL, application_name=KEY_LISTENER_APPLICATION
                 ) as listener:
                     self.forget()  # whatever was rolled while nobody listened
                     self._listening.set()
