@@ -48,7 +48,8 @@ async def test_a_duplicate_of_a_running_request_is_409_at_once_and_replays_after
         elapsed = time.monotonic() - started
         assert second.status_code == 409, second.text
         assert second.json()["error"]["code"] == "idempotency_key_in_use"
-        assert elapsed < 0.5, f"the 409 took {elapsed:.2f} s"
+        # At once: well under the 10 s lock_timeout it would wait out behind the first (and a loaded CI machine).
+        assert elapsed < 5, f"the 409 took {elapsed:.2f} s"
         assert not first.done()
     finally:
         await blocker.rollback()
