@@ -76,7 +76,7 @@ class VaultCard:
     """A vault row as the worker reads it: still ciphertext."""
 
     id: str
-    number_ct: bytes
+    number_ct: bytes | None  # None once its one-off payment is final (never read again then)
     cvc_ct: bytes | None
     exp_month: int
     exp_year: int

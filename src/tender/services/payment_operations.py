@@ -508,7 +508,7 @@ class PaymentOperations:
                 method=dict(payment.payment_method),
                 return_url=payment.return_url,
             )
-        if stored is None:
+        if stored is None or stored.number_ct is None:
             return None
         try:
             number = self._vault.decrypt(stored.number_ct, row_id=stored.id)

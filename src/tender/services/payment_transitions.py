@@ -109,12 +109,21 @@ async def _follow_up(conn: Conn, steps: list[Step], *, tz: tzinfo, now: datetime
     voids = [Attempt(new_id(ATTEMPT), s.payment.id, "cancel", s.payment.processor) for s in steps if s.void]
     for payment_id in await attempt_store.open_voids(conn, voids):
         log.info("payment %s: waited long enough; Tender voids it", payment_id)
+    # A one-off card's number is not needed once its payment is final: it leaves the vault with its CVC in one
+    # UPDATE of its row (below, after saving cards for future use: a saved card keeps it). Any other card whose
+    # authorization just ended loses its CVC now (PCI DSS 3.3.1).
+    ending = {
+        s.payment.card_id
+        for s in steps
+        if s.payment.card_id and s.payment.payment_method_id is None and s.change.status in FINAL_STATUSES
+    }
     await store.erase_cvcs(
         conn,
         [
             s.payment.card_id
             for s in steps
             if s.payment.card_id
+            and s.payment.card_id not in ending
             and s.change.expected_status == PaymentStatus.PROCESSING
             and s.change.status != PaymentStatus.PROCESSING
         ],
@@ -125,6 +134,7 @@ async def _follow_up(conn: Conn, steps: list[Step], *, tz: tzinfo, now: datetime
     )
     # setup_future_usage: an authorized card is saved to its customer and the payment names it (before events).
     await save_cards_for_future_use(conn, [(s.payment, s.change.status) for s in steps if s.change.moved])
+    await store.erase_card_numbers(conn, sorted(ending))  # a card saved just above keeps its number (it has no CVC)
     await events.record_payment_changes(conn, [s.payment for s in steps if s.change.moved])
     # Recurring billing: an invoice follows its payment's end, and so does its subscription (before the
     # payables: a payment on a test clock gets its payable dated in the clock's time there).

@@ -72,9 +72,10 @@ async def list_for_customer(
 
 
 async def vault_card_view(conn: Conn, card_id: str) -> dict[str, Any] | None:
-    """A vault card's public fields (never its ciphertexts)."""
+    """A vault card's public fields (never its ciphertexts); None if its number is gone (its payment ended)."""
     cur = await conn.execute(
-        "SELECT merchant_id, fingerprint, brand, last4, exp_month, exp_year, funding FROM vault_cards WHERE id = %s",
+        "SELECT merchant_id, fingerprint, brand, last4, exp_month, exp_year, funding FROM vault_cards"
+        " WHERE id = %s AND number_ct IS NOT NULL",
         (card_id,),
     )
     row: dict[str, Any] | None = await cur.fetchone()

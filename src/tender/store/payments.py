@@ -180,6 +180,17 @@ async def erase_cvcs(conn: Conn, card_ids: Sequence[str]) -> None:
         )
 
 
+async def erase_card_numbers(conn: Conn, card_ids: Sequence[str]) -> None:
+    """Erase the number (and any CVC) of these one-off cards, their payments final: nothing needs them again.
+    A card saved to a customer meanwhile (setup_future_usage, in the same transaction) keeps its number."""
+    if card_ids:
+        await conn.execute(
+            "UPDATE vault_cards c SET number_ct = NULL, cvc_ct = NULL WHERE c.id = ANY(%s) AND c.number_ct IS NOT NULL"
+            " AND NOT EXISTS (SELECT 1 FROM payment_methods m WHERE m.card_id = c.id)",
+            (list(card_ids),),
+        )
+
+
 async def erase_expired_cvcs(conn: Conn, older_than: timedelta) -> list[str]:
     """Erase the CVC of card payments still processing that were made more than `older_than` ago, and make
     them due for a look-up at once (unless a worker holds them: its own write schedules them). Returns the
