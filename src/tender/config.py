@@ -104,6 +104,8 @@ class Settings(BaseSettings):
     # days (they are for debugging an endpoint; the delivery rows stay, with their last status and error).
     idempotency_key_hours: int = Field(default=48, ge=24)
     webhook_attempt_days: int = Field(default=30, ge=1)
+    # Events (and their finished webhook deliveries) older than this are purged by the worker; 0 keeps them.
+    event_retention_days: int = Field(default=90, ge=0)
 
     # Capture dates, payment dates and settlement days are dates in this IANA time zone.
     business_timezone: str = "UTC"

@@ -7,6 +7,7 @@ creation time (to the millisecond; ids made in the same millisecond have no defi
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from functools import lru_cache
 
 from ulid import ULID
@@ -44,6 +45,12 @@ def new_id(prefix: str) -> str:
     if not _PREFIX_SHAPE.fullmatch(prefix):
         raise ValueError("an id prefix is lower-case ASCII letters")
     return f"{prefix}_{ULID()}"
+
+
+def floor_id(prefix: str, moment: datetime) -> str:
+    """The smallest id of `prefix` made in `moment`'s millisecond: ids made at or after it sort at or after it
+    (an index range on ids is a range in time)."""
+    return f"{prefix}_{str(ULID.from_timestamp(moment.timestamp()))[:10]}{'0' * 16}"
 
 
 @lru_cache(maxsize=64)

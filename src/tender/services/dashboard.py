@@ -21,9 +21,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import orjson
-from ulid import ULID
 
-from tender.domain.ids import BALANCE_TRANSACTION, MAX_ID_LENGTH
+from tender.domain.ids import BALANCE_TRANSACTION, MAX_ID_LENGTH, floor_id
 from tender.domain.models import Payment
 from tender.domain.money import MAX_AMOUNT, currency_exponent, format_amount
 from tender.domain.money_models import Settlement
@@ -235,11 +234,6 @@ class BalanceHistory:
     series: dict[str, list[BalancePoint]] = field(default_factory=dict)
 
 
-def _ulid_floor(moment: datetime) -> str:
-    """The smallest ULID of `moment`'s millisecond: ids made at or after it sort at or after it."""
-    return str(ULID.from_timestamp(moment.timestamp()))[:10] + "0" * 16
-
-
 def history_series(
     now: list[AccountNow], movements: list[queries.BalanceMovement], first_day: date, last_day: date
 ) -> dict[str, list[BalancePoint]]:
@@ -283,7 +277,7 @@ _closed_days: dict[tuple[str, str, datetime, datetime], list[queries.BalanceMove
 
 
 def _entry_floor(moment: datetime) -> str:
-    return f"{BALANCE_TRANSACTION}_{_ulid_floor(moment)}"
+    return floor_id(BALANCE_TRANSACTION, moment)
 
 
 async def _movements(

@@ -52,8 +52,8 @@ async def get(db: Database, merchant_id: str, event_id: str) -> Event:
         return await _get(conn, merchant_id, event_id)
 
 
-async def _get(conn: Conn, merchant_id: str, event_id: str) -> Event:
-    event = await store.get(conn, merchant_id, event_id)
+async def _get(conn: Conn, merchant_id: str, event_id: str, *, share: bool = False) -> Event:
+    event = await store.get(conn, merchant_id, event_id, share=share)
     if event is None:
         raise NotFound("No such event.", param="id")
     return event
@@ -105,8 +105,9 @@ class Redeliver(BaseModel):
 
 
 async def redeliver(conn: Conn, merchant_id: str, event_id: str, request: Redeliver) -> list[DeliveryReport]:
-    """Send the event again, now, with a fresh retry window; returns the deliveries it will make."""
-    event = await _get(conn, merchant_id, event_id)
+    """Send the event again, now, with a fresh retry window; returns the deliveries it will make. The event is
+    held for the transaction: retention (services/maintenance.py) skips it, or has deleted it first (404)."""
+    event = await _get(conn, merchant_id, event_id, share=True)
     if request.endpoint is not None:
         endpoint = await webhook_store.get_endpoint(conn, merchant_id, request.endpoint)
         if endpoint is None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
-from tender.store import idempotency, stranded, webhooks
+from tender.domain.ids import EVENT, floor_id
+from tender.store import events, idempotency, stranded, webhooks
 from tender.store import payments as payment_store
 from tender.store.db import Database
 
@@ -29,6 +30,27 @@ async def purge_webhook_attempts(db: Database, *, days: int) -> int:
         removed = await webhooks.delete_attempts_older_than(conn, days)
     if removed:
         log.info("purged %d webhook attempts older than %d days", removed, days)
+    return removed
+
+
+async def purge_events(
+    db: Database, *, days: int, batch: int = 5_000, max_batches: int = 200, now: datetime | None = None
+) -> int:
+    """Events older than `days` (TENDER_EVENT_RETENTION_DAYS, 90; Stripe keeps 30) with their finished webhook
+    deliveries and attempts: the fastest-growing tables after the payments themselves (docs/scaling.md). An event
+    whose delivery is pending or dead-lettered stays; an object's next event still continues its sequence
+    (store/events.py). In batches, each its own short transaction, up to `max_batches` a round:
+    a backlog (retention just turned on) goes over several rounds, never in one long transaction."""
+    floor = floor_id(EVENT, (now or datetime.now(UTC)) - timedelta(days=days))
+    removed = 0
+    for _ in range(max_batches):
+        async with db.transaction() as conn:
+            gone = await events.delete_older_than(conn, floor, batch)
+        removed += gone
+        if gone < batch:
+            break
+    if removed:
+        log.info("purged %d events older than %d days, with their webhook deliveries", removed, days)
     return removed
 
 

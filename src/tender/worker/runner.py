@@ -175,6 +175,8 @@ class Worker:
                 s = self.container.settings
                 await maintenance.purge_idempotency_keys(self.container.db, hours=s.idempotency_key_hours)
                 await maintenance.purge_webhook_attempts(self.container.db, days=s.webhook_attempt_days)
+                if s.event_retention_days:
+                    await maintenance.purge_events(self.container.db, days=s.event_retention_days)
                 limits = velocity.Limits.from_settings(self.container.settings)
                 await velocity.purge_addresses(self.container.db, limits)
             except Exception as exc:
