@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tender.store import engine, migrate
+from tender.store import engine
 
 
 @pytest.fixture(scope="session")
@@ -37,16 +37,10 @@ def pg_server_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def database_url(pg_server_url: str) -> Iterator[str]:
     """A fresh, migrated database for this test session, dropped afterwards."""
-    import psycopg
-    from psycopg import sql
+    from tests.support.databases import fresh_database
 
-    name = f"tender_test_{uuid.uuid4().hex[:10]}"
-    engine.ensure_database(pg_server_url, name)
-    url = engine.with_database(pg_server_url, name)
-    migrate.upgrade(url)
-    yield url
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with fresh_database(pg_server_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -7,20 +7,17 @@ On a database of its own: the purge is global, and the session's database holds 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg import sql
 from ulid import ULID
 
 from tender.services import maintenance
-from tender.store import engine, migrate
 from tender.store import events as event_store
 from tender.store.db import Database
+from tests.support.databases import fresh_database
 
 pytestmark = pytest.mark.integration
 
@@ -35,24 +32,19 @@ def event_id(at: datetime) -> str:
 
 @pytest.fixture
 async def db(pg_server_url: str) -> AsyncIterator[Database]:
-    name = f"tender_ret_{uuid.uuid4().hex[:10]}"
-    engine.ensure_database(pg_server_url, name)
-    url = engine.with_database(pg_server_url, name)
-    migrate.upgrade(url)
-    database = Database(url, min_size=1, max_size=2)
-    await database.open()
-    try:
-        async with database.connection() as conn:
-            await conn.execute("INSERT INTO merchants (id, name) VALUES ('mer_r', 'Retention')")
-            await conn.execute(
-                "INSERT INTO webhook_endpoints (id, merchant_id, url, events, secret_ct)"
-                " VALUES ('we_r', 'mer_r', 'https://shop.example/hook', '{*}', '\\x00')"
-            )
-        yield database
-    finally:
-        await database.close()
-        with psycopg.connect(pg_server_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with fresh_database(pg_server_url, "tender_ret") as url:
+        database = Database(url, min_size=1, max_size=2)
+        await database.open()
+        try:
+            async with database.connection() as conn:
+                await conn.execute("INSERT INTO merchants (id, name) VALUES ('mer_r', 'Retention')")
+                await conn.execute(
+                    "INSERT INTO webhook_endpoints (id, merchant_id, url, events, secret_ct)"
+                    " VALUES ('we_r', 'mer_r', 'https://shop.example/hook', '{*}', '\\x00')"
+                )
+            yield database
+        finally:
+            await database.close()
 
 
 async def add_event(db: Database, object_id: str, sequence: int, at: datetime, delivery: str | None) -> str:

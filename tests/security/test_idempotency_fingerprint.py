@@ -189,15 +189,11 @@ async def test_a_key_stored_before_the_fix_replays(api: Any, container: Any, mer
 
 def test_migration_0006_erases_the_unkeyed_hashes(pg_server_url: str) -> None:
     import psycopg
-    from psycopg import sql
 
-    from tender.store import engine, migrate
+    from tender.store import migrate
+    from tests.support.databases import fresh_database
 
-    name = f"tender_mig_{uuid.uuid4().hex[:10]}"
-    engine.ensure_database(pg_server_url, name)
-    url = engine.with_database(pg_server_url, name)
-    try:
-        migrate.upgrade(url, "0005")
+    with fresh_database(pg_server_url, "tender_mig", revision="0005") as url:
         body = card_payment(PAN)
         old_hash = next(iter(unkeyed_hashes(body)))
         with psycopg.connect(url, autocommit=True) as conn:
@@ -212,7 +208,4 @@ def test_migration_0006_erases_the_unkeyed_hashes(pg_server_url: str) -> None:
             rows = conn.execute(
                 "SELECT key, request_hash, status_code, response_body FROM idempotency_keys ORDER BY key"
             ).fetchall()
-        assert rows == [("k", None, 202, b"{}"), ("running", None, None, None)]
-    finally:
-        with psycopg.connect(pg_server_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    assert rows == [("k", None, 202, b"{}"), ("running", None, None, None)]

@@ -4,15 +4,14 @@ for the charges to come, and so does a card whose payment is not final yet (a ca
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
 
-from tender.store import engine, migrate
+from tender.store import migrate
 from tests.support.api import auth
+from tests.support.databases import fresh_database
 from tests.support.payments import authorizer, drain, get, pay, post
 from tests.support.subscriptions import customer as customer_with_card
 
@@ -84,16 +83,12 @@ async def test_a_card_saved_by_its_payment_keeps_its_number(api: Any, container:
 
 
 def test_migration_0019_erases_the_numbers_of_payments_that_had_ended(pg_server_url: str) -> None:
-    name = f"tender_mig_{uuid.uuid4().hex[:10]}"
-    engine.ensure_database(pg_server_url, name)
-    url = engine.with_database(pg_server_url, name)
     card = "INSERT INTO vault_cards (id, merchant_id, number_ct, cvc_ct, fingerprint, brand, last4, exp_month,"
     card += " exp_year, funding) VALUES (%s, 'mer_old', '\\x01', '\\x02', 'f', 'visa', '4242', 10, 2030, 'credit')"
     payment = "INSERT INTO payments (id, merchant_id, amount, currency, status, capture, payment_method, processor,"
     payment += " created, updated, card_id, payment_method_id, next_run_at)"
     payment += " VALUES (%s, 'mer_old', 100, 'BRL', %s, true, '{}', 'simulator', now(), now(), %s, %s, %s)"
-    try:
-        migrate.upgrade(url, "0018")
+    with fresh_database(pg_server_url, "tender_mig", revision="0018") as url:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("INSERT INTO merchants (id, name) VALUES ('mer_old', 'Old')")
             for card_id in ("card_done", "card_open", "card_saved"):
@@ -111,7 +106,4 @@ def test_migration_0019_erases_the_numbers_of_payments_that_had_ended(pg_server_
             rows = conn.execute(
                 "SELECT id, number_ct IS NOT NULL, cvc_ct IS NOT NULL FROM vault_cards ORDER BY id"
             ).fetchall()
-        assert rows == [("card_done", False, False), ("card_open", True, True), ("card_saved", True, True)]
-    finally:
-        with psycopg.connect(pg_server_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    assert rows == [("card_done", False, False), ("card_open", True, True), ("card_saved", True, True)]
